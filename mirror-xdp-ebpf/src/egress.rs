@@ -1,0 +1,62 @@
+//! The egress program: remembers the connections this host opens, so that their replies
+//! pass as `return` traffic (docs/semantics.md, "Return traffic").
+
+use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::classifier, programs::TcContext};
+use mirror_xdp_common::{
+    FlowKey, FlowState, PROTO_SLOT_UDP, config_flag, port_flag, port_index,
+};
+
+use crate::{
+    maps::{CONFIG, FLOWS, PORTS},
+    parse::{Frame, L4, Parsed, parse},
+};
+
+/// Lets the next TCX program (or the stack) have the packet: this program only watches.
+const TCX_NEXT: i32 = -1;
+
+#[classifier]
+pub fn mirror_egress(ctx: TcContext) -> i32 {
+    let frame = Frame {
+        start: ctx.data(),
+        end: ctx.data_end(),
+    };
+    let flags = CONFIG.get(0).map_or(0, |c| c.flags);
+    if flags & config_flag::RETURN_TRAFFIC == 0 {
+        return TCX_NEXT;
+    }
+    if let Parsed::Ip(pkt) = parse(&frame) {
+        let opens = match pkt.l4 {
+            // SYN without ACK: this host opens a TCP connection.
+            L4::Tcp => pkt.tcp_flags & 0x12 == 0x02,
+            // A datagram from a port no rule lists: not a reply from a service of ours.
+            L4::Udp => !udp_port_listed(pkt.sport),
+            _ => false,
+        };
+        if opens {
+            let key = FlowKey {
+                local_addr: pkt.src,
+                remote_addr: pkt.dst,
+                local_port: pkt.sport,
+                remote_port: pkt.dport,
+                proto: pkt.proto,
+                family: if pkt.v6 { 6 } else { 4 },
+                _pad: [0; 2],
+            };
+            // SAFETY: the helper has no preconditions.
+            let state = FlowState {
+                last_seen_ns: unsafe { bpf_ktime_get_ns() },
+            };
+            // A full LRU evicts the oldest flow; nothing to do on error.
+            let _ = FLOWS.insert(&key, &state, 0);
+        }
+    }
+    TCX_NEXT
+}
+
+#[inline(always)]
+fn udp_port_listed(sport: [u8; 2]) -> bool {
+    let index = port_index(PROTO_SLOT_UDP, u16::from_be_bytes(sport));
+    PORTS
+        .get(index)
+        .is_some_and(|e| e.flags & port_flag::LISTED != 0)
+}

@@ -1,0 +1,87 @@
+//! The mirror-xdp kernel programs: the XDP enforcer (`mirror_xdp`) and the egress flow
+//! recorder (`mirror_egress`) that makes return traffic possible.
+#![no_std]
+#![no_main]
+
+mod egress;
+mod maps;
+mod parse;
+mod verdict;
+
+use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
+use mirror_xdp_common::{Reason, config_flag, stats_index};
+
+use crate::{
+    maps::{CONFIG, PORT_STATS, STATS},
+    parse::{Frame, Parsed, parse},
+    verdict::{Verdict, judge},
+};
+
+#[xdp]
+pub fn mirror_xdp(ctx: XdpContext) -> u32 {
+    let frame = Frame {
+        start: ctx.data(),
+        end: ctx.data_end(),
+    };
+    let flags = match CONFIG.get(0) {
+        Some(config) => config.flags,
+        None => 0,
+    };
+    // Until user space has written a whole policy, judge nothing.
+    if flags & config_flag::LOADED == 0 {
+        return xdp_action::XDP_PASS;
+    }
+    let verdict = match parse(&frame) {
+        Parsed::NonIp => Verdict {
+            reason: Reason::NonIp,
+            drop: false,
+            port_slot: None,
+        },
+        Parsed::Malformed => Verdict {
+            reason: Reason::Malformed,
+            drop: true,
+            port_slot: None,
+        },
+        Parsed::Ip(pkt) => judge(&pkt, flags),
+    };
+    count(&verdict, frame.len());
+    if verdict.drop && flags & config_flag::MONITOR == 0 {
+        xdp_action::XDP_DROP
+    } else {
+        xdp_action::XDP_PASS
+    }
+}
+
+/// Per-CPU counters: packets and bytes per (reason, dropped), packets per rule port.
+#[inline(always)]
+fn count(verdict: &Verdict, bytes: u64) {
+    if let Some(counter) = STATS.get_ptr_mut(stats_index(verdict.reason, verdict.drop)) {
+        // SAFETY: per-CPU slot, no concurrent writer.
+        unsafe {
+            (*counter).packets += 1;
+            (*counter).bytes += bytes;
+        }
+    }
+    if let Some(slot) = verdict.port_slot
+        && let Some(counter) = PORT_STATS.get_ptr_mut(slot)
+    {
+        // SAFETY: as above.
+        unsafe {
+            if verdict.drop {
+                (*counter).drop_packets += 1;
+            } else {
+                (*counter).pass_packets += 1;
+            }
+        }
+    }
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";

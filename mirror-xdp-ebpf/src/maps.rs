@@ -1,0 +1,39 @@
+//! The BPF maps, shared by the XDP and egress programs. Names and layouts come from
+//! `mirror-xdp-common`; user space pins them after loading.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, LpmTrie, LruHashMap, PerCpuArray},
+};
+use mirror_xdp_common::{
+    Config, Counter, FlowKey, FlowState, FromKeyV4, FromKeyV6, PortCounter, PortEntry, capacity,
+};
+
+#[map(name = "mx_config_v1")]
+pub static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
+
+#[map(name = "mx_ports_v1")]
+pub static PORTS: Array<PortEntry> = Array::with_max_entries(capacity::PORTS, 0);
+
+#[map(name = "mx_src4_v1")]
+pub static SOURCES_V4: LpmTrie<[u8; 4], u32> = LpmTrie::with_max_entries(capacity::SOURCES_V4, 0);
+
+#[map(name = "mx_src6_v1")]
+pub static SOURCES_V6: LpmTrie<[u8; 16], u32> =
+    LpmTrie::with_max_entries(capacity::SOURCES_V6, 0);
+
+#[map(name = "mx_from4_v1")]
+pub static FROM_V4: LpmTrie<FromKeyV4, u32> = LpmTrie::with_max_entries(capacity::FROM_V4, 0);
+
+#[map(name = "mx_from6_v1")]
+pub static FROM_V6: LpmTrie<FromKeyV6, u32> = LpmTrie::with_max_entries(capacity::FROM_V6, 0);
+
+#[map(name = "mx_flows_v1")]
+pub static FLOWS: LruHashMap<FlowKey, FlowState> = LruHashMap::with_max_entries(capacity::FLOWS, 0);
+
+#[map(name = "mx_stats_v1")]
+pub static STATS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(capacity::STATS, 0);
+
+#[map(name = "mx_pstats_v1")]
+pub static PORT_STATS: PerCpuArray<PortCounter> =
+    PerCpuArray::with_max_entries(capacity::PORTS, 0);

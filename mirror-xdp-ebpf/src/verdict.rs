@@ -1,0 +1,165 @@
+//! The verdict order of SPEC section 2 (see docs/semantics.md), one step after another.
+
+use aya_ebpf::{helpers::bpf_ktime_get_ns, maps::lpm_trie::Key};
+use mirror_xdp_common::{
+    FlowKey, FromKeyV4, FromKeyV6, PROTO_SLOT_TCP, PROTO_SLOT_UDP, PortEntry, Reason,
+    config_flag, ipproto, port_flag, port_index, source_flag,
+};
+
+use crate::{
+    maps::{FLOWS, FROM_V4, FROM_V6, PORTS, SOURCES_V4, SOURCES_V6},
+    parse::{L4, Packet},
+};
+
+/// A decision: why, whether it drops, and the ports-array index of the rule that decided.
+pub struct Verdict {
+    pub reason: Reason,
+    pub drop: bool,
+    pub port_slot: Option<u32>,
+}
+
+impl Verdict {
+    #[inline(always)]
+    const fn new(reason: Reason, drop: bool) -> Self {
+        Verdict {
+            reason,
+            drop,
+            port_slot: None,
+        }
+    }
+
+    /// A reason that passes or drops as a `settings` switch says.
+    #[inline(always)]
+    const fn setting(reason: Reason, flags: u32, pass_flag: u32) -> Self {
+        Verdict::new(reason, flags & pass_flag == 0)
+    }
+}
+
+/// ICMP types that always pass: errors path MTU discovery and diagnostics need, echo replies.
+#[inline(always)]
+fn icmp_essential(v6: bool, icmp_type: u8) -> bool {
+    if v6 {
+        matches!(icmp_type, 1 | 2 | 3 | 129 | 133..=137)
+    } else {
+        matches!(icmp_type, 0 | 3 | 11)
+    }
+}
+
+/// Steps 3 to 15 for a well-formed IP packet; `flags` is the config's `config_flag` bits.
+#[inline(always)]
+pub fn judge(pkt: &Packet, flags: u32) -> Verdict {
+    let source = source_flags(pkt);
+    if source & source_flag::TRUSTED != 0 {
+        return Verdict::new(Reason::Trusted, false);
+    }
+    if source & source_flag::DENIED != 0 {
+        return Verdict::new(Reason::Denied, true);
+    }
+    let slot = match pkt.l4 {
+        L4::Icmp => {
+            if icmp_essential(pkt.v6, pkt.icmp_type) {
+                return Verdict::new(Reason::Icmp, false);
+            }
+            return Verdict::setting(Reason::Icmp, flags, config_flag::ICMP_PASS);
+        }
+        L4::Fragment => {
+            return Verdict::setting(Reason::Fragment, flags, config_flag::FRAGMENTS_PASS);
+        }
+        L4::Other => return Verdict::setting(Reason::Protocol, flags, config_flag::OTHER_PASS),
+        L4::Tcp => PROTO_SLOT_TCP,
+        L4::Udp => PROTO_SLOT_UDP,
+    };
+    if flags & config_flag::RETURN_TRAFFIC != 0 && is_return(pkt) {
+        return Verdict::new(Reason::Return, false);
+    }
+    let index = port_index(slot, u16::from_be_bytes(pkt.dport));
+    let entry = match PORTS.get(index) {
+        Some(entry) if entry.flags & port_flag::LISTED != 0 => *entry,
+        _ => return Verdict::setting(Reason::PortClosed, flags, config_flag::DEFAULT_PASS)
+            .default_named(),
+    };
+    let mut verdict = if entry.flags & port_flag::HAS_FROM != 0 && !from_allows(pkt, &entry) {
+        Verdict::new(Reason::SourceNotAllowed, true)
+    } else {
+        Verdict::new(Reason::Allowed, false)
+    };
+    verdict.port_slot = Some(index);
+    verdict
+}
+
+impl Verdict {
+    /// `settings.default = "pass"` passes with reason `default`, not `port_closed`.
+    #[inline(always)]
+    fn default_named(mut self) -> Self {
+        if !self.drop {
+            self.reason = Reason::Default;
+        }
+        self
+    }
+}
+
+/// The `source_flag` bits of the longest matching `sources` prefix (user space folds the
+/// flags of shorter prefixes into longer ones, so one lookup answers both lists).
+#[inline(always)]
+fn source_flags(pkt: &Packet) -> u32 {
+    let found = if pkt.v6 {
+        SOURCES_V6.get(Key::new(128, pkt.src))
+    } else {
+        SOURCES_V4.get(Key::new(32, [pkt.src[0], pkt.src[1], pkt.src[2], pkt.src[3]]))
+    };
+    found.copied().unwrap_or(0)
+}
+
+/// Is the source inside the rule's `from` set?
+#[inline(always)]
+fn from_allows(pkt: &Packet, entry: &PortEntry) -> bool {
+    let from_id = (entry.from_id as u32).to_be_bytes();
+    if pkt.v6 {
+        let key = FromKeyV6 {
+            from_id,
+            addr: pkt.src,
+        };
+        FROM_V6.get(Key::new(32 + 128, key)).is_some()
+    } else {
+        let key = FromKeyV4 {
+            from_id,
+            addr: [pkt.src[0], pkt.src[1], pkt.src[2], pkt.src[3]],
+        };
+        FROM_V4.get(Key::new(32 + 32, key)).is_some()
+    }
+}
+
+/// Step 10: a reply to a connection this host opened and that is still fresh. A hit
+/// refreshes the flow, so an active connection never idles out.
+#[inline(always)]
+fn is_return(pkt: &Packet) -> bool {
+    let key = FlowKey {
+        local_addr: pkt.dst,
+        remote_addr: pkt.src,
+        local_port: pkt.dport,
+        remote_port: pkt.sport,
+        proto: pkt.proto,
+        family: if pkt.v6 { 6 } else { 4 },
+        _pad: [0; 2],
+    };
+    let Some(state) = FLOWS.get_ptr_mut(&key) else {
+        return false;
+    };
+    // SAFETY: the helper returns no time value that could be invalid.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let idle = if pkt.proto == ipproto::TCP {
+        mirror_xdp_common::FLOW_IDLE_NS_TCP
+    } else {
+        mirror_xdp_common::FLOW_IDLE_NS_UDP
+    };
+    // SAFETY: a pointer from a map lookup is valid for this program run; a concurrent
+    // update only changes the timestamp, and any of the values written is fine.
+    unsafe {
+        let last = (*state).last_seen_ns;
+        if now > last && now - last >= idle {
+            return false;
+        }
+        (*state).last_seen_ns = now;
+    }
+    true
+}

@@ -1,0 +1,51 @@
+//! `mirror-xdp attach`: load the enforcer, attach it to interfaces and pin it.
+
+use std::path::PathBuf;
+
+use super::{Failure, load_policy};
+use mirror_xdp::{
+    enforcer::{self, AttachMode},
+    state::Paths,
+};
+
+/// Load the enforcer with a policy, attach it to interfaces and pin it: protection stays in
+/// force after this command returns.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Interface to protect (repeat for several).
+    #[arg(long = "iface", required = true)]
+    pub ifaces: Vec<String>,
+    /// The policy file (TOML).
+    #[arg(long)]
+    pub policy: PathBuf,
+    /// XDP attach mode: `auto` tries native and falls back to skb.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub xdp_mode: AttachMode,
+}
+
+pub fn run(args: Args, paths: &Paths) -> Result<(), Failure> {
+    let policy = load_policy(&args.policy)?;
+    let limits = policy.limits.enabled();
+    if !limits.is_empty() {
+        return Err(Failure::invalid(format!(
+            "{}: [limits] enables {}, which this release does not enforce yet; remove them (or set them to 0) to attach",
+            args.policy.display(),
+            limits.join(", ")
+        )));
+    }
+    let record = enforcer::attach(paths, &args.ifaces, &policy, args.xdp_mode, &mut |msg| {
+        eprintln!("{msg}")
+    })
+    .map_err(Failure::operational)?;
+    for i in &record.interfaces {
+        println!(
+            "attached to {} ({} mode, program {}), policy {} in {} mode",
+            i.name,
+            i.xdp_mode,
+            i.prog_id,
+            record.policy.path.display(),
+            record.mode
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,18 @@
+//! `mirror-xdp detach`: remove the enforcer from one interface or all.
+
+use super::Failure;
+use mirror_xdp::{enforcer, state::Paths};
+
+/// Detach the enforcer; without --iface from every interface (and remove its pins).
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Only this interface.
+    #[arg(long)]
+    pub iface: Option<String>,
+}
+
+pub fn run(args: Args, paths: &Paths) -> Result<(), Failure> {
+    let detached = enforcer::detach(paths, args.iface.as_deref()).map_err(Failure::operational)?;
+    println!("detached from {}", detached.join(", "));
+    Ok(())
+}

@@ -1,0 +1,111 @@
+//! The command line (SPEC section 3): one file per subcommand, clap derive with the doc
+//! comments as help text, and the exit codes of the contract.
+
+mod attach;
+mod check;
+mod detach;
+mod stats;
+mod status;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use mirror_xdp::state::{DEFAULT_BPFFS_DIR, DEFAULT_STATE_DIR, Paths};
+
+/// XDP port-whitelist firewall for mirror servers.
+#[derive(Debug, Parser)]
+#[command(name = "mirror-xdp", version, about)]
+pub struct Cli {
+    /// Folder on bpffs for the pinned maps and links.
+    #[arg(long, global = true, env = "MIRROR_XDP_BPFFS", default_value = DEFAULT_BPFFS_DIR)]
+    pub bpffs: PathBuf,
+    /// Folder of the state file.
+    #[arg(long, global = true, env = "MIRROR_XDP_STATE_DIR", default_value = DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    Attach(attach::Args),
+    Check(check::Args),
+    Detach(detach::Args),
+    Status(status::Args),
+    Stats(stats::Args),
+}
+
+/// A failure with the exit code the contract gives it.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: u8,
+    pub message: String,
+}
+
+/// Exit codes of SPEC section 3.
+pub const EXIT_OPERATIONAL: u8 = 1;
+pub const EXIT_INVALID_INPUT: u8 = 2;
+
+impl Failure {
+    pub fn operational(e: impl std::fmt::Display) -> Failure {
+        Failure {
+            code: EXIT_OPERATIONAL,
+            message: e.to_string(),
+        }
+    }
+
+    pub fn invalid(e: impl std::fmt::Display) -> Failure {
+        Failure {
+            code: EXIT_INVALID_INPUT,
+            message: e.to_string(),
+        }
+    }
+}
+
+impl Cli {
+    pub fn paths(&self) -> Paths {
+        Paths {
+            bpffs: self.bpffs.clone(),
+            state_dir: self.state_dir.clone(),
+        }
+    }
+
+    pub fn run(self) -> Result<(), Failure> {
+        let paths = self.paths();
+        match self.command {
+            Command::Check(args) => check::run(args),
+            Command::Attach(args) => {
+                require_root()?;
+                attach::run(args, &paths)
+            }
+            Command::Detach(args) => {
+                require_root()?;
+                detach::run(args, &paths)
+            }
+            Command::Status(args) => {
+                require_root()?;
+                status::run(args, &paths)
+            }
+            Command::Stats(args) => {
+                require_root()?;
+                stats::run(args, &paths)
+            }
+        }
+    }
+}
+
+/// The BPF syscalls need CAP_BPF and CAP_NET_ADMIN; say so plainly instead of EPERM.
+fn require_root() -> Result<(), Failure> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err(Failure::operational(
+            "mirror-xdp needs root (CAP_BPF and CAP_NET_ADMIN); run it with sudo",
+        ));
+    }
+    Ok(())
+}
+
+/// Reads and validates a policy; a rejection is invalid input (exit 2).
+fn load_policy(path: &std::path::Path) -> Result<mirror_xdp::policy::Policy, Failure> {
+    mirror_xdp::policy::Policy::load(path).map_err(Failure::invalid)
+}

@@ -1,0 +1,210 @@
+//! Typed access to the enforcer's BPF maps, from a freshly loaded object or from the pins of
+//! an attached enforcer. No map-name strings live anywhere else in user space.
+
+use std::path::Path;
+
+use aya::{
+    Ebpf,
+    maps::{Array, HashMap, LpmTrie, Map, MapData, MapError, PerCpuArray, lpm_trie::Key},
+};
+use mirror_xdp_common::{
+    Config, Counter, FlowKey, FlowState, FromKeyV4, FromKeyV6, PortCounter, PortEntry, Reason,
+    capacity, config_flag, map_name, stats_index,
+};
+
+use crate::compile::MapImage;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MapsError {
+    #[error("map {name} is missing from the eBPF object")]
+    Missing { name: &'static str },
+    #[error("cannot open pinned map {path}: {source}")]
+    OpenPin {
+        path: std::path::PathBuf,
+        source: MapError,
+    },
+    #[error("map {name}: {source}")]
+    Access {
+        name: &'static str,
+        source: MapError,
+    },
+}
+
+/// All maps of one enforcer.
+pub struct Maps {
+    pub config: Array<MapData, Config>,
+    pub ports: Array<MapData, PortEntry>,
+    pub sources_v4: LpmTrie<MapData, [u8; 4], u32>,
+    pub sources_v6: LpmTrie<MapData, [u8; 16], u32>,
+    pub from_v4: LpmTrie<MapData, FromKeyV4, u32>,
+    pub from_v6: LpmTrie<MapData, FromKeyV6, u32>,
+    pub flows: HashMap<MapData, FlowKey, FlowState>,
+    pub stats: PerCpuArray<MapData, Counter>,
+    pub port_stats: PerCpuArray<MapData, PortCounter>,
+}
+
+/// Packets and bytes of one reason, summed over CPUs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReasonCount {
+    pub packets: u64,
+    pub bytes: u64,
+    /// Of those, dropped (in monitor mode: would have been dropped).
+    pub drop_packets: u64,
+    pub drop_bytes: u64,
+}
+
+fn access(name: &'static str) -> impl Fn(MapError) -> MapsError {
+    move |source| MapsError::Access { name, source }
+}
+
+impl Maps {
+    /// Takes the maps out of a loaded object.
+    pub fn from_ebpf(ebpf: &mut Ebpf) -> Result<Maps, MapsError> {
+        let mut take = |name: &'static str| {
+            ebpf.take_map(name)
+                .ok_or(MapsError::Missing { name })
+        };
+        Maps::from_source(&mut take)
+    }
+
+    /// Opens the maps pinned in `dir` by an attached enforcer.
+    pub fn open_pinned(dir: &Path) -> Result<Maps, MapsError> {
+        let mut open = |name: &'static str| {
+            let path = dir.join(name);
+            MapData::from_pin(&path)
+                .and_then(Map::from_map_data)
+                .map_err(|source| MapsError::OpenPin { path, source })
+        };
+        Maps::from_source(&mut open)
+    }
+
+    fn from_source(
+        get: &mut dyn FnMut(&'static str) -> Result<Map, MapsError>,
+    ) -> Result<Maps, MapsError> {
+        macro_rules! typed {
+            ($name:expr) => {
+                get($name)?.try_into().map_err(access($name))?
+            };
+        }
+        Ok(Maps {
+            config: typed!(map_name::CONFIG),
+            ports: typed!(map_name::PORTS),
+            sources_v4: typed!(map_name::SOURCES_V4),
+            sources_v6: typed!(map_name::SOURCES_V6),
+            from_v4: typed!(map_name::FROM_V4),
+            from_v6: typed!(map_name::FROM_V6),
+            flows: typed!(map_name::FLOWS),
+            stats: typed!(map_name::STATS),
+            port_stats: typed!(map_name::PORT_STATS),
+        })
+    }
+
+    /// Writes a compiled policy into maps that hold none yet, and marks it loaded last, so
+    /// the program never judges by half a policy.
+    pub fn write_fresh(&mut self, image: &MapImage) -> Result<(), MapsError> {
+        for (index, entry) in &image.ports {
+            self.ports
+                .set(*index, entry, 0)
+                .map_err(access(map_name::PORTS))?;
+        }
+        for (net, flags) in &image.sources_v4 {
+            let key = Key::new(net.prefix_len() as u32, net.network().octets());
+            self.sources_v4
+                .insert(&key, flags, 0)
+                .map_err(access(map_name::SOURCES_V4))?;
+        }
+        for (net, flags) in &image.sources_v6 {
+            let key = Key::new(net.prefix_len() as u32, net.network().octets());
+            self.sources_v6
+                .insert(&key, flags, 0)
+                .map_err(access(map_name::SOURCES_V6))?;
+        }
+        for (from_id, net) in &image.from_v4 {
+            let data = FromKeyV4 {
+                from_id: (*from_id as u32).to_be_bytes(),
+                addr: net.network().octets(),
+            };
+            let key = Key::new(32 + net.prefix_len() as u32, data);
+            self.from_v4
+                .insert(&key, 1, 0)
+                .map_err(access(map_name::FROM_V4))?;
+        }
+        for (from_id, net) in &image.from_v6 {
+            let data = FromKeyV6 {
+                from_id: (*from_id as u32).to_be_bytes(),
+                addr: net.network().octets(),
+            };
+            let key = Key::new(32 + net.prefix_len() as u32, data);
+            self.from_v6
+                .insert(&key, 1, 0)
+                .map_err(access(map_name::FROM_V6))?;
+        }
+        let config = Config {
+            flags: image.config_flags | config_flag::LOADED,
+        };
+        self.config
+            .set(0, config, 0)
+            .map_err(access(map_name::CONFIG))
+    }
+
+    /// The config flags in force.
+    pub fn config_flags(&self) -> Result<u32, MapsError> {
+        Ok(self
+            .config
+            .get(&0, 0)
+            .map_err(access(map_name::CONFIG))?
+            .flags)
+    }
+
+    /// Counters per reason, summed over CPUs.
+    pub fn reason_counts(&self) -> Result<Vec<(Reason, ReasonCount)>, MapsError> {
+        let sum = |reason, dropped| -> Result<Counter, MapsError> {
+            let values = self
+                .stats
+                .get(&stats_index(reason, dropped), 0)
+                .map_err(access(map_name::STATS))?;
+            Ok(values.iter().fold(Counter::default(), |acc, c| Counter {
+                packets: acc.packets + c.packets,
+                bytes: acc.bytes + c.bytes,
+            }))
+        };
+        Reason::ALL
+            .iter()
+            .map(|&reason| {
+                let passed = sum(reason, false)?;
+                let dropped = sum(reason, true)?;
+                Ok((
+                    reason,
+                    ReasonCount {
+                        packets: passed.packets + dropped.packets,
+                        bytes: passed.bytes + dropped.bytes,
+                        drop_packets: dropped.packets,
+                        drop_bytes: dropped.bytes,
+                    },
+                ))
+            })
+            .collect()
+    }
+
+    /// Pass and drop counts of one ports-array slot, summed over CPUs.
+    pub fn port_count(&self, index: u32) -> Result<PortCounter, MapsError> {
+        let values = self
+            .port_stats
+            .get(&index, 0)
+            .map_err(access(map_name::PORT_STATS))?;
+        Ok(values.iter().fold(PortCounter::default(), |acc, c| PortCounter {
+            pass_packets: acc.pass_packets + c.pass_packets,
+            drop_packets: acc.drop_packets + c.drop_packets,
+        }))
+    }
+
+    /// Records a flow as if this host had opened it `age_ns` ago (tests and tools).
+    pub fn insert_flow(&mut self, key: &FlowKey, last_seen_ns: u64) -> Result<(), MapsError> {
+        self.flows
+            .insert(key, FlowState { last_seen_ns }, 0)
+            .map_err(access(map_name::FLOWS))
+    }
+
+    /// How many port slots exist (for iterating the per-port counters).
+    pub const PORT_SLOTS: u32 = capacity::PORTS;
+}

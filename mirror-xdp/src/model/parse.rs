@@ -1,0 +1,282 @@
+//! The frame parser of the reference model: docs/semantics.md "Link layer" to "L4", as code.
+//!
+//! Every check is spelled out in the order the document lists it, so that a reader can hold
+//! the two side by side. Only the outcome (a packet, non-IP, or malformed) matters to the
+//! verdict; the message inside [`Malformed`] is for humans reading a failed test.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use mirror_xdp_common::{FlowKey, MAX_IPV6_EXT_HEADERS, ipproto};
+
+const ETH_HLEN: usize = 14;
+const ETHERTYPE_VLAN: u16 = 0x8100;
+const ETHERTYPE_QINQ: u16 = 0x88A8;
+const ETHERTYPE_IPV4: u16 = 0x0800;
+const ETHERTYPE_IPV6: u16 = 0x86DD;
+/// Tags beyond this many are refused: stacked tags must not carry a packet past the filter.
+const MAX_VLAN_TAGS: usize = 2;
+
+/// What a frame is, once it parsed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Parsed {
+    /// Not IPv4/IPv6 after the VLAN tags (step 1).
+    NonIp {
+        ethertype: u16,
+    },
+    Ip(IpPacket),
+}
+
+/// An IPv4 or IPv6 packet whose headers all fit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IpPacket {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub l4: L4,
+}
+
+/// What the filter reads above IP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum L4 {
+    /// A non-first fragment: no L4 header.
+    Fragment,
+    Tcp {
+        src_port: u16,
+        dst_port: u16,
+        flags: u8,
+    },
+    Udp {
+        src_port: u16,
+        dst_port: u16,
+    },
+    /// ICMP in an IPv4 packet (protocol 1) or ICMPv6 in an IPv6 packet (58).
+    Icmp {
+        icmp_type: u8,
+        code: u8,
+    },
+    /// Any other upper-layer protocol, including 58 in IPv4 and 1 in IPv6.
+    Other {
+        proto: u8,
+    },
+}
+
+/// The frame is truncated or invalid (step 2); the text says which check failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Malformed(pub &'static str);
+
+/// TCP flag bits (byte 13 of the TCP header).
+pub mod tcp_flag {
+    pub const FIN: u8 = 0x01;
+    pub const SYN: u8 = 0x02;
+    pub const RST: u8 = 0x04;
+    pub const PSH: u8 = 0x08;
+    pub const ACK: u8 = 0x10;
+}
+
+/// Parses a frame as docs/semantics.md describes.
+pub fn parse(frame: &[u8]) -> Result<Parsed, Malformed> {
+    if frame.len() < ETH_HLEN {
+        return Err(Malformed("frame shorter than an Ethernet header"));
+    }
+    // `at` is the offset of the current EtherType field.
+    let mut at = 12;
+    let mut ethertype = be16(frame, at);
+    let mut tags = 0;
+    while ethertype == ETHERTYPE_VLAN || ethertype == ETHERTYPE_QINQ {
+        if tags == MAX_VLAN_TAGS {
+            return Err(Malformed("more than two VLAN tags"));
+        }
+        // The tag is the 4 bytes after the EtherType; its last two are the next EtherType.
+        if at + 6 > frame.len() {
+            return Err(Malformed("VLAN tag truncated"));
+        }
+        at += 4;
+        ethertype = be16(frame, at);
+        tags += 1;
+    }
+    let l3 = at + 2;
+    match ethertype {
+        ETHERTYPE_IPV4 => ipv4(frame, l3).map(Parsed::Ip),
+        ETHERTYPE_IPV6 => ipv6(frame, l3).map(Parsed::Ip),
+        other => Ok(Parsed::NonIp { ethertype: other }),
+    }
+}
+
+/// The FlowKey under which the egress program would have recorded the connection that this
+/// ingress TCP/UDP packet replies to: local = its destination, remote = its source.
+pub fn flow_key(packet: &IpPacket) -> Option<FlowKey> {
+    let (proto, src_port, dst_port) = match packet.l4 {
+        L4::Tcp {
+            src_port, dst_port, ..
+        } => (ipproto::TCP, src_port, dst_port),
+        L4::Udp { src_port, dst_port } => (ipproto::UDP, src_port, dst_port),
+        _ => return None,
+    };
+    let (local_addr, family) = addr_bytes(packet.dst);
+    let (remote_addr, _) = addr_bytes(packet.src);
+    Some(FlowKey {
+        local_addr,
+        remote_addr,
+        local_port: dst_port.to_be_bytes(),
+        remote_port: src_port.to_be_bytes(),
+        proto,
+        family,
+        _pad: [0; 2],
+    })
+}
+
+/// An address as the FLOWS map stores it, and its family (4 or 6).
+fn addr_bytes(addr: IpAddr) -> ([u8; 16], u8) {
+    let mut out = [0; 16];
+    match addr {
+        IpAddr::V4(a) => {
+            out[..4].copy_from_slice(&a.octets());
+            (out, 4)
+        }
+        IpAddr::V6(a) => (a.octets(), 6),
+    }
+}
+
+fn ipv4(frame: &[u8], o: usize) -> Result<IpPacket, Malformed> {
+    let h = frame
+        .get(o..o + 20)
+        .ok_or(Malformed("IPv4 header truncated"))?;
+    if h[0] >> 4 != 4 {
+        return Err(Malformed("IPv4 version is not 4"));
+    }
+    let header_len = usize::from(h[0] & 0x0F) * 4;
+    if header_len < 20 {
+        return Err(Malformed("IPv4 IHL < 5"));
+    }
+    if o + header_len > frame.len() {
+        return Err(Malformed("IPv4 options truncated"));
+    }
+    let total_len = usize::from(be16(h, 2));
+    if total_len < header_len {
+        return Err(Malformed("IPv4 total length < header length"));
+    }
+    if o + total_len > frame.len() {
+        return Err(Malformed("IPv4 total length beyond the frame"));
+    }
+    let src = IpAddr::V4(Ipv4Addr::from([h[12], h[13], h[14], h[15]]));
+    let dst = IpAddr::V4(Ipv4Addr::from([h[16], h[17], h[18], h[19]]));
+    let l4 = if be16(h, 6) & 0x1FFF != 0 {
+        L4::Fragment
+    } else {
+        // Bytes past the total length are link padding, not L4 data.
+        upper(&frame[o + header_len..o + total_len], h[9], ipproto::ICMP)?
+    };
+    Ok(IpPacket { src, dst, l4 })
+}
+
+fn ipv6(frame: &[u8], o: usize) -> Result<IpPacket, Malformed> {
+    let h = frame
+        .get(o..o + 40)
+        .ok_or(Malformed("IPv6 header truncated"))?;
+    if h[0] >> 4 != 6 {
+        return Err(Malformed("IPv6 version is not 6"));
+    }
+    let payload_len = usize::from(be16(h, 4));
+    if payload_len == 0 {
+        return Err(Malformed("IPv6 payload length 0 (jumbogram)"));
+    }
+    let end = o + 40 + payload_len;
+    if end > frame.len() {
+        return Err(Malformed("IPv6 payload length beyond the frame"));
+    }
+    let src = IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(&h[8..24]).unwrap()));
+    let dst = IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(&h[24..40]).unwrap()));
+    let packet = |l4| Ok(IpPacket { src, dst, l4 });
+
+    let mut next = h[6];
+    let mut cur = o + 40;
+    for _ in 0..MAX_IPV6_EXT_HEADERS {
+        let len = match next {
+            ipproto::HOPOPTS | ipproto::ROUTING | ipproto::DSTOPTS => {
+                let b = fit(frame, cur, 2, end)?;
+                (usize::from(b[1]) + 1) * 8
+            }
+            ipproto::AH => {
+                let b = fit(frame, cur, 2, end)?;
+                (usize::from(b[1]) + 2) * 4
+            }
+            ipproto::FRAGMENT => {
+                let b = fit(frame, cur, 8, end)?;
+                if be16(b, 2) & 0xFFF8 != 0 {
+                    return packet(L4::Fragment);
+                }
+                8
+            }
+            _ => break,
+        };
+        let ext = fit(frame, cur, len, end)?;
+        next = ext[0];
+        cur += len;
+    }
+    if is_ext_header(next) {
+        return Err(Malformed("IPv6 extension chain longer than 8 headers"));
+    }
+    packet(upper(&frame[cur..end], next, ipproto::ICMPV6)?)
+}
+
+/// `len` bytes at `cur`, if they end at or before `end`.
+fn fit(frame: &[u8], cur: usize, len: usize, end: usize) -> Result<&[u8], Malformed> {
+    if cur + len > end {
+        return Err(Malformed("IPv6 extension header truncated"));
+    }
+    Ok(&frame[cur..cur + len])
+}
+
+fn is_ext_header(proto: u8) -> bool {
+    matches!(
+        proto,
+        ipproto::HOPOPTS | ipproto::ROUTING | ipproto::FRAGMENT | ipproto::AH | ipproto::DSTOPTS
+    )
+}
+
+/// The L4 header of a packet that is not a non-first fragment. `icmp` is the protocol number
+/// that means ICMP in this IP version.
+fn upper(l4: &[u8], proto: u8, icmp: u8) -> Result<L4, Malformed> {
+    match proto {
+        ipproto::TCP => {
+            if l4.len() < 20 {
+                return Err(Malformed("TCP header truncated"));
+            }
+            let data_offset = usize::from(l4[12] >> 4);
+            if data_offset < 5 {
+                return Err(Malformed("TCP data offset < 5"));
+            }
+            if data_offset * 4 > l4.len() {
+                return Err(Malformed("TCP options truncated"));
+            }
+            Ok(L4::Tcp {
+                src_port: be16(l4, 0),
+                dst_port: be16(l4, 2),
+                flags: l4[13],
+            })
+        }
+        ipproto::UDP => {
+            if l4.len() < 8 {
+                return Err(Malformed("UDP header truncated"));
+            }
+            Ok(L4::Udp {
+                src_port: be16(l4, 0),
+                dst_port: be16(l4, 2),
+            })
+        }
+        p if p == icmp => {
+            if l4.len() < 4 {
+                return Err(Malformed("ICMP header truncated"));
+            }
+            Ok(L4::Icmp {
+                icmp_type: l4[0],
+                code: l4[1],
+            })
+        }
+        proto => Ok(L4::Other { proto }),
+    }
+}
+
+/// The big-endian u16 at `at`; callers have checked that it fits.
+fn be16(bytes: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([bytes[at], bytes[at + 1]])
+}

@@ -1,0 +1,185 @@
+//! Where an attached enforcer keeps its records: the pin folder on bpffs (maps, links) and
+//! the state file (interfaces, policy, generation) that later commands read.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::policy::{Proto, PortRange};
+
+/// The default pin folder on bpffs.
+pub const DEFAULT_BPFFS_DIR: &str = "/sys/fs/bpf/mirror-xdp";
+/// The default folder of the state file.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/mirror-xdp";
+const STATE_FILE: &str = "state.json";
+
+/// The two folders an enforcer lives in. Tests give each testbed its own pair.
+#[derive(Clone, Debug)]
+pub struct Paths {
+    pub bpffs: PathBuf,
+    pub state_dir: PathBuf,
+}
+
+impl Paths {
+    pub fn state_file(&self) -> PathBuf {
+        self.state_dir.join(STATE_FILE)
+    }
+
+    pub fn map_pin(&self, name: &str) -> PathBuf {
+        self.bpffs.join(name)
+    }
+
+    pub fn xdp_link_pin(&self, iface: &str) -> PathBuf {
+        self.bpffs.join(format!("link_xdp_{iface}"))
+    }
+
+    pub fn egress_link_pin(&self, iface: &str) -> PathBuf {
+        self.bpffs.join(format!("link_egress_{iface}"))
+    }
+}
+
+/// What `status` and `stats` report about the attached enforcer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    pub mode: String,
+    pub interfaces: Vec<InterfaceRecord>,
+    pub policy: PolicyRecord,
+    /// The port rules in force, for the per-port counters.
+    pub ports: Vec<PortRecord>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InterfaceRecord {
+    pub name: String,
+    pub xdp_mode: String,
+    pub prog_id: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyRecord {
+    pub path: PathBuf,
+    pub generation: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortRecord {
+    pub proto: ProtoName,
+    pub lo: u16,
+    pub hi: u16,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProtoName {
+    Tcp,
+    Udp,
+}
+
+impl From<Proto> for ProtoName {
+    fn from(p: Proto) -> Self {
+        match p {
+            Proto::Tcp => ProtoName::Tcp,
+            Proto::Udp => ProtoName::Udp,
+        }
+    }
+}
+
+impl From<ProtoName> for Proto {
+    fn from(p: ProtoName) -> Self {
+        match p {
+            ProtoName::Tcp => Proto::Tcp,
+            ProtoName::Udp => Proto::Udp,
+        }
+    }
+}
+
+impl PortRecord {
+    pub fn new(proto: Proto, range: PortRange) -> Self {
+        PortRecord {
+            proto: proto.into(),
+            lo: range.lo,
+            hi: range.hi,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is damaged ({source}); it is left in place for inspection")]
+    Corrupt {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl Record {
+    /// The record of the attached enforcer, or `None` when nothing is attached.
+    pub fn load(paths: &Paths) -> Result<Option<Record>, StateError> {
+        let path = paths.state_file();
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(StateError::Read { path, source }),
+        };
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|source| StateError::Corrupt { path, source })
+    }
+
+    /// Writes the record atomically (a temporary file renamed over the old one), readable by
+    /// root only.
+    pub fn save(&self, paths: &Paths) -> Result<(), StateError> {
+        let path = paths.state_file();
+        let err = |source| StateError::Write {
+            path: path.clone(),
+            source,
+        };
+        create_private_dir(&paths.state_dir).map_err(err)?;
+        let tmp = path.with_extension("json.tmp");
+        let text = serde_json::to_string_pretty(self).expect("a record always serialises");
+        write_private(&tmp, text.as_bytes()).map_err(err)?;
+        std::fs::rename(&tmp, &path).map_err(err)
+    }
+
+    pub fn remove(paths: &Paths) -> Result<(), StateError> {
+        let path = paths.state_file();
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(StateError::Write { path, source: e })
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Creates a folder (and its parents) with mode 0700.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}

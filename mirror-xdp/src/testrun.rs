@@ -1,0 +1,63 @@
+//! Running the XDP program on frames with BPF_PROG_TEST_RUN, without attaching it anywhere:
+//! the differential test, the benchmarks and `audit` judge frames this way.
+
+use aya::{
+    Ebpf,
+    programs::{TestRun, TestRunOptions, Xdp},
+};
+
+use crate::{
+    compile::compile,
+    enforcer::EnforcerError,
+    maps::Maps,
+    object,
+    policy::Policy,
+};
+
+/// XDP return codes.
+pub const XDP_DROP: u32 = 1;
+pub const XDP_PASS: u32 = 2;
+
+/// A private, unpinned copy of the enforcer loaded with one policy.
+pub struct TestProgram {
+    ebpf: Ebpf,
+    pub maps: Maps,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("BPF_PROG_TEST_RUN failed: {0}")]
+pub struct TestRunError(#[from] aya::programs::ProgramError);
+
+impl TestProgram {
+    pub fn load(policy: &Policy) -> Result<TestProgram, EnforcerError> {
+        let mut ebpf = object::load(None)?;
+        let mut maps = Maps::from_ebpf(&mut ebpf)?;
+        maps.write_fresh(&compile(policy)?)?;
+        object::xdp_program(&mut ebpf)?;
+        Ok(TestProgram { ebpf, maps })
+    }
+
+    fn program(&mut self) -> &mut Xdp {
+        self.ebpf
+            .program_mut(mirror_xdp_common::program_name::XDP)
+            .and_then(|p| p.try_into().ok())
+            .expect("loaded in TestProgram::load")
+    }
+
+    /// Runs the program once on `frame` and returns its XDP action.
+    pub fn run(&mut self, frame: &[u8]) -> Result<u32, TestRunError> {
+        let mut opts = TestRunOptions::new();
+        opts.data_in = Some(frame);
+        Ok(self.program().test_run(opts)?.return_value)
+    }
+
+    /// Runs the program `repeat` times on `frame`; returns the action and the kernel's
+    /// average nanoseconds per run.
+    pub fn time(&mut self, frame: &[u8], repeat: u32) -> Result<(u32, u64), TestRunError> {
+        let mut opts = TestRunOptions::new();
+        opts.data_in = Some(frame);
+        opts.repeat = repeat;
+        let result = self.program().test_run(opts)?;
+        Ok((result.return_value, result.duration.as_nanos() as u64))
+    }
+}

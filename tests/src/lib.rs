@@ -1,0 +1,5 @@
+//! Shared test support: frame builders, network namespaces, servers.
+pub mod netns;
+pub mod probe;
+pub mod servers;
+pub mod testbed;

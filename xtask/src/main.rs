@@ -1,0 +1,95 @@
+//! Project tasks (`cargo xtask ...`): setup, test, demo. One file per task; shared helpers here.
+
+mod demo;
+mod setup;
+mod test;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "mirror-xdp project tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what is missing: apt packages, nightly + rust-src, bpf-linker, bpffs mount.
+    Setup,
+    /// Setup, then fmt, clippy, unit tests and the root integration tests (stops at first failure).
+    Test {
+        /// Extra arguments for the integration test run (e.g. a test name filter).
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Setup, build in release mode and run the demo against a policy.
+    Demo {
+        /// Policy file for the demo (default: examples/mirror.toml).
+        #[arg(long)]
+        policy: Option<PathBuf>,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.task {
+        Task::Setup => setup::run(),
+        Task::Test { args } => test::run(&args),
+        Task::Demo { policy } => demo::run(policy),
+    }
+}
+
+/// The workspace root: every task runs its commands from there, whatever the caller's cwd.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the workspace root")
+        .to_path_buf()
+}
+
+/// The cargo that runs us (cargo sets $CARGO), so nested builds use the same toolchain.
+pub fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(repo_root());
+    cmd
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Human-readable form of a command, printed before it runs so CI logs show what failed.
+pub fn show(cmd: &Command) -> String {
+    let mut parts = Vec::new();
+    for (key, value) in cmd.get_envs() {
+        if let Some(value) = value {
+            parts.push(format!(
+                "{}={}",
+                key.to_string_lossy(),
+                value.to_string_lossy()
+            ));
+        }
+    }
+    parts.push(cmd.get_program().to_string_lossy().into_owned());
+    parts.extend(cmd.get_args().map(|a| a.to_string_lossy().into_owned()));
+    parts.join(" ")
+}
+
+/// Runs a command with inherited stdio and fails with its command line if it fails.
+pub fn run_step(cmd: &mut Command) -> Result<()> {
+    let line = show(cmd);
+    println!("+ {line}");
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start `{line}`"))?;
+    if !status.success() {
+        bail!("`{line}` failed ({status})");
+    }
+    Ok(())
+}

@@ -1,0 +1,181 @@
+//! `cargo xtask setup`: installs only what is missing, so a second run is fast and quiet.
+
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result, bail};
+
+use crate::{is_root, run_step};
+
+/// Debian packages: the LLVM 22 development files build bpf-linker; the rest are tools that
+/// the integration tests and the demo run (servers, probes, traffic, inspection).
+const APT_PACKAGES: &[&str] = &[
+    "llvm-22-dev",
+    "libpolly-22-dev",
+    "libzstd-dev",
+    "zlib1g-dev",
+    "iproute2",
+    "ethtool",
+    "nmap",
+    "hping3",
+    "nginx-light",
+    "rsync",
+    "curl",
+    "bpftool",
+    "tcpdump",
+    "xdp-tools",
+    "socat",
+];
+
+const BPF_LINKER_VERSION: &str = "0.13.0";
+const BPFFS: &str = "/sys/fs/bpf";
+
+pub fn run() -> Result<()> {
+    let mut installed = false;
+    installed |= apt_packages()?;
+    installed |= nightly()?;
+    installed |= bpf_linker()?;
+    installed |= bpffs()?;
+    if !installed {
+        println!("setup: everything present");
+    }
+    Ok(())
+}
+
+/// apt and mount need root; say so plainly instead of letting them fail obscurely.
+fn require_root(what: &str) -> Result<()> {
+    if !is_root() {
+        bail!("setup: {what} needs root; run `cargo xtask setup` as root");
+    }
+    Ok(())
+}
+
+fn apt_packages() -> Result<bool> {
+    let missing: Vec<&str> = APT_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| !dpkg_installed(p))
+        .collect();
+    if missing.is_empty() {
+        return Ok(false);
+    }
+    println!("setup: installing apt packages: {}", missing.join(" "));
+    require_root("installing apt packages")?;
+    // The package lists may be stale or absent on a fresh machine: refresh once, only now.
+    run_step(
+        Command::new("apt-get")
+            .arg("update")
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )?;
+    run_step(
+        Command::new("apt-get")
+            .args(["install", "-y", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )?;
+    Ok(true)
+}
+
+fn dpkg_installed(package: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${db:Status-Abbrev}", package])
+        .stderr(Stdio::null())
+        .output()
+        .map(|out| out.status.success() && out.stdout.starts_with(b"ii"))
+        .unwrap_or(false)
+}
+
+fn nightly() -> Result<bool> {
+    let mut installed = false;
+    let toolchains = stdout_of(Command::new("rustup").args(["toolchain", "list"]))?;
+    if !toolchains.lines().any(|l| l.starts_with("nightly-")) {
+        println!("setup: installing rust toolchain nightly");
+        run_step(Command::new("rustup").args([
+            "toolchain",
+            "install",
+            "nightly",
+            "--profile",
+            "minimal",
+        ]))?;
+        installed = true;
+    }
+    let components = stdout_of(Command::new("rustup").args([
+        "component",
+        "list",
+        "--toolchain",
+        "nightly",
+        "--installed",
+    ]))?;
+    if !components.lines().any(|l| l.trim() == "rust-src") {
+        println!("setup: installing rust-src for nightly");
+        run_step(Command::new("rustup").args([
+            "component",
+            "add",
+            "rust-src",
+            "--toolchain",
+            "nightly",
+        ]))?;
+        installed = true;
+    }
+    Ok(installed)
+}
+
+fn bpf_linker() -> Result<bool> {
+    let current = Command::new("bpf-linker")
+        .arg("--version")
+        .stderr(Stdio::null())
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .map(|out| String::from_utf8_lossy(&out.stdout).into_owned());
+    if current
+        .as_deref()
+        .is_some_and(|v| v.split_whitespace().any(|w| w == BPF_LINKER_VERSION))
+    {
+        return Ok(false);
+    }
+    println!("setup: installing bpf-linker {BPF_LINKER_VERSION}");
+    // bpf-linker must link against the same LLVM major as nightly rustc (22); its default
+    // feature wants another LLVM, and llvm-config must be found first on PATH.
+    let path = format!(
+        "/usr/lib/llvm-22/bin:{}",
+        std::env::var("PATH").unwrap_or_default()
+    );
+    run_step(
+        Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+            .args(["install", "bpf-linker", "--version", BPF_LINKER_VERSION])
+            .args(["--no-default-features", "--features", "llvm-22"])
+            .env("PATH", path),
+    )?;
+    Ok(true)
+}
+
+fn bpffs() -> Result<bool> {
+    let mounts =
+        std::fs::read_to_string("/proc/self/mounts").context("reading /proc/self/mounts")?;
+    let mounted = mounts.lines().any(|line| {
+        let mut fields = line.split_whitespace();
+        let (_, target, fstype) = (fields.next(), fields.next(), fields.next());
+        target == Some(BPFFS) && fstype == Some("bpf")
+    });
+    if mounted {
+        return Ok(false);
+    }
+    println!("setup: mounting bpffs at {BPFFS}");
+    require_root("mounting bpffs")?;
+    run_step(Command::new("mount").args(["-t", "bpf", "bpf", BPFFS]))?;
+    Ok(true)
+}
+
+fn stdout_of(cmd: &mut Command) -> Result<String> {
+    let out = cmd
+        .output()
+        .with_context(|| format!("cannot run `{}`", crate::show(cmd)))?;
+    if !out.status.success() {
+        bail!(
+            "`{}` failed: {}",
+            crate::show(cmd),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}

@@ -1,0 +1,53 @@
+//! `cargo xtask test`: the whole check CI runs, in order, stopping at the first failure.
+
+use anyhow::{Result, bail};
+
+use crate::{cargo, is_root, run_step};
+
+pub fn run(extra: &[String]) -> Result<()> {
+    crate::setup::run()?;
+
+    step(
+        "formatting",
+        cargo().args(["fmt", "--all", "--", "--check"]),
+    )?;
+    step(
+        "clippy",
+        cargo().args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    )?;
+    step(
+        "unit tests",
+        cargo().args(["test", "--workspace", "--exclude", "mirror-xdp-tests"]),
+    )?;
+
+    // BPF test runs, veth namespaces and bpffs pins all need CAP_BPF/CAP_NET_ADMIN.
+    if !is_root() {
+        bail!(
+            "test: integration tests (mirror-xdp-tests) need root for BPF and network \
+             namespaces; the steps before passed; rerun `cargo xtask test` as root"
+        );
+    }
+    step(
+        "integration tests",
+        cargo()
+            .args(["test", "-p", "mirror-xdp-tests", "--release", "--"])
+            .arg("--test-threads=1")
+            .args(extra),
+    )?;
+    println!("test: all steps passed");
+    Ok(())
+}
+
+fn step(name: &str, cmd: &mut std::process::Command) -> Result<()> {
+    println!("test: {name}");
+    // So a panicking test (or build script) shows where it panicked.
+    cmd.env("RUST_BACKTRACE", "1");
+    run_step(cmd).map_err(|e| e.context(format!("test: step `{name}` failed")))
+}
