@@ -59,10 +59,10 @@ pub fn compile(policy: &Policy) -> Result<MapImage, CompileError> {
                 let mut key = from.clone();
                 key.sort();
                 let next = from_ids.len();
-                let id = *from_ids.entry(key).or_insert(next as u16);
                 if next > u16::MAX as usize {
                     return Err(CompileError::TooManyFromSets(next));
                 }
+                let id = *from_ids.entry(key).or_insert(next as u16);
                 PortEntry {
                     flags: port_flag::LISTED | port_flag::HAS_FROM,
                     from_id: id,
@@ -114,12 +114,12 @@ fn config_flags(policy: &Policy) -> u32 {
     flags
 }
 
+type SourcePrefixes = (Vec<(Ipv4Net, u32)>, Vec<(Ipv6Net, u32)>);
+
 /// Merges duplicate prefixes and folds into every prefix the flags of all prefixes that
 /// contain it, so that the kernel's single longest-prefix lookup sees every list the
 /// source is on.
-fn fold_sources(
-    tagged: impl Iterator<Item = (IpNet, u32)>,
-) -> (Vec<(Ipv4Net, u32)>, Vec<(Ipv6Net, u32)>) {
+fn fold_sources(tagged: impl Iterator<Item = (IpNet, u32)>) -> SourcePrefixes {
     let mut v4: BTreeMap<(u32, u8), u32> = BTreeMap::new();
     let mut v6: BTreeMap<(u128, u8), u32> = BTreeMap::new();
     for (net, flags) in tagged {

@@ -198,7 +198,8 @@ impl Maps {
         }))
     }
 
-    /// Records a flow as if this host had opened it `age_ns` ago (tests and tools).
+    /// Records a flow as if this host had opened it, last seen at `last_seen_ns`
+    /// (`CLOCK_MONOTONIC`, the clock of `bpf_ktime_get_ns`): for tests and tools.
     pub fn insert_flow(&mut self, key: &FlowKey, last_seen_ns: u64) -> Result<(), MapsError> {
         self.flows
             .insert(key, FlowState { last_seen_ns }, 0)

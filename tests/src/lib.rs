@@ -1,4 +1,5 @@
 //! Shared test support: frame builders, network namespaces, servers.
+pub mod frames;
 pub mod netns;
 pub mod probe;
 pub mod servers;

@@ -219,7 +219,10 @@ impl PinDir {
 
 impl Drop for PinDir {
     fn drop(&mut self) {
-        if let Err(e) = std::fs::remove_dir_all(&self.path) {
+        // `mirror-xdp detach` removes the folder itself when it detaches the last interface.
+        if let Err(e) = std::fs::remove_dir_all(&self.path)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
             eprintln!("warning: removing {}: {e}", self.path.display());
         }
     }

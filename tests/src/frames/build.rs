@@ -8,6 +8,8 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+use super::checksum::{checksum, put_checksum};
+
 pub const ETHERTYPE_IPV4: u16 = 0x0800;
 pub const ETHERTYPE_IPV6: u16 = 0x86DD;
 pub const ETHERTYPE_ARP: u16 = 0x0806;
@@ -44,7 +46,10 @@ pub enum Net {
     Ipv4(Ipv4),
     Ipv6(Ipv6),
     /// Any other EtherType (ARP, LLDP, ...) with its payload as given.
-    Raw { ethertype: u16, payload: Vec<u8> },
+    Raw {
+        ethertype: u16,
+        payload: Vec<u8>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -120,7 +125,10 @@ pub enum L4 {
         payload: Vec<u8>,
     },
     /// Any protocol number, with its bytes as given (this is how to put 58 in IPv4).
-    Other { proto: u8, payload: Vec<u8> },
+    Other {
+        proto: u8,
+        payload: Vec<u8>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -181,7 +189,8 @@ impl Frame {
     /// Pads the frame with zeros to at least `len` bytes (60 is the Ethernet minimum).
     pub fn pad_to(mut self, len: usize) -> Frame {
         let have = self.build().len();
-        self.padding.resize(self.padding.len() + len.saturating_sub(have), 0);
+        self.padding
+            .resize(self.padding.len() + len.saturating_sub(have), 0);
         self
     }
 
@@ -332,7 +341,8 @@ impl Ipv6 {
             put_checksum(&mut l4, at, &pseudo, proto == UDP);
         }
         let payload_len = u16::try_from(chain.len() + l4.len()).expect("IPv6 packet too long");
-        let first_word = (6 << 28) | (u32::from(self.traffic_class) << 20) | (self.flow_label & 0xF_FFFF);
+        let first_word =
+            (6 << 28) | (u32::from(self.traffic_class) << 20) | (self.flow_label & 0xF_FFFF);
         f.extend(first_word.to_be_bytes());
         f.extend(payload_len.to_be_bytes());
         f.extend([next, self.hop_limit]);
@@ -438,7 +448,11 @@ impl L4 {
                 let mut h = src_port.to_be_bytes().to_vec();
                 h.extend(dst_port.to_be_bytes());
                 // Saturates for an oversized payload: only test frames, never sent.
-                h.extend(u16::try_from(8 + payload.len()).unwrap_or(u16::MAX).to_be_bytes());
+                h.extend(
+                    u16::try_from(8 + payload.len())
+                        .unwrap_or(u16::MAX)
+                        .to_be_bytes(),
+                );
                 h.extend([0, 0]);
                 h.extend(payload);
                 (UDP, h, Some(6))
@@ -492,29 +506,3 @@ const ICMP: u8 = 1;
 const TCP: u8 = 6;
 const UDP: u8 = 17;
 const ICMPV6: u8 = 58;
-
-/// The Internet checksum over the concatenated pieces.
-fn checksum(pieces: &[&[u8]]) -> u16 {
-    let bytes: Vec<u8> = pieces.concat();
-    let mut sum: u32 = bytes
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
-        .sum();
-    while sum > 0xFFFF {
-        sum = (sum & 0xFFFF) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
-/// Fills the checksum at `at` (zero beforehand) over the pseudo-header and `l4`. UDP sends
-/// a computed 0 as 0xFFFF, since 0 means "no checksum" there.
-fn put_checksum(l4: &mut [u8], at: usize, pseudo: &[u8], udp: bool) {
-    if l4.len() < at + 2 {
-        return;
-    }
-    let mut sum = checksum(&[pseudo, l4]);
-    if udp && sum == 0 {
-        sum = 0xFFFF;
-    }
-    l4[at..at + 2].copy_from_slice(&sum.to_be_bytes());
-}

@@ -35,8 +35,18 @@ pub struct FrameGen {
 
 impl FrameGen {
     pub fn new(seed: u64, policy: &Policy) -> FrameGen {
-        let rule_nets = policy.rules.iter().filter_map(|r| r.from.as_ref()).flatten();
-        let nets: Vec<IpNet> = policy.allow.iter().chain(&policy.deny).chain(rule_nets).copied().collect();
+        let rule_nets = policy
+            .rules
+            .iter()
+            .filter_map(|r| r.from.as_ref())
+            .flatten();
+        let nets: Vec<IpNet> = policy
+            .allow
+            .iter()
+            .chain(&policy.deny)
+            .chain(rule_nets)
+            .copied()
+            .collect();
         let ranges: Vec<(u16, u16)> = policy
             .rules
             .iter()
@@ -48,14 +58,20 @@ impl FrameGen {
         }
         FrameGen {
             rng: Rng::with_seed(seed),
-            v4_nets: nets.iter().filter_map(|n| match n {
-                IpNet::V4(n) => Some(*n),
-                IpNet::V6(_) => None,
-            }).collect(),
-            v6_nets: nets.iter().filter_map(|n| match n {
-                IpNet::V6(n) => Some(*n),
-                IpNet::V4(_) => None,
-            }).collect(),
+            v4_nets: nets
+                .iter()
+                .filter_map(|n| match n {
+                    IpNet::V4(n) => Some(*n),
+                    IpNet::V6(_) => None,
+                })
+                .collect(),
+            v6_nets: nets
+                .iter()
+                .filter_map(|n| match n {
+                    IpNet::V6(n) => Some(*n),
+                    IpNet::V4(_) => None,
+                })
+                .collect(),
             ranges,
             edge_ports,
         }
@@ -75,9 +91,9 @@ impl FrameGen {
     /// A well-formed frame (by construction; the model may still call some malformed, such
     /// as a 9-header IPv6 chain or a first fragment too short for its L4 header).
     pub fn structured(&mut self) -> Frame {
-        let net = match self.rng.u32(0..20) {
-            0..9 => Net::Ipv4(self.ipv4()),
-            9..18 => Net::Ipv6(self.ipv6()),
+        let net = match self.rng.u32(0..40) {
+            0..19 => Net::Ipv4(self.ipv4()),
+            19..38 => Net::Ipv6(self.ipv6()),
             _ => self.non_ip(),
         };
         let mut frame = Frame::new(net);
@@ -87,7 +103,11 @@ impl FrameGen {
             _ => 2,
         };
         for _ in 0..tags {
-            let tpid = if self.rng.bool() { TPID_VLAN } else { TPID_QINQ };
+            let tpid = if self.rng.bool() {
+                TPID_VLAN
+            } else {
+                TPID_QINQ
+            };
             frame = frame.vlan(tpid, self.rng.u16(..));
         }
         match self.rng.u32(0..100) {
@@ -147,7 +167,11 @@ impl FrameGen {
                 data: self.bytes(4..=36),
             },
             3 => ExtHeader::Fragment {
-                offset: if self.chance(50) { 0 } else { self.rng.u16(1..0x2000) },
+                offset: if self.chance(50) {
+                    0
+                } else {
+                    self.rng.u16(1..0x2000)
+                },
                 more: self.rng.bool(),
                 id: self.rng.u32(..),
             },
@@ -190,7 +214,11 @@ impl FrameGen {
                     tcp_flag::RST,
                     self.rng.u8(..),
                 ];
-                let mut tcp = Tcp::new(self.src_port(), self.dst_port(), self.pick(&flags));
+                let mut tcp = Tcp::new(
+                    self.src_port(),
+                    self.dst_port(),
+                    pick(&mut self.rng, &flags),
+                );
                 tcp.seq = self.rng.u32(..);
                 if self.chance(30) {
                     tcp.options = self.bytes(1..=40);
@@ -210,7 +238,11 @@ impl FrameGen {
                 } else {
                     &[0, 3, 4, 5, 8, 11, 12, 13]
                 };
-                let icmp_type = if self.chance(70) { self.pick(known) } else { self.rng.u8(..) };
+                let icmp_type = if self.chance(70) {
+                    pick(&mut self.rng, known)
+                } else {
+                    self.rng.u8(..)
+                };
                 L4::Icmp {
                     icmp_type,
                     code: self.rng.u8(..5),
@@ -220,7 +252,11 @@ impl FrameGen {
             _ => {
                 // GRE, ESP, SCTP, no-next-header, IGMP, OSPF, and the other family's ICMP.
                 let known = [47, 50, 132, 59, 2, 89, if v6 { 1 } else { 58 }];
-                let proto = if self.chance(70) { self.pick(&known) } else { self.rng.u8(..) };
+                let proto = if self.chance(70) {
+                    pick(&mut self.rng, &known)
+                } else {
+                    self.rng.u8(..)
+                };
                 L4::Other {
                     proto,
                     payload: self.bytes(0..=40),
@@ -262,15 +298,21 @@ impl FrameGen {
             }
             // An IPv6 extension header's length byte, or a fragment header's offset.
             5 if !layout.ext.is_empty() => {
-                let at = self.pick(&layout.ext) + 1 + self.rng.usize(..2);
+                let at = pick(&mut self.rng, &layout.ext) + 1 + self.rng.usize(..2);
                 f[at] = self.rng.u8(..);
             }
             // Protocol / next header.
             6 if v4 || v6 => f[if v4 { l3 + 9 } else { l3 + 6 }] = self.rng.u8(..),
             // The EtherType: another tag, the other IP version, or anything.
             7 => {
-                let t = [TPID_VLAN, TPID_QINQ, ETHERTYPE_IPV4, ETHERTYPE_IPV6, self.rng.u16(..)];
-                let t: u16 = self.pick(&t);
+                let t = [
+                    TPID_VLAN,
+                    TPID_QINQ,
+                    ETHERTYPE_IPV4,
+                    ETHERTYPE_IPV6,
+                    self.rng.u16(..),
+                ];
+                let t: u16 = pick(&mut self.rng, &t);
                 f[l3 - 2..l3].copy_from_slice(&t.to_be_bytes());
             }
             // Cut short.
@@ -288,7 +330,16 @@ impl FrameGen {
     fn noise(&mut self) -> Vec<u8> {
         let mut f = self.bytes(MIN_FRAME_LEN..=200);
         if self.rng.bool() {
-            let t = self.pick(&[ETHERTYPE_IPV4, ETHERTYPE_IPV6, TPID_VLAN, TPID_QINQ, ETHERTYPE_ARP]);
+            let t = pick(
+                &mut self.rng,
+                &[
+                    ETHERTYPE_IPV4,
+                    ETHERTYPE_IPV6,
+                    TPID_VLAN,
+                    TPID_QINQ,
+                    ETHERTYPE_ARP,
+                ],
+            );
             f[12..14].copy_from_slice(&t.to_be_bytes());
             // A plausible first IP byte gets past the version check now and then.
             if f.len() > 14 && self.rng.bool() {
@@ -304,7 +355,7 @@ impl FrameGen {
 
     fn src_v4(&mut self) -> Ipv4Addr {
         if !self.v4_nets.is_empty() && self.chance(75) {
-            let net = self.pick(&self.v4_nets);
+            let net = pick(&mut self.rng, &self.v4_nets);
             let (lo, hi) = (u32::from(net.network()), u32::from(net.broadcast()));
             Ipv4Addr::from(self.near(lo.into(), hi.into(), u32::MAX.into()) as u32)
         } else {
@@ -314,7 +365,7 @@ impl FrameGen {
 
     fn src_v6(&mut self) -> Ipv6Addr {
         if !self.v6_nets.is_empty() && self.chance(75) {
-            let net = self.pick(&self.v6_nets);
+            let net = pick(&mut self.rng, &self.v6_nets);
             let (lo, hi) = (u128::from(net.network()), u128::from(net.broadcast()));
             Ipv6Addr::from(self.near(lo, hi, u128::MAX))
         } else {
@@ -334,18 +385,26 @@ impl FrameGen {
     }
 
     fn dst_v4(&mut self) -> Ipv4Addr {
-        if self.chance(80) { LOCAL_V4 } else { Ipv4Addr::from(self.rng.u32(..)) }
+        if self.chance(80) {
+            LOCAL_V4
+        } else {
+            Ipv4Addr::from(self.rng.u32(..))
+        }
     }
 
     fn dst_v6(&mut self) -> Ipv6Addr {
-        if self.chance(80) { LOCAL_V6 } else { Ipv6Addr::from(self.rng.u128(..)) }
+        if self.chance(80) {
+            LOCAL_V6
+        } else {
+            Ipv6Addr::from(self.rng.u128(..))
+        }
     }
 
     fn dst_port(&mut self) -> u16 {
         match self.rng.u32(0..10) {
-            0..5 => self.pick(&self.edge_ports),
+            0..5 => pick(&mut self.rng, &self.edge_ports),
             5..8 if !self.ranges.is_empty() => {
-                let (lo, hi) = self.pick(&self.ranges);
+                let (lo, hi) = pick(&mut self.rng, &self.ranges);
                 self.rng.u16(lo..=hi)
             }
             _ => self.rng.u16(..),
@@ -354,8 +413,8 @@ impl FrameGen {
 
     fn src_port(&mut self) -> u16 {
         match self.rng.u32(0..4) {
-            0 => self.pick(&[22, 53, 80, 123, 443, 873]),
-            1 => self.pick(&self.edge_ports),
+            0 => pick(&mut self.rng, &[22, 53, 80, 123, 443, 873]),
+            1 => pick(&mut self.rng, &self.edge_ports),
             _ => self.rng.u16(32768..61000),
         }
     }
@@ -364,15 +423,16 @@ impl FrameGen {
         self.rng.u32(0..100) < percent
     }
 
-    fn pick<T: Copy>(&mut self, from: &[T]) -> T {
-        from[self.rng.usize(..from.len())]
-    }
-
     fn bytes(&mut self, len: std::ops::RangeInclusive<usize>) -> Vec<u8> {
         let mut b = vec![0; self.rng.usize(len)];
         self.rng.fill(&mut b);
         b
     }
+}
+
+/// A random element (a free function, so that `from` may be a field beside the generator).
+fn pick<T: Copy>(rng: &mut Rng, from: &[T]) -> T {
+    from[rng.usize(..from.len())]
 }
 
 fn is_tcp(frame: &Frame) -> bool {
