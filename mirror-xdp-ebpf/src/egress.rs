@@ -2,9 +2,7 @@
 //! pass as `return` traffic (docs/semantics.md, "Return traffic").
 
 use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::classifier, programs::TcContext};
-use mirror_xdp_common::{
-    FlowKey, FlowState, PROTO_SLOT_UDP, config_flag, port_flag, port_index,
-};
+use mirror_xdp_common::{FlowKey, FlowState, PROTO_SLOT_UDP, config_flag, port_flag, port_index};
 
 use crate::{
     maps::{CONFIG, FLOWS, PORTS},
@@ -47,7 +45,7 @@ pub fn mirror_egress(ctx: TcContext) -> i32 {
                 last_seen_ns: unsafe { bpf_ktime_get_ns() },
             };
             // A full LRU evicts the oldest flow; nothing to do on error.
-            let _ = FLOWS.insert(&key, &state, 0);
+            let _ = FLOWS.insert(key, state, 0);
         }
     }
     TCX_NEXT

@@ -76,7 +76,8 @@ fn count(verdict: &Verdict, bytes: u64) {
     }
 }
 
-#[cfg(not(test))]
+// On the host (clippy, `cargo test --workspace`) std's handler is linked in already.
+#[cfg(target_arch = "bpf")]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {
     loop {}

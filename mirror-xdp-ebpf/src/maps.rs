@@ -19,8 +19,7 @@ pub static PORTS: Array<PortEntry> = Array::with_max_entries(capacity::PORTS, 0)
 pub static SOURCES_V4: LpmTrie<[u8; 4], u32> = LpmTrie::with_max_entries(capacity::SOURCES_V4, 0);
 
 #[map(name = "mx_src6_v1")]
-pub static SOURCES_V6: LpmTrie<[u8; 16], u32> =
-    LpmTrie::with_max_entries(capacity::SOURCES_V6, 0);
+pub static SOURCES_V6: LpmTrie<[u8; 16], u32> = LpmTrie::with_max_entries(capacity::SOURCES_V6, 0);
 
 #[map(name = "mx_from4_v1")]
 pub static FROM_V4: LpmTrie<FromKeyV4, u32> = LpmTrie::with_max_entries(capacity::FROM_V4, 0);
@@ -35,5 +34,4 @@ pub static FLOWS: LruHashMap<FlowKey, FlowState> = LruHashMap::with_max_entries(
 pub static STATS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(capacity::STATS, 0);
 
 #[map(name = "mx_pstats_v1")]
-pub static PORT_STATS: PerCpuArray<PortCounter> =
-    PerCpuArray::with_max_entries(capacity::PORTS, 0);
+pub static PORT_STATS: PerCpuArray<PortCounter> = PerCpuArray::with_max_entries(capacity::PORTS, 0);

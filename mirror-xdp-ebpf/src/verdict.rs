@@ -2,8 +2,8 @@
 
 use aya_ebpf::{helpers::bpf_ktime_get_ns, maps::lpm_trie::Key};
 use mirror_xdp_common::{
-    FlowKey, FromKeyV4, FromKeyV6, PROTO_SLOT_TCP, PROTO_SLOT_UDP, PortEntry, Reason,
-    config_flag, ipproto, port_flag, port_index, source_flag,
+    FlowKey, FromKeyV4, FromKeyV6, PROTO_SLOT_TCP, PROTO_SLOT_UDP, PortEntry, Reason, config_flag,
+    ipproto, port_flag, port_index, source_flag,
 };
 
 use crate::{
@@ -75,8 +75,10 @@ pub fn judge(pkt: &Packet, flags: u32) -> Verdict {
     let index = port_index(slot, u16::from_be_bytes(pkt.dport));
     let entry = match PORTS.get(index) {
         Some(entry) if entry.flags & port_flag::LISTED != 0 => *entry,
-        _ => return Verdict::setting(Reason::PortClosed, flags, config_flag::DEFAULT_PASS)
-            .default_named(),
+        _ => {
+            return Verdict::setting(Reason::PortClosed, flags, config_flag::DEFAULT_PASS)
+                .default_named();
+        }
     };
     let mut verdict = if entry.flags & port_flag::HAS_FROM != 0 && !from_allows(pkt, &entry) {
         Verdict::new(Reason::SourceNotAllowed, true)
@@ -105,7 +107,10 @@ fn source_flags(pkt: &Packet) -> u32 {
     let found = if pkt.v6 {
         SOURCES_V6.get(Key::new(128, pkt.src))
     } else {
-        SOURCES_V4.get(Key::new(32, [pkt.src[0], pkt.src[1], pkt.src[2], pkt.src[3]]))
+        SOURCES_V4.get(Key::new(
+            32,
+            [pkt.src[0], pkt.src[1], pkt.src[2], pkt.src[3]],
+        ))
     };
     found.copied().unwrap_or(0)
 }
@@ -142,7 +147,7 @@ fn is_return(pkt: &Packet) -> bool {
         family: if pkt.v6 { 6 } else { 4 },
         _pad: [0; 2],
     };
-    let Some(state) = FLOWS.get_ptr_mut(&key) else {
+    let Some(state) = FLOWS.get_ptr_mut(key) else {
         return false;
     };
     // SAFETY: the helper returns no time value that could be invalid.

@@ -27,9 +27,7 @@ pub enum AttachMode {
 
 #[derive(Debug, thiserror::Error)]
 pub enum EnforcerError {
-    #[error(
-        "an enforcer is already attached (to {interfaces}); run `mirror-xdp detach` first"
-    )]
+    #[error("an enforcer is already attached (to {interfaces}); run `mirror-xdp detach` first")]
     AlreadyAttached { interfaces: String },
     #[error("nothing is attached (no state in {0})")]
     NotAttached(PathBuf),
@@ -94,10 +92,7 @@ pub fn attach(
         path: paths.bpffs.clone(),
         source,
     })?;
-    let mut rollback = Rollback {
-        paths,
-        armed: true,
-    };
+    let mut rollback = Rollback { paths, armed: true };
 
     let mut ebpf = object::load(Some(&paths.bpffs))?;
     // Held until the programs are loaded: they refer to the maps by these descriptors.
@@ -191,7 +186,9 @@ fn attach_xdp(
         AttachMode::Auto => match try_mode(xdp, XdpMode::Driver, "native") {
             Ok(found) => Ok(found),
             Err(e) => {
-                say(&format!("{e}\nfalling back to skb (generic) mode on {iface}"));
+                say(&format!(
+                    "{e}\nfalling back to skb (generic) mode on {iface}"
+                ));
                 try_mode(xdp, XdpMode::Skb, "skb")
             }
         },

@@ -60,10 +60,7 @@ fn access(name: &'static str) -> impl Fn(MapError) -> MapsError {
 impl Maps {
     /// Takes the maps out of a loaded object.
     pub fn from_ebpf(ebpf: &mut Ebpf) -> Result<Maps, MapsError> {
-        let mut take = |name: &'static str| {
-            ebpf.take_map(name)
-                .ok_or(MapsError::Missing { name })
-        };
+        let mut take = |name: &'static str| ebpf.take_map(name).ok_or(MapsError::Missing { name });
         Maps::from_source(&mut take)
     }
 
@@ -192,10 +189,12 @@ impl Maps {
             .port_stats
             .get(&index, 0)
             .map_err(access(map_name::PORT_STATS))?;
-        Ok(values.iter().fold(PortCounter::default(), |acc, c| PortCounter {
-            pass_packets: acc.pass_packets + c.pass_packets,
-            drop_packets: acc.drop_packets + c.drop_packets,
-        }))
+        Ok(values
+            .iter()
+            .fold(PortCounter::default(), |acc, c| PortCounter {
+                pass_packets: acc.pass_packets + c.pass_packets,
+                drop_packets: acc.drop_packets + c.drop_packets,
+            }))
     }
 
     /// Records a flow as if this host had opened it, last seen at `last_seen_ns`
@@ -208,4 +207,15 @@ impl Maps {
 
     /// How many port slots exist (for iterating the per-port counters).
     pub const PORT_SLOTS: u32 = capacity::PORTS;
+}
+
+/// `CLOCK_MONOTONIC` in nanoseconds: the clock of `bpf_ktime_get_ns`, for flow timestamps.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid pointer to a timespec; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }

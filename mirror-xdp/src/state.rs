@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::policy::{Proto, PortRange};
+use crate::policy::{PortRange, Proto};
 
 /// The default pin folder on bpffs.
 pub const DEFAULT_BPFFS_DIR: &str = "/sys/fs/bpf/mirror-xdp";

@@ -6,17 +6,56 @@ use aya::{
     programs::{TestRun, TestRunOptions, Xdp},
 };
 
-use crate::{
-    compile::compile,
-    enforcer::EnforcerError,
-    maps::Maps,
-    object,
-    policy::Policy,
-};
+use crate::{compile::compile, enforcer::EnforcerError, maps::Maps, object, policy::Policy};
 
 /// XDP return codes.
 pub const XDP_DROP: u32 = 1;
 pub const XDP_PASS: u32 = 2;
+
+/// Bare `XDP_DROP` / `XDP_PASS` programs, the yardstick of the benchmarks.
+static BASELINE: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/baseline"));
+
+/// A bare program that only returns `XDP_DROP` (`bare_drop`) or `XDP_PASS` (`bare_pass`).
+pub struct Baseline {
+    ebpf: Ebpf,
+    name: &'static str,
+}
+
+impl Baseline {
+    pub fn load(name: &'static str) -> Result<Baseline, EnforcerError> {
+        if BASELINE.is_empty() {
+            return Err(object::LoadError::NoObject.into());
+        }
+        let mut ebpf = Ebpf::load(BASELINE).map_err(object::LoadError::from)?;
+        let program: &mut Xdp = ebpf
+            .program_mut(name)
+            .ok_or(object::LoadError::MissingProgram { name })?
+            .try_into()
+            .map_err(|source| object::LoadError::Program { name, source })?;
+        program
+            .load()
+            .map_err(|source| object::LoadError::Program { name, source })?;
+        Ok(Baseline { ebpf, name })
+    }
+
+    /// Average nanoseconds per run over `repeat` runs on `frame`.
+    pub fn time(&mut self, frame: &[u8], repeat: u32) -> Result<(u32, u64), TestRunError> {
+        let program: &mut Xdp = self
+            .ebpf
+            .program_mut(self.name)
+            .and_then(|p| p.try_into().ok())
+            .expect("loaded in Baseline::load");
+        timed_run(program, frame, repeat)
+    }
+}
+
+fn timed_run(program: &Xdp, frame: &[u8], repeat: u32) -> Result<(u32, u64), TestRunError> {
+    let mut opts = TestRunOptions::new();
+    opts.data_in = Some(frame);
+    opts.repeat = repeat;
+    let result = program.test_run(opts)?;
+    Ok((result.return_value, result.duration.as_nanos() as u64))
+}
 
 /// A private, unpinned copy of the enforcer loaded with one policy.
 pub struct TestProgram {
@@ -54,10 +93,6 @@ impl TestProgram {
     /// Runs the program `repeat` times on `frame`; returns the action and the kernel's
     /// average nanoseconds per run.
     pub fn time(&mut self, frame: &[u8], repeat: u32) -> Result<(u32, u64), TestRunError> {
-        let mut opts = TestRunOptions::new();
-        opts.data_in = Some(frame);
-        opts.repeat = repeat;
-        let result = self.program().test_run(opts)?;
-        Ok((result.return_value, result.duration.as_nanos() as u64))
+        timed_run(self.program(), frame, repeat)
     }
 }

@@ -4,3 +4,6 @@ pub mod netns;
 pub mod probe;
 pub mod servers;
 pub mod testbed;
+
+pub mod cli;
+pub mod sweep;

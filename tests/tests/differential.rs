@@ -69,7 +69,11 @@ allow = ["198.51.100.7", "2001:db8::/33"]
 "#;
 
 fn monitor(text: &str) -> String {
-    text.replacen("version = 1", "version = 1\n[settings]\nmode = \"monitor\"", 1)
+    text.replacen(
+        "version = 1",
+        "version = 1\n[settings]\nmode = \"monitor\"",
+        1,
+    )
 }
 
 fn root() -> bool {
@@ -146,7 +150,7 @@ fn differential(name: &str, text: &str, seed: u64) {
             run_batch(&mut batch, &mut program, &state, &mut tally);
             program
                 .maps
-                .insert_flow(&key, monotonic_ns())
+                .insert_flow(&key, mirror_xdp::maps::monotonic_ns())
                 .expect("insert flow");
             state.flows.insert(key);
         }
@@ -267,17 +271,6 @@ fn xorshift(state: &mut u64) -> u64 {
     *state ^= *state >> 7;
     *state ^= *state << 17;
     *state
-}
-
-/// CLOCK_MONOTONIC in nanoseconds: the clock of `bpf_ktime_get_ns`.
-fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid pointer to a timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 fn hex(frame: &[u8]) -> String {

@@ -5,7 +5,7 @@ mod setup;
 mod test;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
@@ -35,12 +35,21 @@ enum Task {
     },
 }
 
-fn main() -> Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.task {
+    let result = match cli.task {
         Task::Setup => setup::run(),
         Task::Test { args } => test::run(&args),
         Task::Demo { policy } => demo::run(policy),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // The error chain in one line; no backtrace of xtask itself (the failing tool
+            // already printed what went wrong).
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 

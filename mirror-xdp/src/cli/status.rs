@@ -14,7 +14,10 @@ pub struct Args {
 pub fn run(args: Args, paths: &Paths) -> Result<(), Failure> {
     let record = super::stats::attached(paths)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&status_json(&record)).expect("json"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&status_json(&record)).expect("json")
+        );
         return Ok(());
     }
     println!("mode: {}", record.mode);
@@ -24,7 +27,10 @@ pub fn run(args: Args, paths: &Paths) -> Result<(), Failure> {
         record.policy.generation
     );
     for i in &record.interfaces {
-        println!("interface {}: {} mode, program {}", i.name, i.xdp_mode, i.prog_id);
+        println!(
+            "interface {}: {} mode, program {}",
+            i.name, i.xdp_mode, i.prog_id
+        );
     }
     Ok(())
 }

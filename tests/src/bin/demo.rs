@@ -56,7 +56,10 @@ fn run() -> Result<()> {
     let before = probe_all(&bed, &rows)?;
 
     let policy_arg = policy_path.to_string_lossy().into_owned();
-    let out = bed.cli(&bin, &["attach", "--iface", SERVER_IF, "--policy", &policy_arg]);
+    let out = bed.cli(
+        &bin,
+        &["attach", "--iface", SERVER_IF, "--policy", &policy_arg],
+    );
     print!("{}", String::from_utf8_lossy(&out.stdout));
     eprint!("{}", String::from_utf8_lossy(&out.stderr));
     if !out.status.success() {
@@ -106,7 +109,9 @@ fn args() -> Result<(PathBuf, PathBuf)> {
     let mut bin = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
-        let value = args.next().with_context(|| format!("{arg} needs a value"))?;
+        let value = args
+            .next()
+            .with_context(|| format!("{arg} needs a value"))?;
         match arg.as_str() {
             "--policy" => policy = Some(PathBuf::from(value)),
             "--mirror-xdp" => bin = Some(PathBuf::from(value)),
