@@ -76,9 +76,21 @@ pub fn attach(
     say: &mut dyn FnMut(&str),
 ) -> Result<Record, EnforcerError> {
     if let Some(record) = Record::load(paths)? {
-        return Err(EnforcerError::AlreadyAttached {
-            interfaces: names(&record),
-        });
+        let linked = record
+            .interfaces
+            .iter()
+            .any(|i| paths.xdp_link_pin(&i.name).exists());
+        if linked {
+            return Err(EnforcerError::AlreadyAttached {
+                interfaces: names(&record),
+            });
+        }
+        // The pins are gone (removed by hand, or bpffs remounted): the record is stale.
+        say(&format!(
+            "note: discarding the record of an enforcer on {} whose pins are gone",
+            names(&record)
+        ));
+        Record::remove(paths)?;
     }
     for iface in ifaces {
         if !interface_exists(iface) {

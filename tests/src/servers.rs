@@ -1,7 +1,7 @@
 //! Real servers inside a namespace (TCP banner listeners, UDP echo, nginx, rsync daemon),
 //! each stopped on drop, so tests see what a mirror's clients would see.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::Path;
 use std::process::Stdio;
@@ -168,14 +168,26 @@ impl UdpEchoSet {
     }
 }
 
+fn accepts(ns: &Netns, port: u16) -> bool {
+    let addr: SocketAddr = (Ipv4Addr::LOCALHOST, port).into();
+    ns.enter(|| TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok())
+}
+
+/// Readiness below means "something accepts on the port": make sure it is not someone else.
+fn ensure_free(ns: &Netns, port: u16) -> Result<()> {
+    if accepts(ns, port) {
+        bail!("port {port} is already in use in {}", ns.name());
+    }
+    Ok(())
+}
+
 /// Waits until something accepts TCP on 127.0.0.1:port in `ns`, failing early if the
 /// server process died (bounded by `timeout`).
 fn wait_tcp_ready(ns: &Netns, child: &mut ChildGuard, port: u16, timeout: Duration) -> Result<()> {
     let deadline = Instant::now() + timeout;
-    let addr: SocketAddr = (Ipv4Addr::LOCALHOST, port).into();
     loop {
         child.ensure_running()?;
-        if ns.enter(|| TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()) {
+        if accepts(ns, port) {
             return Ok(());
         }
         if Instant::now() >= deadline {
@@ -196,19 +208,11 @@ fn open_tempdir(prefix: &str) -> Result<TempDir> {
     Ok(dir)
 }
 
+/// The last lines of a server's log, for a start-up failure message.
 fn tail(path: &Path) -> String {
-    let mut s = String::new();
-    if let Ok(mut f) = std::fs::File::open(path) {
-        let _ = f.read_to_string(&mut s);
-    }
-    s.lines()
-        .rev()
-        .take(10)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect::<Vec<_>>()
-        .join("\n")
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(10)..].join("\n")
 }
 
 /// nginx serving [`NGINX_INDEX`] on port 80 (IPv4 and IPv6), everything in a temp dir.
@@ -248,6 +252,7 @@ impl Nginx {
         let conf_path = dir.path().join("nginx.conf");
         std::fs::write(&conf_path, conf)?;
         let error_log = dir.path().join("error.log");
+        ensure_free(ns, 80)?;
         let mut cmd = ns.command("nginx");
         // -p/-e keep nginx away from /var/log/nginx and /etc/nginx entirely.
         cmd.arg("-p")
@@ -294,6 +299,7 @@ impl RsyncDaemon {
         );
         let conf_path = dir.path().join("rsyncd.conf");
         std::fs::write(&conf_path, conf)?;
+        ensure_free(ns, 873)?;
         let mut cmd = ns.command("rsync");
         cmd.args(["--daemon", "--no-detach"])
             .arg(format!("--config={}", conf_path.display()))

@@ -33,7 +33,9 @@ const BPFFS: &str = "/sys/fs/bpf";
 static PIN_COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// Field order is drop order: unpin first (ends pinned links, so programs detach), then the
-/// namespaces (destroying the veth ends any attachment left), then the temp dirs.
+/// namespaces (destroying the veth ends any attachment left), then the temp dirs. Declare
+/// server and process guards after the testbed, so they drop (and stop) before it does: a
+/// namespace with a process still inside lives on until that process ends.
 pub struct Testbed {
     pin_dir: PinDir,
     pub server: Netns,
@@ -61,25 +63,11 @@ impl Testbed {
         }
         // Created inside the server namespace, peer moved straight into the client one: the
         // host namespace never sees either end.
-        ip(
-            &server,
-            &[
-                "link",
-                "add",
-                SERVER_IF,
-                "mtu",
-                "1500",
-                "type",
-                "veth",
-                "peer",
-                "name",
-                CLIENT_IF,
-                "mtu",
-                "1500",
-                "netns",
-                client.name(),
-            ],
-        )?;
+        let link = format!(
+            "link add {SERVER_IF} mtu 1500 type veth peer name {CLIENT_IF} mtu 1500 netns {}",
+            client.name()
+        );
+        ip(&server, &link.split_whitespace().collect::<Vec<_>>())?;
         let server_addrs = [
             format!("{SERVER_V4}/24"),
             format!("{SERVER_ADMIN_V4}/24"),

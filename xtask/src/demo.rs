@@ -26,10 +26,7 @@ pub fn run(policy: Option<PathBuf>) -> Result<()> {
         "-p",
         "mirror-xdp-tests",
     ]))?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(|d| repo_root().join(d))
-        .unwrap_or_else(|| repo_root().join("target"))
-        .join("release");
+    let target = crate::release_dir();
     run_step(
         Command::new(target.join("demo"))
             .current_dir(repo_root())

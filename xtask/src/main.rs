@@ -1,5 +1,6 @@
 //! Project tasks (`cargo xtask ...`): setup, test, demo. One file per task; shared helpers here.
 
+mod bench;
 mod demo;
 mod setup;
 mod test;
@@ -27,6 +28,9 @@ enum Task {
         #[arg(last = true)]
         args: Vec<String>,
     },
+    /// Setup, then measure ns per packet of every verdict path next to bare XDP programs
+    /// (BPF test-run) and write docs/benchmarks.md. Not part of `test`.
+    Bench,
     /// Setup, build in release mode and run the demo against a policy.
     Demo {
         /// Policy file for the demo (default: examples/mirror.toml).
@@ -41,6 +45,7 @@ fn main() -> ExitCode {
         Task::Setup => setup::run(),
         Task::Test { args } => test::run(&args),
         Task::Demo { policy } => demo::run(policy),
+        Task::Bench => bench::run(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -59,6 +64,14 @@ pub fn repo_root() -> PathBuf {
         .parent()
         .expect("xtask lives one level below the workspace root")
         .to_path_buf()
+}
+
+/// Where release binaries land (honours CARGO_TARGET_DIR).
+pub fn release_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(|d| repo_root().join(d))
+        .unwrap_or_else(|| repo_root().join("target"))
+        .join("release")
 }
 
 /// The cargo that runs us (cargo sets $CARGO), so nested builds use the same toolchain.

@@ -34,6 +34,11 @@ pub fn run(extra: &[String]) -> Result<()> {
              namespaces; the steps before passed; rerun `cargo xtask test` as root"
         );
     }
+    // The namespace tests drive the real CLI binary, which `cargo test` does not build.
+    step(
+        "release build of the CLI",
+        cargo().args(["build", "--release", "-p", "mirror-xdp"]),
+    )?;
     step(
         "integration tests",
         cargo()

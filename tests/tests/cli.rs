@@ -1,0 +1,301 @@
+//! The CLI's contract around attaching: exit codes and messages for bad input, a second
+//! attach, attach modes (native, skb fallback on a jumbo MTU), non-root users, and detach
+//! (all interfaces or one) giving the ports back and leaving no pins.
+
+use std::process::Command;
+
+use mirror_xdp_tests::cli::{
+    attach_policy, cli_bin, interfaces, root_or_skip, run, run_ok, status, try_attach, write_policy,
+};
+use mirror_xdp_tests::probe::ProbeResult;
+use mirror_xdp_tests::servers::{TcpListenerSet, banner};
+use mirror_xdp_tests::sweep::tcp_sweep;
+use mirror_xdp_tests::testbed::*;
+
+const POLICY: &str = r#"
+version = 1
+
+[[ports]]
+proto = "tcp"
+ports = [443]
+"#;
+
+/// A listed port and an unlisted one, both with a listener.
+const OPEN: u16 = 443;
+const CLOSED: u16 = 25;
+
+/// Asserts that 443 answers and 25 is dropped from the ordinary IPv4 client.
+fn assert_enforcing(bed: &Testbed, what: &str) {
+    assert_eq!(
+        tcp_sweep(&bed.client, CLIENT_V4.into(), &[OPEN, CLOSED]),
+        [
+            (OPEN, ProbeResult::Open(banner(OPEN))),
+            (CLOSED, ProbeResult::Timeout)
+        ],
+        "{what}"
+    );
+}
+
+fn assert_nothing_attached(bed: &Testbed, what: &str) {
+    let r = run(bed, &["status"]);
+    assert_eq!(r.code, Some(1), "{what}: status must fail: {r:?}");
+    assert!(r.stderr.contains("nothing is attached"), "{what}: {r:?}");
+}
+
+/// Whether the kernel shows an XDP program on the server's `dev` (pins aside).
+fn xdp_on(bed: &Testbed, dev: &str) -> bool {
+    let out = bed
+        .server
+        .run_ok("ip", &["link", "show", "dev", dev])
+        .expect("ip link show");
+    String::from_utf8_lossy(&out.stdout).contains("prog/xdp")
+}
+
+fn ip(bed: &Testbed, args: &[&str]) {
+    let out = Command::new("ip")
+        .arg("-n")
+        .arg(bed.server.name())
+        .args(args)
+        .output()
+        .expect("running ip");
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn invalid_policy_is_refused_with_its_position() {
+    if !root_or_skip() {
+        return;
+    }
+    let bed = Testbed::new().expect("testbed");
+    // The bad CIDR is on line 5, column 8.
+    let text = "version = 1\n\n[sets]\nadmins = [\"203.0.113.0/24\"]\nbad = [\"198.51.100.0/33\"]\n\n[[ports]]\nproto = \"tcp\"\nports = [80]\n";
+    let path = write_policy(&bed, "bad.toml", text);
+    let r = try_attach(&bed, &path, &[]);
+    assert_eq!(r.code, Some(2), "{r:?}");
+    assert!(
+        r.stderr.contains("bad.toml:5:8:"),
+        "position missing: {r:?}"
+    );
+    assert_nothing_attached(&bed, "after a refused policy");
+}
+
+#[test]
+fn limits_are_refused_in_this_release() {
+    if !root_or_skip() {
+        return;
+    }
+    let bed = Testbed::new().expect("testbed");
+    let path = write_policy(
+        &bed,
+        "limits.toml",
+        &format!("{POLICY}\n[limits]\nper_source_pps = 100\n"),
+    );
+    let r = try_attach(&bed, &path, &[]);
+    assert_eq!(r.code, Some(2), "{r:?}");
+    assert!(r.stderr.contains("limits"), "{r:?}");
+    assert_nothing_attached(&bed, "after refusing limits");
+}
+
+#[test]
+fn second_attach_fails_and_the_first_stays() {
+    if !root_or_skip() {
+        return;
+    }
+    let bed = Testbed::new().expect("testbed");
+    let _tcp = TcpListenerSet::start(&bed.server, &[OPEN, CLOSED]).expect("tcp listeners");
+    let path = attach_policy(&bed, POLICY);
+    let r = try_attach(&bed, &path, &[]);
+    assert_eq!(r.code, Some(1), "{r:?}");
+    assert!(r.stderr.contains("already attached"), "{r:?}");
+    assert_eq!(interfaces(&status(&bed)).len(), 1);
+    assert_enforcing(&bed, "after a refused second attach");
+}
+
+#[test]
+fn native_mode_works_on_veth() {
+    if !root_or_skip() {
+        return;
+    }
+    let bed = Testbed::new().expect("testbed");
+    let _tcp = TcpListenerSet::start(&bed.server, &[OPEN, CLOSED]).expect("tcp listeners");
+    let path = write_policy(&bed, "policy.toml", POLICY);
+    let r = try_attach(&bed, &path, &["--xdp-mode", "native"]);
+    assert_eq!(r.code, Some(0), "{r:?}");
+    assert_eq!(
+        interfaces(&status(&bed)),
+        [(SERVER_IF.to_string(), "native".to_string())]
+    );
+    assert_enforcing(&bed, "native mode");
+}
+
+#[test]
+fn jumbo_mtu_refuses_native_and_auto_falls_back_to_skb() {
+    if !root_or_skip() {
+        return;
+    }
+    let bed = Testbed::new().expect("testbed");
+    let _tcp = TcpListenerSet::start(&bed.server, &[OPEN, CLOSED]).expect("tcp listeners");
+    // A jumbo link: veth's native XDP refuses a peer MTU above about a page (the program
+    // is not frags-aware), so both ends get 9000 as on a real jumbo-frame network.
+    ip(&bed, &["link", "set", SERVER_IF, "mtu", "9000"]);
+    bed.client
+        .run_ok("ip", &["link", "set", CLIENT_IF, "mtu", "9000"])
+        .expect("client mtu");
+    let path = write_policy(&bed, "policy.toml", POLICY);
+
+    let r = try_attach(&bed, &path, &["--xdp-mode", "native"]);
+    assert_eq!(r.code, Some(1), "{r:?}");
+    assert!(r.stderr.contains("--xdp-mode skb"), "no hint: {r:?}");
+    assert_nothing_attached(&bed, "after a failed native attach");
+
+    let r = try_attach(&bed, &path, &["--xdp-mode", "auto"]);
+    assert_eq!(r.code, Some(0), "{r:?}");
+    assert!(r.stderr.contains("falling back"), "{r:?}");
+    assert_eq!(
+        interfaces(&status(&bed)),
+        [(SERVER_IF.to_string(), "skb".to_string())]
+    );
+    assert_enforcing(&bed, "skb mode");
+}
+
+#[test]
+fn non_root_is_refused() {
+    if !root_or_skip() {
+        return;
+    }
+    let bed = Testbed::new().expect("testbed");
+    let out = bed
+        .server
+        .nsenter_command("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(cli_bin())
+        .arg("status")
+        .envs(bed.cli_env())
+        .output()
+        .expect("running setpriv");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("root"), "{stderr}");
+}
+
+#[test]
+fn unknown_subcommand_is_a_usage_error() {
+    // No root or testbed needed: argument parsing fails before anything else.
+    let out = Command::new(cli_bin())
+        .arg("bogus-subcommand")
+        .output()
+        .expect("running mirror-xdp");
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn detach_restores_reachability_and_removes_pins() {
+    if !root_or_skip() {
+        return;
+    }
+    let bed = Testbed::new().expect("testbed");
+    let _tcp = TcpListenerSet::start(&bed.server, &[OPEN, CLOSED]).expect("tcp listeners");
+    attach_policy(&bed, POLICY);
+    assert_enforcing(&bed, "attached");
+    assert!(xdp_on(&bed, SERVER_IF));
+
+    run_ok(&bed, &["detach"]);
+    assert!(
+        !xdp_on(&bed, SERVER_IF),
+        "XDP still on {SERVER_IF} after detach"
+    );
+    assert_eq!(
+        tcp_sweep(&bed.client, CLIENT_V4.into(), &[CLOSED]),
+        [(CLOSED, ProbeResult::Open(banner(CLOSED)))],
+        "after detach"
+    );
+    assert_nothing_attached(&bed, "after detach");
+    let pins: Vec<_> = std::fs::read_dir(bed.bpffs_dir())
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        pins.is_empty(),
+        "pins left in {}: {pins:?}",
+        bed.bpffs_dir().display()
+    );
+    let r = run(&bed, &["detach"]);
+    assert_eq!(r.code, Some(1), "detach with nothing attached: {r:?}");
+}
+
+#[test]
+fn two_interfaces_attach_and_detach_one_at_a_time() {
+    if !root_or_skip() {
+        return;
+    }
+    let bed = Testbed::new().expect("testbed");
+    // A second link between the namespaces on its own /26; dies with the namespaces.
+    ip(
+        &bed,
+        &[
+            "link",
+            "add",
+            "mxs1",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "mxc1",
+            "netns",
+            bed.client.name(),
+        ],
+    );
+    ip(&bed, &["addr", "add", "198.51.100.65/26", "dev", "mxs1"]);
+    ip(&bed, &["link", "set", "mxs1", "up"]);
+    bed.client
+        .run_ok("ip", &["addr", "add", "198.51.100.66/26", "dev", "mxc1"])
+        .expect("client address");
+    bed.client
+        .run_ok("ip", &["link", "set", "mxc1", "up"])
+        .expect("client link up");
+    let _tcp = TcpListenerSet::start(&bed.server, &[OPEN, CLOSED]).expect("tcp listeners");
+    let second: std::net::IpAddr = "198.51.100.66".parse().unwrap();
+    let closed_via_second = || {
+        mirror_xdp_tests::probe::tcp_connect(
+            &bed.client,
+            second,
+            ([198, 51, 100, 65], CLOSED).into(),
+            mirror_xdp_tests::sweep::PROBE_TIMEOUT,
+        )
+        .expect("probe over the second link")
+    };
+    assert_eq!(
+        closed_via_second(),
+        ProbeResult::Open(banner(CLOSED)),
+        "before attach"
+    );
+
+    let path = write_policy(&bed, "policy.toml", POLICY);
+    let policy = path.to_str().unwrap();
+    run_ok(
+        &bed,
+        &[
+            "attach", "--iface", SERVER_IF, "--iface", "mxs1", "--policy", policy,
+        ],
+    );
+    let names: Vec<String> = interfaces(&status(&bed)).into_iter().map(|i| i.0).collect();
+    assert_eq!(names, [SERVER_IF, "mxs1"]);
+    assert_eq!(closed_via_second(), ProbeResult::Timeout, "mxs1 attached");
+    assert_enforcing(&bed, "mxs0 attached");
+
+    run_ok(&bed, &["detach", "--iface", "mxs1"]);
+    let names: Vec<String> = interfaces(&status(&bed)).into_iter().map(|i| i.0).collect();
+    assert_eq!(names, [SERVER_IF]);
+    assert!(!xdp_on(&bed, "mxs1") && xdp_on(&bed, SERVER_IF));
+    assert_eq!(
+        closed_via_second(),
+        ProbeResult::Open(banner(CLOSED)),
+        "mxs1 detached"
+    );
+    assert_enforcing(&bed, "mxs0 still attached");
+    let r = run(&bed, &["detach", "--iface", "mxs1"]);
+    assert_eq!(r.code, Some(1), "mxs1 is no longer attached: {r:?}");
+}

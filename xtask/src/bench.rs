@@ -1,0 +1,25 @@
+//! `cargo xtask bench`: builds in release mode and runs the bench binary, which writes
+//! docs/benchmarks.md.
+
+use std::process::Command;
+
+use anyhow::Result;
+
+use crate::{cargo, repo_root, run_step};
+
+pub fn run() -> Result<()> {
+    crate::setup::run()?;
+    run_step(cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "mirror-xdp-tests",
+        "--bin",
+        "bench",
+    ]))?;
+    run_step(
+        Command::new(crate::release_dir().join("bench"))
+            .current_dir(repo_root())
+            .args(["--out", "docs/benchmarks.md"]),
+    )
+}
