@@ -1,7 +1,8 @@
 //! The mirror-xdp kernel programs: the XDP enforcer (`mirror_xdp`) and the egress flow
 //! recorder (`mirror_egress`) that makes return traffic possible.
-#![no_std]
-#![no_main]
+// On the host (clippy, `cargo check --workspace`) these are ordinary std binaries.
+#![cfg_attr(target_arch = "bpf", no_std)]
+#![cfg_attr(target_arch = "bpf", no_main)]
 
 mod egress;
 mod maps;
@@ -76,7 +77,6 @@ fn count(verdict: &Verdict, bytes: u64) {
     }
 }
 
-// On the host (clippy, `cargo test --workspace`) std's handler is linked in already.
 #[cfg(target_arch = "bpf")]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {
@@ -86,3 +86,6 @@ fn panic(_info: &core::panic::PanicInfo) -> ! {
 #[unsafe(link_section = "license")]
 #[unsafe(no_mangle)]
 static LICENSE: [u8; 4] = *b"GPL\0";
+
+#[cfg(not(target_arch = "bpf"))]
+fn main() {}

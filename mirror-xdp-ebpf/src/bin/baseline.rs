@@ -1,7 +1,8 @@
 //! Bare XDP programs that do nothing but return a verdict: the yardstick the benchmarks and
 //! the closing figures measure the enforcer against.
-#![no_std]
-#![no_main]
+// On the host (clippy, `cargo check --workspace`) these are ordinary std binaries.
+#![cfg_attr(target_arch = "bpf", no_std)]
+#![cfg_attr(target_arch = "bpf", no_main)]
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 
@@ -24,3 +25,6 @@ fn panic(_info: &core::panic::PanicInfo) -> ! {
 #[unsafe(link_section = "license")]
 #[unsafe(no_mangle)]
 static LICENSE: [u8; 4] = *b"GPL\0";
+
+#[cfg(not(target_arch = "bpf"))]
+fn main() {}
