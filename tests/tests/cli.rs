@@ -2,14 +2,15 @@
 //! attach, attach modes (native, skb fallback on a jumbo MTU), non-root users, and detach
 //! (all interfaces or one) giving the ports back and leaving no pins.
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::Command;
 
 use mirror_xdp_tests::cli::{
     attach_policy, cli_bin, interfaces, root_or_skip, run, run_ok, status, try_attach, write_policy,
 };
-use mirror_xdp_tests::probe::ProbeResult;
+use mirror_xdp_tests::probe::{ProbeResult, tcp_connect};
 use mirror_xdp_tests::servers::{TcpListenerSet, banner};
-use mirror_xdp_tests::sweep::tcp_sweep;
+use mirror_xdp_tests::sweep::{PROBE_TIMEOUT, tcp_sweep};
 use mirror_xdp_tests::testbed::*;
 
 const POLICY: &str = r#"
@@ -257,15 +258,10 @@ fn two_interfaces_attach_and_detach_one_at_a_time() {
         .run_ok("ip", &["link", "set", "mxc1", "up"])
         .expect("client link up");
     let _tcp = TcpListenerSet::start(&bed.server, &[OPEN, CLOSED]).expect("tcp listeners");
-    let second: std::net::IpAddr = "198.51.100.66".parse().unwrap();
+    let second = IpAddr::from(Ipv4Addr::new(198, 51, 100, 66));
+    let dst = SocketAddr::from((Ipv4Addr::new(198, 51, 100, 65), CLOSED));
     let closed_via_second = || {
-        mirror_xdp_tests::probe::tcp_connect(
-            &bed.client,
-            second,
-            ([198, 51, 100, 65], CLOSED).into(),
-            mirror_xdp_tests::sweep::PROBE_TIMEOUT,
-        )
-        .expect("probe over the second link")
+        tcp_connect(&bed.client, second, dst, PROBE_TIMEOUT).expect("probe over the second link")
     };
     assert_eq!(
         closed_via_second(),
