@@ -36,15 +36,19 @@ pub enum EnforcerError {
     #[error("interface {0} does not exist")]
     NoSuchInterface(String),
     #[error(
-        "attaching XDP to {iface} in {mode} mode failed: {source}{hint}",
-        hint = if *mode == "native" { "; try --xdp-mode skb" } else { "" }
+        "attaching XDP to {iface} in {mode} mode failed: {}{hint}",
+        chain(source),
+        hint = if *mode == "native" { " (try --xdp-mode skb)" } else { "" }
     )]
     AttachXdp {
         iface: String,
         mode: &'static str,
         source: aya::programs::ProgramError,
     },
-    #[error("attaching the egress program to {iface} failed (needs TCX, kernel 6.6+): {source}")]
+    #[error(
+        "attaching the egress program to {iface} failed (needs TCX, kernel 6.6+): {}",
+        chain(source)
+    )]
     AttachEgress {
         iface: String,
         source: aya::programs::ProgramError,
@@ -278,6 +282,17 @@ impl Drop for Rollback<'_> {
             remove_pins(self.paths);
         }
     }
+}
+
+/// An error with its causes, for messages that must say what the kernel answered.
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(c) = cause {
+        text.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    text
 }
 
 fn names(record: &Record) -> String {
