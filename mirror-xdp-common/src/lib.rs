@@ -162,6 +162,27 @@ pub struct FlowKey {
     pub _pad: [u8; 2],
 }
 
+impl FlowKey {
+    /// The key of a flow between `local` and `remote` (addresses and ports as in the packet).
+    #[inline(always)]
+    pub fn new(
+        local: ([u8; 16], [u8; 2]),
+        remote: ([u8; 16], [u8; 2]),
+        proto: u8,
+        v6: bool,
+    ) -> FlowKey {
+        FlowKey {
+            local_addr: local.0,
+            remote_addr: remote.0,
+            local_port: local.1,
+            remote_port: remote.1,
+            proto,
+            family: if v6 { 6 } else { 4 },
+            _pad: [0; 2],
+        }
+    }
+}
+
 /// Value of the FLOWS map: when the flow last saw a packet (`bpf_ktime_get_ns`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -31,15 +31,12 @@ pub fn mirror_egress(ctx: TcContext) -> i32 {
             _ => false,
         };
         if opens {
-            let key = FlowKey {
-                local_addr: pkt.src,
-                remote_addr: pkt.dst,
-                local_port: pkt.sport,
-                remote_port: pkt.dport,
-                proto: pkt.proto,
-                family: if pkt.v6 { 6 } else { 4 },
-                _pad: [0; 2],
-            };
+            let key = FlowKey::new(
+                (pkt.src, pkt.sport),
+                (pkt.dst, pkt.dport),
+                pkt.proto,
+                pkt.v6,
+            );
             // SAFETY: the helper has no preconditions.
             let state = FlowState {
                 last_seen_ns: unsafe { bpf_ktime_get_ns() },

@@ -138,15 +138,12 @@ fn from_allows(pkt: &Packet, entry: &PortEntry) -> bool {
 /// refreshes the flow, so an active connection never idles out.
 #[inline(always)]
 fn is_return(pkt: &Packet) -> bool {
-    let key = FlowKey {
-        local_addr: pkt.dst,
-        remote_addr: pkt.src,
-        local_port: pkt.dport,
-        remote_port: pkt.sport,
-        proto: pkt.proto,
-        family: if pkt.v6 { 6 } else { 4 },
-        _pad: [0; 2],
-    };
+    let key = FlowKey::new(
+        (pkt.dst, pkt.dport),
+        (pkt.src, pkt.sport),
+        pkt.proto,
+        pkt.v6,
+    );
     let Some(state) = FLOWS.get_ptr_mut(key) else {
         return false;
     };

@@ -46,11 +46,7 @@ pub fn load(pin_dir: Option<&Path>) -> Result<Ebpf, LoadError> {
 /// The XDP program, loaded into the kernel (verified) but not attached.
 pub fn xdp_program(ebpf: &mut Ebpf) -> Result<&mut Xdp, LoadError> {
     let name = program_name::XDP;
-    let program: &mut Xdp = ebpf
-        .program_mut(name)
-        .ok_or(LoadError::MissingProgram { name })?
-        .try_into()
-        .map_err(|source| LoadError::Program { name, source })?;
+    let program: &mut Xdp = program_mut(ebpf, name)?;
     program
         .load()
         .map_err(|source| LoadError::Program { name, source })?;
@@ -60,13 +56,20 @@ pub fn xdp_program(ebpf: &mut Ebpf) -> Result<&mut Xdp, LoadError> {
 /// The egress program, loaded but not attached.
 pub fn egress_program(ebpf: &mut Ebpf) -> Result<&mut SchedClassifier, LoadError> {
     let name = program_name::EGRESS;
-    let program: &mut SchedClassifier = ebpf
-        .program_mut(name)
-        .ok_or(LoadError::MissingProgram { name })?
-        .try_into()
-        .map_err(|source| LoadError::Program { name, source })?;
+    let program: &mut SchedClassifier = program_mut(ebpf, name)?;
     program
         .load()
         .map_err(|source| LoadError::Program { name, source })?;
     Ok(program)
+}
+
+/// A program of the object as its concrete type.
+pub fn program_mut<'a, P>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut P, LoadError>
+where
+    &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    ebpf.program_mut(name)
+        .ok_or(LoadError::MissingProgram { name })?
+        .try_into()
+        .map_err(|source| LoadError::Program { name, source })
 }

@@ -27,11 +27,7 @@ impl Baseline {
             return Err(object::LoadError::NoObject.into());
         }
         let mut ebpf = Ebpf::load(BASELINE).map_err(object::LoadError::from)?;
-        let program: &mut Xdp = ebpf
-            .program_mut(name)
-            .ok_or(object::LoadError::MissingProgram { name })?
-            .try_into()
-            .map_err(|source| object::LoadError::Program { name, source })?;
+        let program: &mut Xdp = object::program_mut(&mut ebpf, name)?;
         program
             .load()
             .map_err(|source| object::LoadError::Program { name, source })?;
