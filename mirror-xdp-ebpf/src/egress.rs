@@ -1,7 +1,7 @@
 //! The egress program: remembers the connections this host opens, so that their replies
 //! pass as `return` traffic (docs/semantics.md, "Return traffic").
 
-use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::classifier, programs::TcContext};
+use aya_ebpf::{macros::classifier, programs::TcContext};
 use mirror_xdp_common::{FlowKey, FlowState, PROTO_SLOT_UDP, config_flag, port_flag, port_index};
 
 use crate::{
@@ -18,8 +18,10 @@ pub fn mirror_egress(ctx: TcContext) -> i32 {
         start: ctx.data(),
         end: ctx.data_end(),
     };
-    let flags = CONFIG.get(0).map_or(0, |c| c.flags);
-    if flags & config_flag::RETURN_TRAFFIC == 0 {
+    let Some(config) = CONFIG.get(0) else {
+        return TCX_NEXT;
+    };
+    if config.flags & config_flag::RETURN_TRAFFIC == 0 {
         return TCX_NEXT;
     }
     if let Parsed::Ip(pkt) = parse(&frame) {
@@ -37,9 +39,8 @@ pub fn mirror_egress(ctx: TcContext) -> i32 {
                 pkt.proto,
                 pkt.v6,
             );
-            // SAFETY: the helper has no preconditions.
             let state = FlowState {
-                last_seen_ns: unsafe { bpf_ktime_get_ns() },
+                last_seen_ns: crate::clock::now(config),
             };
             // A full LRU evicts the oldest flow; nothing to do on error.
             let _ = FLOWS.insert(key, state, 0);

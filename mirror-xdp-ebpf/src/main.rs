@@ -4,9 +4,12 @@
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 
+mod clock;
 mod egress;
+mod limits;
 mod maps;
 mod parse;
+mod sources;
 mod verdict;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
@@ -24,10 +27,10 @@ pub fn mirror_xdp(ctx: XdpContext) -> u32 {
         start: ctx.data(),
         end: ctx.data_end(),
     };
-    let flags = match CONFIG.get(0) {
-        Some(config) => config.flags,
-        None => 0,
+    let Some(config) = CONFIG.get(0) else {
+        return xdp_action::XDP_PASS;
     };
+    let flags = config.flags;
     // Until user space has written a whole policy, judge nothing.
     if flags & config_flag::LOADED == 0 {
         return xdp_action::XDP_PASS;
@@ -43,7 +46,7 @@ pub fn mirror_xdp(ctx: XdpContext) -> u32 {
             drop: true,
             port_slot: None,
         },
-        Parsed::Ip(pkt) => judge(&pkt, flags),
+        Parsed::Ip(pkt) => judge(&pkt, config, clock::now(config)),
     };
     count(&verdict, frame.len());
     if verdict.drop && flags & config_flag::MONITOR == 0 {

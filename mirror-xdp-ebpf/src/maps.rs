@@ -3,23 +3,45 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, LpmTrie, LruHashMap, PerCpuArray},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray},
 };
 use mirror_xdp_common::{
-    Config, Counter, FlowKey, FlowState, FromKeyV4, FromKeyV6, PortCounter, PortEntry, capacity,
+    Config, Counter, FlowKey, FlowState, FromKeyV4, FromKeyV6, LimiterKey, LimiterState,
+    LiveEntry, PortCounter, PortEntry, SourceEntry, SourceKeyV4, SourceKeyV6, capacity,
 };
 
-#[map(name = "mx_config_v1")]
+/// The tables of static sources grow with the lists: allocate entries as they come.
+const NO_PREALLOC: u32 = 1;
+
+#[map(name = "mx_config_v2")]
 pub static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
 
 #[map(name = "mx_ports_v1")]
 pub static PORTS: Array<PortEntry> = Array::with_max_entries(capacity::PORTS, 0);
 
-#[map(name = "mx_src4_v1")]
-pub static SOURCES_V4: LpmTrie<[u8; 4], u32> = LpmTrie::with_max_entries(capacity::SOURCES_V4, 0);
+#[map(name = "mx_src4_v2")]
+pub static SOURCES_V4: HashMap<SourceKeyV4, SourceEntry> =
+    HashMap::with_max_entries(capacity::SOURCES_V4, NO_PREALLOC);
 
-#[map(name = "mx_src6_v1")]
-pub static SOURCES_V6: LpmTrie<[u8; 16], u32> = LpmTrie::with_max_entries(capacity::SOURCES_V6, 0);
+#[map(name = "mx_src6_v2")]
+pub static SOURCES_V6: HashMap<SourceKeyV6, SourceEntry> =
+    HashMap::with_max_entries(capacity::SOURCES_V6, NO_PREALLOC);
+
+#[map(name = "mx_lallow4_v1")]
+pub static LIVE_ALLOW_V4: LpmTrie<[u8; 4], LiveEntry> =
+    LpmTrie::with_max_entries(capacity::LIVE, 0);
+
+#[map(name = "mx_lallow6_v1")]
+pub static LIVE_ALLOW_V6: LpmTrie<[u8; 16], LiveEntry> =
+    LpmTrie::with_max_entries(capacity::LIVE, 0);
+
+#[map(name = "mx_ldeny4_v1")]
+pub static LIVE_DENY_V4: LpmTrie<[u8; 4], LiveEntry> =
+    LpmTrie::with_max_entries(capacity::LIVE, 0);
+
+#[map(name = "mx_ldeny6_v1")]
+pub static LIVE_DENY_V6: LpmTrie<[u8; 16], LiveEntry> =
+    LpmTrie::with_max_entries(capacity::LIVE, 0);
 
 #[map(name = "mx_from4_v1")]
 pub static FROM_V4: LpmTrie<FromKeyV4, u32> = LpmTrie::with_max_entries(capacity::FROM_V4, 0);
@@ -30,8 +52,17 @@ pub static FROM_V6: LpmTrie<FromKeyV6, u32> = LpmTrie::with_max_entries(capacity
 #[map(name = "mx_flows_v1")]
 pub static FLOWS: LruHashMap<FlowKey, FlowState> = LruHashMap::with_max_entries(capacity::FLOWS, 0);
 
+#[map(name = "mx_limits_v1")]
+pub static LIMITS: LruHashMap<LimiterKey, LimiterState> =
+    LruHashMap::with_max_entries(capacity::LIMITS, 0);
+
+/// The global SYN budget: one GCRA state per CPU.
+#[map(name = "mx_gsyn_v1")]
+pub static GLOBAL_SYN: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
 #[map(name = "mx_stats_v1")]
 pub static STATS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(capacity::STATS, 0);
 
 #[map(name = "mx_pstats_v1")]
-pub static PORT_STATS: PerCpuArray<PortCounter> = PerCpuArray::with_max_entries(capacity::PORTS, 0);
+pub static PORT_STATS: PerCpuArray<PortCounter> =
+    PerCpuArray::with_max_entries(capacity::PORTS, 0);

@@ -148,7 +148,8 @@ fn parse_ipv4(frame: &Frame, o: usize) -> Option<Packet> {
 
 #[inline(always)]
 fn parse_ipv6(frame: &Frame, o: usize) -> Option<Packet> {
-    let h: [u8; 40] = frame.bytes(o)?;
+    // Read in pieces rather than one 40-byte copy: the BPF stack is 512 bytes.
+    let h: [u8; 8] = frame.bytes(o)?;
     if h[0] >> 4 != 6 {
         return None;
     }
@@ -159,8 +160,8 @@ fn parse_ipv6(frame: &Frame, o: usize) -> Option<Packet> {
     }
     let mut pkt = Packet {
         v6: true,
-        src: [0; 16],
-        dst: [0; 16],
+        src: frame.bytes(o + 8)?,
+        dst: frame.bytes(o + 24)?,
         l4: L4::Other,
         proto: 0,
         sport: [0; 2],
@@ -168,8 +169,6 @@ fn parse_ipv6(frame: &Frame, o: usize) -> Option<Packet> {
         tcp_flags: 0,
         icmp_type: 0,
     };
-    pkt.src.copy_from_slice(&h[8..24]);
-    pkt.dst.copy_from_slice(&h[24..40]);
     let mut next = h[6];
     let mut cur = o + 40;
     for _ in 0..MAX_IPV6_EXT_HEADERS {

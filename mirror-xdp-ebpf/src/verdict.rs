@@ -1,14 +1,18 @@
 //! The verdict order of SPEC section 2 (see docs/semantics.md), one step after another.
 
-use aya_ebpf::{helpers::bpf_ktime_get_ns, maps::lpm_trie::Key};
+use aya_ebpf::maps::lpm_trie::Key;
 use mirror_xdp_common::{
-    FlowKey, FromKeyV4, FromKeyV6, PROTO_SLOT_TCP, PROTO_SLOT_UDP, PortEntry, Reason, config_flag,
-    ipproto, port_flag, port_index, source_flag,
+    Config, FlowKey, FromKeyV4, FromKeyV6, PROTO_SLOT_TCP, PROTO_SLOT_UDP, PortEntry, Reason,
+    config_flag,
+    flows::{FLOW_IDLE_NS_TCP, FLOW_IDLE_NS_UDP},
+    ipproto, port_flag, port_index, source_flag, tcp_flag,
 };
 
 use crate::{
-    maps::{FLOWS, FROM_V4, FROM_V6, PORTS, SOURCES_V4, SOURCES_V6},
+    limits,
+    maps::{FLOWS, FROM_V4, FROM_V6, PORTS},
     parse::{L4, Packet},
+    sources::source_flags,
 };
 
 /// A decision: why, whether it drops, and the ports-array index of the rule that decided.
@@ -20,7 +24,7 @@ pub struct Verdict {
 
 impl Verdict {
     #[inline(always)]
-    const fn new(reason: Reason, drop: bool) -> Self {
+    pub const fn new(reason: Reason, drop: bool) -> Self {
         Verdict {
             reason,
             drop,
@@ -45,16 +49,35 @@ fn icmp_essential(v6: bool, icmp_type: u8) -> bool {
     }
 }
 
-/// Steps 3 to 15 for a well-formed IP packet; `flags` is the config's `config_flag` bits.
+/// Steps 3 to 15 for a well-formed IP packet, at time `now`.
 #[inline(always)]
-pub fn judge(pkt: &Packet, flags: u32) -> Verdict {
-    let source = source_flags(pkt);
+pub fn judge(pkt: &Packet, config: &Config, now: u64) -> Verdict {
+    let flags = config.flags;
+    let source = source_flags(pkt, config, now);
     if source & source_flag::TRUSTED != 0 {
         return Verdict::new(Reason::Trusted, false);
     }
     if source & source_flag::DENIED != 0 {
         return Verdict::new(Reason::Denied, true);
     }
+
+    // Steps 5 and 6: the per-source state, if any per-source limit is on.
+    let mut limiter = None;
+    if flags & (config_flag::LIMIT_PPS | config_flag::LIMIT_SYN) != 0
+        && let Some(state) = limits::limiter(pkt, config)
+    {
+        // SAFETY: a pointer from a map lookup is valid for this program run; concurrent
+        // updates of one source from two CPUs can only blur its bucket, never corrupt memory.
+        let state = unsafe { &mut *state };
+        if now < state.banned_until_ns {
+            return Verdict::new(Reason::Banned, true);
+        }
+        if flags & config_flag::LIMIT_PPS != 0 && limits::over_pps(state, config, now) {
+            return Verdict::new(Reason::RateLimited, true);
+        }
+        limiter = Some(state);
+    }
+
     let slot = match pkt.l4 {
         L4::Icmp => {
             if icmp_essential(pkt.v6, pkt.icmp_type) {
@@ -69,7 +92,7 @@ pub fn judge(pkt: &Packet, flags: u32) -> Verdict {
         L4::Tcp => PROTO_SLOT_TCP,
         L4::Udp => PROTO_SLOT_UDP,
     };
-    if flags & config_flag::RETURN_TRAFFIC != 0 && is_return(pkt) {
+    if flags & config_flag::RETURN_TRAFFIC != 0 && is_return(pkt, now) {
         return Verdict::new(Reason::Return, false);
     }
     let index = port_index(slot, u16::from_be_bytes(pkt.dport));
@@ -82,11 +105,32 @@ pub fn judge(pkt: &Packet, flags: u32) -> Verdict {
     };
     let mut verdict = if entry.flags & port_flag::HAS_FROM != 0 && !from_allows(pkt, &entry) {
         Verdict::new(Reason::SourceNotAllowed, true)
+    } else if pkt.l4 == L4::Tcp && pkt.tcp_flags & (tcp_flag::SYN | tcp_flag::ACK) == tcp_flag::SYN
+        && syn_over_limit(limiter, config, now)
+    {
+        Verdict::new(Reason::SynFlood, true)
     } else {
         Verdict::new(Reason::Allowed, false)
     };
     verdict.port_slot = Some(index);
     verdict
+}
+
+/// Step 12: the per-source SYN rate first (it bans), then this CPU's share of the global
+/// budget.
+#[inline(always)]
+fn syn_over_limit(
+    limiter: Option<&mut mirror_xdp_common::LimiterState>,
+    config: &Config,
+    now: u64,
+) -> bool {
+    if config.flags & config_flag::LIMIT_SYN != 0
+        && let Some(state) = limiter
+        && limits::over_source_syn(state, config, now)
+    {
+        return true;
+    }
+    limits::over_global_syn(config, now)
 }
 
 impl Verdict {
@@ -100,23 +144,8 @@ impl Verdict {
     }
 }
 
-/// The `source_flag` bits of the longest matching `sources` prefix (user space folds the
-/// flags of shorter prefixes into longer ones, so one lookup answers both lists).
-#[inline(always)]
-fn source_flags(pkt: &Packet) -> u32 {
-    let found = if pkt.v6 {
-        SOURCES_V6.get(Key::new(128, pkt.src))
-    } else {
-        SOURCES_V4.get(Key::new(
-            32,
-            [pkt.src[0], pkt.src[1], pkt.src[2], pkt.src[3]],
-        ))
-    };
-    found.copied().unwrap_or(0)
-}
-
 /// Is the source inside the rule's `from` set?
-#[inline(always)]
+#[inline(never)]
 fn from_allows(pkt: &Packet, entry: &PortEntry) -> bool {
     let from_id = (entry.from_id as u32).to_be_bytes();
     if pkt.v6 {
@@ -136,23 +165,16 @@ fn from_allows(pkt: &Packet, entry: &PortEntry) -> bool {
 
 /// Step 10: a reply to a connection this host opened and that is still fresh. A hit
 /// refreshes the flow, so an active connection never idles out.
-#[inline(always)]
-fn is_return(pkt: &Packet) -> bool {
-    let key = FlowKey::new(
-        (pkt.dst, pkt.dport),
-        (pkt.src, pkt.sport),
-        pkt.proto,
-        pkt.v6,
-    );
+#[inline(never)]
+fn is_return(pkt: &Packet, now: u64) -> bool {
+    let key = FlowKey::new((pkt.dst, pkt.dport), (pkt.src, pkt.sport), pkt.proto, pkt.v6);
     let Some(state) = FLOWS.get_ptr_mut(key) else {
         return false;
     };
-    // SAFETY: the helper returns no time value that could be invalid.
-    let now = unsafe { bpf_ktime_get_ns() };
     let idle = if pkt.proto == ipproto::TCP {
-        mirror_xdp_common::FLOW_IDLE_NS_TCP
+        FLOW_IDLE_NS_TCP
     } else {
-        mirror_xdp_common::FLOW_IDLE_NS_UDP
+        FLOW_IDLE_NS_UDP
     };
     // SAFETY: a pointer from a map lookup is valid for this program run; a concurrent
     // update only changes the timestamp, and any of the values written is fine.

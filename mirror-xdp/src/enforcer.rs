@@ -10,7 +10,7 @@ use aya::programs::{
 };
 
 use crate::{
-    compile::{CompileError, compile},
+    compile::{CompileError, compile, possible_cpus},
     maps::{Maps, MapsError},
     object::{self, LoadError},
     policy::Policy,
@@ -70,6 +70,21 @@ pub enum EnforcerError {
     State(#[from] StateError),
 }
 
+/// Map sizes chosen at attach time.
+#[derive(Clone, Copy, Debug)]
+pub struct Sizes {
+    /// Entries of the per-source limiter LRU table.
+    pub limiter_entries: u32,
+}
+
+impl Default for Sizes {
+    fn default() -> Self {
+        Sizes {
+            limiter_entries: mirror_xdp_common::capacity::LIMITS,
+        }
+    }
+}
+
 /// Attaches a policy to interfaces. Everything is pinned under `paths.bpffs`; on any failure
 /// what was done so far is undone, so the host is left as it was.
 pub fn attach(
@@ -77,6 +92,7 @@ pub fn attach(
     ifaces: &[String],
     policy: &Policy,
     mode: AttachMode,
+    sizes: Sizes,
     say: &mut dyn FnMut(&str),
 ) -> Result<Record, EnforcerError> {
     if let Some(record) = Record::load(paths)? {
@@ -101,7 +117,7 @@ pub fn attach(
             return Err(EnforcerError::NoSuchInterface(iface.clone()));
         }
     }
-    let image = compile(policy)?;
+    let image = compile(policy, possible_cpus())?;
     // Leftovers of an attach that died half-way hold no links: start clean.
     remove_pins(paths);
     crate::state::create_private_dir(&paths.bpffs).map_err(|source| EnforcerError::Bpffs {
@@ -110,10 +126,11 @@ pub fn attach(
     })?;
     let mut rollback = Rollback { paths, armed: true };
 
-    let mut ebpf = object::load(Some(&paths.bpffs))?;
+    let mut ebpf = object::load(Some(&paths.bpffs), sizes)?;
     // Held until the programs are loaded: they refer to the maps by these descriptors.
     let mut maps = Maps::from_ebpf(&mut ebpf)?;
-    maps.write_fresh(&image)?;
+    let config = maps.write_fresh(&image)?;
+    maps.enable(&config)?;
 
     let mut interfaces = Vec::new();
     {

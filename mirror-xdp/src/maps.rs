@@ -8,8 +8,9 @@ use aya::{
     maps::{Array, HashMap, LpmTrie, Map, MapData, MapError, PerCpuArray, lpm_trie::Key},
 };
 use mirror_xdp_common::{
-    Config, Counter, FlowKey, FlowState, FromKeyV4, FromKeyV6, PortCounter, PortEntry, Reason,
-    capacity, config_flag, map_name, stats_index,
+    Config, Counter, FlowKey, FlowState, FromKeyV4, FromKeyV6, LimiterKey, LimiterState,
+    LiveEntry, PortCounter, PortEntry, Reason, SourceEntry, SourceKeyV4, SourceKeyV6, capacity,
+    config_flag, map_name, stats_index,
 };
 
 use crate::compile::MapImage;
@@ -34,11 +35,17 @@ pub enum MapsError {
 pub struct Maps {
     pub config: Array<MapData, Config>,
     pub ports: Array<MapData, PortEntry>,
-    pub sources_v4: LpmTrie<MapData, [u8; 4], u32>,
-    pub sources_v6: LpmTrie<MapData, [u8; 16], u32>,
+    pub sources_v4: HashMap<MapData, SourceKeyV4, SourceEntry>,
+    pub sources_v6: HashMap<MapData, SourceKeyV6, SourceEntry>,
+    pub live_allow_v4: LpmTrie<MapData, [u8; 4], LiveEntry>,
+    pub live_allow_v6: LpmTrie<MapData, [u8; 16], LiveEntry>,
+    pub live_deny_v4: LpmTrie<MapData, [u8; 4], LiveEntry>,
+    pub live_deny_v6: LpmTrie<MapData, [u8; 16], LiveEntry>,
     pub from_v4: LpmTrie<MapData, FromKeyV4, u32>,
     pub from_v6: LpmTrie<MapData, FromKeyV6, u32>,
     pub flows: HashMap<MapData, FlowKey, FlowState>,
+    pub limits: HashMap<MapData, LimiterKey, LimiterState>,
+    pub global_syn: PerCpuArray<MapData, u64>,
     pub stats: PerCpuArray<MapData, Counter>,
     pub port_stats: PerCpuArray<MapData, PortCounter>,
 }
@@ -88,32 +95,37 @@ impl Maps {
             ports: typed!(map_name::PORTS),
             sources_v4: typed!(map_name::SOURCES_V4),
             sources_v6: typed!(map_name::SOURCES_V6),
+            live_allow_v4: typed!(map_name::LIVE_ALLOW_V4),
+            live_allow_v6: typed!(map_name::LIVE_ALLOW_V6),
+            live_deny_v4: typed!(map_name::LIVE_DENY_V4),
+            live_deny_v6: typed!(map_name::LIVE_DENY_V6),
             from_v4: typed!(map_name::FROM_V4),
             from_v6: typed!(map_name::FROM_V6),
             flows: typed!(map_name::FLOWS),
+            limits: typed!(map_name::LIMITS),
+            global_syn: typed!(map_name::GLOBAL_SYN),
             stats: typed!(map_name::STATS),
             port_stats: typed!(map_name::PORT_STATS),
         })
     }
 
-    /// Writes a compiled policy into maps that hold none yet, and marks it loaded last, so
-    /// the program never judges by half a policy.
-    pub fn write_fresh(&mut self, image: &MapImage) -> Result<(), MapsError> {
+    /// Writes a compiled policy into maps that hold none yet and returns the config to
+    /// [`Maps::enable`] once everything else (live entries) is in place: until then the
+    /// program judges nothing, so no packet meets half a policy.
+    pub fn write_fresh(&mut self, image: &MapImage) -> Result<Config, MapsError> {
         for (index, entry) in &image.ports {
             self.ports
                 .set(*index, entry, 0)
                 .map_err(access(map_name::PORTS))?;
         }
-        for (net, flags) in &image.sources_v4 {
-            let key = Key::new(net.prefix_len() as u32, net.network().octets());
+        for (key, entry) in &image.sources_v4 {
             self.sources_v4
-                .insert(&key, flags, 0)
+                .insert(key, entry, 0)
                 .map_err(access(map_name::SOURCES_V4))?;
         }
-        for (net, flags) in &image.sources_v6 {
-            let key = Key::new(net.prefix_len() as u32, net.network().octets());
+        for (key, entry) in &image.sources_v6 {
             self.sources_v6
-                .insert(&key, flags, 0)
+                .insert(key, entry, 0)
                 .map_err(access(map_name::SOURCES_V6))?;
         }
         for (from_id, net) in &image.from_v4 {
@@ -136,9 +148,23 @@ impl Maps {
                 .insert(&key, 1, 0)
                 .map_err(access(map_name::FROM_V6))?;
         }
+        Ok(image.config)
+    }
+
+    /// Writes the config with `LOADED` set: the program starts judging.
+    pub fn enable(&mut self, config: &Config) -> Result<(), MapsError> {
         let config = Config {
-            flags: image.config_flags | config_flag::LOADED,
+            flags: config.flags | config_flag::LOADED,
+            ..*config
         };
+        self.set_config(&config)
+    }
+
+    pub fn config(&self) -> Result<Config, MapsError> {
+        self.config.get(&0, 0).map_err(access(map_name::CONFIG))
+    }
+
+    pub fn set_config(&mut self, config: &Config) -> Result<(), MapsError> {
         self.config
             .set(0, config, 0)
             .map_err(access(map_name::CONFIG))
@@ -146,11 +172,7 @@ impl Maps {
 
     /// The config flags in force.
     pub fn config_flags(&self) -> Result<u32, MapsError> {
-        Ok(self
-            .config
-            .get(&0, 0)
-            .map_err(access(map_name::CONFIG))?
-            .flags)
+        Ok(self.config()?.flags)
     }
 
     /// Counters per reason, summed over CPUs.

@@ -8,6 +8,8 @@ use aya::{
 };
 use mirror_xdp_common::{map_name, program_name};
 
+use crate::enforcer::Sizes;
+
 /// The eBPF object built by build.rs (aya-build), aligned for the ELF parser.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/mirror-xdp"));
 
@@ -30,11 +32,12 @@ pub enum LoadError {
 
 /// Loads the object. With `pin_dir`, every map is pinned there by name, or reused if a pin
 /// of that name already exists.
-pub fn load(pin_dir: Option<&Path>) -> Result<Ebpf, LoadError> {
+pub fn load(pin_dir: Option<&Path>, sizes: Sizes) -> Result<Ebpf, LoadError> {
     if OBJECT.is_empty() {
         return Err(LoadError::NoObject);
     }
     let mut loader = EbpfLoader::new();
+    loader.map_max_entries(map_name::LIMITS, sizes.limiter_entries);
     if let Some(dir) = pin_dir {
         for name in map_name::ALL {
             loader.map_pin_path(name, dir.join(name));

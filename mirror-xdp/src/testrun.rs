@@ -6,7 +6,9 @@ use aya::{
     programs::{TestRun, TestRunOptions, Xdp},
 };
 
-use crate::{compile::compile, enforcer::EnforcerError, maps::Maps, object, policy::Policy};
+use crate::{
+    compile::{compile, possible_cpus},
+    enforcer::{EnforcerError, Sizes}, maps::Maps, object, policy::Policy};
 
 /// XDP return codes.
 pub const XDP_DROP: u32 = 1;
@@ -57,6 +59,8 @@ fn timed_run(program: &Xdp, frame: &[u8], repeat: u32) -> Result<(u32, u64), Tes
 pub struct TestProgram {
     ebpf: Ebpf,
     pub maps: Maps,
+    /// The compiled config (the reference model needs its limit parameters).
+    pub config: mirror_xdp_common::Config,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,11 +69,25 @@ pub struct TestRunError(#[from] aya::programs::ProgramError);
 
 impl TestProgram {
     pub fn load(policy: &Policy) -> Result<TestProgram, EnforcerError> {
-        let mut ebpf = object::load(None)?;
+        let mut ebpf = object::load(None, Sizes::default())?;
         let mut maps = Maps::from_ebpf(&mut ebpf)?;
-        maps.write_fresh(&compile(policy)?)?;
+        let image = compile(policy, possible_cpus())?;
+        let config = maps.write_fresh(&image)?;
+        maps.enable(&config)?;
         object::xdp_program(&mut ebpf)?;
-        Ok(TestProgram { ebpf, maps })
+        Ok(TestProgram {
+            ebpf,
+            maps,
+            config: image.config,
+        })
+    }
+
+    /// Makes the program read the time from the config instead of the kernel clock, so a
+    /// test decides what "now" is (0 returns to the kernel clock).
+    pub fn set_clock(&mut self, now_ns: u64) -> Result<(), EnforcerError> {
+        let mut config = self.maps.config()?;
+        config.clock_override_ns = now_ns;
+        Ok(self.maps.set_config(&config)?)
     }
 
     fn program(&mut self) -> &mut Xdp {

@@ -21,19 +21,18 @@ pub struct Args {
     /// XDP attach mode: `auto` tries native and falls back to skb.
     #[arg(long, value_enum, default_value = "auto")]
     pub xdp_mode: AttachMode,
+    /// Sources the per-source limits track at once (an LRU table; each entry costs about
+    /// 100 bytes).
+    #[arg(long, default_value_t = mirror_xdp_common::capacity::LIMITS, value_parser = clap::value_parser!(u32).range(1024..))]
+    pub limiter_entries: u32,
 }
 
 pub fn run(args: Args, paths: &Paths) -> Result<(), Failure> {
     let policy = load_policy(&args.policy)?;
-    let limits = policy.limits.enabled();
-    if !limits.is_empty() {
-        return Err(Failure::invalid(format!(
-            "{}: [limits] enables {}, which this release does not enforce yet; remove them (or set them to 0) to attach",
-            args.policy.display(),
-            limits.join(", ")
-        )));
-    }
-    let record = enforcer::attach(paths, &args.ifaces, &policy, args.xdp_mode, &mut |msg| {
+    let sizes = enforcer::Sizes {
+        limiter_entries: args.limiter_entries,
+    };
+    let record = enforcer::attach(paths, &args.ifaces, &policy, args.xdp_mode, sizes, &mut |msg| {
         eprintln!("{msg}")
     })
     .map_err(Failure::operational)?;

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use super::{Failure, load_policy};
-use mirror_xdp::compile::compile;
+use mirror_xdp::compile::{compile, possible_cpus};
 
 /// Validate a policy file: syntax, addresses, sets, set files, rule conflicts.
 #[derive(Debug, clap::Args)]
@@ -15,8 +15,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<(), Failure> {
     let policy = load_policy(&args.policy)?;
-    let image = compile(&policy).map_err(Failure::invalid)?;
-    let limits = policy.limits.enabled();
+    let image = compile(&policy, possible_cpus()).map_err(Failure::invalid)?;
     println!(
         "{}: valid ({} mode; {} rule(s), {} port slot(s); {} trusted and {} denied prefix(es))",
         args.policy.display(),
@@ -26,11 +25,5 @@ pub fn run(args: Args) -> Result<(), Failure> {
         policy.allow.len(),
         policy.deny.len(),
     );
-    if !limits.is_empty() {
-        println!(
-            "note: [limits] enables {}; this release does not enforce limits yet, so `attach` refuses this policy",
-            limits.join(", ")
-        );
-    }
     Ok(())
 }

@@ -2,7 +2,7 @@
 //!
 //! It follows docs/semantics.md to the letter and shares no code with the kernel program, so
 //! that the differential test (same frames through both) catches a mistake on either side.
-//! Limits (steps 5, 6 and 12) are not modelled: the policy refuses them for now.
+//! The limits (steps 5, 6 and 12) are modelled with a clock the caller sets.
 
 mod parse;
 #[cfg(test)]
@@ -10,20 +10,34 @@ mod test_frames;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use mirror_xdp_common::{FlowKey, Reason};
+use mirror_xdp_common::{
+    Config, FlowKey, LimiterKey, LimiterState, Reason, config_flag, limits::limiter_addr,
+};
 
 use crate::policy::{Action, Mode, Policy, Proto};
 
 pub use parse::{IpPacket, L4, Malformed, Parsed, flow_key, parse, tcp_flag};
 
-/// What the enforcer state adds to the policy: flows this host opened that are still fresh.
+/// What the enforcer state adds to the policy: the clock, flows this host opened that are
+/// still fresh, live source entries, and the limiters' buckets (which judging updates).
 #[derive(Clone, Debug, Default)]
 pub struct ModelState {
+    /// The kernel's clock (`CLOCK_MONOTONIC` ns) at the packet.
+    pub now_ns: u64,
     pub flows: HashSet<FlowKey>,
+    /// Live trusted prefixes (`source allow`).
+    pub live_allow: Vec<IpNet>,
+    /// Live denied prefixes with the clock time they expire at (`u64::MAX`: never).
+    pub live_deny: Vec<(IpNet, u64)>,
+    /// The compiled settings: limit parameters and flags (see `compile`).
+    pub config: Config,
+    pub limiters: HashMap<LimiterKey, LimiterState>,
+    /// The global SYN bucket (the test runs pin themselves to one CPU).
+    pub global_syn_tat_ns: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,7 +52,7 @@ pub struct Judgement {
 }
 
 /// Judges one received frame.
-pub fn classify(frame: &[u8], policy: &Policy, state: &ModelState) -> Judgement {
+pub fn classify(frame: &[u8], policy: &Policy, state: &mut ModelState) -> Judgement {
     let verdict = match parse(frame) {
         Err(Malformed(_)) => Verdict::drop(Reason::Malformed),
         Ok(Parsed::NonIp { .. }) => Verdict::pass(Reason::NonIp),
@@ -88,23 +102,50 @@ impl Verdict {
 }
 
 /// Steps 3 to 15 for a packet that parsed.
-fn decide(packet: &IpPacket, policy: &Policy, state: &ModelState) -> Verdict {
+fn decide(packet: &IpPacket, policy: &Policy, state: &mut ModelState) -> Verdict {
     let settings = &policy.settings;
-    if within(&policy.allow, packet.src) {
+    let now = state.now_ns;
+    if within(&policy.allow, packet.src) || within(&state.live_allow, packet.src) {
         return Verdict::pass(Reason::Trusted);
     }
-    if within(&policy.deny, packet.src) {
+    let live_denied = state
+        .live_deny
+        .iter()
+        .any(|(net, expires)| net.contains(&packet.src) && now < *expires);
+    if within(&policy.deny, packet.src) || live_denied {
         return Verdict::drop(Reason::Denied);
     }
-    let (proto, dst_port) = match packet.l4 {
+    let config = state.config;
+    let per_source = config.flags & (config_flag::LIMIT_PPS | config_flag::LIMIT_SYN) != 0;
+    let key = limiter_key(packet.src, &config);
+    if per_source {
+        let bucket = state.limiters.entry(key).or_default();
+        if now < bucket.banned_until_ns {
+            return Verdict::drop(Reason::Banned);
+        }
+        if config.flags & config_flag::LIMIT_PPS != 0
+            && !conforms(
+                &mut bucket.pps_tat_ns,
+                now,
+                config.pps_interval_ns,
+                config.pps_tolerance_ns,
+            )
+        {
+            ban(bucket, &config, now);
+            return Verdict::drop(Reason::RateLimited);
+        }
+    }
+    let (proto, dst_port, flags) = match packet.l4 {
         L4::Fragment => return Verdict::by(settings.fragments, Reason::Fragment),
         L4::Icmp { icmp_type, .. } if icmp_essential(packet.src, icmp_type) => {
             return Verdict::pass(Reason::Icmp);
         }
         L4::Icmp { .. } => return Verdict::by(settings.icmp, Reason::Icmp),
         L4::Other { .. } => return Verdict::by(settings.other_protocols, Reason::Protocol),
-        L4::Tcp { dst_port, .. } => (Proto::Tcp, dst_port),
-        L4::Udp { dst_port, .. } => (Proto::Udp, dst_port),
+        L4::Tcp {
+            dst_port, flags, ..
+        } => (Proto::Tcp, dst_port, flags),
+        L4::Udp { dst_port, .. } => (Proto::Udp, dst_port, 0),
     };
     if settings.return_traffic && flow_key(packet).is_some_and(|key| state.flows.contains(&key)) {
         return Verdict::pass(Reason::Return);
@@ -119,15 +160,76 @@ fn decide(packet: &IpPacket, policy: &Policy, state: &ModelState) -> Verdict {
         .from
         .as_ref()
         .is_none_or(|from| within(from, packet.src));
-    let reason = if admitted {
-        Reason::Allowed
-    } else {
+    let syn = proto == Proto::Tcp && flags & (tcp_flag::SYN | tcp_flag::ACK) == tcp_flag::SYN;
+    let reason = if !admitted {
         Reason::SourceNotAllowed
+    } else if syn && syn_over_limit(state, key, per_source) {
+        Reason::SynFlood
+    } else {
+        Reason::Allowed
     };
     Verdict {
         reason,
-        dropped: !admitted,
+        dropped: reason != Reason::Allowed,
         rule_port: Some((proto, dst_port)),
+    }
+}
+
+/// Step 12: the source's SYN bucket (a miss bans it), then the global one.
+fn syn_over_limit(state: &mut ModelState, key: LimiterKey, per_source: bool) -> bool {
+    let config = state.config;
+    let now = state.now_ns;
+    if per_source && config.flags & config_flag::LIMIT_SYN != 0 {
+        let bucket = state.limiters.entry(key).or_default();
+        if !conforms(
+            &mut bucket.syn_tat_ns,
+            now,
+            config.syn_interval_ns,
+            config.syn_tolerance_ns,
+        ) {
+            ban(bucket, &config, now);
+            return true;
+        }
+    }
+    config.flags & config_flag::LIMIT_GLOBAL_SYN != 0
+        && !conforms(
+            &mut state.global_syn_tat_ns,
+            now,
+            config.global_syn_interval_ns,
+            config.global_syn_tolerance_ns,
+        )
+}
+
+/// GCRA: a packet conforms while the bucket's theoretical arrival time is at most
+/// `tolerance` ahead of now; a conforming packet moves it on by `interval`.
+fn conforms(tat: &mut u64, now: u64, interval: u64, tolerance: u64) -> bool {
+    let start = (*tat).max(now);
+    if start - now > tolerance {
+        return false;
+    }
+    *tat = start + interval;
+    true
+}
+
+fn ban(bucket: &mut LimiterState, config: &Config, now: u64) {
+    if config.ban_ns > 0 {
+        bucket.banned_until_ns = now + config.ban_ns;
+    }
+}
+
+fn limiter_key(src: IpAddr, config: &Config) -> LimiterKey {
+    let (bytes, v6) = match src {
+        IpAddr::V4(a) => {
+            let mut b = [0u8; 16];
+            b[..4].copy_from_slice(&a.octets());
+            (b, false)
+        }
+        IpAddr::V6(a) => (a.octets(), true),
+    };
+    LimiterKey {
+        addr: limiter_addr(bytes, v6, config.prefix_v4, config.prefix_v6),
+        family: if v6 { 6 } else { 4 },
+        _pad: [0; 3],
     }
 }
 

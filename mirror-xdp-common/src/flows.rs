@@ -1,0 +1,51 @@
+//! Connections this host opened, recorded on egress for return traffic.
+
+/// A connection seen from this host: the key of the FLOWS map.
+///
+/// Addresses in network byte order; an IPv4 address fills the first 4 bytes, the rest zero.
+/// Ports in network byte order as they stand in the packet.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    pub local_addr: [u8; 16],
+    pub remote_addr: [u8; 16],
+    pub local_port: [u8; 2],
+    pub remote_port: [u8; 2],
+    /// `ipproto::TCP` or `ipproto::UDP`.
+    pub proto: u8,
+    /// 4 or 6.
+    pub family: u8,
+    pub _pad: [u8; 2],
+}
+
+impl FlowKey {
+    /// The key of a flow between `local` and `remote` (addresses and ports as in the packet).
+    #[inline(always)]
+    pub fn new(
+        local: ([u8; 16], [u8; 2]),
+        remote: ([u8; 16], [u8; 2]),
+        proto: u8,
+        v6: bool,
+    ) -> FlowKey {
+        FlowKey {
+            local_addr: local.0,
+            remote_addr: remote.0,
+            local_port: local.1,
+            remote_port: remote.1,
+            proto,
+            family: if v6 { 6 } else { 4 },
+            _pad: [0; 2],
+        }
+    }
+}
+
+/// Value of the FLOWS map: when the flow last saw a packet (`CLOCK_MONOTONIC` ns).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowState {
+    pub last_seen_ns: u64,
+}
+
+/// A flow idles out after this long without a packet (nanoseconds).
+pub const FLOW_IDLE_NS_TCP: u64 = 3600 * 1_000_000_000;
+pub const FLOW_IDLE_NS_UDP: u64 = 120 * 1_000_000_000;

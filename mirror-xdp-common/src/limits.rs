@@ -1,0 +1,50 @@
+//! Per-source limiter state: one entry per source prefix in an LRU hash.
+
+/// Key of the LIMITS map: the source masked to `prefix_v4`/`prefix_v6` (network byte order;
+/// IPv4 in the first 4 bytes), and the family.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct LimiterKey {
+    pub addr: [u8; 16],
+    /// 4 or 6.
+    pub family: u8,
+    pub _pad: [u8; 3],
+}
+
+/// GCRA state of one source (see [`crate::Config`]); times are `CLOCK_MONOTONIC` ns.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LimiterState {
+    pub pps_tat_ns: u64,
+    pub syn_tat_ns: u64,
+    /// The source is banned until then.
+    pub banned_until_ns: u64,
+}
+
+/// The limiter key address of a source: masked to `prefix_v4` (IPv4, first 4 bytes) or
+/// `prefix_v6` bits, so a prefix of sources shares one bucket.
+#[inline(always)]
+pub fn limiter_addr(src: [u8; 16], v6: bool, prefix_v4: u8, prefix_v6: u8) -> [u8; 16] {
+    let (len, bytes) = if v6 {
+        (prefix_v6 as u32, 16)
+    } else {
+        (prefix_v4 as u32, 4)
+    };
+    let mut out = [0u8; 16];
+    let mut i = 0;
+    while i < 16 {
+        if i < bytes {
+            let bit = i as u32 * 8;
+            let mask: u8 = if len >= bit + 8 {
+                0xFF
+            } else if len <= bit {
+                0
+            } else {
+                0xFFu8 << (8 - (len - bit))
+            };
+            out[i] = src[i] & mask;
+        }
+        i += 1;
+    }
+    out
+}

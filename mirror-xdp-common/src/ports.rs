@@ -1,0 +1,45 @@
+//! The port rules: a (protocol, port) array, and the `from` sets of restricted rules.
+
+/// Index into the ports array: `proto_slot << 16 | port`.
+pub const PROTO_SLOT_TCP: u32 = 0;
+pub const PROTO_SLOT_UDP: u32 = 1;
+
+#[inline(always)]
+pub fn port_index(proto_slot: u32, port: u16) -> u32 {
+    (proto_slot << 16) | port as u32
+}
+
+/// One (protocol, port) slot of the ports array.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PortEntry {
+    /// `port_flag::*` bits; 0 means no rule lists this port.
+    pub flags: u16,
+    /// With `port_flag::HAS_FROM`: the id of the rule's `from` set in the FROM tries.
+    pub from_id: u16,
+}
+
+pub mod port_flag {
+    /// A rule lists this port.
+    pub const LISTED: u16 = 1 << 0;
+    /// The rule has a `from` list: the source must match `from_id` in the FROM tries.
+    pub const HAS_FROM: u16 = 1 << 1;
+}
+
+/// LPM key of the FROM_V4 trie: `from_id` then the address, both network byte order.
+/// The prefix length counts the 32 bits of `from_id` too.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FromKeyV4 {
+    /// Big-endian `from_id`.
+    pub from_id: [u8; 4],
+    pub addr: [u8; 4],
+}
+
+/// LPM key data of the FROM_V6 trie, like [`FromKeyV4`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FromKeyV6 {
+    pub from_id: [u8; 4],
+    pub addr: [u8; 16],
+}

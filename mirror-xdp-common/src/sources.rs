@@ -1,0 +1,86 @@
+//! The source lists: static (policy) lists as tiered exact-match hashes, live (CLI) entries
+//! as small longest-prefix tries.
+//!
+//! A static prefix of length L is stored, expanded, at tier `ceil(L / 8) * 8`: an entry per
+//! block of that length inside it. Each entry holds the flags of every listed prefix that
+//! contains its block, and says whether longer entries lie inside it. A lookup walks the
+//! tiers from short to long and stops at the first miss or at an entry with nothing deeper:
+//! a few hash lookups however long the list, where a kernel LPM trie slows down as it grows.
+
+/// Prefix lengths of the tiers.
+pub const TIERS_V4: [u32; 4] = [8, 16, 24, 32];
+pub const TIERS_V6: [u32; 16] = [
+    8, 16, 24, 32, 40, 48, 56, 64, 72, 80, 88, 96, 104, 112, 120, 128,
+];
+
+/// Key of the SOURCES_V4 hash: a tier and the address masked to it (network byte order).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SourceKeyV4 {
+    pub tier: u32,
+    pub addr: [u8; 4],
+}
+
+/// Key of the SOURCES_V6 hash, like [`SourceKeyV4`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SourceKeyV6 {
+    pub tier: u32,
+    pub addr: [u8; 16],
+}
+
+/// Value of the SOURCES hashes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SourceEntry {
+    /// `source_flag` bits of every listed prefix containing this block.
+    pub flags: u8,
+    /// Non-zero when entries of a longer tier lie inside this block.
+    pub deeper: u8,
+    pub _pad: [u8; 2],
+}
+
+pub mod source_flag {
+    pub const TRUSTED: u8 = 1 << 0;
+    pub const DENIED: u8 = 1 << 1;
+}
+
+/// Value of the live tries (LPM, keyed by the prefix in network byte order).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LiveEntry {
+    /// `CLOCK_MONOTONIC` ns after which the entry no longer applies; `u64::MAX`: never.
+    /// For deny entries user space stores the latest expiry of the entry and every live
+    /// deny prefix containing it, so the longest match alone decides.
+    pub expires_ns: u64,
+    /// Packets that matched this entry (counted by the kernel; may miss a few under
+    /// contention between CPUs).
+    pub hits: u64,
+}
+
+/// The address masked to `len` bits (network byte order).
+#[inline(always)]
+pub fn mask_v4(addr: [u8; 4], len: u32) -> [u8; 4] {
+    let bits = u32::from_be_bytes(addr);
+    let masked = if len == 0 {
+        0
+    } else {
+        bits & (u32::MAX << (32 - len.min(32)))
+    };
+    masked.to_be_bytes()
+}
+
+/// The address masked to `len` bits, `len` a multiple of 8 (network byte order).
+#[inline(always)]
+pub fn mask_v6_bytes(addr: [u8; 16], len: u32) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    let keep = (len / 8) as usize;
+    let mut i = 0;
+    while i < 16 {
+        if i < keep {
+            out[i] = addr[i];
+        }
+        i += 1;
+    }
+    out
+}

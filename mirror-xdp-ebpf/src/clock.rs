@@ -1,0 +1,14 @@
+//! The programs' clock: `bpf_ktime_get_ns` (CLOCK_MONOTONIC), or the test clock that user
+//! space may set in the config for deterministic BPF test runs.
+
+use aya_ebpf::helpers::bpf_ktime_get_ns;
+use mirror_xdp_common::Config;
+
+#[inline(always)]
+pub fn now(config: &Config) -> u64 {
+    if config.clock_override_ns != 0 {
+        return config.clock_override_ns;
+    }
+    // SAFETY: the helper has no preconditions.
+    unsafe { bpf_ktime_get_ns() }
+}

@@ -1,0 +1,132 @@
+//! Steps 3 and 4: is the source trusted or denied? Static lists through the tiered hashes,
+//! live (CLI) entries through their tries, live deny entries only until they expire.
+
+use aya_ebpf::maps::lpm_trie::Key;
+use mirror_xdp_common::{
+    Config, LiveEntry, SourceKeyV4, SourceKeyV6, config_flag,
+    sources::{TIERS_V4, TIERS_V6, mask_v4, mask_v6_bytes},
+    source_flag,
+};
+
+use crate::{
+    maps::{LIVE_ALLOW_V4, LIVE_ALLOW_V6, LIVE_DENY_V4, LIVE_DENY_V6, SOURCES_V4, SOURCES_V6},
+    parse::Packet,
+};
+
+/// The `source_flag` bits that apply to the packet's source.
+#[inline(always)]
+pub fn source_flags(pkt: &Packet, config: &Config, now: u64) -> u8 {
+    let mut flags = if pkt.v6 {
+        if config.flags & config_flag::HAS_SOURCES_V6 != 0 {
+            static_v6(pkt.src)
+        } else {
+            0
+        }
+    } else if config.flags & config_flag::HAS_SOURCES_V4 != 0 {
+        static_v4(v4(pkt.src))
+    } else {
+        0
+    };
+    if config.flags & config_flag::HAS_LIVE_ALLOW != 0 && live_allowed(pkt) {
+        flags |= source_flag::TRUSTED;
+    }
+    if flags & source_flag::TRUSTED == 0
+        && config.flags & config_flag::HAS_LIVE_DENY != 0
+        && live_denied(pkt, now)
+    {
+        flags |= source_flag::DENIED;
+    }
+    flags
+}
+
+#[inline(always)]
+fn v4(src: [u8; 16]) -> [u8; 4] {
+    [src[0], src[1], src[2], src[3]]
+}
+
+/// Walks the tiers from short to long: the last hit's flags, stopping where nothing
+/// deeper is listed.
+// Out of line: each tier walk keeps its key on its own stack frame.
+#[inline(never)]
+fn static_v4(addr: [u8; 4]) -> u8 {
+    let mut flags = 0;
+    for tier in TIERS_V4 {
+        let key = SourceKeyV4 {
+            tier,
+            addr: mask_v4(addr, tier),
+        };
+        // SAFETY: the value is only read, and a concurrent update rewrites it whole.
+        match unsafe { SOURCES_V4.get(&key) } {
+            None => break,
+            Some(entry) => {
+                flags = entry.flags;
+                if entry.deeper == 0 {
+                    break;
+                }
+            }
+        }
+    }
+    flags
+}
+
+#[inline(never)]
+fn static_v6(addr: [u8; 16]) -> u8 {
+    let mut flags = 0;
+    let mut key = SourceKeyV6::default();
+    for tier in TIERS_V6 {
+        key.tier = tier;
+        key.addr = mask_v6_bytes(addr, tier);
+        // SAFETY: as above.
+        match unsafe { SOURCES_V6.get(&key) } {
+            None => break,
+            Some(entry) => {
+                flags = entry.flags;
+                if entry.deeper == 0 {
+                    break;
+                }
+            }
+        }
+    }
+    flags
+}
+
+#[inline(never)]
+fn live_allowed(pkt: &Packet) -> bool {
+    let entry = if pkt.v6 {
+        LIVE_ALLOW_V6.get(Key::new(128, pkt.src))
+    } else {
+        LIVE_ALLOW_V4.get(Key::new(32, v4(pkt.src)))
+    };
+    match entry {
+        Some(entry) => {
+            count_hit(entry);
+            true
+        }
+        None => false,
+    }
+}
+
+#[inline(never)]
+fn live_denied(pkt: &Packet, now: u64) -> bool {
+    let entry = if pkt.v6 {
+        LIVE_DENY_V6.get(Key::new(128, pkt.src))
+    } else {
+        LIVE_DENY_V4.get(Key::new(32, v4(pkt.src)))
+    };
+    match entry {
+        Some(entry) if now < entry.expires_ns => {
+            count_hit(entry);
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Counts a hit. Not atomic (the bpf target has no atomic add in stable Rust): two CPUs
+/// hitting one entry at the same instant may count once; good enough for "is it used".
+#[inline(always)]
+fn count_hit(entry: &LiveEntry) {
+    let hits = &entry.hits as *const u64 as *mut u64;
+    // SAFETY: the map value lives as long as the program run.
+    unsafe { hits.write_volatile(hits.read_volatile() + 1) };
+}

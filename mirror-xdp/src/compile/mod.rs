@@ -1,0 +1,184 @@
+//! Compiles a validated [`Policy`] into the entries the kernel maps hold.
+//!
+//! Pure data, no syscalls: the maps module writes what this produces, and tests can inspect
+//! it directly.
+
+mod config;
+pub mod sources;
+
+use std::collections::BTreeMap;
+
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use mirror_xdp_common::{
+    Config, PROTO_SLOT_TCP, PROTO_SLOT_UDP, PortEntry, SourceEntry, SourceKeyV4, SourceKeyV6,
+    config_flag, port_flag, port_index, source_flag,
+};
+
+use crate::policy::{Policy, Proto};
+
+pub use config::config;
+
+/// Everything the maps hold for one policy.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MapImage {
+    /// Settings and limit parameters, without `LOADED` (the maps module sets it last).
+    pub config: Config,
+    /// Listed (proto, port) slots of the ports array.
+    pub ports: Vec<(u32, PortEntry)>,
+    /// The tiered entries of the static source lists.
+    pub sources_v4: Vec<(SourceKeyV4, SourceEntry)>,
+    pub sources_v6: Vec<(SourceKeyV6, SourceEntry)>,
+    /// `from` prefixes by from-set id.
+    pub from_v4: Vec<(u16, Ipv4Net)>,
+    pub from_v6: Vec<(u16, Ipv6Net)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CompileError {
+    #[error("too many distinct `from` lists ({0}); at most 65535 are supported")]
+    TooManyFromSets(usize),
+}
+
+pub fn proto_slot(proto: Proto) -> u32 {
+    match proto {
+        Proto::Tcp => PROTO_SLOT_TCP,
+        Proto::Udp => PROTO_SLOT_UDP,
+    }
+}
+
+/// The CPUs the kernel may run the program on (per-CPU maps have a slot for each).
+pub fn possible_cpus() -> u32 {
+    aya::util::nr_cpus().map_or(1, |n| n as u32)
+}
+
+/// Compiles a policy for a machine with `cpus` possible CPUs (the global SYN budget is
+/// split between them).
+pub fn compile(policy: &Policy, cpus: u32) -> Result<MapImage, CompileError> {
+    let mut image = MapImage {
+        config: config(policy, cpus),
+        ..MapImage::default()
+    };
+
+    // Rules with the same `from` share one from-set id.
+    let mut from_ids: BTreeMap<Vec<IpNet>, u16> = BTreeMap::new();
+    let mut ports: BTreeMap<u32, PortEntry> = BTreeMap::new();
+    for rule in &policy.rules {
+        let entry = match &rule.from {
+            None => PortEntry {
+                flags: port_flag::LISTED,
+                from_id: 0,
+            },
+            Some(from) => {
+                let mut key = from.clone();
+                key.sort();
+                let next = from_ids.len();
+                if next > u16::MAX as usize {
+                    return Err(CompileError::TooManyFromSets(next));
+                }
+                let id = *from_ids.entry(key).or_insert(next as u16);
+                PortEntry {
+                    flags: port_flag::LISTED | port_flag::HAS_FROM,
+                    from_id: id,
+                }
+            }
+        };
+        for range in &rule.ports {
+            for port in range.lo..=range.hi {
+                ports.insert(port_index(proto_slot(rule.proto), port), entry);
+            }
+        }
+    }
+    image.ports = ports.into_iter().collect();
+
+    for (nets, id) in &from_ids {
+        for net in nets {
+            match net {
+                IpNet::V4(n) => image.from_v4.push((*id, *n)),
+                IpNet::V6(n) => image.from_v6.push((*id, *n)),
+            }
+        }
+    }
+
+    let mut v4 = Vec::new();
+    let mut v6 = Vec::new();
+    let tagged = policy
+        .allow
+        .iter()
+        .map(|n| (n, source_flag::TRUSTED))
+        .chain(policy.deny.iter().map(|n| (n, source_flag::DENIED)));
+    for (net, flags) in tagged {
+        match net.trunc() {
+            IpNet::V4(n) => v4.push((n, flags)),
+            IpNet::V6(n) => v6.push((n, flags)),
+        }
+    }
+    image.sources_v4 = sources::tiers_v4(&v4);
+    image.sources_v6 = sources::tiers_v6(&v6);
+    if !image.sources_v4.is_empty() {
+        image.config.flags |= config_flag::HAS_SOURCES_V4;
+    }
+    if !image.sources_v6.is_empty() {
+        image.config.flags |= config_flag::HAS_SOURCES_V6;
+    }
+    Ok(image)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn policy(text: &str) -> Policy {
+        Policy::parse(text, Path::new("test.toml")).expect("valid policy")
+    }
+
+    #[test]
+    fn ports_and_from_sets_are_laid_out_per_slot() {
+        let p = policy(
+            r#"
+version = 1
+[[ports]]
+proto = "tcp"
+ports = [80, "30001-30003"]
+[[ports]]
+proto = "tcp"
+ports = [22]
+from = ["203.0.113.0/24", "2001:db8:a::/48"]
+[[ports]]
+proto = "udp"
+ports = [22]
+from = ["2001:db8:a::/48", "203.0.113.0/24"]
+"#,
+        );
+        let image = compile(&p, 2).unwrap();
+        let slots: Vec<u32> = image.ports.iter().map(|(i, _)| *i).collect();
+        assert_eq!(slots, vec![22, 80, 30001, 30002, 30003, 65536 + 22]);
+        let ssh = image.ports[0].1;
+        assert_eq!(ssh.flags, port_flag::LISTED | port_flag::HAS_FROM);
+        // The same `from` in another order shares the id.
+        assert_eq!(image.ports[5].1, ssh);
+        assert_eq!(image.from_v4.len(), 1);
+        assert_eq!(image.from_v6.len(), 1);
+    }
+
+    #[test]
+    fn settings_become_config_flags() {
+        let p = policy(
+            r#"
+version = 1
+[settings]
+mode = "monitor"
+default = "pass"
+icmp = "drop"
+fragments = "drop"
+other_protocols = "pass"
+return_traffic = false
+"#,
+        );
+        let flags = compile(&p, 2).unwrap().config.flags;
+        assert_eq!(
+            flags,
+            config_flag::MONITOR | config_flag::DEFAULT_PASS | config_flag::OTHER_PASS
+        );
+    }
+}
