@@ -3,7 +3,7 @@
 
 use aya_ebpf::maps::lpm_trie::Key;
 use mirror_xdp_common::{
-    Config, LiveEntry, SourceKeyV4, SourceKeyV6, config_flag,
+    Config, LiveEntry, SourceEntry, SourceKeyV4, SourceKeyV6, config_flag,
     sources::{TIERS_V4, TIERS_V6, mask_v4, mask_v6_bytes},
     source_flag,
 };
@@ -18,7 +18,7 @@ use crate::{
 pub fn source_flags(pkt: &Packet, config: &Config, now: u64) -> u8 {
     let mut flags = if pkt.v6 {
         if config.flags & config_flag::HAS_SOURCES_V6 != 0 {
-            static_v6(pkt.src)
+            static_v6(&pkt.src)
         } else {
             0
         }
@@ -46,17 +46,13 @@ fn v4(src: [u8; 16]) -> [u8; 4] {
 
 /// Walks the tiers from short to long: the last hit's flags, stopping where nothing
 /// deeper is listed.
-// Out of line: each tier walk keeps its key on its own stack frame.
-#[inline(never)]
+/// Walks the tiers from short to long: the last hit's flags, stopping where nothing
+/// deeper is listed.
+#[inline(always)]
 fn static_v4(addr: [u8; 4]) -> u8 {
     let mut flags = 0;
     for tier in TIERS_V4 {
-        let key = SourceKeyV4 {
-            tier,
-            addr: mask_v4(addr, tier),
-        };
-        // SAFETY: the value is only read, and a concurrent update rewrites it whole.
-        match unsafe { SOURCES_V4.get(&key) } {
+        match tier_v4(addr, tier) {
             None => break,
             Some(entry) => {
                 flags = entry.flags;
@@ -69,15 +65,11 @@ fn static_v4(addr: [u8; 4]) -> u8 {
     flags
 }
 
-#[inline(never)]
-fn static_v6(addr: [u8; 16]) -> u8 {
+#[inline(always)]
+fn static_v6(addr: &[u8; 16]) -> u8 {
     let mut flags = 0;
-    let mut key = SourceKeyV6::default();
     for tier in TIERS_V6 {
-        key.tier = tier;
-        key.addr = mask_v6_bytes(addr, tier);
-        // SAFETY: as above.
-        match unsafe { SOURCES_V6.get(&key) } {
+        match tier_v6(addr, tier) {
             None => break,
             Some(entry) => {
                 flags = entry.flags;
@@ -88,6 +80,27 @@ fn static_v6(addr: [u8; 16]) -> u8 {
         }
     }
     flags
+}
+
+// Out of line: one small stack frame reused by every tier, not one slot per unrolled step.
+#[inline(never)]
+fn tier_v4(addr: [u8; 4], tier: u32) -> Option<SourceEntry> {
+    let key = SourceKeyV4 {
+        tier,
+        addr: mask_v4(addr, tier),
+    };
+    // SAFETY: the value is copied out; a concurrent update rewrites it whole.
+    unsafe { SOURCES_V4.get(&key) }.copied()
+}
+
+#[inline(never)]
+fn tier_v6(addr: &[u8; 16], tier: u32) -> Option<SourceEntry> {
+    let key = SourceKeyV6 {
+        tier,
+        addr: mask_v6_bytes(*addr, tier),
+    };
+    // SAFETY: as above.
+    unsafe { SOURCES_V6.get(&key) }.copied()
 }
 
 #[inline(never)]

@@ -68,6 +68,8 @@ pub enum EnforcerError {
     Compile(#[from] CompileError),
     #[error(transparent)]
     State(#[from] StateError),
+    #[error(transparent)]
+    Live(#[from] crate::live::LiveError),
 }
 
 /// Map sizes chosen at attach time.
@@ -129,7 +131,10 @@ pub fn attach(
     let mut ebpf = object::load(Some(&paths.bpffs), sizes)?;
     // Held until the programs are loaded: they refer to the maps by these descriptors.
     let mut maps = Maps::from_ebpf(&mut ebpf)?;
-    let config = maps.write_fresh(&image)?;
+    let mut config = maps.write_fresh(&image)?;
+    // Live `source` entries outlive attachments: in force before the program judges a packet.
+    config.flags |= crate::live::restore(paths, &mut maps)?;
+    crate::live::save_policy_sources(paths, &policy.allow, &policy.deny)?;
     maps.enable(&config)?;
 
     let mut interfaces = Vec::new();

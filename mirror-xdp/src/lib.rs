@@ -3,10 +3,13 @@
 //! The library holds everything but argument parsing: the policy ([`policy`]), its
 //! compilation to map entries ([`compile`]), the reference classifier ([`model`]), the
 //! loader that attaches, pins and detaches the kernel programs ([`enforcer`], [`object`],
-//! [`maps`], [`state`]), counters ([`stats`]) and test runs of the program ([`testrun`]).
+//! [`maps`], [`state`]), live source entries ([`live`]), counters ([`stats`]) and test runs
+//! of the program ([`testrun`]).
 
+pub mod batch;
 pub mod compile;
 pub mod enforcer;
+pub mod live;
 pub mod maps;
 pub mod model;
 pub mod object;
@@ -14,3 +17,4 @@ pub mod policy;
 pub mod state;
 pub mod stats;
 pub mod testrun;
+pub mod trafficgen;

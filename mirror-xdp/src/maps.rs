@@ -8,9 +8,9 @@ use aya::{
     maps::{Array, HashMap, LpmTrie, Map, MapData, MapError, PerCpuArray, lpm_trie::Key},
 };
 use mirror_xdp_common::{
-    Config, Counter, FlowKey, FlowState, FromKeyV4, FromKeyV6, LimiterKey, LimiterState,
-    LiveEntry, PortCounter, PortEntry, Reason, SourceEntry, SourceKeyV4, SourceKeyV6, capacity,
-    config_flag, map_name, stats_index,
+    Config, Counter, FlowKey, FlowState, FromKeyV4, FromKeyV6, LimiterKey, LimiterState, LiveEntry,
+    PortCounter, PortEntry, Reason, SourceEntry, SourceKeyV4, SourceKeyV6, capacity, config_flag,
+    map_name, stats_index,
 };
 
 use crate::compile::MapImage;

@@ -8,7 +8,11 @@ use aya::{
 
 use crate::{
     compile::{compile, possible_cpus},
-    enforcer::{EnforcerError, Sizes}, maps::Maps, object, policy::Policy};
+    enforcer::{EnforcerError, Sizes},
+    maps::Maps,
+    object,
+    policy::Policy,
+};
 
 /// XDP return codes.
 pub const XDP_DROP: u32 = 1;

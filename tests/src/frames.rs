@@ -92,7 +92,7 @@ deny = ["0.0.0.0/1"]
     }
 
     /// Judges `frame` and checks what must hold for any frame.
-    fn judge(frame: &[u8], policy: &Policy, state: &ModelState) -> Judgement {
+    fn judge(frame: &[u8], policy: &Policy, state: &mut ModelState) -> Judgement {
         let j = classify(frame, policy, state);
         let monitor = policy.settings.mode == Mode::Monitor;
         assert_eq!(j.passes, monitor || !j.dropped, "{j:?} for {frame:02x?}");
@@ -122,11 +122,11 @@ deny = ["0.0.0.0/1"]
             let frame = frames.next();
             assert!(frame.len() >= MIN_FRAME_LEN);
             *seen
-                .entry(judge(&frame, policy, &state).reason)
+                .entry(judge(&frame, policy, &mut state).reason)
                 .or_insert(0) += 1;
             if i < truncated {
                 for short in truncations(&frame) {
-                    judge(short, policy, &state);
+                    judge(short, policy, &mut state);
                 }
             }
         }

@@ -7,3 +7,4 @@ pub mod testbed;
 
 pub mod cli;
 pub mod sweep;
+pub mod flood;

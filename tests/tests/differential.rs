@@ -100,6 +100,88 @@ fn monitor_mode_agrees_with_model() {
     differential("monitor", &monitor(MIRROR), 3);
 }
 
+/// Tight limits, so that the generator's repeating sources hit every limit and ban.
+const LIMITED: &str = r#"
+version = 1
+[[ports]]
+proto = "tcp"
+ports = [80, 443, "30001-30010"]
+[[ports]]
+proto = "tcp"
+ports = [22]
+from = ["203.0.113.0/24", "2001:db8:a::/48"]
+[[ports]]
+proto = "udp"
+ports = [5140]
+[sources]
+allow = ["203.0.113.128/25"]
+deny = ["192.0.2.0/24"]
+[limits]
+per_source_pps = 400
+per_source_burst = 30
+per_source_syn_rate = 50
+per_source_syn_burst = 4
+global_syn_rate = 400
+ban_seconds = 1
+source_prefix_v4 = 24
+source_prefix_v6 = 48
+"#;
+
+/// `LIMITED` with other numbers for its limits (`key = value` lines replaced or dropped).
+fn limited(changes: &[(&str, Option<&str>)]) -> String {
+    LIMITED
+        .lines()
+        .filter_map(|line| {
+            let key = line.split(" = ").next().unwrap_or("");
+            match changes.iter().find(|(k, _)| *k == key) {
+                Some((_, Some(value))) => Some(format!("{key} = {value}")),
+                Some((_, None)) => None,
+                None => Some(line.to_string()),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[track_caller]
+fn expect_seen(seen: &[Reason], expected: &[Reason]) {
+    for reason in expected {
+        assert!(seen.contains(reason), "no frame met {}", reason.name());
+    }
+}
+
+#[test]
+fn packet_rate_limits_and_bans_agree_with_model() {
+    let seen = differential("limited", LIMITED, 5);
+    expect_seen(&seen, &[Reason::RateLimited, Reason::Banned]);
+}
+
+#[test]
+fn syn_limits_agree_with_model() {
+    let text = limited(&[
+        ("per_source_pps", None),
+        ("per_source_burst", None),
+        ("per_source_syn_rate", Some("5")),
+        ("per_source_syn_burst", Some("2")),
+        ("global_syn_rate", Some("40")),
+    ]);
+    let seen = differential("syn-limited", &text, 6);
+    expect_seen(&seen, &[Reason::SynFlood, Reason::Banned]);
+}
+
+#[test]
+fn global_syn_budget_alone_agrees_with_model() {
+    let text = limited(&[
+        ("per_source_pps", None),
+        ("per_source_burst", None),
+        ("per_source_syn_rate", None),
+        ("per_source_syn_burst", None),
+        ("global_syn_rate", Some("40")),
+    ]);
+    let seen = differential("global-syn", &text, 7);
+    expect_seen(&seen, &[Reason::SynFlood]);
+}
+
 #[test]
 fn example_policy_agrees_with_model() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/mirror.toml");
@@ -114,31 +196,27 @@ struct Tally {
     ports: BTreeMap<(Proto, u16), (u64, u64)>,
 }
 
-fn differential(name: &str, text: &str, seed: u64) {
+/// Runs the comparison; returns the reasons that occurred (empty when skipped).
+fn differential(name: &str, text: &str, seed: u64) -> Vec<Reason> {
     if !root() {
-        return;
+        return Reason::ALL.to_vec();
     }
+    // The global SYN budget is per CPU: stay on one so the model's single bucket is it.
+    pin_to_cpu0();
     let policy = Policy::parse(text, Path::new(name)).expect("valid policy");
     let mut program = TestProgram::load(&policy).expect("load the XDP program");
-    let mut state = ModelState::default();
+    let mut state = ModelState {
+        config: program.config,
+        now_ns: START_NS,
+        ..ModelState::default()
+    };
     let mut tally = Tally::default();
     let mut frames_gen = FrameGen::new(seed, &policy);
     let mut rng_state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
 
-    let mut batch: Vec<Vec<u8>> = Vec::with_capacity(CHECK_EVERY);
+    // The frames since the last counter check, to name the culprit of a mismatch.
+    let mut recent: Vec<Vec<u8>> = Vec::with_capacity(CHECK_EVERY);
     let mut total = 0usize;
-    let mut run_batch = |batch: &mut Vec<Vec<u8>>,
-                         program: &mut TestProgram,
-                         state: &ModelState,
-                         tally: &mut Tally| {
-        for frame in batch.iter() {
-            judge_one(program, &policy, state, tally, frame);
-        }
-        check_reasons(program, tally, batch);
-        total += batch.len();
-        batch.clear();
-    };
-
     for i in 0..RANDOM_FRAMES {
         let frame = frames_gen.next();
         // One frame in 20 that parses as TCP/UDP gets a live flow: return traffic.
@@ -146,29 +224,30 @@ fn differential(name: &str, text: &str, seed: u64) {
             && let Ok(Parsed::Ip(packet)) = model::parse(&frame)
             && let Some(key) = model::flow_key(&packet)
         {
-            // The batch before must be judged with the state it was generated for.
-            run_batch(&mut batch, &mut program, &state, &mut tally);
             program
                 .maps
-                .insert_flow(&key, mirror_xdp::maps::monotonic_ns())
+                .insert_flow(&key, state.now_ns)
                 .expect("insert flow");
             state.flows.insert(key);
         }
-        if i < TRUNCATED_FRAMES {
-            for cut in truncations(&frame) {
-                batch.push(cut.to_vec());
-                if batch.len() == CHECK_EVERY {
-                    run_batch(&mut batch, &mut program, &state, &mut tally);
-                }
-            }
+        let cuts: Vec<&[u8]> = if i < TRUNCATED_FRAMES {
+            truncations(&frame).collect()
         } else {
-            batch.push(frame);
-        }
-        if batch.len() >= CHECK_EVERY {
-            run_batch(&mut batch, &mut program, &state, &mut tally);
+            vec![&frame]
+        };
+        for cut in cuts {
+            // Time moves on by 0-256 us a frame: buckets refill, bans run out.
+            state.now_ns += xorshift(&mut rng_state) % 256_000;
+            judge_one(&mut program, &policy, &mut state, &mut tally, cut);
+            recent.push(cut.to_vec());
+            total += 1;
+            if recent.len() == CHECK_EVERY {
+                check_reasons(&mut program, &tally, &recent);
+                recent.clear();
+            }
         }
     }
-    run_batch(&mut batch, &mut program, &state, &mut tally);
+    check_reasons(&mut program, &tally, &recent);
     check_ports(&program, &tally);
     let summary: Vec<String> = tally
         .reasons
@@ -181,24 +260,43 @@ fn differential(name: &str, text: &str, seed: u64) {
         summary.join(" ")
     );
     assert!(total >= RANDOM_FRAMES, "ran {total} frames");
+    tally.reasons.keys().copied().collect()
+}
+
+/// Where the test clock starts (any non-zero time; 0 means "use the kernel clock").
+const START_NS: u64 = 1_000_000_000_000;
+
+fn pin_to_cpu0() {
+    // SAFETY: a zeroed cpu_set_t with one bit set, for this thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(0, &mut set);
+        assert_eq!(
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set),
+            0,
+            "pin the test to CPU 0"
+        );
+    }
 }
 
 fn judge_one(
     program: &mut TestProgram,
     policy: &Policy,
-    state: &ModelState,
+    state: &mut ModelState,
     tally: &mut Tally,
     frame: &[u8],
 ) {
+    program.set_clock(state.now_ns).expect("set the test clock");
     let model = classify(frame, policy, state);
     let action = program.run(frame).expect("test run");
     let expected = if model.passes { XDP_PASS } else { XDP_DROP };
     assert_eq!(
         action,
         expected,
-        "kernel action {action} but the model says {} ({}) for frame {}",
+        "kernel action {action} but the model says {} ({}) at {} ns for frame {}",
         if model.passes { "pass" } else { "drop" },
         model.reason.name(),
+        state.now_ns,
         hex(frame)
     );
     let count = tally.reasons.entry(model.reason).or_default();

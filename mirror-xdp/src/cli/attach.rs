@@ -32,9 +32,14 @@ pub fn run(args: Args, paths: &Paths) -> Result<(), Failure> {
     let sizes = enforcer::Sizes {
         limiter_entries: args.limiter_entries,
     };
-    let record = enforcer::attach(paths, &args.ifaces, &policy, args.xdp_mode, sizes, &mut |msg| {
-        eprintln!("{msg}")
-    })
+    let record = enforcer::attach(
+        paths,
+        &args.ifaces,
+        &policy,
+        args.xdp_mode,
+        sizes,
+        &mut |msg| eprintln!("{msg}"),
+    )
     .map_err(Failure::operational)?;
     for i in &record.interfaces {
         println!(

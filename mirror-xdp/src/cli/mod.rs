@@ -4,6 +4,7 @@
 mod attach;
 mod check;
 mod detach;
+mod source;
 mod stats;
 mod status;
 
@@ -31,6 +32,7 @@ pub enum Command {
     Attach(attach::Args),
     Check(check::Args),
     Detach(detach::Args),
+    Source(source::Args),
     Status(status::Args),
     Stats(stats::Args),
 }
@@ -81,6 +83,10 @@ impl Cli {
             Command::Detach(args) => {
                 require_root()?;
                 detach::run(args, &paths)
+            }
+            Command::Source(args) => {
+                require_root()?;
+                source::run(args, &paths)
             }
             Command::Status(args) => {
                 require_root()?;

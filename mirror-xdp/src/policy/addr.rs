@@ -58,6 +58,12 @@ pub(super) fn parse_net(text: &str) -> Result<IpNet, String> {
     Ok(net)
 }
 
+/// [`parse_net`] for inputs outside the policy (`mirror-xdp source`): the same rules and
+/// messages, so a CIDR means the same thing on the command line as in the policy file.
+pub fn parse_prefix(text: &str) -> Result<IpNet, String> {
+    parse_net(text)
+}
+
 fn parse_addr(text: &str) -> Result<IpAddr, String> {
     text.parse()
         .map_err(|_| format!("'{text}' is not an IPv4 or IPv6 address"))

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 use ipnet::IpNet;
 
+pub use addr::parse_prefix;
 pub use error::PolicyError;
 
 /// A policy that parsed and validated: every address list is expanded to prefixes.

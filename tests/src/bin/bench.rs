@@ -118,7 +118,7 @@ fn main() -> Result<()> {
     // Each enforcer frame must take the path it is named after.
     for (name, subject) in &subjects {
         if let Subject::Enforcer(frame) = subject {
-            let reason = classify(frame, &policy, &state).reason.name();
+            let reason = classify(frame, &policy, &mut state).reason.name();
             if !name.starts_with(reason) {
                 bail!("bench frame {name:?} takes the {reason} path");
             }

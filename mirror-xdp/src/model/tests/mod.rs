@@ -1,6 +1,7 @@
 //! Unit tests of the reference model: the example policy and helpers they share.
 
 mod headers;
+mod limits;
 mod steps;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -74,7 +75,7 @@ pub(super) fn with(f: impl FnOnce(&mut Settings)) -> Policy {
 
 /// The judgement under `policy` with no flows.
 pub(super) fn judge_with(frame: &[u8], policy: &Policy) -> Judgement {
-    classify(frame, policy, &ModelState::default())
+    classify(frame, policy, &mut ModelState::default())
 }
 
 pub(super) fn judge(frame: &[u8]) -> Judgement {

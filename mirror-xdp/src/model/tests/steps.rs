@@ -81,6 +81,7 @@ fn state_for(frame: &[u8]) -> ModelState {
     };
     ModelState {
         flows: [flow_key(&packet).unwrap()].into(),
+        ..ModelState::default()
     }
 }
 
@@ -127,30 +128,33 @@ fn flow_key_layout() {
 #[test]
 fn return_traffic() {
     let reply = v4(OTHER4, ipproto::TCP, &tcp(443, 40000, SYN | tcp_flag::ACK));
-    let state = state_for(&reply);
-    let j = classify(&reply, &policy(), &state);
+    let mut state = state_for(&reply);
+    let j = classify(&reply, &policy(), &mut state);
     passes(j, Reason::Return);
     assert_eq!(j.rule_port, None);
     // Off: the reply meets the port rules.
     let off = with(|s| s.return_traffic = false);
-    drops(classify(&reply, &off, &state), Reason::PortClosed);
+    drops(classify(&reply, &off, &mut state), Reason::PortClosed);
     // Another remote port, or UDP instead of TCP, is another flow.
     drops(
-        classify(&tcp4(OTHER4, 40000), &policy(), &state),
+        classify(&tcp4(OTHER4, 40000), &policy(), &mut state),
         Reason::PortClosed,
     );
     let udp_reply = v4(OTHER4, ipproto::UDP, &udp(443, 40000));
-    drops(classify(&udp_reply, &policy(), &state), Reason::PortClosed);
+    drops(
+        classify(&udp_reply, &policy(), &mut state),
+        Reason::PortClosed,
+    );
     // Return comes before the `from` check of step 11 ...
     let to_ssh = v4(OTHER4, ipproto::TCP, &tcp(5000, 22, tcp_flag::ACK));
     passes(
-        classify(&to_ssh, &policy(), &state_for(&to_ssh)),
+        classify(&to_ssh, &policy(), &mut state_for(&to_ssh)),
         Reason::Return,
     );
     // ... and after deny.
     let denied = v6(BAD6, ipproto::UDP, &udp(53, 40000));
     drops(
-        classify(&denied, &policy(), &state_for(&denied)),
+        classify(&denied, &policy(), &mut state_for(&denied)),
         Reason::Denied,
     );
 }

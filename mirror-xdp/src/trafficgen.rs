@@ -1,0 +1,230 @@
+//! A traffic generator with no extra tool: the `flood_tx` XDP program (eBPF bin
+//! `trafficgen`) run by BPF_PROG_TEST_RUN in live-frames mode sends a template frame, with
+//! its source address, port and TCP sequence randomised per packet, out of an interface.
+//!
+//! Frames leave the interface as if it had received and XDP_TX'ed them, so they reach a
+//! veth peer only if that runs native XDP or has GRO on. The interface is looked up in the
+//! calling thread's network namespace: call [`TrafficGen::send`] from a thread that joined
+//! the sender's namespace (setns).
+
+use std::ffi::CString;
+use std::time::{Duration, Instant};
+
+use aya::{
+    Ebpf,
+    maps::Array,
+    programs::{TestRun, TestRunAttrs, TestRunOptions, Xdp},
+};
+
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/trafficgen"));
+
+const PROGRAM: &str = "flood_tx";
+const SETTINGS: &str = "tg_settings";
+/// Frames per live-frames batch: a NAPI budget, well under the veth peer's 256-slot ring,
+/// so a batch fits in the ring before the peer's NAPI drains it.
+const BATCH: u32 = 64;
+/// Runs per syscall at full speed: the time limit is checked between syscalls.
+const CHUNK: u64 = 1 << 16;
+/// Pacing granularity when a rate is given.
+const TICK: Duration = Duration::from_millis(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrafficGenError {
+    #[error("this binary was built without its eBPF programs (MIRROR_XDP_SKIP_EBPF)")]
+    NoObject,
+    #[error("loading the traffic generator failed: {0}")]
+    Load(#[from] aya::EbpfError),
+    #[error("the traffic generator program: {0}")]
+    Program(#[from] aya::programs::ProgramError),
+    #[error("the traffic generator settings: {0}")]
+    Map(#[from] aya::maps::MapError),
+    #[error("unusable template frame: {0}")]
+    Template(&'static str),
+    #[error("no interface {0} in this thread's network namespace")]
+    NoInterface(String),
+}
+
+/// What changes from one packet to the next.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Randomise {
+    /// Low bits of the source address (IPv6: of its last 32 bits) drawn at random, 0-32;
+    /// the template's address gives the rest, so 22 bits spread over a /10.
+    pub src_bits: u32,
+    /// A random source port in 1024-65535.
+    pub sport: bool,
+    /// A random TCP sequence number.
+    pub seq: bool,
+}
+
+/// One bounded flood.
+#[derive(Clone, Copy, Debug)]
+pub struct Flood<'a> {
+    /// Ethernet + IPv4 (IHL 5) or IPv6 (no extension headers) + TCP or UDP, checksums valid.
+    pub template: &'a [u8],
+    /// The interface to send from, in the calling thread's namespace.
+    pub ifindex: u32,
+    /// Frames to send at most.
+    pub count: u64,
+    /// The flood stops after this long even if frames are left.
+    pub time_limit: Duration,
+    /// Frames per second; `None` sends as fast as the CPU allows.
+    pub rate_pps: Option<u64>,
+    pub randomise: Randomise,
+}
+
+/// What a flood did.
+#[derive(Clone, Copy, Debug)]
+pub struct Sent {
+    pub frames: u64,
+    pub elapsed: Duration,
+}
+
+impl Sent {
+    pub fn pps(&self) -> f64 {
+        self.frames as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+/// The loaded generator program and its settings map.
+pub struct TrafficGen {
+    ebpf: Ebpf,
+}
+
+impl TrafficGen {
+    pub fn load() -> Result<TrafficGen, TrafficGenError> {
+        if OBJECT.is_empty() {
+            return Err(TrafficGenError::NoObject);
+        }
+        let mut ebpf = Ebpf::load(OBJECT)?;
+        program(&mut ebpf)?.load()?;
+        Ok(TrafficGen { ebpf })
+    }
+
+    /// Sends `flood.template` out of `flood.ifindex` until `count` frames went or the time
+    /// limit passed. Each frame is one run of the program: the count is exact unless the
+    /// receiving side's queue overflows (veth drops what its ring cannot hold).
+    pub fn send(&mut self, flood: &Flood) -> Result<Sent, TrafficGenError> {
+        check_template(flood.template)?;
+        self.configure(flood.randomise)?;
+        let ctx = xdp_md(flood.template.len(), flood.ifindex);
+        let chunk = match flood.rate_pps {
+            Some(rate) => (rate * TICK.as_millis() as u64 / 1000).clamp(1, CHUNK),
+            None => CHUNK,
+        };
+        let program = program(&mut self.ebpf)?;
+        let started = Instant::now();
+        let mut sent = 0;
+        while sent < flood.count && started.elapsed() < flood.time_limit {
+            let n = chunk.min(flood.count - sent);
+            let mut opts = TestRunOptions::new();
+            opts.data_in = Some(flood.template);
+            opts.ctx_in = Some(&ctx);
+            opts.repeat = n as u32;
+            opts.attrs = TestRunAttrs::new().xdp_live_frames(BATCH);
+            program.test_run(opts)?;
+            sent += n;
+            if let Some(rate) = flood.rate_pps {
+                let due = Duration::from_secs_f64(sent as f64 / rate as f64);
+                if let Some(wait) = due.checked_sub(started.elapsed()) {
+                    std::thread::sleep(wait);
+                }
+            }
+        }
+        Ok(Sent {
+            frames: sent,
+            elapsed: started.elapsed(),
+        })
+    }
+
+    fn configure(&mut self, r: Randomise) -> Result<(), TrafficGenError> {
+        let map = self
+            .ebpf
+            .map_mut(SETTINGS)
+            .ok_or(TrafficGenError::Template("settings map missing"))?;
+        let mut settings: Array<_, u32> = Array::try_from(map)?;
+        settings.set(0, r.src_bits.min(32), 0)?;
+        settings.set(1, u32::from(r.sport) | u32::from(r.seq) << 1, 0)?;
+        Ok(())
+    }
+}
+
+fn program(ebpf: &mut Ebpf) -> Result<&mut Xdp, TrafficGenError> {
+    let program = ebpf
+        .program_mut(PROGRAM)
+        .ok_or(TrafficGenError::Template("program flood_tx missing"))?;
+    Ok(program.try_into()?)
+}
+
+/// The index of interface `name` in the calling thread's network namespace.
+pub fn ifindex(name: &str) -> Result<u32, TrafficGenError> {
+    let c = CString::new(name).map_err(|_| TrafficGenError::NoInterface(name.into()))?;
+    // SAFETY: a valid NUL-terminated string; the call only reads it.
+    match unsafe { libc::if_nametoindex(c.as_ptr()) } {
+        0 => Err(TrafficGenError::NoInterface(name.into())),
+        i => Ok(i),
+    }
+}
+
+/// `struct xdp_md` for the test run: no metadata, the whole frame as data, received on
+/// `ifindex` queue 0 (so XDP_TX leaves through that interface).
+fn xdp_md(len: usize, ifindex: u32) -> [u8; 24] {
+    let fields = [0, len as u32, 0, ifindex, 0, 0];
+    let mut out = [0u8; 24];
+    for (chunk, v) in out.chunks_exact_mut(4).zip(fields) {
+        chunk.copy_from_slice(&v.to_ne_bytes());
+    }
+    out
+}
+
+/// The layouts `flood_tx` rewrites at fixed offsets; anything else it would abort on.
+fn check_template(f: &[u8]) -> Result<(), TrafficGenError> {
+    let bad = |why| Err(TrafficGenError::Template(why));
+    if f.len() < 14 || f.len() > 1514 {
+        return bad("length outside 14-1514 bytes");
+    }
+    let (proto, l4) = match [f[12], f[13]] {
+        [0x08, 0x00] if f.len() >= 34 && f[14] == 0x45 => (f[23], 34),
+        [0x08, 0x00] => return bad("IPv4 with options or truncated"),
+        [0x86, 0xdd] if f.len() >= 54 => (f[20], 54),
+        _ => return bad("neither IPv4 nor IPv6 after the Ethernet header"),
+    };
+    let l4_len = match proto {
+        6 => 20,
+        17 => 8,
+        _ => return bad("neither TCP nor UDP"),
+    };
+    if f.len() < l4 + l4_len {
+        return bad("L4 header truncated");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_are_checked() {
+        let mut v4 = vec![0u8; 54];
+        v4[12..14].copy_from_slice(&[0x08, 0x00]);
+        v4[14] = 0x45;
+        v4[23] = 6;
+        assert!(check_template(&v4).is_ok());
+        assert!(check_template(&v4[..50]).is_err());
+        v4[14] = 0x46;
+        assert!(check_template(&v4).is_err());
+        let mut v6 = vec![0u8; 62];
+        v6[12..14].copy_from_slice(&[0x86, 0xdd]);
+        v6[20] = 17;
+        assert!(check_template(&v6).is_ok());
+        v6[20] = 58;
+        assert!(check_template(&v6).is_err());
+    }
+
+    #[test]
+    fn xdp_md_spans_the_frame() {
+        let md = xdp_md(60, 7);
+        assert_eq!(&md[4..8], &60u32.to_ne_bytes());
+        assert_eq!(&md[12..16], &7u32.to_ne_bytes());
+    }
+}

@@ -1,0 +1,132 @@
+//! Attack traffic from the client namespace: SYN floods from the live-frames generator
+//! (`mirror_xdp::trafficgen`), UDP blasts from a socket, and a legitimate client connecting
+//! over and over; every flood bounded in packets and seconds.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use mirror_xdp::trafficgen::{Flood, Randomise, Sent, TrafficGen, ifindex};
+
+use crate::frames::{Frame, Ipv4, L4, tcp_flag};
+use crate::netns::{Netns, checked};
+use crate::probe::{ProbeResult, tcp_connect};
+use crate::testbed::{CLIENT_IF, SERVER_IF, SERVER_V4, Testbed};
+
+/// The MAC address of `dev` in `ns`.
+pub fn mac(ns: &Netns, dev: &str) -> Result<[u8; 6]> {
+    let out = checked(Command::new("ip").args(["-n", ns.name(), "-j", "link", "show", dev]))?;
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let text = doc[0]["address"]
+        .as_str()
+        .with_context(|| format!("no address for {dev} in {}", ns.name()))?;
+    let bytes: Vec<u8> = text
+        .split(':')
+        .map(|b| u8::from_str_radix(b, 16))
+        .collect::<Result<_, _>>()?;
+    bytes
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("bad MAC {text}"))
+}
+
+/// A TCP SYN from `src` to the server's `port`, addressed (MACs included) so the server's
+/// stack takes it as its own: the template of a SYN flood.
+pub fn syn_template(bed: &Testbed, src: Ipv4Addr, port: u16) -> Result<Vec<u8>> {
+    let mut frame = Frame::ipv4(Ipv4::new(
+        src,
+        SERVER_V4,
+        L4::tcp(40000, port, tcp_flag::SYN),
+    ));
+    frame.src_mac = mac(&bed.client, CLIENT_IF)?;
+    frame.dst_mac = mac(&bed.server, SERVER_IF)?;
+    Ok(frame.build())
+}
+
+/// Sends `count` copies of `template` (randomised as asked) out of the client veth within
+/// `limit`, at `rate_pps` or as fast as possible. The server end must run native XDP (or
+/// have GRO on) for the frames to arrive.
+pub fn syn_flood(
+    bed: &Testbed,
+    template: &[u8],
+    randomise: Randomise,
+    count: u64,
+    rate_pps: Option<u64>,
+    limit: Duration,
+) -> Result<Sent> {
+    bed.client.enter(|| {
+        let mut generator = TrafficGen::load()?;
+        let flood = Flood {
+            template,
+            ifindex: ifindex(CLIENT_IF)?,
+            count,
+            time_limit: limit,
+            rate_pps,
+            randomise,
+        };
+        Ok(generator.send(&flood)?)
+    })
+}
+
+/// Fires `count` datagrams from `src` at `dst` as fast as the socket takes them (within
+/// `limit`); returns how many were sent.
+pub fn udp_blast(
+    ns: &Netns,
+    src: IpAddr,
+    dst: SocketAddr,
+    count: u64,
+    limit: Duration,
+) -> Result<u64> {
+    ns.enter(|| {
+        let socket = UdpSocket::bind(SocketAddr::new(src, 0))?;
+        let started = Instant::now();
+        let mut sent = 0;
+        while sent < count && started.elapsed() < limit {
+            match socket.send_to(b"mirror-xdp blast", dst) {
+                Ok(_) => sent += 1,
+                // A full socket buffer: the kernel is behind, try again.
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => bail!("blasting {dst} from {src}: {e}"),
+            }
+        }
+        Ok(sent)
+    })
+}
+
+/// Connections a client completed (banner received) out of those it tried.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Connects {
+    pub ok: u32,
+    pub tried: u32,
+}
+
+impl Connects {
+    pub fn rate(&self) -> f64 {
+        f64::from(self.ok) / f64::from(self.tried.max(1))
+    }
+}
+
+/// Sequential connects from `src` to `dst` (each bounded by `timeout`) until `max` were
+/// tried, `stop` is set, or `limit` passes.
+pub fn connect_loop(
+    ns: &Netns,
+    src: IpAddr,
+    dst: SocketAddr,
+    timeout: Duration,
+    max: u32,
+    stop: &AtomicBool,
+    limit: Duration,
+) -> Result<Connects> {
+    let started = Instant::now();
+    let mut c = Connects::default();
+    while c.tried < max && !stop.load(Ordering::Relaxed) && started.elapsed() < limit {
+        c.tried += 1;
+        if let ProbeResult::Open(banner) = tcp_connect(ns, src, dst, timeout)?
+            && !banner.is_empty()
+        {
+            c.ok += 1;
+        }
+    }
+    Ok(c)
+}
