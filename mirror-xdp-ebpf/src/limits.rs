@@ -27,12 +27,12 @@ pub fn limiter(pkt: &Packet, config: &Config) -> Option<*mut LimiterState> {
         family: if pkt.v6 { 6 } else { 4 },
         _pad: [0; 3],
     };
-    if let Some(state) = LIMITS.get_ptr_mut(&key) {
+    if let Some(state) = LIMITS.get_ptr_mut(key) {
         return Some(state);
     }
     // A new source starts with full buckets; a full table evicts the least recent source.
-    let _ = LIMITS.insert(&key, &LimiterState::default(), 0);
-    LIMITS.get_ptr_mut(&key)
+    let _ = LIMITS.insert(key, LimiterState::default(), 0);
+    LIMITS.get_ptr_mut(key)
 }
 
 /// Step 6: over the per-source packet rate? Bans the source when bans are on.

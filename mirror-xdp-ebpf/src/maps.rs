@@ -6,8 +6,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray},
 };
 use mirror_xdp_common::{
-    Config, Counter, FlowKey, FlowState, FromKeyV4, FromKeyV6, LimiterKey, LimiterState,
-    LiveEntry, PortCounter, PortEntry, SourceEntry, SourceKeyV4, SourceKeyV6, capacity,
+    Config, Counter, FlowKey, FlowState, FromKeyV4, FromKeyV6, LimiterKey, LimiterState, LiveEntry,
+    PortCounter, PortEntry, SourceEntry, SourceKeyV4, SourceKeyV6, capacity,
 };
 
 /// The tables of static sources grow with the lists: allocate entries as they come.
@@ -36,8 +36,7 @@ pub static LIVE_ALLOW_V6: LpmTrie<[u8; 16], LiveEntry> =
     LpmTrie::with_max_entries(capacity::LIVE, 0);
 
 #[map(name = "mx_ldeny4_v1")]
-pub static LIVE_DENY_V4: LpmTrie<[u8; 4], LiveEntry> =
-    LpmTrie::with_max_entries(capacity::LIVE, 0);
+pub static LIVE_DENY_V4: LpmTrie<[u8; 4], LiveEntry> = LpmTrie::with_max_entries(capacity::LIVE, 0);
 
 #[map(name = "mx_ldeny6_v1")]
 pub static LIVE_DENY_V6: LpmTrie<[u8; 16], LiveEntry> =
@@ -64,5 +63,4 @@ pub static GLOBAL_SYN: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 pub static STATS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(capacity::STATS, 0);
 
 #[map(name = "mx_pstats_v1")]
-pub static PORT_STATS: PerCpuArray<PortCounter> =
-    PerCpuArray::with_max_entries(capacity::PORTS, 0);
+pub static PORT_STATS: PerCpuArray<PortCounter> = PerCpuArray::with_max_entries(capacity::PORTS, 0);

@@ -3,9 +3,8 @@
 
 use aya_ebpf::maps::lpm_trie::Key;
 use mirror_xdp_common::{
-    Config, LiveEntry, SourceEntry, SourceKeyV4, SourceKeyV6, config_flag,
+    Config, LiveEntry, SourceEntry, SourceKeyV4, SourceKeyV6, config_flag, source_flag,
     sources::{TIERS_V4, TIERS_V6, mask_v4, mask_v6_bytes},
-    source_flag,
 };
 
 use crate::{
@@ -90,7 +89,7 @@ fn tier_v4(addr: [u8; 4], tier: u32) -> Option<SourceEntry> {
         addr: mask_v4(addr, tier),
     };
     // SAFETY: the value is copied out; a concurrent update rewrites it whole.
-    unsafe { SOURCES_V4.get(&key) }.copied()
+    unsafe { SOURCES_V4.get(key) }.copied()
 }
 
 #[inline(never)]
@@ -100,7 +99,7 @@ fn tier_v6(addr: &[u8; 16], tier: u32) -> Option<SourceEntry> {
         addr: mask_v6_bytes(*addr, tier),
     };
     // SAFETY: as above.
-    unsafe { SOURCES_V6.get(&key) }.copied()
+    unsafe { SOURCES_V6.get(key) }.copied()
 }
 
 #[inline(never)]

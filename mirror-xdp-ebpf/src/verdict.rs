@@ -105,7 +105,8 @@ pub fn judge(pkt: &Packet, config: &Config, now: u64) -> Verdict {
     };
     let mut verdict = if entry.flags & port_flag::HAS_FROM != 0 && !from_allows(pkt, &entry) {
         Verdict::new(Reason::SourceNotAllowed, true)
-    } else if pkt.l4 == L4::Tcp && pkt.tcp_flags & (tcp_flag::SYN | tcp_flag::ACK) == tcp_flag::SYN
+    } else if pkt.l4 == L4::Tcp
+        && pkt.tcp_flags & (tcp_flag::SYN | tcp_flag::ACK) == tcp_flag::SYN
         && syn_over_limit(limiter, config, now)
     {
         Verdict::new(Reason::SynFlood, true)
@@ -167,7 +168,12 @@ fn from_allows(pkt: &Packet, entry: &PortEntry) -> bool {
 /// refreshes the flow, so an active connection never idles out.
 #[inline(never)]
 fn is_return(pkt: &Packet, now: u64) -> bool {
-    let key = FlowKey::new((pkt.dst, pkt.dport), (pkt.src, pkt.sport), pkt.proto, pkt.v6);
+    let key = FlowKey::new(
+        (pkt.dst, pkt.dport),
+        (pkt.src, pkt.sport),
+        pkt.proto,
+        pkt.v6,
+    );
     let Some(state) = FLOWS.get_ptr_mut(key) else {
         return false;
     };

@@ -128,7 +128,7 @@ pub fn attach(
     })?;
     let mut rollback = Rollback { paths, armed: true };
 
-    let mut ebpf = object::load(Some(&paths.bpffs), sizes)?;
+    let mut ebpf = object::load(Some(&paths.bpffs), object::MapSizes::new(sizes, &image))?;
     // Held until the programs are loaded: they refer to the maps by these descriptors.
     let mut maps = Maps::from_ebpf(&mut ebpf)?;
     let mut config = maps.write_fresh(&image)?;

@@ -8,7 +8,29 @@ use aya::{
 };
 use mirror_xdp_common::{map_name, program_name};
 
-use crate::enforcer::Sizes;
+use crate::{compile::MapImage, enforcer::Sizes};
+
+/// The sizes of the maps that are sized at load time.
+#[derive(Clone, Copy, Debug)]
+pub struct MapSizes {
+    pub limiter: u32,
+    pub sources_v4: u32,
+    pub sources_v6: u32,
+}
+
+impl MapSizes {
+    /// The static source tables get room for the compiled lists and a quarter more: a
+    /// hash table's bucket array is allocated for its whole capacity (16 bytes a slot),
+    /// so a fixed large size would cost memory on every host.
+    pub fn new(sizes: Sizes, image: &MapImage) -> MapSizes {
+        let room = |n: usize| (n + n / 4).max(1024).min(u32::MAX as usize) as u32;
+        MapSizes {
+            limiter: sizes.limiter_entries,
+            sources_v4: room(image.sources_v4.len()),
+            sources_v6: room(image.sources_v6.len()),
+        }
+    }
+}
 
 /// The eBPF object built by build.rs (aya-build), aligned for the ELF parser.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/mirror-xdp"));
@@ -32,12 +54,15 @@ pub enum LoadError {
 
 /// Loads the object. With `pin_dir`, every map is pinned there by name, or reused if a pin
 /// of that name already exists.
-pub fn load(pin_dir: Option<&Path>, sizes: Sizes) -> Result<Ebpf, LoadError> {
+pub fn load(pin_dir: Option<&Path>, sizes: MapSizes) -> Result<Ebpf, LoadError> {
     if OBJECT.is_empty() {
         return Err(LoadError::NoObject);
     }
     let mut loader = EbpfLoader::new();
-    loader.map_max_entries(map_name::LIMITS, sizes.limiter_entries);
+    loader
+        .map_max_entries(map_name::LIMITS, sizes.limiter)
+        .map_max_entries(map_name::SOURCES_V4, sizes.sources_v4)
+        .map_max_entries(map_name::SOURCES_V6, sizes.sources_v6);
     if let Some(dir) = pin_dir {
         for name in map_name::ALL {
             loader.map_pin_path(name, dir.join(name));

@@ -73,9 +73,9 @@ pub struct TestRunError(#[from] aya::programs::ProgramError);
 
 impl TestProgram {
     pub fn load(policy: &Policy) -> Result<TestProgram, EnforcerError> {
-        let mut ebpf = object::load(None, Sizes::default())?;
-        let mut maps = Maps::from_ebpf(&mut ebpf)?;
         let image = compile(policy, possible_cpus())?;
+        let mut ebpf = object::load(None, object::MapSizes::new(Sizes::default(), &image))?;
+        let mut maps = Maps::from_ebpf(&mut ebpf)?;
         let config = maps.write_fresh(&image)?;
         maps.enable(&config)?;
         object::xdp_program(&mut ebpf)?;

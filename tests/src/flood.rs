@@ -2,7 +2,7 @@
 //! (`mirror_xdp::trafficgen`), UDP blasts from a socket, and a legitimate client connecting
 //! over and over; every flood bounded in packets and seconds.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use mirror_xdp::trafficgen::{Flood, Randomise, Sent, TrafficGen, ifindex};
 
-use crate::frames::{Frame, Ipv4, L4, tcp_flag};
+use crate::frames::{Frame, Ipv4, Ipv6, L4, tcp_flag};
 use crate::netns::{Netns, checked};
 use crate::probe::{ProbeResult, tcp_connect};
-use crate::testbed::{CLIENT_IF, SERVER_IF, SERVER_V4, Testbed};
+use crate::testbed::{CLIENT_IF, SERVER_IF, SERVER_V4, SERVER_V6, Testbed};
 
 /// The MAC address of `dev` in `ns`.
 pub fn mac(ns: &Netns, dev: &str) -> Result<[u8; 6]> {
@@ -33,12 +33,12 @@ pub fn mac(ns: &Netns, dev: &str) -> Result<[u8; 6]> {
 
 /// A TCP SYN from `src` to the server's `port`, addressed (MACs included) so the server's
 /// stack takes it as its own: the template of a SYN flood.
-pub fn syn_template(bed: &Testbed, src: Ipv4Addr, port: u16) -> Result<Vec<u8>> {
-    let mut frame = Frame::ipv4(Ipv4::new(
-        src,
-        SERVER_V4,
-        L4::tcp(40000, port, tcp_flag::SYN),
-    ));
+pub fn syn_template(bed: &Testbed, src: IpAddr, port: u16) -> Result<Vec<u8>> {
+    let l4 = L4::tcp(40000, port, tcp_flag::SYN);
+    let mut frame = match src {
+        IpAddr::V4(src) => Frame::ipv4(Ipv4::new(src, SERVER_V4, l4)),
+        IpAddr::V6(src) => Frame::ipv6(Ipv6::new(src, SERVER_V6, l4)),
+    };
     frame.src_mac = mac(&bed.client, CLIENT_IF)?;
     frame.dst_mac = mac(&bed.server, SERVER_IF)?;
     Ok(frame.build())
@@ -129,4 +129,23 @@ pub fn connect_loop(
         }
     }
     Ok(c)
+}
+
+/// The IPv4/TCP/UDP counters of `ns` (`/proc/net/snmp`), keyed `Tcp.InSegs` and the like:
+/// whether the server's stack took a flood's packets or threw them out as broken.
+pub fn snmp(ns: &Netns) -> Result<std::collections::HashMap<String, u64>> {
+    // /proc/net follows the process's namespace; thread-self follows this thread's.
+    let text = ns.enter(|| std::fs::read_to_string("/proc/thread-self/net/snmp"))?;
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = std::collections::HashMap::new();
+    for pair in lines.chunks_exact(2) {
+        let (mut names, values) = (pair[0].split_whitespace(), pair[1].split_whitespace());
+        let group = names.next().unwrap_or_default().trim_end_matches(':');
+        for (name, value) in names.zip(values.skip(1)) {
+            if let Ok(v) = value.parse::<i64>() {
+                out.insert(format!("{group}.{name}"), v.max(0) as u64);
+            }
+        }
+    }
+    Ok(out)
 }

@@ -6,5 +6,5 @@ pub mod servers;
 pub mod testbed;
 
 pub mod cli;
-pub mod sweep;
 pub mod flood;
+pub mod sweep;

@@ -85,20 +85,21 @@ fn invalid_policy_is_refused_with_its_position() {
 }
 
 #[test]
-fn limits_are_refused_in_this_release() {
+fn invalid_limits_are_refused_with_their_position() {
     if !root_or_skip() {
         return;
     }
     let bed = Testbed::new().expect("testbed");
-    let path = write_policy(
-        &bed,
-        "limits.toml",
-        &format!("{POLICY}\n[limits]\nper_source_pps = 100\n"),
-    );
+    let text = format!("{POLICY}\n[limits]\nper_source_pps = 100\nsource_prefix_v4 = 33\n");
+    let line = text.lines().count();
+    let path = write_policy(&bed, "limits.toml", &text);
     let r = try_attach(&bed, &path, &[]);
     assert_eq!(r.code, Some(2), "{r:?}");
-    assert!(r.stderr.contains("limits"), "{r:?}");
-    assert_nothing_attached(&bed, "after refusing limits");
+    assert!(
+        r.stderr.contains(&format!("limits.toml:{line}:")),
+        "expected line {line}: {r:?}"
+    );
+    assert_nothing_attached(&bed, "after refusing a bad limit");
 }
 
 #[test]

@@ -9,7 +9,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use ipnet::IpNet;
 use mirror_xdp::{
+    live::{Clock, Expiry, LiveSet},
     maps::ReasonCount,
     model::{self, ModelState, Parsed, classify},
     policy::{Policy, Proto},
@@ -182,6 +184,57 @@ fn global_syn_budget_alone_agrees_with_model() {
     expect_seen(&seen, &[Reason::SynFlood]);
 }
 
+/// Live entries (nested denies that expire at different times, an allow inside a deny)
+/// over a policy whose `from` list makes the generator send from those prefixes.
+#[test]
+fn live_entries_agree_with_model() {
+    const LIVE_POLICY: &str = r#"
+version = 1
+[[ports]]
+proto = "tcp"
+ports = [80, 443]
+[[ports]]
+proto = "udp"
+ports = [53]
+from = ["100.64.0.0/16", "100.64.3.0/24", "100.64.7.0/24", "100.64.7.7", "100.64.9.0/24",
+        "2001:db8:77::/48"]
+[sources]
+deny = ["100.64.9.128/25"]
+"#;
+    let wall_ns = 1_700_000_000 * 1_000_000_000;
+    let at = |secs: u64| Expiry::At(1_700_000_000 + secs);
+    let net = |s: &str| s.parse::<IpNet>().unwrap();
+    let mut set = LiveSet::default();
+    set.deny(&[net("100.64.0.0/16")], at(5));
+    set.deny(&[net("100.64.7.0/24")], at(12));
+    // Expires before the /16 around it: the /16 must still deny it from 2 s to 5 s.
+    set.deny(&[net("100.64.3.0/24")], at(2));
+    set.deny(
+        &[net("100.64.7.7/32"), net("2001:db8:77::/48")],
+        Expiry::Never,
+    );
+    set.allow(&[net("100.64.9.0/24")]);
+    let seen = differential_with("live", LIVE_POLICY, 8, |program, state| {
+        let clock = Clock {
+            wall_ns,
+            mono_ns: state.now_ns,
+        };
+        let flags = set
+            .apply_at(&mut program.maps, &clock)
+            .expect("apply live set");
+        let mut config = program.maps.config().expect("config");
+        config.flags |= flags;
+        program.maps.set_config(&config).expect("config");
+        state.live_allow = set.allow.iter().copied().collect();
+        state.live_deny = set
+            .deny
+            .iter()
+            .map(|(net, expires)| (*net, clock.deadline_ns(*expires)))
+            .collect();
+    });
+    expect_seen(&seen, &[Reason::Trusted, Reason::Denied, Reason::Allowed]);
+}
+
 #[test]
 fn example_policy_agrees_with_model() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/mirror.toml");
@@ -196,8 +249,18 @@ struct Tally {
     ports: BTreeMap<(Proto, u16), (u64, u64)>,
 }
 
-/// Runs the comparison; returns the reasons that occurred (empty when skipped).
+/// Runs the comparison; returns the reasons that occurred (all when skipped).
 fn differential(name: &str, text: &str, seed: u64) -> Vec<Reason> {
+    differential_with(name, text, seed, |_, _| {})
+}
+
+/// [`differential`] after `setup` has put extra state into the kernel and the model.
+fn differential_with(
+    name: &str,
+    text: &str,
+    seed: u64,
+    setup: impl FnOnce(&mut TestProgram, &mut ModelState),
+) -> Vec<Reason> {
     if !root() {
         return Reason::ALL.to_vec();
     }
@@ -210,6 +273,7 @@ fn differential(name: &str, text: &str, seed: u64) -> Vec<Reason> {
         now_ns: START_NS,
         ..ModelState::default()
     };
+    setup(&mut program, &mut state);
     let mut tally = Tally::default();
     let mut frames_gen = FrameGen::new(seed, &policy);
     let mut rng_state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;

@@ -97,8 +97,18 @@ fn rewrite(ctx: &XdpContext) -> Option<()> {
     // SAFETY (all dereferences below): `at` checked each pointer's bounds.
     let ethertype = unsafe { *at::<2>(ctx, 12)? };
     let (v6, proto, src_off, l4) = match ethertype {
-        [0x08, 0x00] => (false, unsafe { (*at::<1>(ctx, ETH_LEN + 9)?)[0] }, 26, IPV4_L4),
-        [0x86, 0xdd] => (true, unsafe { (*at::<1>(ctx, ETH_LEN + 6)?)[0] }, 34, IPV6_L4),
+        [0x08, 0x00] => (
+            false,
+            unsafe { (*at::<1>(ctx, ETH_LEN + 9)?)[0] },
+            26,
+            IPV4_L4,
+        ),
+        [0x86, 0xdd] => (
+            true,
+            unsafe { (*at::<1>(ctx, ETH_LEN + 6)?)[0] },
+            34,
+            IPV6_L4,
+        ),
         _ => return None,
     };
     let check_off = match proto {

@@ -293,7 +293,7 @@ fn list(paths: &Paths, json: bool) -> Result<(), Failure> {
         println!("{}", serde_json::to_string_pretty(&doc).expect("json"));
     } else {
         if !attached {
-            eprintln!("note: nothing is attached; these live entries apply at the next attach");
+            eprintln!("note: nothing is attached; live entries apply at the next attach");
         }
         let policy_total = policy.allow.len() + policy.deny.len();
         let rows: Vec<Row> = live_rows
