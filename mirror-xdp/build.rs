@@ -9,8 +9,9 @@ fn main() -> anyhow::Result<()> {
     println!("cargo:rerun-if-env-changed=MIRROR_XDP_SKIP_EBPF");
     if std::env::var_os("MIRROR_XDP_SKIP_EBPF").is_some() {
         let out = PathBuf::from(std::env::var("OUT_DIR")?);
-        std::fs::write(out.join("mirror-xdp"), [])?;
-        std::fs::write(out.join("baseline"), [])?;
+        for object in ["mirror-xdp", "baseline", "trafficgen"] {
+            std::fs::write(out.join(object), [])?;
+        }
         return Ok(());
     }
     let package = aya_build::Package {

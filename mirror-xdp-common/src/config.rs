@@ -52,6 +52,9 @@ pub mod config_flag {
     /// The live source tables hold entries.
     pub const HAS_LIVE_ALLOW: u32 = 1 << 11;
     pub const HAS_LIVE_DENY: u32 = 1 << 12;
+    /// `limits.syn_cookies = true`: SYNs over the global budget get a SYN cookie SYN-ACK
+    /// (XDP_TX) instead of a drop.
+    pub const SYN_COOKIES: u32 = 1 << 13;
     /// Set once the maps hold a whole policy; until then the program passes everything.
     pub const LOADED: u32 = 1 << 31;
 }

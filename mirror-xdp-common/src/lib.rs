@@ -28,6 +28,7 @@ pub mod map_name {
     pub const CONFIG: &str = "mx_config_v2";
     pub const PORTS: &str = "mx_ports_v1";
     pub const SOURCES_V4: &str = "mx_src4_v2";
+    pub const BLOCKS_V4: &str = "mx_blk4_v1";
     pub const SOURCES_V6: &str = "mx_src6_v2";
     pub const LIVE_ALLOW_V4: &str = "mx_lallow4_v1";
     pub const LIVE_ALLOW_V6: &str = "mx_lallow6_v1";
@@ -40,11 +41,13 @@ pub mod map_name {
     pub const GLOBAL_SYN: &str = "mx_gsyn_v1";
     pub const STATS: &str = "mx_stats_v1";
     pub const PORT_STATS: &str = "mx_pstats_v1";
+    pub const SYN_KEEPALIVE: &str = "mx_synka_v1";
     /// Every map, for pinning and cleanup.
-    pub const ALL: [&str; 15] = [
+    pub const ALL: [&str; 17] = [
         CONFIG,
         PORTS,
         SOURCES_V4,
+        BLOCKS_V4,
         SOURCES_V6,
         LIVE_ALLOW_V4,
         LIVE_ALLOW_V6,
@@ -57,6 +60,7 @@ pub mod map_name {
         GLOBAL_SYN,
         STATS,
         PORT_STATS,
+        SYN_KEEPALIVE,
     ];
 }
 
@@ -84,6 +88,9 @@ pub mod capacity {
     pub const LIMITS: u32 = 1 << 18;
     /// Counter slots: one per (reason, dropped) pair.
     pub const STATS: u32 = 2 * crate::reason::COUNT as u32;
+    /// When a SYN last went to the kernel, per (address family, TCP port): separate IPv4
+    /// and IPv6 listeners each need their own (see `syn_keepalive_index`).
+    pub const SYN_KEEPALIVE: u32 = 2 * 65536;
 }
 
 /// IP protocol numbers the programs care about.

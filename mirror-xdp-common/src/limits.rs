@@ -48,3 +48,15 @@ pub fn limiter_addr(src: [u8; 16], v6: bool, prefix_v4: u8, prefix_v6: u8) -> [u
     }
     out
 }
+
+/// With `syn_cookies`, the kernel validates a cookie ACK only if its listener itself issued a
+/// cookie in the last two minutes (`tcp_synq_no_recent_overflow`); with `tcp_syncookies=2`
+/// every SYN it sees counts. So one SYN per (family, port) goes to the kernel at least this
+/// often, budget or not: a quarter of the kernel's window, to spare for a lost SYN.
+pub const SYN_KEEPALIVE_NS: u64 = 30_000_000_000;
+
+/// Index of a (family, TCP port) in the SYN keepalive array: IPv4 first, then IPv6.
+#[inline(always)]
+pub fn syn_keepalive_index(v6: bool, port: u16) -> u32 {
+    ((v6 as u32) << 16) | port as u32
+}

@@ -21,10 +21,13 @@ pub enum Reason {
     PortClosed = 12,
     Default = 13,
     Protocol = 14,
+    /// Answered with a SYN cookie SYN-ACK (XDP_TX) instead of dropped: appended last so the
+    /// codes above keep their numbers.
+    SynCookie = 15,
 }
 
 /// How many reasons there are.
-pub const COUNT: usize = 15;
+pub const COUNT: usize = 16;
 
 impl Reason {
     pub const ALL: [Reason; COUNT] = [
@@ -43,6 +46,7 @@ impl Reason {
         Reason::PortClosed,
         Reason::Default,
         Reason::Protocol,
+        Reason::SynCookie,
     ];
 
     /// The name used by `stats --json`, the Prometheus labels and the docs.
@@ -63,6 +67,7 @@ impl Reason {
             Reason::PortClosed => "port_closed",
             Reason::Default => "default",
             Reason::Protocol => "protocol",
+            Reason::SynCookie => "syn_cookie",
         }
     }
 

@@ -7,8 +7,24 @@
 //! tiers from short to long and stops at the first miss or at an entry with nothing deeper:
 //! a few hash lookups however long the list, where a kernel LPM trie slows down as it grows.
 
-/// Prefix lengths of the tiers.
+/// Prefix lengths of the tiers. For IPv4, user space flattens tiers 8 to 24 into a dense
+/// array with a byte per /24 block (see [`BLOCK_DEEPER`]); only tier 32 stays a hash.
 pub const TIERS_V4: [u32; 4] = [8, 16, 24, 32];
+
+/// Words of the IPv4 block array: 2^24 /24 blocks, eight one-byte blocks to a `u64` word
+/// (an array map pads every value to 8 bytes, so a byte per value would cost eight).
+pub const BLOCK_WORDS_V4: u32 = 1 << 21;
+
+/// In a /24 block's byte: set when /32 entries lie inside the block (look in the hash);
+/// the low bits are the block's `source_flag` bits.
+pub const BLOCK_DEEPER: u8 = 0x80;
+
+/// Word index and bit shift of the byte of the /24 block holding `addr` (host order).
+#[inline(always)]
+pub fn block_position(addr: u32) -> (u32, u32) {
+    let block = addr >> 8;
+    (block >> 3, (block & 7) * 8)
+}
 pub const TIERS_V6: [u32; 16] = [
     8, 16, 24, 32, 40, 48, 56, 64, 72, 80, 88, 96, 104, 112, 120, 128,
 ];

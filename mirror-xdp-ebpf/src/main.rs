@@ -10,6 +10,7 @@ mod limits;
 mod maps;
 mod parse;
 mod sources;
+mod syncookie;
 mod verdict;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
@@ -35,6 +36,9 @@ pub fn mirror_xdp(ctx: XdpContext) -> u32 {
     if flags & config_flag::LOADED == 0 {
         return xdp_action::XDP_PASS;
     }
+    let bytes = frame.len();
+    let monitor = flags & config_flag::MONITOR != 0;
+    let mut tx = false;
     let verdict = match parse(&frame) {
         Parsed::NonIp => Verdict {
             reason: Reason::NonIp,
@@ -46,10 +50,23 @@ pub fn mirror_xdp(ctx: XdpContext) -> u32 {
             drop: true,
             port_slot: None,
         },
-        Parsed::Ip(pkt) => judge(&pkt, config, clock::now(config)),
+        Parsed::Ip(pkt) => {
+            let mut verdict = judge(&pkt, config, clock::now(config));
+            // Monitor mode passes the SYN (counted as `syn_cookie`) instead of answering it.
+            if verdict.reason == Reason::SynCookie && !monitor {
+                tx = syncookie::answer(ctx.ctx, pkt.ip_off as u32, pkt.v6);
+                if !tx {
+                    verdict.reason = Reason::SynFlood;
+                    verdict.drop = true;
+                }
+            }
+            verdict
+        }
     };
-    count(&verdict, frame.len());
-    if verdict.drop && flags & config_flag::MONITOR == 0 {
+    count(&verdict, bytes);
+    if tx {
+        xdp_action::XDP_TX
+    } else if verdict.drop && !monitor {
         xdp_action::XDP_DROP
     } else {
         xdp_action::XDP_PASS

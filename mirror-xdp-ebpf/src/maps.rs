@@ -23,6 +23,11 @@ pub static PORTS: Array<PortEntry> = Array::with_max_entries(capacity::PORTS, 0)
 pub static SOURCES_V4: HashMap<SourceKeyV4, SourceEntry> =
     HashMap::with_max_entries(capacity::SOURCES_V4, NO_PREALLOC);
 
+/// The IPv4 lists flattened to a byte per /24 block, eight blocks a word.
+#[map(name = "mx_blk4_v1")]
+pub static BLOCKS_V4: Array<u64> =
+    Array::with_max_entries(mirror_xdp_common::sources::BLOCK_WORDS_V4, 0);
+
 #[map(name = "mx_src6_v2")]
 pub static SOURCES_V6: HashMap<SourceKeyV6, SourceEntry> =
     HashMap::with_max_entries(capacity::SOURCES_V6, NO_PREALLOC);
@@ -64,3 +69,7 @@ pub static STATS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(capacity:
 
 #[map(name = "mx_pstats_v1")]
 pub static PORT_STATS: PerCpuArray<PortCounter> = PerCpuArray::with_max_entries(capacity::PORTS, 0);
+
+/// When a SYN last went to the kernel, per (family, TCP port): the SYN cookie keepalive.
+#[map(name = "mx_synka_v1")]
+pub static SYN_KEEPALIVE: Array<u64> = Array::with_max_entries(capacity::SYN_KEEPALIVE, 0);

@@ -39,6 +39,11 @@ pub struct Packet {
     pub tcp_flags: u8,
     /// ICMP or ICMPv6 type.
     pub icmp_type: u8,
+    /// Where the IP header starts (at most 22: two VLAN tags), and the bytes from it to
+    /// the L4 header (255 if more; 0 for a non-first fragment): a SYN cookie answer
+    /// rewrites the headers in place.
+    pub ip_off: u8,
+    pub ip_len: u8,
 }
 
 pub enum Parsed {
@@ -134,6 +139,8 @@ fn parse_ipv4(frame: &Frame, o: usize) -> Option<Packet> {
         dport: [0; 2],
         tcp_flags: 0,
         icmp_type: 0,
+        ip_off: o as u8,
+        ip_len: 0,
     };
     pkt.src[..4].copy_from_slice(&h[12..16]);
     pkt.dst[..4].copy_from_slice(&h[16..20]);
@@ -143,6 +150,7 @@ fn parse_ipv4(frame: &Frame, o: usize) -> Option<Packet> {
         return Some(pkt);
     }
     parse_l4(frame, o + hlen, o + total, ipproto::ICMP, &mut pkt)?;
+    pkt.ip_len = hlen as u8;
     Some(pkt)
 }
 
@@ -168,6 +176,8 @@ fn parse_ipv6(frame: &Frame, o: usize) -> Option<Packet> {
         dport: [0; 2],
         tcp_flags: 0,
         icmp_type: 0,
+        ip_off: o as u8,
+        ip_len: 0,
     };
     let mut next = h[6];
     let mut cur = o + 40;
@@ -208,6 +218,8 @@ fn parse_ipv6(frame: &Frame, o: usize) -> Option<Packet> {
     }
     pkt.proto = next;
     parse_l4(frame, cur, end, ipproto::ICMPV6, &mut pkt)?;
+    let ip_len = cur - o;
+    pkt.ip_len = if ip_len > 255 { 255 } else { ip_len as u8 };
     Some(pkt)
 }
 

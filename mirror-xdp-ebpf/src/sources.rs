@@ -4,11 +4,13 @@
 use aya_ebpf::maps::lpm_trie::Key;
 use mirror_xdp_common::{
     Config, LiveEntry, SourceEntry, SourceKeyV4, SourceKeyV6, config_flag, source_flag,
-    sources::{TIERS_V4, TIERS_V6, mask_v4, mask_v6_bytes},
+    sources::{BLOCK_DEEPER, TIERS_V6, block_position, mask_v4, mask_v6_bytes},
 };
 
 use crate::{
-    maps::{LIVE_ALLOW_V4, LIVE_ALLOW_V6, LIVE_DENY_V4, LIVE_DENY_V6, SOURCES_V4, SOURCES_V6},
+    maps::{
+        BLOCKS_V4, LIVE_ALLOW_V4, LIVE_ALLOW_V6, LIVE_DENY_V4, LIVE_DENY_V6, SOURCES_V4, SOURCES_V6,
+    },
     parse::Packet,
 };
 
@@ -45,23 +47,22 @@ fn v4(src: [u8; 16]) -> [u8; 4] {
 
 /// Walks the tiers from short to long: the last hit's flags, stopping where nothing
 /// deeper is listed.
-/// Walks the tiers from short to long: the last hit's flags, stopping where nothing
-/// deeper is listed.
-#[inline(always)]
+/// The /24 block's byte in the dense array, and the /32 hash entry when the block says
+/// there are host entries inside it: at most one array read and one hash lookup.
+#[inline(never)]
 fn static_v4(addr: [u8; 4]) -> u8 {
-    let mut flags = 0;
-    for tier in TIERS_V4 {
-        match tier_v4(addr, tier) {
-            None => break,
-            Some(entry) => {
-                flags = entry.flags;
-                if entry.deeper == 0 {
-                    break;
-                }
-            }
-        }
+    let (word, shift) = block_position(u32::from_be_bytes(addr));
+    let Some(word) = BLOCKS_V4.get(word) else {
+        return 0;
+    };
+    let block = (*word >> shift) as u8;
+    if block & BLOCK_DEEPER == 0 {
+        return block;
     }
-    flags
+    match tier_v4(addr, 32) {
+        Some(entry) => entry.flags,
+        None => block & !BLOCK_DEEPER,
+    }
 }
 
 #[inline(always)]

@@ -13,6 +13,7 @@ use crate::{
     maps::{FLOWS, FROM_V4, FROM_V6, PORTS},
     parse::{L4, Packet},
     sources::source_flags,
+    syncookie,
 };
 
 /// A decision: why, whether it drops, and the ports-array index of the rule that decided.
@@ -105,11 +106,9 @@ pub fn judge(pkt: &Packet, config: &Config, now: u64) -> Verdict {
     };
     let mut verdict = if entry.flags & port_flag::HAS_FROM != 0 && !from_allows(pkt, &entry) {
         Verdict::new(Reason::SourceNotAllowed, true)
-    } else if pkt.l4 == L4::Tcp
-        && pkt.tcp_flags & (tcp_flag::SYN | tcp_flag::ACK) == tcp_flag::SYN
-        && syn_over_limit(limiter, config, now)
+    } else if pkt.l4 == L4::Tcp && pkt.tcp_flags & (tcp_flag::SYN | tcp_flag::ACK) == tcp_flag::SYN
     {
-        Verdict::new(Reason::SynFlood, true)
+        syn_verdict(pkt, limiter, config, now)
     } else {
         Verdict::new(Reason::Allowed, false)
     };
@@ -118,20 +117,40 @@ pub fn judge(pkt: &Packet, config: &Config, now: u64) -> Verdict {
 }
 
 /// Step 12: the per-source SYN rate first (it bans), then this CPU's share of the global
-/// budget.
-#[inline(always)]
-fn syn_over_limit(
+/// budget. With `syn_cookies`, a SYN over the global budget is answered with a cookie
+/// instead (if its headers allow), except the keepalive SYN that goes to the kernel. Not
+/// inlined: the main program's stack plus the limiter's must stay within 512 bytes.
+#[inline(never)]
+fn syn_verdict(
+    pkt: &Packet,
     limiter: Option<&mut mirror_xdp_common::LimiterState>,
     config: &Config,
     now: u64,
-) -> bool {
+) -> Verdict {
     if config.flags & config_flag::LIMIT_SYN != 0
         && let Some(state) = limiter
         && limits::over_source_syn(state, config, now)
     {
-        return true;
+        return Verdict::new(Reason::SynFlood, true);
     }
-    limits::over_global_syn(config, now)
+    let cookies = config.flags & config_flag::SYN_COOKIES != 0;
+    if !limits::over_global_syn(config, now) {
+        if cookies {
+            limits::syn_keepalive(pkt, now, true);
+        }
+        return Verdict::new(Reason::Allowed, false);
+    }
+    if !cookies {
+        return Verdict::new(Reason::SynFlood, true);
+    }
+    if limits::syn_keepalive(pkt, now, false) {
+        return Verdict::new(Reason::Allowed, false);
+    }
+    if syncookie::answerable(pkt) {
+        Verdict::new(Reason::SynCookie, false)
+    } else {
+        Verdict::new(Reason::SynFlood, true)
+    }
 }
 
 impl Verdict {

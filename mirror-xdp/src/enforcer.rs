@@ -70,6 +70,8 @@ pub enum EnforcerError {
     State(#[from] StateError),
     #[error(transparent)]
     Live(#[from] crate::live::LiveError),
+    #[error(transparent)]
+    Syncookies(#[from] crate::syncookies::SyncookiesError),
 }
 
 /// Map sizes chosen at attach time.
@@ -126,7 +128,11 @@ pub fn attach(
         path: paths.bpffs.clone(),
         source,
     })?;
-    let mut rollback = Rollback { paths, armed: true };
+    let mut rollback = Rollback {
+        paths,
+        armed: true,
+        syncookies_before: None,
+    };
 
     let mut ebpf = object::load(Some(&paths.bpffs), object::MapSizes::new(sizes, &image))?;
     // Held until the programs are loaded: they refer to the maps by these descriptors.
@@ -136,6 +142,16 @@ pub fn attach(
     config.flags |= crate::live::restore(paths, &mut maps)?;
     crate::live::save_policy_sources(paths, &policy.allow, &policy.deny)?;
     maps.enable(&config)?;
+    if policy.limits.syn_cookies {
+        // Before the first cookie goes out: the kernel must accept the ACKs that answer it.
+        let before = crate::syncookies::enable(Path::new(crate::syncookies::SYSCTL))?;
+        say(&format!(
+            "syn_cookies: net.ipv4.tcp_syncookies set to {} in this network namespace \
+             (was {before}; detach restores it)",
+            crate::syncookies::REQUIRED
+        ));
+        rollback.syncookies_before = Some(before);
+    }
 
     let mut interfaces = Vec::new();
     {
@@ -190,6 +206,7 @@ pub fn attach(
             .iter()
             .flat_map(|r| r.ports.iter().map(|p| PortRecord::new(r.proto, *p)))
             .collect(),
+        tcp_syncookies_before: rollback.syncookies_before.clone(),
     };
     record.save(paths)?;
     rollback.armed = false;
@@ -270,6 +287,9 @@ pub fn detach(paths: &Paths, iface: Option<&str>) -> Result<Vec<String>, Enforce
     if record.interfaces.is_empty() {
         remove_pins(paths);
         Record::remove(paths)?;
+        if let Some(before) = &record.tcp_syncookies_before {
+            crate::syncookies::restore(Path::new(crate::syncookies::SYSCTL), before)?;
+        }
     } else {
         record.save(paths)?;
     }
@@ -296,12 +316,17 @@ fn remove_pins(paths: &Paths) {
 struct Rollback<'a> {
     paths: &'a Paths,
     armed: bool,
+    /// `net.ipv4.tcp_syncookies` before this attach changed it.
+    syncookies_before: Option<String>,
 }
 
 impl Drop for Rollback<'_> {
     fn drop(&mut self) {
         if self.armed {
             remove_pins(self.paths);
+            if let Some(before) = &self.syncookies_before {
+                let _ = crate::syncookies::restore(Path::new(crate::syncookies::SYSCTL), before);
+            }
         }
     }
 }

@@ -16,5 +16,6 @@ pub mod object;
 pub mod policy;
 pub mod state;
 pub mod stats;
+pub mod syncookies;
 pub mod testrun;
 pub mod trafficgen;

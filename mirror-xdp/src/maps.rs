@@ -45,6 +45,7 @@ pub struct Maps {
     pub config: Array<MapData, Config>,
     pub ports: Array<MapData, PortEntry>,
     pub sources_v4: HashMap<MapData, SourceKeyV4, SourceEntry>,
+    pub blocks_v4: Array<MapData, u64>,
     pub sources_v6: HashMap<MapData, SourceKeyV6, SourceEntry>,
     pub live_allow_v4: LpmTrie<MapData, [u8; 4], LiveEntry>,
     pub live_allow_v6: LpmTrie<MapData, [u8; 16], LiveEntry>,
@@ -57,6 +58,8 @@ pub struct Maps {
     pub global_syn: PerCpuArray<MapData, u64>,
     pub stats: PerCpuArray<MapData, Counter>,
     pub port_stats: PerCpuArray<MapData, PortCounter>,
+    /// When a SYN last went to the kernel, per (family, port): the SYN cookie keepalive.
+    pub syn_keepalive: Array<MapData, u64>,
 }
 
 /// Packets and bytes of one reason, summed over CPUs.
@@ -103,6 +106,7 @@ impl Maps {
             config: typed!(map_name::CONFIG),
             ports: typed!(map_name::PORTS),
             sources_v4: typed!(map_name::SOURCES_V4),
+            blocks_v4: typed!(map_name::BLOCKS_V4),
             sources_v6: typed!(map_name::SOURCES_V6),
             live_allow_v4: typed!(map_name::LIVE_ALLOW_V4),
             live_allow_v6: typed!(map_name::LIVE_ALLOW_V6),
@@ -115,6 +119,7 @@ impl Maps {
             global_syn: typed!(map_name::GLOBAL_SYN),
             stats: typed!(map_name::STATS),
             port_stats: typed!(map_name::PORT_STATS),
+            syn_keepalive: typed!(map_name::SYN_KEEPALIVE),
         })
     }
 
@@ -128,6 +133,12 @@ impl Maps {
                 .map_err(access(map_name::PORTS))?;
         }
         // Batched: a million-prefix list loads in well under a second this way.
+        batch::update_batch(self.blocks_v4.map().fd().as_fd(), &image.blocks_v4).map_err(
+            |source| MapsError::Batch {
+                name: map_name::BLOCKS_V4,
+                source,
+            },
+        )?;
         batch::update_batch(self.sources_v4.map().fd().as_fd(), &image.sources_v4).map_err(
             |source| MapsError::Batch {
                 name: map_name::SOURCES_V4,

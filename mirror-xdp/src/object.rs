@@ -14,6 +14,8 @@ use crate::{compile::MapImage, enforcer::Sizes};
 #[derive(Clone, Copy, Debug)]
 pub struct MapSizes {
     pub limiter: u32,
+    /// Words of the IPv4 block array: all of them when there is an IPv4 list, else one.
+    pub blocks_v4: u32,
     pub sources_v4: u32,
     pub sources_v6: u32,
 }
@@ -26,6 +28,11 @@ impl MapSizes {
         let room = |n: usize| (n + n / 4).max(1024).min(u32::MAX as usize) as u32;
         MapSizes {
             limiter: sizes.limiter_entries,
+            blocks_v4: if image.blocks_v4.is_empty() {
+                1
+            } else {
+                mirror_xdp_common::sources::BLOCK_WORDS_V4
+            },
             sources_v4: room(image.sources_v4.len()),
             sources_v6: room(image.sources_v6.len()),
         }
@@ -62,6 +69,7 @@ pub fn load(pin_dir: Option<&Path>, sizes: MapSizes) -> Result<Ebpf, LoadError> 
     loader
         .map_max_entries(map_name::LIMITS, sizes.limiter)
         .map_max_entries(map_name::SOURCES_V4, sizes.sources_v4)
+        .map_max_entries(map_name::BLOCKS_V4, sizes.blocks_v4)
         .map_max_entries(map_name::SOURCES_V6, sizes.sources_v6);
     if let Some(dir) = pin_dir {
         for name in map_name::ALL {

@@ -46,6 +46,10 @@ pub struct Record {
     pub policy: PolicyRecord,
     /// The port rules in force, for the per-port counters.
     pub ports: Vec<PortRecord>,
+    /// `net.ipv4.tcp_syncookies` before `attach` set it for `syn_cookies`: `detach` puts it
+    /// back. Absent when the policy has no SYN cookies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp_syncookies_before: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

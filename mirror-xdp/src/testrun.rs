@@ -3,7 +3,7 @@
 
 use aya::{
     Ebpf,
-    programs::{TestRun, TestRunOptions, Xdp},
+    programs::{TestRun, TestRunOptions, Xdp, XdpMode},
 };
 
 use crate::{
@@ -17,6 +17,7 @@ use crate::{
 /// XDP return codes.
 pub const XDP_DROP: u32 = 1;
 pub const XDP_PASS: u32 = 2;
+pub const XDP_TX: u32 = 3;
 
 /// Bare `XDP_DROP` / `XDP_PASS` programs, the yardstick of the benchmarks.
 static BASELINE: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/baseline"));
@@ -38,6 +39,25 @@ impl Baseline {
             .load()
             .map_err(|source| object::LoadError::Program { name, source })?;
         Ok(Baseline { ebpf, name })
+    }
+
+    /// Attaches the program in native mode to `iface` of the calling thread's network
+    /// namespace, until this is dropped. Tests put `bare_pass` on the client end of a veth:
+    /// a veth delivers its peer's XDP_TX frames promptly only if it runs XDP itself.
+    pub fn attach_native(&mut self, iface: &str) -> Result<(), EnforcerError> {
+        let program: &mut Xdp = self
+            .ebpf
+            .program_mut(self.name)
+            .and_then(|p| p.try_into().ok())
+            .expect("loaded in Baseline::load");
+        program
+            .attach(iface, XdpMode::Driver)
+            .map(drop)
+            .map_err(|source| EnforcerError::AttachXdp {
+                iface: iface.to_string(),
+                mode: "native",
+                source,
+            })
     }
 
     /// Average nanoseconds per run over `repeat` runs on `frame`.
@@ -106,6 +126,19 @@ impl TestProgram {
         let mut opts = TestRunOptions::new();
         opts.data_in = Some(frame);
         Ok(self.program().test_run(opts)?.return_value)
+    }
+
+    /// Runs the program once on `frame`; returns its XDP action and the frame as the
+    /// program left it (a SYN cookie answer rewrites and shortens it).
+    pub fn run_output(&mut self, frame: &[u8]) -> Result<(u32, Vec<u8>), TestRunError> {
+        // Room for the frame and the headroom the kernel may copy out with it.
+        let mut out = vec![0u8; frame.len() + 512];
+        let mut opts = TestRunOptions::new();
+        opts.data_in = Some(frame);
+        opts.data_out = Some(&mut out);
+        let result = self.program().test_run(opts)?;
+        out.truncate(result.data_size_out as usize);
+        Ok((result.return_value, out))
     }
 
     /// Runs the program `repeat` times on `frame`; returns the action and the kernel's

@@ -31,10 +31,9 @@ pub fn mac(ns: &Netns, dev: &str) -> Result<[u8; 6]> {
         .map_err(|_| anyhow::anyhow!("bad MAC {text}"))
 }
 
-/// A TCP SYN from `src` to the server's `port`, addressed (MACs included) so the server's
-/// stack takes it as its own: the template of a SYN flood.
-pub fn syn_template(bed: &Testbed, src: IpAddr, port: u16) -> Result<Vec<u8>> {
-    let l4 = L4::tcp(40000, port, tcp_flag::SYN);
+/// A frame from `src` to the server (same family) carrying `l4`, addressed (MACs included)
+/// so the server's stack takes it as its own: the template of a flood.
+pub fn template(bed: &Testbed, src: IpAddr, l4: L4) -> Result<Vec<u8>> {
     let mut frame = match src {
         IpAddr::V4(src) => Frame::ipv4(Ipv4::new(src, SERVER_V4, l4)),
         IpAddr::V6(src) => Frame::ipv6(Ipv6::new(src, SERVER_V6, l4)),
@@ -44,10 +43,15 @@ pub fn syn_template(bed: &Testbed, src: IpAddr, port: u16) -> Result<Vec<u8>> {
     Ok(frame.build())
 }
 
+/// A TCP SYN from `src` to the server's `port`.
+pub fn syn_template(bed: &Testbed, src: IpAddr, port: u16) -> Result<Vec<u8>> {
+    template(bed, src, L4::tcp(40000, port, tcp_flag::SYN))
+}
+
 /// Sends `count` copies of `template` (randomised as asked) out of the client veth within
 /// `limit`, at `rate_pps` or as fast as possible. The server end must run native XDP (or
 /// have GRO on) for the frames to arrive.
-pub fn syn_flood(
+pub fn send_frames(
     bed: &Testbed,
     template: &[u8],
     randomise: Randomise,
@@ -67,6 +71,30 @@ pub fn syn_flood(
         };
         Ok(generator.send(&flood)?)
     })
+}
+
+/// A bounded SYN flood at the server's `port`.
+#[derive(Clone, Copy, Debug)]
+pub struct SynFlood {
+    /// The source; its low `src_bits` bits are drawn at random for each SYN.
+    pub src: IpAddr,
+    pub src_bits: u32,
+    pub port: u16,
+    pub count: u64,
+    /// SYNs per second; `None` as fast as the generator goes.
+    pub rate_pps: Option<u64>,
+    pub limit: Duration,
+}
+
+/// Sends the flood, with random source ports and sequence numbers.
+pub fn syn_flood(bed: &Testbed, f: SynFlood) -> Result<Sent> {
+    let template = syn_template(bed, f.src, f.port)?;
+    let randomise = Randomise {
+        src_bits: f.src_bits,
+        sport: true,
+        seq: true,
+    };
+    send_frames(bed, &template, randomise, f.count, f.rate_pps, f.limit)
 }
 
 /// Fires `count` datagrams from `src` at `dst` as fast as the socket takes them (within
@@ -148,4 +176,17 @@ pub fn snmp(ns: &Netns) -> Result<std::collections::HashMap<String, u64>> {
         }
     }
     Ok(out)
+}
+
+/// Frames `dev` in `ns` could not hand to its veth peer's queue (`ethtool -S`,
+/// `tx_queue_N_xdp_xmit_errors`): lost before any XDP program saw them, which happens when
+/// the peer's NAPI runs on another CPU (busy with other traffic) and its ring fills.
+pub fn xdp_xmit_errors(ns: &Netns, dev: &str) -> Result<u64> {
+    let out = ns.run_ok("ethtool", &["-S", dev])?;
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().split_once(':'))
+        .filter(|(name, _)| name.ends_with("xdp_xmit_errors"))
+        .filter_map(|(_, v)| v.trim().parse::<u64>().ok())
+        .sum())
 }

@@ -95,8 +95,15 @@ deny = ["0.0.0.0/1"]
     fn judge(frame: &[u8], policy: &Policy, state: &mut ModelState) -> Judgement {
         let j = classify(frame, policy, state);
         let monitor = policy.settings.mode == Mode::Monitor;
-        assert_eq!(j.passes, monitor || !j.dropped, "{j:?} for {frame:02x?}");
-        let by_rule = matches!(j.reason, Reason::Allowed | Reason::SourceNotAllowed);
+        assert_eq!(
+            j.passes,
+            monitor || !(j.dropped || j.tx),
+            "{j:?} for {frame:02x?}"
+        );
+        let by_rule = matches!(
+            j.reason,
+            Reason::Allowed | Reason::SourceNotAllowed | Reason::SynFlood | Reason::SynCookie
+        );
         assert_eq!(j.rule_port.is_some(), by_rule, "{j:?} for {frame:02x?}");
         j
     }

@@ -1,7 +1,8 @@
 //! The kernel program against the reference model: the same frames through
 //! BPF_PROG_TEST_RUN and through `mirror_xdp::model::classify`, for several policies.
 //!
-//! Each frame's action (pass/drop) must agree; every 500 frames the kernel's per-reason
+//! Each frame's action (pass/drop/tx) must agree, a SYN cookie SYN-ACK (tx) byte for byte
+//! with the model's but for the cookie; every 500 frames the kernel's per-reason
 //! counters must equal the model's tallies (that checks the reason of every frame, monitor
 //! mode included), and at the end every per-port counter must too. A disagreement prints the
 //! frame in hex. Needs root (BPF); without it the test says so and skips.
@@ -15,7 +16,7 @@ use mirror_xdp::{
     maps::ReasonCount,
     model::{self, ModelState, Parsed, classify},
     policy::{Policy, Proto},
-    testrun::{TestProgram, XDP_DROP, XDP_PASS},
+    testrun::{TestProgram, XDP_DROP, XDP_PASS, XDP_TX},
 };
 use mirror_xdp_common::{Reason, port_index};
 use mirror_xdp_tests::frames::{FrameGen, truncations};
@@ -235,6 +236,57 @@ deny = ["100.64.9.128/25"]
     expect_seen(&seen, &[Reason::Trusted, Reason::Denied, Reason::Allowed]);
 }
 
+/// SYN cookies: a tight global budget so that most SYNs to listed ports get a cookie, and a
+/// per-source SYN rate that still drops and bans. No return traffic: with cookies on, the
+/// test clock jumps past the keepalive interval now and then, and so past the flows' idle
+/// time, which the model does not follow.
+fn cookies(mode: &str) -> String {
+    format!(
+        r#"
+version = 1
+[settings]
+mode = "{mode}"
+return_traffic = false
+[[ports]]
+proto = "tcp"
+ports = [80, 443, "30001-30010"]
+[[ports]]
+proto = "tcp"
+ports = [22]
+from = ["203.0.113.0/24", "2001:db8:a::/48"]
+[[ports]]
+proto = "udp"
+ports = [5140]
+[sources]
+allow = ["203.0.113.128/25"]
+deny = ["192.0.2.0/24"]
+[limits]
+per_source_syn_rate = 50
+per_source_syn_burst = 4
+global_syn_rate = 40
+ban_seconds = 1
+source_prefix_v4 = 24
+source_prefix_v6 = 48
+syn_cookies = true
+"#
+    )
+}
+
+#[test]
+fn syn_cookies_agree_with_model() {
+    let seen = differential("cookies", &cookies("enforce"), 10);
+    expect_seen(
+        &seen,
+        &[Reason::SynCookie, Reason::SynFlood, Reason::Banned],
+    );
+}
+
+#[test]
+fn syn_cookies_in_monitor_mode_agree_with_model() {
+    let seen = differential("cookies-monitor", &cookies("monitor"), 11);
+    expect_seen(&seen, &[Reason::SynCookie, Reason::SynFlood]);
+}
+
 #[test]
 fn example_policy_agrees_with_model() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/mirror.toml");
@@ -247,6 +299,8 @@ fn example_policy_agrees_with_model() {
 struct Tally {
     reasons: BTreeMap<Reason, ReasonCount>,
     ports: BTreeMap<(Proto, u16), (u64, u64)>,
+    /// SYNs over the global budget that passed to keep the kernel's cookie check alive.
+    keepalives: usize,
 }
 
 /// Runs the comparison; returns the reasons that occurred (all when skipped).
@@ -302,6 +356,9 @@ fn differential_with(
         for cut in cuts {
             // Time moves on by 0-256 us a frame: buckets refill, bans run out.
             state.now_ns += xorshift(&mut rng_state) % 256_000;
+            if policy.limits.syn_cookies && (total + 1).is_multiple_of(COOKIE_JUMP_EVERY) {
+                state.now_ns += COOKIE_JUMP_NS;
+            }
             judge_one(&mut program, &policy, &mut state, &mut tally, cut);
             recent.push(cut.to_vec());
             total += 1;
@@ -319,16 +376,23 @@ fn differential_with(
         .map(|(r, c)| format!("{}={}", r.name(), c.packets))
         .collect();
     eprintln!(
-        "{name}: {total} frames, {} flows, zero disagreements ({})",
+        "{name}: {total} frames, {} flows, {} keepalive SYNs, zero disagreements ({})",
         state.flows.len(),
+        tally.keepalives,
         summary.join(" ")
     );
     assert!(total >= RANDOM_FRAMES, "ran {total} frames");
+    if policy.limits.syn_cookies {
+        assert!(tally.keepalives > 0, "no keepalive SYN");
+    }
     tally.reasons.keys().copied().collect()
 }
 
 /// Where the test clock starts (any non-zero time; 0 means "use the kernel clock").
 const START_NS: u64 = 1_000_000_000_000;
+/// With SYN cookies on, the clock jumps past the keepalive interval this often.
+const COOKIE_JUMP_EVERY: usize = 20_000;
+const COOKIE_JUMP_NS: u64 = mirror_xdp_common::limits::SYN_KEEPALIVE_NS + 1_000_000_000;
 
 fn pin_to_cpu0() {
     // SAFETY: a zeroed cpu_set_t with one bit set, for this thread.
@@ -351,18 +415,35 @@ fn judge_one(
     frame: &[u8],
 ) {
     program.set_clock(state.now_ns).expect("set the test clock");
+    let budget_before = state.global_syn_tat_ns;
     let model = classify(frame, policy, state);
-    let action = program.run(frame).expect("test run");
-    let expected = if model.passes { XDP_PASS } else { XDP_DROP };
+    let (action, out) = program.run_output(frame).expect("test run");
+    let (expected, name) = if model.tx {
+        (XDP_TX, "tx")
+    } else if model.passes {
+        (XDP_PASS, "pass")
+    } else {
+        (XDP_DROP, "drop")
+    };
     assert_eq!(
         action,
         expected,
-        "kernel action {action} but the model says {} ({}) at {} ns for frame {}",
-        if model.passes { "pass" } else { "drop" },
+        "kernel action {action} but the model says {name} ({}) at {} ns for frame {}",
         model.reason.name(),
         state.now_ns,
         hex(frame)
     );
+    if model.tx {
+        check_syn_ack(frame, &out);
+    }
+    // A SYN allowed while the global budget stood still was over it: the keepalive.
+    if policy.limits.syn_cookies
+        && model.reason == Reason::Allowed
+        && state.global_syn_tat_ns == budget_before
+        && is_syn(frame)
+    {
+        tally.keepalives += 1;
+    }
     let count = tally.reasons.entry(model.reason).or_default();
     count.packets += 1;
     count.bytes += frame.len() as u64;
@@ -426,6 +507,37 @@ fn check_ports(program: &TestProgram, tally: &Tally) {
             );
         }
     }
+}
+
+/// Is the frame a TCP SYN without ACK?
+fn is_syn(frame: &[u8]) -> bool {
+    let (syn, ack) = (model::tcp_flag::SYN, model::tcp_flag::ACK);
+    match model::parse(frame) {
+        Ok(Parsed::Ip(packet)) => {
+            matches!(packet.l4, model::L4::Tcp { flags, .. } if flags & (syn | ack) == syn)
+        }
+        _ => false,
+    }
+}
+
+/// The kernel's SYN-ACK must be the model's with the kernel's cookie (the one thing the
+/// model cannot know: the kernel keys it with a secret).
+fn check_syn_ack(syn: &[u8], reply: &[u8]) {
+    let Ok(Parsed::Ip(packet)) = model::parse(syn) else {
+        panic!("a SYN cookie for an unparsable frame {}", hex(syn));
+    };
+    let seq_at = packet.ip_offset + packet.ip_header_len + 4;
+    let cookie = reply
+        .get(seq_at..seq_at + 4)
+        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        .unwrap_or_else(|| panic!("SYN-ACK {} too short for {}", hex(reply), hex(syn)));
+    let expected = model::syn_ack(syn, cookie).expect("the model answers this SYN");
+    assert_eq!(
+        hex(reply),
+        hex(&expected),
+        "kernel SYN-ACK (left) differs from the model's (right) for frame {}",
+        hex(syn)
+    );
 }
 
 fn xorshift(state: &mut u64) -> u64 {

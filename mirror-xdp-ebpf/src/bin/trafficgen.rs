@@ -58,7 +58,7 @@ fn at<const N: usize>(ctx: &XdpContext, off: usize) -> Option<*mut [u8; N]> {
     Some((ctx.data() + off) as *mut [u8; N])
 }
 
-/// The 16-bit word at `off` as it stands in memory: the one's complement sum is the same in
+/// The 16-bit word at `p` as it stands in memory: the one's complement sum is the same in
 /// either byte order (RFC 1071), so no swapping is needed as long as every word is read alike.
 #[inline(always)]
 fn word(p: *mut [u8; 2]) -> u16 {
@@ -167,7 +167,7 @@ fn rewrite(ctx: &XdpContext) -> Option<()> {
         }
         set_word(l4_check, sum);
     }
-    // The IPv4 header checksum covers only the address.
+    // Of the changed words only the address lies in the IPv4 header.
     if !v6 {
         let ip_check = at::<2>(ctx, ETH_LEN + 10)?;
         set_word(ip_check, csum_update(word(ip_check), &old[..2], &new[..2]));

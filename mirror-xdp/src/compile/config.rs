@@ -24,6 +24,7 @@ pub fn config(policy: &Policy, cpus: u32) -> Config {
     set(limits.per_source_pps > 0, config_flag::LIMIT_PPS);
     set(limits.per_source_syn_rate > 0, config_flag::LIMIT_SYN);
     set(limits.global_syn_rate > 0, config_flag::LIMIT_GLOBAL_SYN);
+    set(limits.syn_cookies, config_flag::SYN_COOKIES);
 
     let (pps_interval_ns, pps_tolerance_ns) =
         bucket(limits.per_source_pps, limits.per_source_burst);
@@ -79,6 +80,16 @@ mod tests {
         assert_eq!(bucket(100, 0), (10_000_000, 990_000_000));
         // Faster than 1 ns per token is capped at 1 ns.
         assert_eq!(bucket(2_000_000_000, 1).0, 1);
+    }
+
+    #[test]
+    fn syn_cookies_set_their_flag() {
+        let text = "version = 1\n[limits]\nglobal_syn_rate = 50\nsyn_cookies = true\n";
+        let policy = Policy::parse(text, std::path::Path::new("p.toml")).unwrap();
+        let flags = config(&policy, 1).flags;
+        assert_ne!(flags & config_flag::SYN_COOKIES, 0);
+        let policy = Policy::parse("version = 1\n", std::path::Path::new("p.toml")).unwrap();
+        assert_eq!(config(&policy, 1).flags & config_flag::SYN_COOKIES, 0);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! Pure data, no syscalls: the maps module writes what this produces, and tests can inspect
 //! it directly.
 
+mod blocks;
 mod config;
 pub mod sources;
 
@@ -25,8 +26,10 @@ pub struct MapImage {
     pub config: Config,
     /// Listed (proto, port) slots of the ports array.
     pub ports: Vec<(u32, PortEntry)>,
-    /// The tiered entries of the static source lists.
+    /// The IPv4 source lists: the /24 block array's non-zero words, and the host entries.
+    pub blocks_v4: Vec<(u32, u64)>,
     pub sources_v4: Vec<(SourceKeyV4, SourceEntry)>,
+    /// The tiered entries of the IPv6 source lists.
     pub sources_v6: Vec<(SourceKeyV6, SourceEntry)>,
     /// `from` prefixes by from-set id.
     pub from_v4: Vec<(u16, Ipv4Net)>,
@@ -112,9 +115,11 @@ pub fn compile(policy: &Policy, cpus: u32) -> Result<MapImage, CompileError> {
             IpNet::V6(n) => v6.push((n, flags)),
         }
     }
-    image.sources_v4 = sources::tiers_v4(&v4);
+    let flat = blocks::flatten_v4(sources::tiers_v4(&v4));
+    image.blocks_v4 = flat.blocks;
+    image.sources_v4 = flat.hosts;
     image.sources_v6 = sources::tiers_v6(&v6);
-    if !image.sources_v4.is_empty() {
+    if !image.blocks_v4.is_empty() {
         image.config.flags |= config_flag::HAS_SOURCES_V4;
     }
     if !image.sources_v6.is_empty() {

@@ -5,6 +5,7 @@
 //! The limits (steps 5, 6 and 12) are modelled with a clock the caller sets.
 
 mod parse;
+mod syncookie;
 #[cfg(test)]
 mod test_frames;
 #[cfg(test)]
@@ -15,12 +16,14 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 use mirror_xdp_common::{
-    Config, FlowKey, LimiterKey, LimiterState, Reason, config_flag, limits::limiter_addr,
+    Config, FlowKey, LimiterKey, LimiterState, Reason, config_flag,
+    limits::{SYN_KEEPALIVE_NS, limiter_addr},
 };
 
 use crate::policy::{Action, Mode, Policy, Proto};
 
 pub use parse::{IpPacket, L4, Malformed, Parsed, flow_key, parse, tcp_flag};
+pub use syncookie::{cookie_mss, syn_ack, window};
 
 /// What the enforcer state adds to the policy: the clock, flows this host opened that are
 /// still fresh, live source entries, and the limiters' buckets (which judging updates).
@@ -38,6 +41,8 @@ pub struct ModelState {
     pub limiters: HashMap<LimiterKey, LimiterState>,
     /// The global SYN bucket (the test runs pin themselves to one CPU).
     pub global_syn_tat_ns: u64,
+    /// With `syn_cookies`: when a SYN last went to the kernel, per (IPv6?, port).
+    pub syn_keepalive: HashMap<(bool, u16), u64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,6 +52,8 @@ pub struct Judgement {
     pub dropped: bool,
     /// The packet passes (always true in monitor mode).
     pub passes: bool,
+    /// The packet goes back out as a SYN cookie SYN-ACK (XDP_TX): neither passes nor drops.
+    pub tx: bool,
     /// The (proto, dst port) of the rule that decided it (steps 11 and 13), for per-port counters.
     pub rule_port: Option<(Proto, u16)>,
 }
@@ -58,11 +65,15 @@ pub fn classify(frame: &[u8], policy: &Policy, state: &mut ModelState) -> Judgem
         Ok(Parsed::NonIp { .. }) => Verdict::pass(Reason::NonIp),
         Ok(Parsed::Ip(packet)) => decide(&packet, policy, state),
     };
+    let monitor = policy.settings.mode == Mode::Monitor;
+    // Monitor mode passes a SYN that would get a cookie, counted as `syn_cookie`.
+    let tx = verdict.reason == Reason::SynCookie && !monitor;
     Judgement {
         reason: verdict.reason,
         dropped: verdict.dropped,
         // Monitor mode counts the would-be drop but lets every packet through.
-        passes: !verdict.dropped || policy.settings.mode == Mode::Monitor,
+        passes: !tx && (!verdict.dropped || monitor),
+        tx,
         rule_port: verdict.rule_port,
     }
 }
@@ -163,20 +174,29 @@ fn decide(packet: &IpPacket, policy: &Policy, state: &mut ModelState) -> Verdict
     let syn = proto == Proto::Tcp && flags & (tcp_flag::SYN | tcp_flag::ACK) == tcp_flag::SYN;
     let reason = if !admitted {
         Reason::SourceNotAllowed
-    } else if syn && syn_over_limit(state, key, per_source) {
-        Reason::SynFlood
+    } else if syn {
+        syn_step(packet, dst_port, state, key, per_source)
     } else {
         Reason::Allowed
     };
     Verdict {
         reason,
-        dropped: reason != Reason::Allowed,
+        dropped: !matches!(reason, Reason::Allowed | Reason::SynCookie),
         rule_port: Some((proto, dst_port)),
     }
 }
 
-/// Step 12: the source's SYN bucket (a miss bans it), then the global one.
-fn syn_over_limit(state: &mut ModelState, key: LimiterKey, per_source: bool) -> bool {
+/// Step 12: the source's SYN bucket (a miss bans it), then the global one. With
+/// `syn_cookies` a SYN over the global budget gets a cookie, unless no SYN went to the kernel
+/// for this (family, port) in `SYN_KEEPALIVE_NS` (then it passes), or its IP header has
+/// options or extension headers (then it is dropped as usual).
+fn syn_step(
+    packet: &IpPacket,
+    port: u16,
+    state: &mut ModelState,
+    key: LimiterKey,
+    per_source: bool,
+) -> Reason {
     let config = state.config;
     let now = state.now_ns;
     if per_source && config.flags & config_flag::LIMIT_SYN != 0 {
@@ -188,16 +208,38 @@ fn syn_over_limit(state: &mut ModelState, key: LimiterKey, per_source: bool) -> 
             config.syn_tolerance_ns,
         ) {
             ban(bucket, &config, now);
-            return true;
+            return Reason::SynFlood;
         }
     }
-    config.flags & config_flag::LIMIT_GLOBAL_SYN != 0
+    let over = config.flags & config_flag::LIMIT_GLOBAL_SYN != 0
         && !conforms(
             &mut state.global_syn_tat_ns,
             now,
             config.global_syn_interval_ns,
             config.global_syn_tolerance_ns,
-        )
+        );
+    let cookies = config.flags & config_flag::SYN_COOKIES != 0;
+    let family_port = (packet.src.is_ipv6(), port);
+    if !over {
+        if cookies {
+            state.syn_keepalive.insert(family_port, now);
+        }
+        return Reason::Allowed;
+    }
+    if !cookies {
+        return Reason::SynFlood;
+    }
+    let last = state.syn_keepalive.get(&family_port).copied().unwrap_or(0);
+    if now.saturating_sub(last) >= SYN_KEEPALIVE_NS {
+        state.syn_keepalive.insert(family_port, now);
+        return Reason::Allowed;
+    }
+    let plain = if packet.src.is_ipv6() { 40 } else { 20 };
+    if packet.ip_header_len == plain {
+        Reason::SynCookie
+    } else {
+        Reason::SynFlood
+    }
 }
 
 /// GCRA: a packet conforms while the bucket's theoretical arrival time is at most

@@ -32,6 +32,11 @@ pub struct IpPacket {
     pub src: IpAddr,
     pub dst: IpAddr,
     pub l4: L4,
+    /// Where the IP header starts in the frame (after the VLAN tags).
+    pub ip_offset: usize,
+    /// The bytes from the IP header to the L4 header: 20 or 40 unless there are IPv4
+    /// options or IPv6 extension headers (a SYN cookie is only sent without them).
+    pub ip_header_len: usize,
 }
 
 /// What the filter reads above IP.
@@ -165,7 +170,13 @@ fn ipv4(frame: &[u8], o: usize) -> Result<IpPacket, Malformed> {
         // Bytes past the total length are link padding, not L4 data.
         upper(&frame[o + header_len..o + total_len], h[9], ipproto::ICMP)?
     };
-    Ok(IpPacket { src, dst, l4 })
+    Ok(IpPacket {
+        src,
+        dst,
+        l4,
+        ip_offset: o,
+        ip_header_len: header_len,
+    })
 }
 
 fn ipv6(frame: &[u8], o: usize) -> Result<IpPacket, Malformed> {
@@ -185,7 +196,15 @@ fn ipv6(frame: &[u8], o: usize) -> Result<IpPacket, Malformed> {
     }
     let src = IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(&h[8..24]).unwrap()));
     let dst = IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(&h[24..40]).unwrap()));
-    let packet = |l4| Ok(IpPacket { src, dst, l4 });
+    let packet = |l4, cur: usize| {
+        Ok(IpPacket {
+            src,
+            dst,
+            l4,
+            ip_offset: o,
+            ip_header_len: cur - o,
+        })
+    };
 
     let mut next = h[6];
     let mut cur = o + 40;
@@ -202,7 +221,7 @@ fn ipv6(frame: &[u8], o: usize) -> Result<IpPacket, Malformed> {
             ipproto::FRAGMENT => {
                 let b = fit(frame, cur, 8, end)?;
                 if be16(b, 2) & 0xFFF8 != 0 {
-                    return packet(L4::Fragment);
+                    return packet(L4::Fragment, cur);
                 }
                 8
             }
@@ -215,7 +234,7 @@ fn ipv6(frame: &[u8], o: usize) -> Result<IpPacket, Malformed> {
     if is_ext_header(next) {
         return Err(Malformed("IPv6 extension chain longer than 8 headers"));
     }
-    packet(upper(&frame[cur..end], next, ipproto::ICMPV6)?)
+    packet(upper(&frame[cur..end], next, ipproto::ICMPV6)?, cur)
 }
 
 /// `len` bytes at `cur`, if they end at or before `end`.

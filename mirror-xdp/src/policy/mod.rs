@@ -126,6 +126,8 @@ pub struct Limits {
     pub ban_seconds: u64,
     pub source_prefix_v4: u8,
     pub source_prefix_v6: u8,
+    /// Answer SYNs over `global_syn_rate` with SYN cookies (XDP_TX) instead of dropping them.
+    pub syn_cookies: bool,
 }
 
 impl Default for Limits {
@@ -139,18 +141,21 @@ impl Default for Limits {
             ban_seconds: 0,
             source_prefix_v4: 32,
             source_prefix_v6: 64,
+            syn_cookies: false,
         }
     }
 }
 
 impl Limits {
-    /// Names of the limits that are switched on (a rate, or a ban time), for messages.
+    /// Names of the limits that are switched on (a rate, a ban time, SYN cookies), for
+    /// messages.
     pub fn enabled(&self) -> Vec<&'static str> {
         [
             ("per_source_pps", self.per_source_pps),
             ("per_source_syn_rate", self.per_source_syn_rate),
             ("global_syn_rate", self.global_syn_rate),
             ("ban_seconds", self.ban_seconds),
+            ("syn_cookies", self.syn_cookies as u64),
         ]
         .into_iter()
         .filter(|(_, v)| *v != 0)

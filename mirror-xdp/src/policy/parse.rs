@@ -178,7 +178,7 @@ fn limits(src: &Source, raw: &RawLimits) -> Result<Limits, PolicyError> {
             _ => Err(src.error(v, format!("{key} must be 1-{max}, not {}", v.get_ref().0))),
         },
     };
-    Ok(Limits {
+    let limits = Limits {
         per_source_pps: count("per_source_pps", &raw.per_source_pps, d.per_source_pps)?,
         per_source_burst: count(
             "per_source_burst",
@@ -209,7 +209,20 @@ fn limits(src: &Source, raw: &RawLimits) -> Result<Limits, PolicyError> {
             128,
             d.source_prefix_v6,
         )?,
-    })
+        syn_cookies: raw.syn_cookies.as_ref().is_some_and(|v| *v.get_ref()),
+    };
+    // Cookies answer SYNs over a SYN limit; with none there is nothing to answer.
+    if let Some(value) = &raw.syn_cookies
+        && limits.syn_cookies
+        && limits.global_syn_rate == 0
+        && limits.per_source_syn_rate == 0
+    {
+        return Err(src.error(
+            value,
+            "syn_cookies needs global_syn_rate or per_source_syn_rate",
+        ));
+    }
+    Ok(limits)
 }
 
 #[cfg(test)]
@@ -359,6 +372,7 @@ source_prefix_v6 = 64
                 ban_seconds: 60,
                 source_prefix_v4: 32,
                 source_prefix_v6: 64,
+                syn_cookies: false,
             }
         );
         let ssh = p.rule_for(Proto::Tcp, 22).unwrap();
@@ -533,7 +547,8 @@ return_traffic = false
             err("version = 1\n[limits]\nsyn_rate = 5\n"),
             "policy.toml:3:1: unknown field `syn_rate`, expected one of `per_source_pps`, \
              `per_source_burst`, `per_source_syn_rate`, `per_source_syn_burst`, \
-             `global_syn_rate`, `ban_seconds`, `source_prefix_v4`, `source_prefix_v6`"
+             `global_syn_rate`, `ban_seconds`, `source_prefix_v4`, `source_prefix_v6`, \
+             `syn_cookies`"
         );
         assert_eq!(
             err("version = 1\n[sets]\na = { file = \"a.txt\", optional = true }\n"),
@@ -842,6 +857,27 @@ ports = [22, "1-100"]
         assert_eq!(
             err(&format!("{l}global_syn_rate = \"100k\"\n")),
             "policy.toml:3:19: invalid type: string \"100k\", expected a whole number"
+        );
+    }
+
+    #[test]
+    fn syn_cookies_need_a_syn_limit() {
+        let l = "version = 1\n[limits]\n";
+        let p = ok(&format!("{l}global_syn_rate = 50\nsyn_cookies = true\n"));
+        assert!(p.limits.syn_cookies);
+        assert_eq!(p.limits.enabled(), ["global_syn_rate", "syn_cookies"]);
+        let p = ok(&format!("{l}syn_cookies = true\nper_source_syn_rate = 5\n"));
+        assert!(p.limits.syn_cookies);
+        // Off needs nothing; absent is off.
+        assert!(!ok(&format!("{l}syn_cookies = false\n")).limits.syn_cookies);
+        assert!(!ok(l).limits.syn_cookies);
+        assert_eq!(
+            err(&format!("{l}per_source_pps = 10\nsyn_cookies = true\n")),
+            "policy.toml:4:15: syn_cookies needs global_syn_rate or per_source_syn_rate"
+        );
+        assert_eq!(
+            err(&format!("{l}syn_cookies = 1\n")),
+            "policy.toml:3:15: invalid type: integer `1`, expected a boolean"
         );
     }
 

@@ -71,6 +71,7 @@ pub(super) struct RawLimits {
     pub ban_seconds: Option<Spanned<Int>>,
     pub source_prefix_v4: Option<Spanned<Int>>,
     pub source_prefix_v6: Option<Spanned<Int>>,
+    pub syn_cookies: Option<Spanned<bool>>,
 }
 
 /// A TOML integer (any sign: the range is checked later, with a better message).

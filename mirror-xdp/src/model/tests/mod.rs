@@ -3,6 +3,7 @@
 mod headers;
 mod limits;
 mod steps;
+mod syncookie;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;

@@ -3,6 +3,8 @@
 //! in interleaved rounds on 60-byte frames. Prints a Markdown table; with `--out FILE` also
 //! writes it there.
 
+mod scaling;
+
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
@@ -159,13 +161,19 @@ fn main() -> Result<()> {
                 .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
         })
         .unwrap_or_default();
+    let scaling = scaling::run()?;
     let report = format!(
         "# Benchmarks\n\nBPF_PROG_TEST_RUN, {ROUNDS} interleaved rounds of {REPEAT} runs per path, \
          60-byte frames (IPv6 frames 74 bytes: the smallest with a TCP header), the kernel's \
          average ns per run; median, min and max over the rounds. Kernel {}, {cpu}, {} CPUs.\n\
-         Command: `cargo xtask bench`.\n\n{table}",
+         Command: `cargo xtask bench`.\n\n{table}\n## Deny list size\n\n\
+         The same 20,000 SYN frames, each from another source (half inside listed \
+         prefixes, half anywhere), one test run each, {rounds} rounds; the lists are 60% \
+         /32 and 40% /24 prefixes spread over the IPv4 space.\n\n{}",
         kernel.trim(),
         std::thread::available_parallelism().map_or(0, |n| n.get()),
+        scaling::table(&scaling),
+        rounds = 3,
     );
     print!("{report}");
     if let Some(out) = out {

@@ -1,0 +1,301 @@
+//! Step 12 with `syn_cookies`: turn a SYN over the global budget into a SYN cookie SYN-ACK in
+//! place and send it back out (XDP_TX). The kernel helper makes the cookie; the client's ACK
+//! then passes to the kernel, which checks the cookie and creates the connection.
+//!
+//! Only SYNs with a plain IP header are answered (IPv4 without options, IPv6 without
+//! extension headers), behind up to two VLAN tags, which the reply keeps. The reply carries
+//! one option, MSS: connections made this way have no window scaling, SACK or timestamps.
+//! The verifier wants the cookie helper's TCP length and every checksummed length constant,
+//! so each length gets its own branch (the `const` parameters below).
+
+use aya_ebpf::{
+    bindings::{iphdr, ipv6hdr, tcphdr, xdp_md},
+    helpers::{
+        bpf_csum_diff, bpf_tcp_raw_gen_syncookie_ipv4, bpf_tcp_raw_gen_syncookie_ipv6,
+        bpf_xdp_adjust_tail,
+    },
+    programs::XdpContext,
+};
+
+use crate::parse::Packet;
+
+const IPV4_LEN: usize = 20;
+const IPV6_LEN: usize = 40;
+/// The IP header starts at most behind two VLAN tags.
+const MAX_IP_OFF: usize = 14 + 2 * 4;
+/// A 20-byte TCP header plus the MSS option.
+const TCP_WITH_MSS: usize = 24;
+const TCP_BARE: usize = 20;
+
+/// Can `answer` reply to this SYN (no IPv4 options, no IPv6 extension headers)?
+#[inline(always)]
+pub fn answerable(pkt: &Packet) -> bool {
+    let ip_len = if pkt.v6 { IPV6_LEN } else { IPV4_LEN };
+    pkt.ip_len as usize == ip_len
+}
+
+/// Rewrites the SYN whose IP header is at `ip_off` into its cookie SYN-ACK and trims the
+/// frame to it; false if that failed (the caller then drops the SYN). Not inlined: its
+/// stack and branches stay out of the main program's.
+#[inline(never)]
+pub fn answer(ctx: *mut xdp_md, ip_off: u32, v6: bool) -> bool {
+    let xdp = XdpContext::new(ctx);
+    let (start, end) = (xdp.data(), xdp.data_end());
+    let ip_off = ip_off as usize;
+    if ip_off > MAX_IP_OFF {
+        return false;
+    }
+    let new_len = if v6 {
+        answer_v6(start, end, ip_off)
+    } else {
+        answer_v4(start, end, ip_off)
+    };
+    let Some(new_len) = new_len else {
+        return false;
+    };
+    let delta = new_len as i32 - (end - start) as i32;
+    // SAFETY: shrinking an XDP frame to at least its headers; no packet pointer is used after.
+    delta == 0 || unsafe { bpf_xdp_adjust_tail(ctx, delta) } == 0
+}
+
+#[inline(always)]
+fn answer_v4(start: usize, end: usize, ip_off: usize) -> Option<usize> {
+    let ip = start + ip_off;
+    let th = ip + IPV4_LEN;
+    if !fits(th, TCP_BARE, end) {
+        return None;
+    }
+    // SAFETY (helper calls): each branch proved its constant length inside the packet.
+    let cookie = |len: usize| unsafe {
+        bpf_tcp_raw_gen_syncookie_ipv4(ip as *mut iphdr, th as *mut tcphdr, len as u32)
+    };
+    let doff = get8(th + 12) >> 4;
+    let value = match doff {
+        5 if fits(th, 20, end) => cookie(20),
+        6 if fits(th, 24, end) => cookie(24),
+        7 if fits(th, 28, end) => cookie(28),
+        8 if fits(th, 32, end) => cookie(32),
+        9 if fits(th, 36, end) => cookie(36),
+        10 if fits(th, 40, end) => cookie(40),
+        11 if fits(th, 44, end) => cookie(44),
+        12 if fits(th, 48, end) => cookie(48),
+        13 if fits(th, 52, end) => cookie(52),
+        14 if fits(th, 56, end) => cookie(56),
+        15 if fits(th, 60, end) => cookie(60),
+        _ => return None,
+    };
+    if value < 0 {
+        return None;
+    }
+    // A SYN with options has room for the MSS option; a bare one gets a bare SYN-ACK.
+    if doff >= 6 {
+        reply_v4::<TCP_WITH_MSS>(start, end, ip_off, value)
+    } else {
+        reply_v4::<TCP_BARE>(start, end, ip_off, value)
+    }
+}
+
+#[inline(always)]
+fn answer_v6(start: usize, end: usize, ip_off: usize) -> Option<usize> {
+    let ip = start + ip_off;
+    let th = ip + IPV6_LEN;
+    if !fits(th, TCP_BARE, end) {
+        return None;
+    }
+    // SAFETY (helper calls): each branch proved its constant length inside the packet.
+    let cookie = |len: usize| unsafe {
+        bpf_tcp_raw_gen_syncookie_ipv6(ip as *mut ipv6hdr, th as *mut tcphdr, len as u32)
+    };
+    let doff = get8(th + 12) >> 4;
+    let value = match doff {
+        5 if fits(th, 20, end) => cookie(20),
+        6 if fits(th, 24, end) => cookie(24),
+        7 if fits(th, 28, end) => cookie(28),
+        8 if fits(th, 32, end) => cookie(32),
+        9 if fits(th, 36, end) => cookie(36),
+        10 if fits(th, 40, end) => cookie(40),
+        11 if fits(th, 44, end) => cookie(44),
+        12 if fits(th, 48, end) => cookie(48),
+        13 if fits(th, 52, end) => cookie(52),
+        14 if fits(th, 56, end) => cookie(56),
+        15 if fits(th, 60, end) => cookie(60),
+        _ => return None,
+    };
+    if value < 0 {
+        return None;
+    }
+    if doff >= 6 {
+        reply_v6::<TCP_WITH_MSS>(start, end, ip_off, value)
+    } else {
+        reply_v6::<TCP_BARE>(start, end, ip_off, value)
+    }
+}
+
+/// The IPv4 SYN-ACK with a `TL`-byte TCP header; returns the new frame length.
+#[inline(always)]
+fn reply_v4<const TL: usize>(start: usize, end: usize, ip_off: usize, value: i64) -> Option<usize> {
+    let ip = start + ip_off;
+    let th = ip + IPV4_LEN;
+    if !fits(start, 12, end) || !fits(th, TL, end) {
+        return None;
+    }
+    swap_macs(start);
+    swap(ip + 12, ip + 16, 4);
+    put8(ip + 1, 0); // TOS
+    put16(ip + 2, (IPV4_LEN + TL) as u16);
+    put16(ip + 4, 0); // ID: DF is set, nothing to reassemble
+    put16(ip + 6, 0x4000); // DF
+    put8(ip + 8, 64); // TTL
+    put16(ip + 10, 0);
+    tcp_header::<TL>(th, value);
+    // The pseudo header: both addresses (8 bytes), protocol, TCP length.
+    let sum = csum::<TL>(th, 0)?;
+    let sum = csum::<8>(ip + 12, sum)?;
+    put_csum(th + 16, sum as u64 + pseudo_tail(TL));
+    let sum = csum::<IPV4_LEN>(ip, 0)?;
+    put_csum(ip + 10, sum as u64);
+    Some(ip_off + IPV4_LEN + TL)
+}
+
+/// The IPv6 SYN-ACK with a `TL`-byte TCP header; returns the new frame length.
+#[inline(always)]
+fn reply_v6<const TL: usize>(start: usize, end: usize, ip_off: usize, value: i64) -> Option<usize> {
+    let ip = start + ip_off;
+    let th = ip + IPV6_LEN;
+    if !fits(start, 12, end) || !fits(th, TL, end) {
+        return None;
+    }
+    swap_macs(start);
+    swap(ip + 8, ip + 24, 16);
+    // Version 6, traffic class and flow label 0; payload length; next header stays TCP.
+    put16(ip, 0x6000);
+    put16(ip + 2, 0);
+    put16(ip + 4, TL as u16);
+    put8(ip + 7, 64); // hop limit
+    tcp_header::<TL>(th, value);
+    // The pseudo header: both addresses (32 bytes), TCP length, next header.
+    let sum = csum::<TL>(th, 0)?;
+    let sum = csum::<32>(ip + 8, sum)?;
+    put_csum(th + 16, sum as u64 + pseudo_tail(TL));
+    Some(ip_off + IPV6_LEN + TL)
+}
+
+/// The SYN's TCP header turned into the SYN-ACK's, checksum zeroed. `value` is the cookie
+/// helper's result: the cookie in the low 32 bits, the MSS it encodes above.
+#[inline(always)]
+fn tcp_header<const TL: usize>(th: usize, value: i64) {
+    let cookie = value as u32;
+    let mss = (value >> 32) as u16;
+    swap(th, th + 2, 2);
+    let seq = u32::from_be_bytes([get8(th + 4), get8(th + 5), get8(th + 6), get8(th + 7)]);
+    put32(th + 4, cookie);
+    put32(th + 8, seq.wrapping_add(1));
+    put8(th + 12, ((TL / 4) as u8) << 4);
+    put8(th + 13, 0x12); // SYN | ACK
+    put16(th + 14, window(mss));
+    put16(th + 16, 0);
+    put16(th + 18, 0); // urgent pointer
+    if TL == TCP_WITH_MSS {
+        put32(th + 20, 0x0204_0000 | mss as u32);
+    }
+}
+
+/// The window the kernel's own cookie SYN-ACK would offer (`tcp_select_initial_window`
+/// without window scaling): ten segments, fewer for segments over 1460 bytes. More would let
+/// the client send beyond what the kernel accepts once the connection exists.
+#[inline(always)]
+fn window(mss: u16) -> u16 {
+    let mss = mss as u32;
+    let segments = if mss > 1460 {
+        let n = 14600 / mss;
+        if n < 2 { 2 } else { n }
+    } else {
+        10
+    };
+    let window = segments * mss;
+    if window > 0xFFFF {
+        0xFFFF
+    } else {
+        window as u16
+    }
+}
+
+/// Protocol 6 and the TCP length, as 16-bit words in memory order (how `bpf_csum_diff`
+/// loads them), to add to the pseudo header's sum.
+#[inline(always)]
+fn pseudo_tail(tcp_len: usize) -> u64 {
+    u16::from_ne_bytes([0, 6]) as u64 + u16::from_ne_bytes((tcp_len as u16).to_be_bytes()) as u64
+}
+
+/// The one's complement sum of `N` packet bytes at `at` on top of `seed`.
+#[inline(always)]
+fn csum<const N: usize>(at: usize, seed: u32) -> Option<u32> {
+    // SAFETY: the callers proved `at..at + N` inside the packet; N is a multiple of 4.
+    let sum = unsafe { bpf_csum_diff(core::ptr::null_mut(), 0, at as *mut u32, N as u32, seed) };
+    if sum < 0 { None } else { Some(sum as u32) }
+}
+
+/// Folds a sum to 16 bits, complements it and stores it (memory order, like the sum).
+#[inline(always)]
+fn put_csum(at: usize, mut sum: u64) {
+    sum = (sum & 0xFFFF_FFFF) + (sum >> 32);
+    sum = (sum & 0xFFFF_FFFF) + (sum >> 32);
+    sum = (sum & 0xFFFF) + (sum >> 16);
+    sum = (sum & 0xFFFF) + (sum >> 16);
+    let bytes = (!(sum as u16)).to_ne_bytes();
+    put8(at, bytes[0]);
+    put8(at + 1, bytes[1]);
+}
+
+/// Are `len` bytes at `at` inside the packet? The volatile read keeps LLVM from folding the
+/// check into another one: the verifier must see it for this pointer and length.
+#[inline(always)]
+fn fits(at: usize, len: usize, end: usize) -> bool {
+    // SAFETY: reading a local.
+    let end = unsafe { core::ptr::read_volatile(&end) };
+    at + len <= end
+}
+
+// Byte access to packet memory; every caller has checked the bounds with `fits`.
+
+#[inline(always)]
+fn get8(at: usize) -> u8 {
+    // SAFETY: see above.
+    unsafe { *(at as *const u8) }
+}
+
+#[inline(always)]
+fn put8(at: usize, value: u8) {
+    // SAFETY: see above.
+    unsafe { *(at as *mut u8) = value }
+}
+
+#[inline(always)]
+fn put16(at: usize, value: u16) {
+    let b = value.to_be_bytes();
+    put8(at, b[0]);
+    put8(at + 1, b[1]);
+}
+
+#[inline(always)]
+fn put32(at: usize, value: u32) {
+    let b = value.to_be_bytes();
+    for (i, byte) in b.iter().enumerate() {
+        put8(at + i, *byte);
+    }
+}
+
+/// Swaps `n` bytes at `a` with `n` bytes at `b`.
+#[inline(always)]
+fn swap(a: usize, b: usize, n: usize) {
+    for i in 0..n {
+        let x = get8(a + i);
+        put8(a + i, get8(b + i));
+        put8(b + i, x);
+    }
+}
+
+#[inline(always)]
+fn swap_macs(start: usize) {
+    swap(start, start + 6, 6);
+}

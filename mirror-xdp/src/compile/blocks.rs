@@ -1,0 +1,129 @@
+//! The IPv4 tiers flattened for the kernel: tiers 8 to 24 become a dense byte per /24 block
+//! (an array read instead of up to three hash lookups), tier 32 stays a hash of hosts.
+
+#[cfg(test)]
+use mirror_xdp_common::sources::block_position;
+use mirror_xdp_common::{SourceEntry, SourceKeyV4, sources::BLOCK_DEEPER};
+
+/// What the kernel's IPv4 source tables hold.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SourcesV4 {
+    /// Non-zero words of the block array: (word index, eight block bytes).
+    pub blocks: Vec<(u32, u64)>,
+    /// Tier-32 entries (flags of every containing prefix folded in).
+    pub hosts: Vec<(SourceKeyV4, SourceEntry)>,
+}
+
+/// Flattens tier entries (sorted by tier, as `tiers_v4` returns them).
+pub fn flatten_v4(entries: Vec<(SourceKeyV4, SourceEntry)>) -> SourcesV4 {
+    if entries.is_empty() {
+        return SourcesV4::default();
+    }
+    // A byte per /24 block: 16 MiB while compiling. Shorter tiers come first, so a block
+    // first takes its /8's or /16's flags and then its own entry's, which include them.
+    let mut dense = vec![0u8; 1 << 24];
+    let mut hosts = Vec::new();
+    for (key, entry) in entries {
+        let block = (u32::from_be_bytes(key.addr) >> 8) as usize;
+        match key.tier {
+            32 => hosts.push((key, entry)),
+            24 => {
+                let deeper = if entry.deeper != 0 { BLOCK_DEEPER } else { 0 };
+                dense[block] = entry.flags | deeper;
+            }
+            tier => {
+                let count = 1usize << (24 - tier);
+                dense[block..block + count].fill(entry.flags);
+            }
+        }
+    }
+    let blocks = dense
+        .chunks_exact(8)
+        .enumerate()
+        .filter(|(_, bytes)| bytes.iter().any(|&b| b != 0))
+        .map(|(word, bytes)| {
+            let value = bytes
+                .iter()
+                .enumerate()
+                .fold(0u64, |acc, (i, &b)| acc | (u64::from(b) << (i * 8)));
+            (word as u32, value)
+        })
+        .collect();
+    SourcesV4 { blocks, hosts }
+}
+
+/// The flags the kernel reads for `addr` (host order) from flattened tables: the oracle
+/// of the tests below, written the way the kernel program walks them.
+#[cfg(test)]
+fn lookup(tables: &SourcesV4, addr: u32) -> u8 {
+    let (word, shift) = block_position(addr);
+    let value = tables
+        .blocks
+        .iter()
+        .find(|(w, _)| *w == word)
+        .map_or(0, |(_, v)| *v);
+    let block = (value >> shift) as u8;
+    if block & BLOCK_DEEPER == 0 {
+        return block;
+    }
+    tables
+        .hosts
+        .iter()
+        .find(|(k, _)| k.addr == addr.to_be_bytes())
+        .map_or(block & !BLOCK_DEEPER, |(_, e)| e.flags)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compile::sources::tiers_v4;
+    use ipnet::Ipv4Net;
+    use mirror_xdp_common::source_flag::{DENIED, TRUSTED};
+    use std::net::Ipv4Addr;
+
+    fn tables(list: &[(&str, u8)]) -> SourcesV4 {
+        let prefixes: Vec<(Ipv4Net, u8)> = list
+            .iter()
+            .map(|(n, f)| (n.parse::<Ipv4Net>().unwrap().trunc(), *f))
+            .collect();
+        flatten_v4(tiers_v4(&prefixes))
+    }
+
+    fn at(tables: &SourcesV4, addr: &str) -> u8 {
+        lookup(tables, u32::from(addr.parse::<Ipv4Addr>().unwrap()))
+    }
+
+    #[test]
+    fn every_tier_reads_through_the_flat_tables() {
+        let t = tables(&[
+            ("10.0.0.0/8", DENIED),
+            ("10.1.0.0/16", TRUSTED),
+            ("10.1.2.0/24", DENIED),
+            ("10.1.2.128/25", TRUSTED),
+            ("192.0.2.7/32", DENIED),
+        ]);
+        assert_eq!(at(&t, "10.200.0.1"), DENIED);
+        assert_eq!(at(&t, "10.1.9.9"), DENIED | TRUSTED);
+        assert_eq!(at(&t, "10.1.2.3"), DENIED | TRUSTED);
+        assert_eq!(at(&t, "10.1.2.200"), DENIED | TRUSTED);
+        assert_eq!(at(&t, "192.0.2.7"), DENIED);
+        assert_eq!(at(&t, "192.0.2.8"), 0);
+        assert_eq!(at(&t, "11.0.0.1"), 0);
+        // /8 is 65,536 blocks: 8,192 words, all non-zero.
+        assert!(t.blocks.len() >= 8192);
+        // The /25 is 128 host entries, the /32 one.
+        assert_eq!(t.hosts.len(), 129);
+    }
+
+    #[test]
+    fn the_whole_space_fills_every_word() {
+        let t = tables(&[("0.0.0.0/0", DENIED)]);
+        assert_eq!(t.blocks.len(), 1 << 21);
+        assert_eq!(at(&t, "203.0.113.1"), DENIED);
+    }
+
+    #[test]
+    fn nothing_listed_is_nothing_written() {
+        assert_eq!(tables(&[]), SourcesV4::default());
+    }
+}

@@ -1,0 +1,265 @@
+//! Step 12 with `syn_cookies`: cookies over the global budget, the keepalive SYN per
+//! (family, port), the SYNs that still drop, monitor mode, and the SYN-ACK's bytes.
+
+use super::*;
+use crate::compile::config;
+use crate::policy::Limits;
+
+const SEC: u64 = 1_000_000_000;
+const KEEPALIVE: u64 = mirror_xdp_common::limits::SYN_KEEPALIVE_NS;
+
+/// The example policy with a global budget of 2 SYNs a second and cookies on, at t = 100 s
+/// (compiled for one CPU).
+fn cookies(mode: Mode) -> (Policy, ModelState) {
+    let mut p = policy();
+    p.settings.mode = mode;
+    p.limits = Limits {
+        global_syn_rate: 2,
+        syn_cookies: true,
+        ..Limits::default()
+    };
+    let state = ModelState {
+        now_ns: 100 * SEC,
+        config: config(&p, 1),
+        ..ModelState::default()
+    };
+    (p, state)
+}
+
+#[track_caller]
+fn answers(j: Judgement) {
+    assert_eq!(
+        (j.reason, j.dropped, j.passes, j.tx),
+        (Reason::SynCookie, false, false, true),
+        "{j:?}"
+    );
+}
+
+fn syn6(src: Ipv6Addr, dport: u16) -> Vec<u8> {
+    v6(src, ipproto::TCP, &tcp(40000, dport, SYN))
+}
+
+#[test]
+fn over_the_budget_a_syn_gets_a_cookie_but_one_a_port_goes_to_the_kernel() {
+    let (p, mut s) = cookies(Mode::Enforce);
+    // The budget's burst passes and stamps port 80 as fed.
+    passes(classify(&tcp4(OTHER4, 80), &p, &mut s), Reason::Allowed);
+    passes(classify(&tcp4(OTHER4, 80), &p, &mut s), Reason::Allowed);
+    let j = classify(&tcp4(OTHER4, 80), &p, &mut s);
+    answers(j);
+    assert_eq!(j.rule_port, Some((Proto::Tcp, 80)));
+    // Port 443 has not had a SYN yet: its first one over the budget goes to the kernel.
+    passes(classify(&tcp4(OTHER4, 443), &p, &mut s), Reason::Allowed);
+    answers(classify(&tcp4(OTHER4, 443), &p, &mut s));
+    // So does IPv6's first to port 80: its listener is another socket.
+    passes(classify(&syn6(OTHER6, 80), &p, &mut s), Reason::Allowed);
+    answers(classify(&syn6(OTHER6, 80), &p, &mut s));
+    // Only SYNs: the handshake's ACK passes as ever.
+    let ack = v4(OTHER4, ipproto::TCP, &tcp(40000, 80, tcp_flag::ACK));
+    passes(classify(&ack, &p, &mut s), Reason::Allowed);
+}
+
+#[test]
+fn the_keepalive_comes_round_again_after_its_interval() {
+    let (p, mut s) = cookies(Mode::Enforce);
+    s.syn_keepalive.insert((false, 80), s.now_ns);
+    s.global_syn_tat_ns = u64::MAX / 2; // the budget is spent for good
+    answers(classify(&tcp4(OTHER4, 80), &p, &mut s));
+    s.now_ns += KEEPALIVE - 1;
+    answers(classify(&tcp4(OTHER4, 80), &p, &mut s));
+    s.now_ns += 1;
+    passes(classify(&tcp4(OTHER4, 80), &p, &mut s), Reason::Allowed);
+    answers(classify(&tcp4(OTHER4, 80), &p, &mut s));
+    assert_eq!(s.syn_keepalive[&(false, 80)], s.now_ns);
+}
+
+#[test]
+fn syns_within_the_budget_stamp_the_keepalive() {
+    let (p, mut s) = cookies(Mode::Enforce);
+    passes(classify(&tcp4(OTHER4, 873), &p, &mut s), Reason::Allowed);
+    assert_eq!(s.syn_keepalive[&(false, 873)], 100 * SEC);
+    // Without cookies nothing is stamped.
+    let mut plain = policy();
+    plain.limits.global_syn_rate = 2;
+    let mut s = ModelState {
+        now_ns: 100 * SEC,
+        config: config(&plain, 1),
+        ..ModelState::default()
+    };
+    passes(
+        classify(&tcp4(OTHER4, 873), &plain, &mut s),
+        Reason::Allowed,
+    );
+    assert!(s.syn_keepalive.is_empty());
+}
+
+#[test]
+fn syns_that_cannot_get_a_cookie_are_dropped() {
+    let (p, mut s) = cookies(Mode::Enforce);
+    for port in [80, 443] {
+        s.syn_keepalive.insert((false, port), s.now_ns);
+        s.syn_keepalive.insert((true, port), s.now_ns);
+    }
+    s.global_syn_tat_ns = u64::MAX / 2;
+    // IPv4 options, IPv6 extension headers: no cookie, the usual drop.
+    let options = eth(
+        &[],
+        IPV4,
+        &ipv4(
+            OTHER4,
+            LOCAL4,
+            ipproto::TCP,
+            &[1, 1, 1, 1],
+            0,
+            &tcp(1, 80, SYN),
+        ),
+    );
+    drops(classify(&options, &p, &mut s), Reason::SynFlood);
+    let ext = v6(
+        OTHER6,
+        ipproto::DSTOPTS,
+        &cat(&[&ext8(ipproto::TCP, 0), &tcp(1, 443, SYN)]),
+    );
+    drops(classify(&ext, &p, &mut s), Reason::SynFlood);
+    // Behind VLAN tags a SYN still gets one.
+    let tagged = eth(
+        &[QINQ, VLAN],
+        IPV4,
+        &ipv4(OTHER4, LOCAL4, ipproto::TCP, &[], 0, &tcp(1, 80, SYN)),
+    );
+    answers(classify(&tagged, &p, &mut s));
+}
+
+#[test]
+fn a_source_over_its_own_syn_rate_is_dropped_and_banned_not_answered() {
+    let (mut p, _) = cookies(Mode::Enforce);
+    p.limits.per_source_syn_rate = 1;
+    p.limits.per_source_syn_burst = 1;
+    p.limits.ban_seconds = 10;
+    let mut s = ModelState {
+        now_ns: 100 * SEC,
+        config: config(&p, 1),
+        ..ModelState::default()
+    };
+    passes(classify(&tcp4(PEER4, 80), &p, &mut s), Reason::Allowed);
+    drops(classify(&tcp4(PEER4, 80), &p, &mut s), Reason::SynFlood);
+    drops(classify(&tcp4(PEER4, 80), &p, &mut s), Reason::Banned);
+}
+
+#[test]
+fn monitor_mode_passes_the_syn_and_counts_it_as_a_cookie() {
+    let (p, mut s) = cookies(Mode::Monitor);
+    s.syn_keepalive.insert((false, 80), s.now_ns);
+    s.global_syn_tat_ns = u64::MAX / 2;
+    let j = classify(&tcp4(OTHER4, 80), &p, &mut s);
+    assert_eq!(
+        (j.reason, j.dropped, j.passes, j.tx),
+        (Reason::SynCookie, false, true, false)
+    );
+}
+
+#[test]
+fn cookie_mss_is_the_largest_table_value_not_above_the_clients() {
+    let with_mss = |mss: u16| {
+        let mut t = tcp_doff(1, 80, SYN, 6);
+        t[20..24].copy_from_slice(&[2, 4, (mss >> 8) as u8, mss as u8]);
+        t
+    };
+    assert_eq!(cookie_mss(false, &with_mss(1460)), 1460);
+    assert_eq!(cookie_mss(false, &with_mss(1459)), 1440);
+    assert_eq!(cookie_mss(false, &with_mss(1300)), 1300);
+    assert_eq!(cookie_mss(false, &with_mss(100)), 536);
+    assert_eq!(cookie_mss(true, &with_mss(9000)), 8940);
+    assert_eq!(cookie_mss(true, &with_mss(1500)), 1440);
+    assert_eq!(cookie_mss(true, &with_mss(1280)), 1220);
+    // No option (or MSS 0): 536 assumed, so IPv6 gets its smallest value.
+    assert_eq!(cookie_mss(false, &tcp(1, 80, SYN)), 536);
+    assert_eq!(cookie_mss(false, &with_mss(0)), 536);
+    assert_eq!(cookie_mss(true, &tcp(1, 80, SYN)), 1220);
+    // NOPs are skipped; end-of-list and a broken length end the walk.
+    let mut t = tcp_doff(1, 80, SYN, 7);
+    t[20..28].copy_from_slice(&[1, 1, 1, 1, 2, 4, 0x05, 0x14]);
+    assert_eq!(cookie_mss(false, &t), 1300);
+    t[20] = 0;
+    assert_eq!(cookie_mss(false, &t), 536);
+    t[20..22].copy_from_slice(&[8, 1]);
+    assert_eq!(cookie_mss(false, &t), 536);
+}
+
+#[test]
+fn window_offers_ten_segments_within_sixteen_bits() {
+    assert_eq!(window(536), 5360);
+    assert_eq!(window(1460), 14600);
+    assert_eq!(window(8940), 17880);
+    assert_eq!(window(1440), 14400);
+}
+
+/// Sums 16-bit words; a header with a correct checksum sums to 0xFFFF.
+fn ones_sum(bytes: &[u8]) -> u16 {
+    let mut sum: u32 = bytes
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+        .sum();
+    while sum > 0xFFFF {
+        sum = (sum & 0xFFFF) + (sum >> 16);
+    }
+    sum as u16
+}
+
+#[test]
+fn the_syn_ack_answers_the_syn() {
+    let mut syn_tcp = tcp_doff(40000, 80, SYN, 10);
+    syn_tcp[4..8].copy_from_slice(&0xFFFF_FFFFu32.to_be_bytes());
+    syn_tcp[20..24].copy_from_slice(&[2, 4, 0x05, 0xB4]);
+    let frame = eth(
+        &[VLAN],
+        IPV4,
+        &ipv4(OTHER4, LOCAL4, ipproto::TCP, &[], 0, &syn_tcp),
+    );
+    let reply = syn_ack(&frame, 0x1234_5678).unwrap();
+    // 14 + 4 (tag) + 20 + 24 bytes; MACs swapped, tag kept.
+    assert_eq!(reply.len(), 62);
+    assert_eq!(reply[..6], frame[6..12]);
+    assert_eq!(reply[6..12], frame[..6]);
+    assert_eq!(reply[12..18], frame[12..18]);
+    let (ip, th) = (&reply[18..38], &reply[38..]);
+    assert_eq!(ip[12..16], LOCAL4.octets());
+    assert_eq!(ip[16..20], OTHER4.octets());
+    assert_eq!(u16::from_be_bytes([ip[2], ip[3]]), 44);
+    assert_eq!(ones_sum(ip), 0xFFFF);
+    assert_eq!(th[..4], [0, 80, 0x9C, 0x40]);
+    assert_eq!(th[4..8], 0x1234_5678u32.to_be_bytes());
+    assert_eq!(th[8..12], [0, 0, 0, 0]); // seq + 1 wraps
+    assert_eq!((th[12], th[13]), (6 << 4, 0x12));
+    assert_eq!(u16::from_be_bytes([th[14], th[15]]), 14600);
+    assert_eq!(th[20..24], [2, 4, 0x05, 0xB4]);
+    let pseudo = cat(&[&ip[12..20], &[0, 6, 0, 24]]);
+    assert_eq!(ones_sum(&cat(&[&pseudo, th])), 0xFFFF);
+
+    // A bare SYN gets a bare SYN-ACK; IPv6 keeps its next header and sets hop limit 64.
+    let frame = syn6(OTHER6, 443);
+    let reply = syn_ack(&frame, 7).unwrap();
+    assert_eq!(reply.len(), 14 + 40 + 20);
+    let (ip, th) = (&reply[14..54], &reply[54..]);
+    assert_eq!(ip[..8], [0x60, 0, 0, 0, 0, 20, 6, 64]);
+    assert_eq!(ip[8..24], LOCAL6.octets());
+    assert_eq!(th[12], 5 << 4);
+    assert_eq!(u16::from_be_bytes([th[14], th[15]]), window(1220));
+    let pseudo = cat(&[&ip[8..40], &[0, 6, 0, 20]]);
+    assert_eq!(ones_sum(&cat(&[&pseudo, th])), 0xFFFF);
+
+    // Not a SYN the program answers: no reply.
+    let options = eth(
+        &[],
+        IPV4,
+        &ipv4(
+            OTHER4,
+            LOCAL4,
+            ipproto::TCP,
+            &[1, 1, 1, 1],
+            0,
+            &tcp(1, 80, SYN),
+        ),
+    );
+    assert_eq!(syn_ack(&options, 1), None);
+}

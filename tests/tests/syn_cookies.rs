@@ -1,0 +1,228 @@
+//! `limits.syn_cookies` end to end: a spoofed SYN flood (hping3) far over the global SYN
+//! budget while an untrusted client connects over and over. With cookies the client gets
+//! in (the flood is answered with cookie SYN-ACKs from XDP); without, the flood shuts it
+//! out. Every flood is bounded in packets and seconds.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use mirror_xdp::testrun::Baseline;
+use mirror_xdp_tests::cli::{attach_policy, port_counts, reason, root_or_skip, run_ok, stats};
+use mirror_xdp_tests::netns::{ChildGuard, Netns};
+use mirror_xdp_tests::probe::{ProbeResult, tcp_connect};
+use mirror_xdp_tests::servers::{TcpListenerSet, banner};
+use mirror_xdp_tests::testbed::*;
+
+const PORT: u16 = 8080;
+const ATTEMPTS: u32 = 100;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// hping3: 40,000 SYNs, one every 200 us (about 5,000 a second, 100 times the budget), from
+/// random sources; `timeout` ends it after 15 s whatever happens.
+const FLOOD_SYNS: &str = "40000";
+const FLOOD_GAP: &str = "u200";
+const FLOOD_SECS: &str = "15";
+/// Time for the flood to get going before the client starts.
+const FLOOD_WARMUP: Duration = Duration::from_millis(500);
+/// The flood and the client share one CPU, so that the server's XDP judges both there, in
+/// one CPU's share of the global budget (25 a second of the 50 on a two-CPU machine).
+const CPU: usize = 0;
+
+fn policy(cookies: bool) -> String {
+    format!(
+        r#"
+version = 1
+[[ports]]
+proto = "tcp"
+ports = [{PORT}]
+[limits]
+global_syn_rate = 50
+syn_cookies = {cookies}
+"#
+    )
+}
+
+#[test]
+fn syn_cookies_let_clients_in_during_a_syn_flood() {
+    if !root_or_skip() {
+        return;
+    }
+    let outcome = flood_and_connect(true);
+    eprintln!(
+        "with syn_cookies: {}/{} connects completed during the flood ({:.1}%); \
+         {} SYNs answered with cookies, {} dropped",
+        outcome.ok,
+        outcome.tried,
+        outcome.rate() * 100.0,
+        outcome.cookies,
+        outcome.syn_flood
+    );
+    assert_eq!(
+        outcome.tried, ATTEMPTS,
+        "the flood ended before the client was done"
+    );
+    assert!(
+        outcome.rate() >= 0.95,
+        "only {}/{} connects completed",
+        outcome.ok,
+        outcome.tried
+    );
+    assert!(outcome.cookies > 0, "no SYN was answered with a cookie");
+}
+
+/// The same flood without cookies, for comparison: reported, not asserted.
+#[test]
+fn without_syn_cookies_the_flood_shuts_clients_out() {
+    if !root_or_skip() {
+        return;
+    }
+    let outcome = flood_and_connect(false);
+    eprintln!(
+        "without syn_cookies: {}/{} connects completed during the flood ({:.1}%); \
+         {} SYNs dropped as syn_flood",
+        outcome.ok,
+        outcome.tried,
+        outcome.rate() * 100.0,
+        outcome.syn_flood
+    );
+    assert_eq!(outcome.cookies, 0, "cookies while syn_cookies is off");
+}
+
+struct Outcome {
+    ok: u32,
+    tried: u32,
+    cookies: u64,
+    syn_flood: u64,
+}
+
+impl Outcome {
+    fn rate(&self) -> f64 {
+        f64::from(self.ok) / f64::from(self.tried.max(1))
+    }
+}
+
+/// Attaches the policy, floods, connects from CLIENT_V4 while the flood lasts (at most
+/// [`ATTEMPTS`] times), checks the counters, and the sysctl's round trip through attach and
+/// detach.
+fn flood_and_connect(cookies: bool) -> Outcome {
+    pin_to_cpu(CPU);
+    let bed = Testbed::new().expect("testbed");
+    let _listeners = TcpListenerSet::start(&bed.server, &[PORT]).expect("listener");
+    let _peer_xdp = pass_program(&bed.client);
+    let sysctl_before = syncookies(&bed.server);
+    attach_policy(&bed, &policy(cookies));
+    let expected = if cookies { "2" } else { sysctl_before.as_str() };
+    assert_eq!(
+        syncookies(&bed.server),
+        expected,
+        "tcp_syncookies after attach"
+    );
+
+    let mut flood = start_flood(&bed);
+    std::thread::sleep(FLOOD_WARMUP);
+    let server = SocketAddr::new(SERVER_V4.into(), PORT);
+    let (mut ok, mut tried) = (0, 0);
+    let mut failures = Vec::new();
+    let started = Instant::now();
+    while tried < ATTEMPTS && flood.try_wait().expect("hping3").is_none() {
+        tried += 1;
+        let r =
+            tcp_connect(&bed.client, CLIENT_V4.into(), server, CONNECT_TIMEOUT).expect("connect");
+        if r == ProbeResult::Open(banner(PORT)) {
+            ok += 1;
+        } else {
+            failures.push(r);
+        }
+    }
+    let flooding = flood.try_wait().expect("hping3").is_none();
+    eprintln!(
+        "{tried} connects in {:.1} s, the flood {} then; failures: {failures:?}",
+        started.elapsed().as_secs_f64(),
+        if flooding { "still running" } else { "over" }
+    );
+    drop(flood);
+
+    let s = stats(&bed);
+    let cookies_sent = reason(&s, "syn_cookie", "packets");
+    let syn_flood = reason(&s, "syn_flood", "drop_packets");
+    // Answered SYNs count as passed on their port; the drops there are the syn_flood ones.
+    let (pass, drop) = port_counts(&s, "tcp", PORT).expect("port 8080 listed");
+    assert!(
+        pass >= cookies_sent,
+        "port {PORT}: {pass} passed, {cookies_sent} cookies"
+    );
+    assert_eq!(drop, syn_flood, "port {PORT} drops against syn_flood drops");
+
+    run_ok(&bed, &["detach"]);
+    assert_eq!(
+        syncookies(&bed.server),
+        sysctl_before,
+        "detach restores tcp_syncookies"
+    );
+    Outcome {
+        ok,
+        tried,
+        cookies: cookies_sent,
+        syn_flood,
+    }
+}
+
+/// hping3 from the client namespace at the server, spoofed random sources, on [`CPU`].
+fn start_flood(bed: &Testbed) -> ChildGuard {
+    let port = PORT.to_string();
+    let target = SERVER_V4.to_string();
+    let cpu = CPU.to_string();
+    bed.client
+        .spawn(
+            "timeout",
+            &[
+                FLOOD_SECS,
+                "taskset",
+                "-c",
+                &cpu,
+                "hping3",
+                "-q",
+                "-S",
+                "-p",
+                &port,
+                "--rand-source",
+                "-i",
+                FLOOD_GAP,
+                "-c",
+                FLOOD_SYNS,
+                &target,
+            ],
+        )
+        .expect("start hping3 (installed by `cargo xtask setup`)")
+}
+
+/// `bare_pass` on the client's veth: a veth hands its peer's XDP_TX frames (the SYN-ACKs)
+/// on promptly only if it runs XDP itself, as a real NIC always would.
+fn pass_program(client: &Netns) -> Baseline {
+    client.enter(|| {
+        let mut program = Baseline::load("bare_pass").expect("load bare_pass");
+        program
+            .attach_native(CLIENT_IF)
+            .expect("attach bare_pass to the client veth");
+        program
+    })
+}
+
+/// Pins the calling thread, and the threads it starts from now on, to one CPU.
+fn pin_to_cpu(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t with one bit set, for this thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        assert_eq!(
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set),
+            0,
+            "pin the test to CPU {cpu}"
+        );
+    }
+}
+
+/// `net.ipv4.tcp_syncookies` in a namespace.
+fn syncookies(ns: &Netns) -> String {
+    let out = ns.run("cat", &["/proc/sys/net/ipv4/tcp_syncookies"]);
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
