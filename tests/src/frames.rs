@@ -149,7 +149,12 @@ deny = ["0.0.0.0/1"]
                 *seen.entry(reason).or_insert(0) += n;
             }
         }
-        let limits = [Reason::Banned, Reason::RateLimited, Reason::SynFlood];
+        let limits = [
+            Reason::Banned,
+            Reason::RateLimited,
+            Reason::SynFlood,
+            Reason::SynCookie,
+        ];
         for reason in Reason::ALL.into_iter().filter(|r| !limits.contains(r)) {
             assert!(seen.contains_key(&reason), "no frame got {}", reason.name());
         }

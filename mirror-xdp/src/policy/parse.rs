@@ -211,15 +211,15 @@ fn limits(src: &Source, raw: &RawLimits) -> Result<Limits, PolicyError> {
         )?,
         syn_cookies: raw.syn_cookies.as_ref().is_some_and(|v| *v.get_ref()),
     };
-    // Cookies answer SYNs over a SYN limit; with none there is nothing to answer.
+    // Cookies answer the SYNs over the global budget (a source over its own SYN rate is
+    // dropped and banned): without a global budget there is nothing to answer.
     if let Some(value) = &raw.syn_cookies
         && limits.syn_cookies
         && limits.global_syn_rate == 0
-        && limits.per_source_syn_rate == 0
     {
         return Err(src.error(
             value,
-            "syn_cookies needs global_syn_rate or per_source_syn_rate",
+            "syn_cookies needs global_syn_rate: cookies answer the SYNs over the global budget",
         ));
     }
     Ok(limits)
@@ -866,14 +866,18 @@ ports = [22, "1-100"]
         let p = ok(&format!("{l}global_syn_rate = 50\nsyn_cookies = true\n"));
         assert!(p.limits.syn_cookies);
         assert_eq!(p.limits.enabled(), ["global_syn_rate", "syn_cookies"]);
-        let p = ok(&format!("{l}syn_cookies = true\nper_source_syn_rate = 5\n"));
-        assert!(p.limits.syn_cookies);
+        assert_eq!(
+            err(&format!("{l}syn_cookies = true\nper_source_syn_rate = 5\n")),
+            "policy.toml:3:15: syn_cookies needs global_syn_rate: cookies answer the SYNs over \
+             the global budget"
+        );
         // Off needs nothing; absent is off.
         assert!(!ok(&format!("{l}syn_cookies = false\n")).limits.syn_cookies);
         assert!(!ok(l).limits.syn_cookies);
         assert_eq!(
             err(&format!("{l}per_source_pps = 10\nsyn_cookies = true\n")),
-            "policy.toml:4:15: syn_cookies needs global_syn_rate or per_source_syn_rate"
+            "policy.toml:4:15: syn_cookies needs global_syn_rate: cookies answer the SYNs over \
+             the global budget"
         );
         assert_eq!(
             err(&format!("{l}syn_cookies = 1\n")),
