@@ -51,7 +51,7 @@ pub fn mirror_xdp(ctx: XdpContext) -> u32 {
             port_slot: None,
         },
         Parsed::Ip(pkt) => {
-            let mut verdict = judge(&pkt, config, clock::now(config));
+            let mut verdict = judge(&pkt, config);
             // Monitor mode passes the SYN (counted as `syn_cookie`) instead of answering it.
             if verdict.reason == Reason::SynCookie && !monitor {
                 tx = syncookie::answer(ctx.ctx, pkt.ip_off as u32, pkt.v6);

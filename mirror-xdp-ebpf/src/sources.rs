@@ -16,7 +16,7 @@ use crate::{
 
 /// The `source_flag` bits that apply to the packet's source.
 #[inline(always)]
-pub fn source_flags(pkt: &Packet, config: &Config, now: u64) -> u8 {
+pub fn source_flags(pkt: &Packet, config: &Config) -> u8 {
     let mut flags = if pkt.v6 {
         if config.flags & config_flag::HAS_SOURCES_V6 != 0 {
             static_v6(&pkt.src)
@@ -33,7 +33,7 @@ pub fn source_flags(pkt: &Packet, config: &Config, now: u64) -> u8 {
     }
     if flags & source_flag::TRUSTED == 0
         && config.flags & config_flag::HAS_LIVE_DENY != 0
-        && live_denied(pkt, now)
+        && live_denied(pkt, crate::clock::now(config))
     {
         flags |= source_flag::DENIED;
     }

@@ -9,7 +9,7 @@ use mirror_xdp_common::{
 };
 
 use crate::{
-    limits,
+    clock, limits,
     maps::{FLOWS, FROM_V4, FROM_V6, PORTS},
     parse::{L4, Packet},
     sources::source_flags,
@@ -52,9 +52,11 @@ fn icmp_essential(v6: bool, icmp_type: u8) -> bool {
 
 /// Steps 3 to 15 for a well-formed IP packet, at time `now`.
 #[inline(always)]
-pub fn judge(pkt: &Packet, config: &Config, now: u64) -> Verdict {
+/// The clock is read only where a step needs the time: most packets never do.
+#[inline(always)]
+pub fn judge(pkt: &Packet, config: &Config) -> Verdict {
     let flags = config.flags;
-    let source = source_flags(pkt, config, now);
+    let source = source_flags(pkt, config);
     if source & source_flag::TRUSTED != 0 {
         return Verdict::new(Reason::Trusted, false);
     }
@@ -70,6 +72,7 @@ pub fn judge(pkt: &Packet, config: &Config, now: u64) -> Verdict {
         // SAFETY: a pointer from a map lookup is valid for this program run; concurrent
         // updates of one source from two CPUs can only blur its bucket, never corrupt memory.
         let state = unsafe { &mut *state };
+        let now = clock::now(config);
         if now < state.banned_until_ns {
             return Verdict::new(Reason::Banned, true);
         }
@@ -93,7 +96,7 @@ pub fn judge(pkt: &Packet, config: &Config, now: u64) -> Verdict {
         L4::Tcp => PROTO_SLOT_TCP,
         L4::Udp => PROTO_SLOT_UDP,
     };
-    if flags & config_flag::RETURN_TRAFFIC != 0 && is_return(pkt, now) {
+    if flags & config_flag::RETURN_TRAFFIC != 0 && is_return(pkt, config) {
         return Verdict::new(Reason::Return, false);
     }
     let index = port_index(slot, u16::from_be_bytes(pkt.dport));
@@ -106,9 +109,11 @@ pub fn judge(pkt: &Packet, config: &Config, now: u64) -> Verdict {
     };
     let mut verdict = if entry.flags & port_flag::HAS_FROM != 0 && !from_allows(pkt, &entry) {
         Verdict::new(Reason::SourceNotAllowed, true)
-    } else if pkt.l4 == L4::Tcp && pkt.tcp_flags & (tcp_flag::SYN | tcp_flag::ACK) == tcp_flag::SYN
+    } else if pkt.l4 == L4::Tcp
+        && pkt.tcp_flags & (tcp_flag::SYN | tcp_flag::ACK) == tcp_flag::SYN
+        && flags & (config_flag::LIMIT_SYN | config_flag::LIMIT_GLOBAL_SYN) != 0
     {
-        syn_verdict(pkt, limiter, config, now)
+        syn_verdict(pkt, limiter, config, clock::now(config))
     } else {
         Verdict::new(Reason::Allowed, false)
     };
@@ -186,7 +191,7 @@ fn from_allows(pkt: &Packet, entry: &PortEntry) -> bool {
 /// Step 10: a reply to a connection this host opened and that is still fresh. A hit
 /// refreshes the flow, so an active connection never idles out.
 #[inline(never)]
-fn is_return(pkt: &Packet, now: u64) -> bool {
+fn is_return(pkt: &Packet, config: &Config) -> bool {
     let key = FlowKey::new(
         (pkt.dst, pkt.dport),
         (pkt.src, pkt.sport),
@@ -196,6 +201,7 @@ fn is_return(pkt: &Packet, now: u64) -> bool {
     let Some(state) = FLOWS.get_ptr_mut(key) else {
         return false;
     };
+    let now = clock::now(config);
     let idle = if pkt.proto == ipproto::TCP {
         FLOW_IDLE_NS_TCP
     } else {
