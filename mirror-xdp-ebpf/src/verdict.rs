@@ -50,9 +50,8 @@ fn icmp_essential(v6: bool, icmp_type: u8) -> bool {
     }
 }
 
-/// Steps 3 to 15 for a well-formed IP packet, at time `now`.
-#[inline(always)]
-/// The clock is read only where a step needs the time: most packets never do.
+/// Steps 3 to 15 for a well-formed IP packet. The clock is read only where a step needs
+/// the time: most packets never do.
 #[inline(always)]
 pub fn judge(pkt: &Packet, config: &Config) -> Verdict {
     let flags = config.flags;
