@@ -42,6 +42,12 @@ pub mod map_name {
     pub const STATS: &str = "mx_stats_v1";
     pub const PORT_STATS: &str = "mx_pstats_v1";
     pub const SYN_KEEPALIVE: &str = "mx_synka_v1";
+    /// The maps that hold one policy: each reload fills a new set (a generation) and swaps
+    /// the program that reads them. The others (counters, flows, limiter state, live
+    /// entries) are shared by every generation.
+    pub const PER_GENERATION: [&str; 7] = [
+        CONFIG, PORTS, SOURCES_V4, BLOCKS_V4, SOURCES_V6, FROM_V4, FROM_V6,
+    ];
     /// Every map, for pinning and cleanup.
     pub const ALL: [&str; 17] = [
         CONFIG,

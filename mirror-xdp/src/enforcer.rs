@@ -124,8 +124,9 @@ pub fn attach(
     let image = compile(policy, possible_cpus())?;
     // Leftovers of an attach that died half-way hold no links: start clean.
     remove_pins(paths);
-    crate::state::create_private_dir(&paths.bpffs).map_err(|source| EnforcerError::Bpffs {
-        path: paths.bpffs.clone(),
+    let generation_dir = paths.generation_dir(1);
+    crate::state::create_private_dir(&generation_dir).map_err(|source| EnforcerError::Bpffs {
+        path: generation_dir,
         source,
     })?;
     let mut rollback = Rollback {
@@ -134,7 +135,7 @@ pub fn attach(
         syncookies_before: None,
     };
 
-    let mut ebpf = object::load(Some(&paths.bpffs), object::MapSizes::new(sizes, &image))?;
+    let mut ebpf = object::load(Some((paths, 1)), object::MapSizes::new(sizes, &image))?;
     // Held until the programs are loaded: they refer to the maps by these descriptors.
     let mut maps = Maps::from_ebpf(&mut ebpf)?;
     let mut config = maps.write_fresh(&image)?;
@@ -207,6 +208,8 @@ pub fn attach(
             .flat_map(|r| r.ports.iter().map(|p| PortRecord::new(r.proto, *p)))
             .collect(),
         tcp_syncookies_before: rollback.syncookies_before.clone(),
+        limiter_entries: sizes.limiter_entries,
+        reloads: Default::default(),
     };
     record.save(paths)?;
     rollback.armed = false;
@@ -298,6 +301,9 @@ pub fn detach(paths: &Paths, iface: Option<&str>) -> Result<Vec<String>, Enforce
 
 /// Removes every pin of ours in the bpffs folder, and the folder if it is then empty.
 fn remove_pins(paths: &Paths) {
+    for generation in paths.pinned_generations() {
+        remove_generation(paths, generation);
+    }
     if let Ok(entries) = std::fs::read_dir(&paths.bpffs) {
         for entry in entries.flatten() {
             let name = entry.file_name();
@@ -310,6 +316,15 @@ fn remove_pins(paths: &Paths) {
         }
     }
     let _ = std::fs::remove_dir(&paths.bpffs);
+}
+
+/// Removes one generation's policy-map pins (and its folder).
+pub(crate) fn remove_generation(paths: &Paths, generation: u64) {
+    let dir = paths.generation_dir(generation);
+    for name in mirror_xdp_common::map_name::PER_GENERATION {
+        let _ = std::fs::remove_file(dir.join(name));
+    }
+    let _ = std::fs::remove_dir(&dir);
 }
 
 /// Undoes a half-done attach when dropped armed.

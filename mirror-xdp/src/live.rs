@@ -334,6 +334,11 @@ pub fn lock(paths: &Paths) -> Result<Lock, LiveError> {
 /// the live config flags, which the caller must keep in the config it enables.
 pub fn restore(paths: &Paths, maps: &mut crate::maps::Maps) -> Result<u32, LiveError> {
     let _lock = lock(paths)?;
+    restore_locked(paths, maps)
+}
+
+/// [`restore`] for a caller that holds the [`lock`] already (a reload holds it throughout).
+pub fn restore_locked(paths: &Paths, maps: &mut crate::maps::Maps) -> Result<u32, LiveError> {
     let mut set = LiveSet::load(paths)?;
     let clock = Clock::now();
     let pruned = set.prune(&clock);

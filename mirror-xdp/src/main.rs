@@ -8,6 +8,9 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // `mirror-xdp stats | head` should end quietly, as other tools do, not panic on EPIPE.
+    // SAFETY: setting a signal disposition before any thread starts.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     // clap exits with 2 on usage errors by itself.
     let cli = cli::Cli::parse();
     match cli.run() {

@@ -1,7 +1,7 @@
 //! Typed access to the enforcer's BPF maps, from a freshly loaded object or from the pins of
 //! an attached enforcer. No map-name strings live anywhere else in user space.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use aya::{
     Ebpf,
@@ -17,7 +17,7 @@ use std::os::fd::AsFd;
 
 use aya::maps::IterableMap;
 
-use crate::{batch, compile::MapImage};
+use crate::{batch, compile::MapImage, state::Paths};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MapsError {
@@ -83,10 +83,17 @@ impl Maps {
         Maps::from_source(&mut take)
     }
 
-    /// Opens the maps pinned in `dir` by an attached enforcer.
+    /// Opens the maps pinned in `dir` by an attached enforcer: the shared maps and those of
+    /// the newest generation (commands that change a generation's maps hold the live-entry
+    /// lock, which a reload holds too, so the newest is the one in force).
     pub fn open_pinned(dir: &Path) -> Result<Maps, MapsError> {
+        let paths = Paths {
+            bpffs: dir.to_path_buf(),
+            state_dir: PathBuf::new(),
+        };
+        let generation = paths.pinned_generations().last().copied().unwrap_or(1);
         let mut open = |name: &'static str| {
-            let path = dir.join(name);
+            let path = paths.map_pin(name, generation);
             MapData::from_pin(&path)
                 .and_then(Map::from_map_data)
                 .map_err(|source| MapsError::OpenPin { path, source })
@@ -240,6 +247,40 @@ impl Maps {
                 pass_packets: acc.pass_packets + c.pass_packets,
                 drop_packets: acc.drop_packets + c.drop_packets,
             }))
+    }
+
+    /// Zeroes every per-reason counter and the per-port counters of `port_slots` (on every
+    /// CPU). Packets counted between a caller's last read and this are lost: per-CPU arrays
+    /// offer no read-and-clear.
+    pub fn reset_counters(
+        &mut self,
+        port_slots: impl Iterator<Item = u32>,
+    ) -> Result<(), MapsError> {
+        let nr_cpus = aya::util::nr_cpus().map_err(|(_, source)| MapsError::Batch {
+            name: map_name::STATS,
+            source,
+        })?;
+        // PerCpuValues is not Clone, and `set` takes it by value: a fresh one per slot.
+        fn zeroes<T: aya::Pod + Default + Clone>(
+            name: &'static str,
+            nr_cpus: usize,
+        ) -> Result<aya::maps::PerCpuValues<T>, MapsError> {
+            aya::maps::PerCpuValues::try_from(vec![T::default(); nr_cpus])
+                .map_err(|source| MapsError::Batch { name, source })
+        }
+        for index in 0..capacity::STATS {
+            let values = zeroes::<Counter>(map_name::STATS, nr_cpus)?;
+            self.stats
+                .set(index, values, 0)
+                .map_err(access(map_name::STATS))?;
+        }
+        for slot in port_slots {
+            let values = zeroes::<PortCounter>(map_name::PORT_STATS, nr_cpus)?;
+            self.port_stats
+                .set(slot, values, 0)
+                .map_err(access(map_name::PORT_STATS))?;
+        }
+        Ok(())
     }
 
     /// Records a flow as if this host had opened it, last seen at `last_seen_ns`

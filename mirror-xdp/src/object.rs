@@ -1,14 +1,12 @@
 //! The compiled kernel programs embedded in this binary, and loading them.
 
-use std::path::Path;
-
 use aya::{
     Ebpf, EbpfLoader,
     programs::{SchedClassifier, Xdp},
 };
 use mirror_xdp_common::{map_name, program_name};
 
-use crate::{compile::MapImage, enforcer::Sizes};
+use crate::{compile::MapImage, enforcer::Sizes, state::Paths};
 
 /// The sizes of the maps that are sized at load time.
 #[derive(Clone, Copy, Debug)]
@@ -59,9 +57,10 @@ pub enum LoadError {
     },
 }
 
-/// Loads the object. With `pin_dir`, every map is pinned there by name, or reused if a pin
-/// of that name already exists.
-pub fn load(pin_dir: Option<&Path>, sizes: MapSizes) -> Result<Ebpf, LoadError> {
+/// Loads the object. With `pins` (the enforcer's folders and the generation to fill),
+/// every map is pinned where [`Paths::map_pin`] says, or reused if that pin exists: the
+/// shared maps of a running enforcer are reused, a new generation's policy maps are new.
+pub fn load(pins: Option<(&Paths, u64)>, sizes: MapSizes) -> Result<Ebpf, LoadError> {
     if OBJECT.is_empty() {
         return Err(LoadError::NoObject);
     }
@@ -71,9 +70,9 @@ pub fn load(pin_dir: Option<&Path>, sizes: MapSizes) -> Result<Ebpf, LoadError> 
         .map_max_entries(map_name::SOURCES_V4, sizes.sources_v4)
         .map_max_entries(map_name::BLOCKS_V4, sizes.blocks_v4)
         .map_max_entries(map_name::SOURCES_V6, sizes.sources_v6);
-    if let Some(dir) = pin_dir {
+    if let Some((paths, generation)) = pins {
         for name in map_name::ALL {
-            loader.map_pin_path(name, dir.join(name));
+            loader.map_pin_path(name, paths.map_pin(name, generation));
         }
     }
     Ok(loader.load(OBJECT)?)

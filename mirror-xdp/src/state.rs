@@ -25,8 +25,31 @@ impl Paths {
         self.state_dir.join(STATE_FILE)
     }
 
-    pub fn map_pin(&self, name: &str) -> PathBuf {
-        self.bpffs.join(name)
+    /// Where a map is pinned: a policy map in its generation's folder, a shared map in
+    /// the pin folder itself.
+    pub fn map_pin(&self, name: &str, generation: u64) -> PathBuf {
+        if mirror_xdp_common::map_name::PER_GENERATION.contains(&name) {
+            self.generation_dir(generation).join(name)
+        } else {
+            self.bpffs.join(name)
+        }
+    }
+
+    /// The folder of one generation's policy maps.
+    pub fn generation_dir(&self, generation: u64) -> PathBuf {
+        self.bpffs.join(format!("gen-{generation}"))
+    }
+
+    /// The generations that have a folder of pins, newest last.
+    pub fn pinned_generations(&self) -> Vec<u64> {
+        let mut found: Vec<u64> = std::fs::read_dir(&self.bpffs)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.strip_prefix("gen-")?.parse().ok())
+            .collect();
+        found.sort_unstable();
+        found
     }
 
     pub fn xdp_link_pin(&self, iface: &str) -> PathBuf {
@@ -50,6 +73,23 @@ pub struct Record {
     /// back. Absent when the policy has no SYN cookies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tcp_syncookies_before: Option<String>,
+    /// The size of the limiter table (a reload must ask for the same to reuse it).
+    #[serde(default = "default_limiter_entries")]
+    pub limiter_entries: u32,
+    /// Reloads since attach, by outcome (`mirror_xdp_reloads_total`).
+    #[serde(default)]
+    pub reloads: ReloadCounts,
+}
+
+fn default_limiter_entries() -> u32 {
+    mirror_xdp_common::capacity::LIMITS
+}
+
+/// How many reloads succeeded and failed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReloadCounts {
+    pub ok: u64,
+    pub error: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -4,6 +4,7 @@
 mod attach;
 mod check;
 mod detach;
+mod reload;
 mod source;
 mod stats;
 mod status;
@@ -32,6 +33,7 @@ pub enum Command {
     Attach(attach::Args),
     Check(check::Args),
     Detach(detach::Args),
+    Reload(reload::Args),
     Source(source::Args),
     Status(status::Args),
     Stats(stats::Args),
@@ -83,6 +85,10 @@ impl Cli {
             Command::Detach(args) => {
                 require_root()?;
                 detach::run(args, &paths)
+            }
+            Command::Reload(args) => {
+                require_root()?;
+                reload::run(args, &paths)
             }
             Command::Source(args) => {
                 require_root()?;
