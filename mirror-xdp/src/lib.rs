@@ -10,6 +10,7 @@ pub mod batch;
 pub mod compile;
 pub mod enforcer;
 pub mod live;
+pub mod lockout;
 pub mod maps;
 pub mod metrics;
 pub mod model;

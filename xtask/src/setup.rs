@@ -24,6 +24,7 @@ const APT_PACKAGES: &[&str] = &[
     "tcpdump",
     "xdp-tools",
     "socat",
+    "procps",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use super::{Failure, load_policy};
 use mirror_xdp::{
     enforcer::{self, AttachMode},
+    lockout,
     state::Paths,
 };
 
@@ -25,10 +26,16 @@ pub struct Args {
     /// 100 bytes).
     #[arg(long, default_value_t = mirror_xdp_common::capacity::LIMITS, value_parser = clap::value_parser!(u32).range(1024..))]
     pub limiter_entries: u32,
+    /// Attach even if the policy would drop the current SSH session or established inbound
+    /// connections (they are printed as warnings).
+    #[arg(long)]
+    pub force: bool,
 }
 
 pub fn run(args: Args, paths: &Paths) -> Result<(), Failure> {
     let policy = load_policy(&args.policy)?;
+    lockout::refuse_lockout(&policy, paths, args.force, &mut |msg| eprintln!("{msg}"))
+        .map_err(Failure::lockout)?;
     let sizes = enforcer::Sizes {
         limiter_entries: args.limiter_entries,
     };

@@ -49,6 +49,8 @@ pub struct Failure {
 /// Exit codes of SPEC section 3.
 pub const EXIT_OPERATIONAL: u8 = 1;
 pub const EXIT_INVALID_INPUT: u8 = 2;
+/// Refused: the policy would lock out the admin's session or established connections.
+pub const EXIT_LOCKOUT: u8 = 3;
 
 impl Failure {
     pub fn operational(e: impl std::fmt::Display) -> Failure {
@@ -61,6 +63,13 @@ impl Failure {
     pub fn invalid(e: impl std::fmt::Display) -> Failure {
         Failure {
             code: EXIT_INVALID_INPUT,
+            message: e.to_string(),
+        }
+    }
+
+    pub fn lockout(e: impl std::fmt::Display) -> Failure {
+        Failure {
+            code: EXIT_LOCKOUT,
             message: e.to_string(),
         }
     }
@@ -77,7 +86,7 @@ impl Cli {
     pub fn run(self) -> Result<(), Failure> {
         let paths = self.paths();
         match self.command {
-            Command::Check(args) => check::run(args),
+            Command::Check(args) => check::run(args, &paths),
             Command::Attach(args) => {
                 require_root()?;
                 attach::run(args, &paths)

@@ -187,7 +187,7 @@ mod tests {
             r.contains("\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n"),
             "{r}"
         );
-        assert!(r.contains("\r\nContent-Length: 35\r\n"), "{r}");
+        assert!(r.contains("\r\nContent-Length: 34\r\n"), "{r}");
         assert!(
             r.ends_with("\r\n\r\nmirror_xdp_info{mode=\"enforce\"} 1\n"),
             "{r}"
