@@ -35,5 +35,6 @@ pub fn run(args: Args, paths: &Paths) -> Result<(), Failure> {
         policy.allow.len(),
         policy.deny.len(),
     );
-    Ok(())
+    lockout::refuse_lockout(&policy, paths, args.force, &mut |msg| eprintln!("{msg}"))
+        .map_err(Failure::lockout)
 }

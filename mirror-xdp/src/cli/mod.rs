@@ -4,6 +4,7 @@
 mod attach;
 mod check;
 mod detach;
+mod generate_docs;
 mod reload;
 mod source;
 mod stats;
@@ -37,6 +38,9 @@ pub enum Command {
     Source(source::Args),
     Status(status::Args),
     Stats(stats::Args),
+    /// Write the man pages and shell completions (for `cargo xtask man` and packagers).
+    #[command(hide = true)]
+    GenerateDocs(generate_docs::Args),
 }
 
 /// A failure with the exit code the contract gives it.
@@ -87,6 +91,7 @@ impl Cli {
         let paths = self.paths();
         match self.command {
             Command::Check(args) => check::run(args, &paths),
+            Command::GenerateDocs(args) => generate_docs::run(args),
             Command::Attach(args) => {
                 require_root()?;
                 attach::run(args, &paths)
