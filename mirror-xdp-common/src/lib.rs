@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod counters;
+pub mod events;
 pub mod flows;
 pub mod limits;
 pub mod ports;
@@ -14,6 +15,7 @@ pub mod sources;
 
 pub use config::{Config, config_flag};
 pub use counters::{Counter, PortCounter, stats_index};
+pub use events::{DropEvent, drop_event_flag};
 pub use flows::{FlowKey, FlowState};
 pub use limits::{LimiterKey, LimiterState};
 pub use ports::{
@@ -42,6 +44,9 @@ pub mod map_name {
     pub const STATS: &str = "mx_stats_v1";
     pub const PORT_STATS: &str = "mx_pstats_v1";
     pub const SYN_KEEPALIVE: &str = "mx_synka_v1";
+    /// Sampled drop events (ring buffer) and the per-CPU bucket that rate-limits them.
+    pub const DROPS: &str = "mx_drops_v1";
+    pub const DROP_BUCKET: &str = "mx_dropsb_v1";
     /// The maps that hold one policy: each reload fills a new set (a generation) and swaps
     /// the program that reads them. The others (counters, flows, limiter state, live
     /// entries) are shared by every generation.
@@ -49,7 +54,7 @@ pub mod map_name {
         CONFIG, PORTS, SOURCES_V4, BLOCKS_V4, SOURCES_V6, FROM_V4, FROM_V6,
     ];
     /// Every map, for pinning and cleanup.
-    pub const ALL: [&str; 17] = [
+    pub const ALL: [&str; 19] = [
         CONFIG,
         PORTS,
         SOURCES_V4,
@@ -67,6 +72,8 @@ pub mod map_name {
         STATS,
         PORT_STATS,
         SYN_KEEPALIVE,
+        DROPS,
+        DROP_BUCKET,
     ];
 }
 
@@ -139,4 +146,5 @@ mod pod {
     unsafe impl aya::Pod for LimiterState {}
     unsafe impl aya::Pod for Counter {}
     unsafe impl aya::Pod for PortCounter {}
+    unsafe impl aya::Pod for DropEvent {}
 }

@@ -6,6 +6,7 @@
 
 mod clock;
 mod egress;
+mod events;
 mod limits;
 mod maps;
 mod parse;
@@ -14,7 +15,7 @@ mod syncookie;
 mod verdict;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
-use mirror_xdp_common::{Reason, config_flag, stats_index};
+use mirror_xdp_common::{Reason, config_flag, drop_event_flag, stats_index};
 
 use crate::{
     maps::{CONFIG, PORT_STATS, STATS},
@@ -59,6 +60,19 @@ pub fn mirror_xdp(ctx: XdpContext) -> u32 {
                     verdict.reason = Reason::SynFlood;
                     verdict.drop = true;
                 }
+            }
+            // The verdict is final: sample the drop for the daemon's log. Here, while the
+            // packet is at hand (a malformed packet has no source to report); keeping the
+            // parse result alive past the match makes LLVM merge paths that read registers
+            // the verifier sees as uninitialised.
+            if verdict.drop {
+                let flags = if monitor {
+                    drop_event_flag::WOULD_DROP
+                } else {
+                    0
+                };
+                let meta = events::meta(pkt.v6, pkt.proto, pkt.dport, verdict.reason as u8, flags);
+                events::emit(&pkt.src, meta, clock::now(config));
             }
             verdict
         }

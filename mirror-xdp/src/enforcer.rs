@@ -71,6 +71,8 @@ pub enum EnforcerError {
     #[error(transparent)]
     Live(#[from] crate::live::LiveError),
     #[error(transparent)]
+    LivePorts(#[from] crate::live_ports::LivePortsError),
+    #[error(transparent)]
     Syncookies(#[from] crate::syncookies::SyncookiesError),
 }
 
@@ -121,6 +123,18 @@ pub fn attach(
             return Err(EnforcerError::NoSuchInterface(iface.clone()));
         }
     }
+    // Held to the end: a `port` or `source` command waits until the maps hold what it
+    // would change.
+    let _live_lock = crate::live::lock(paths)?;
+    // Live `port` rules outlive attachments: compiled with the policy's.
+    let live_ports = crate::live_ports::LivePorts::load(paths)?;
+    let merged;
+    let policy = if live_ports.rules.is_empty() {
+        policy
+    } else {
+        merged = policy.clone().with_live_ports(&live_ports)?;
+        &merged
+    };
     let image = compile(policy, possible_cpus())?;
     // Leftovers of an attach that died half-way hold no links: start clean.
     remove_pins(paths);
@@ -140,7 +154,7 @@ pub fn attach(
     let mut maps = Maps::from_ebpf(&mut ebpf)?;
     let mut config = maps.write_fresh(&image)?;
     // Live `source` entries outlive attachments: in force before the program judges a packet.
-    config.flags |= crate::live::restore(paths, &mut maps)?;
+    config.flags |= crate::live::restore_locked(paths, &mut maps)?;
     crate::live::save_policy_sources(paths, &policy.allow, &policy.deny)?;
     maps.enable(&config)?;
     if policy.limits.syn_cookies {

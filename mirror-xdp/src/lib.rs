@@ -3,13 +3,15 @@
 //! The library holds everything but argument parsing: the policy ([`policy`]), its
 //! compilation to map entries ([`compile`]), the reference classifier ([`model`]), the
 //! loader that attaches, pins and detaches the kernel programs ([`enforcer`], [`object`],
-//! [`maps`], [`state`]), live source entries ([`live`]), counters ([`stats`]) and test runs
-//! of the program ([`testrun`]).
+//! [`maps`], [`state`]), live source entries ([`live`]) and port rules ([`live_ports`]),
+//! counters ([`stats`]) and test runs of the program ([`testrun`]).
 
 pub mod batch;
 pub mod compile;
+pub mod daemon;
 pub mod enforcer;
 pub mod live;
+pub mod live_ports;
 pub mod lockout;
 pub mod maps;
 pub mod metrics;

@@ -349,7 +349,7 @@ pub fn restore_locked(paths: &Paths, maps: &mut crate::maps::Maps) -> Result<u32
     Ok(flags)
 }
 
-fn read_optional(path: &Path) -> Result<Option<String>, LiveError> {
+pub(crate) fn read_optional(path: &Path) -> Result<Option<String>, LiveError> {
     match std::fs::read_to_string(path) {
         Ok(text) => Ok(Some(text)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -361,7 +361,11 @@ fn read_optional(path: &Path) -> Result<Option<String>, LiveError> {
 }
 
 /// Writes `value` as `<state_dir>/<name>` atomically, readable by root only.
-fn write_json(paths: &Paths, name: &str, value: &impl Serialize) -> Result<(), LiveError> {
+pub(crate) fn write_json(
+    paths: &Paths,
+    name: &str,
+    value: &impl Serialize,
+) -> Result<(), LiveError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let path = paths.state_dir.join(name);

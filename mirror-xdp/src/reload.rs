@@ -18,6 +18,7 @@ use crate::{
     compile::{compile, possible_cpus},
     enforcer::{EnforcerError, Sizes, remove_generation},
     live,
+    live_ports::{LivePorts, LivePortsError},
     maps::Maps,
     object,
     policy::{Policy, PolicyError},
@@ -31,16 +32,26 @@ pub enum ReloadError {
     /// The policy does not validate: nothing changed.
     #[error("{0}")]
     Invalid(#[from] PolicyError),
+    /// The policy would cut the admin's session: nothing changed.
+    #[error(transparent)]
+    Lockout(#[from] crate::lockout::LockoutRefused),
     #[error("swapping the program on {iface}: {message}")]
     Swap { iface: String, message: String },
     #[error(transparent)]
     Enforcer(#[from] EnforcerError),
+    #[error(transparent)]
+    LivePorts(#[from] LivePortsError),
 }
 
 impl ReloadError {
-    /// Invalid input (exit 2) rather than an operational failure (exit 1).
+    /// Invalid input (exit 2) rather than an operational failure (exit 1) or a refused
+    /// lock-out (exit 3, [`ReloadError::Lockout`]).
     pub fn is_invalid_input(&self) -> bool {
-        matches!(self, ReloadError::Invalid(_))
+        match self {
+            ReloadError::Invalid(_) => true,
+            ReloadError::LivePorts(e) => e.is_invalid_input(),
+            _ => false,
+        }
     }
 }
 
@@ -65,10 +76,12 @@ pub struct Reloaded {
 }
 
 /// Re-reads the policy of the attached enforcer (or `policy_path`, which then becomes its
-/// policy) and swaps it in. Counts the outcome in the state record.
+/// policy) and swaps it in, unless it would lock out the admin's session (`force`
+/// overrides, see [`crate::lockout`]). Counts the outcome in the state record.
 pub fn reload(
     paths: &Paths,
     policy_path: Option<&Path>,
+    force: bool,
     say: &mut dyn FnMut(&str),
 ) -> Result<Reloaded, ReloadError> {
     // No live `source` change, and no other reload, between reading and swapping.
@@ -79,12 +92,20 @@ pub fn reload(
     let path = policy_path
         .map(Path::to_path_buf)
         .unwrap_or_else(|| record.policy.path.clone());
-    let policy = match Policy::load(&path) {
+    // Live `port` rules survive the reload: compiled with the new policy's, or, if they no
+    // longer fit it, the reload is refused like an invalid policy.
+    // And a policy that would cut the admin's session is refused unless forced.
+    let policy = match Policy::load(&path).map_err(ReloadError::from).and_then(|policy| {
+        let live = LivePorts::load(paths)?;
+        let policy = policy.with_live_ports(&live)?;
+        crate::lockout::refuse_lockout(&policy, paths, force, say)?;
+        Ok(policy)
+    }) {
         Ok(policy) => policy,
         Err(e) => {
             record.reloads.error += 1;
             record.save(paths)?;
-            return Err(e.into());
+            return Err(e);
         }
     };
     match swap(paths, &record, &policy, say) {

@@ -1,7 +1,9 @@
-//! Project tasks (`cargo xtask ...`): setup, test, demo. One file per task; shared helpers here.
+//! Project tasks (`cargo xtask ...`): setup, test, demo, bench, man. One file per task; shared
+//! helpers here.
 
 mod bench;
 mod demo;
+mod man;
 mod setup;
 mod test;
 
@@ -37,6 +39,9 @@ enum Task {
         #[arg(long)]
         policy: Option<PathBuf>,
     },
+    /// Build the CLI and regenerate the man pages (docs/man) and the shell completions
+    /// (deploy/completions) from its definition.
+    Man,
 }
 
 fn main() -> ExitCode {
@@ -46,6 +51,7 @@ fn main() -> ExitCode {
         Task::Test { args } => test::run(&args),
         Task::Demo { policy } => demo::run(policy),
         Task::Bench => bench::run(),
+        Task::Man => man::run(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -46,10 +46,18 @@ pub fn run(args: Args) -> Result<(), Failure> {
     Ok(())
 }
 
-/// The command as the pages and scripts describe it: no `help` subcommand (every page lists
-/// `--help`), built so that subcommands carry the global options and their full names.
+/// The command as the pages and scripts describe it: without hidden subcommands (this one;
+/// clap_complete would offer them) and the `help` subcommand (every page lists `--help`),
+/// built so that subcommands carry the global options and their full names.
 fn command() -> clap::Command {
-    let mut cmd = Cli::command().disable_help_subcommand(true);
+    let full = Cli::command();
+    let mut cmd = clap::Command::new(BIN)
+        .about(full.get_about().cloned().unwrap_or_default())
+        .version(env!("CARGO_PKG_VERSION"))
+        .args(full.get_arguments().cloned())
+        .subcommands(full.get_subcommands().filter(|s| !s.is_hide_set()).cloned())
+        .subcommand_required(true)
+        .disable_help_subcommand(true);
     cmd.build();
     cmd
 }
@@ -186,7 +194,10 @@ fn write_completions(dir: &Path) -> io::Result<usize> {
         let mut cmd = command();
         let mut out = Vec::new();
         clap_complete::generate(shell, &mut cmd, BIN, &mut out);
-        std::fs::write(dir.join(clap_complete::Generator::file_name(&shell, BIN)), out)?;
+        std::fs::write(
+            dir.join(clap_complete::Generator::file_name(&shell, BIN)),
+            out,
+        )?;
     }
     Ok(SHELLS.len())
 }

@@ -5,7 +5,9 @@ mod attach;
 mod check;
 mod detach;
 mod generate_docs;
+mod port;
 mod reload;
+mod run;
 mod source;
 mod stats;
 mod status;
@@ -34,7 +36,9 @@ pub enum Command {
     Attach(attach::Args),
     Check(check::Args),
     Detach(detach::Args),
+    Port(port::Args),
     Reload(reload::Args),
+    Run(run::Args),
     Source(source::Args),
     Status(status::Args),
     Stats(stats::Args),
@@ -100,9 +104,17 @@ impl Cli {
                 require_root()?;
                 detach::run(args, &paths)
             }
+            Command::Port(args) => {
+                require_root()?;
+                port::run(args, &paths)
+            }
             Command::Reload(args) => {
                 require_root()?;
                 reload::run(args, &paths)
+            }
+            Command::Run(args) => {
+                require_root()?;
+                run::run(args, &paths)
             }
             Command::Source(args) => {
                 require_root()?;

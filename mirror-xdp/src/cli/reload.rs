@@ -13,17 +13,22 @@ pub struct Args {
     /// Switch to this policy file instead of re-reading the current one.
     #[arg(long)]
     pub policy: Option<PathBuf>,
+    /// Apply it even if it would cut the current admin session or established connections.
+    #[arg(long)]
+    pub force: bool,
 }
 
 pub fn run(args: Args, paths: &Paths) -> Result<(), Failure> {
-    let done = reload::reload(paths, args.policy.as_deref(), &mut |msg| eprintln!("{msg}"))
-        .map_err(|e| {
-            if e.is_invalid_input() {
-                Failure::invalid(format!("{e}\nthe policy in force is unchanged"))
-            } else {
-                Failure::operational(e)
-            }
-        })?;
+    let done = reload::reload(paths, args.policy.as_deref(), args.force, &mut |msg| {
+        eprintln!("{msg}")
+    })
+    .map_err(|e| match e {
+        reload::ReloadError::Lockout(refused) => Failure::lockout(refused),
+        e if e.is_invalid_input() => {
+            Failure::invalid(format!("{e}\nthe policy in force is unchanged"))
+        }
+        e => Failure::operational(e),
+    })?;
     println!(
         "reloaded {} (generation {}) in {} ms",
         done.record.policy.path.display(),

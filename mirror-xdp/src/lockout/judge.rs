@@ -85,9 +85,9 @@ fn finding(policy: &Policy, session: &Session, risk: Risk, reason: Reason) -> Fi
         (Risk::Session, Origin::Ssh) => {
             format!("the current SSH session from {client} to {server} would be dropped ({why})")
         }
-        (Risk::Session, Origin::Established) => format!(
-            "the established connection from {client} to {server} would be dropped ({why})"
-        ),
+        (Risk::Session, Origin::Established) => {
+            format!("the established connection from {client} to {server} would be dropped ({why})")
+        }
     };
     Finding {
         session: *session,

@@ -246,7 +246,11 @@ mod tests {
             "four words, each in host byte order"
         );
         assert_eq!(sockets[1].remote, sa("[2001:db8:1::2ee:ffe1]:58278"));
-        assert_eq!(sockets[2].local, sa("198.51.100.1:443"), "::ffff:a.b.c.d is IPv4");
+        assert_eq!(
+            sockets[2].local,
+            sa("198.51.100.1:443"),
+            "::ffff:a.b.c.d is IPv4"
+        );
         assert_eq!(sockets[2].remote, sa("198.51.100.2:40000"));
     }
 
@@ -264,7 +268,10 @@ mod tests {
             pairs,
             [
                 (sa("203.0.113.9:50122"), sa("198.51.100.1:22")),
-                (sa("[2001:db8:1::2ee:ffe1]:58278"), sa("[2001:db8:1::1]:443")),
+                (
+                    sa("[2001:db8:1::2ee:ffe1]:58278"),
+                    sa("[2001:db8:1::1]:443")
+                ),
                 (sa("198.51.100.2:40000"), sa("198.51.100.1:443")),
             ]
         );
@@ -280,6 +287,9 @@ mod tests {
     #[test]
     fn local_addresses_include_loopback() {
         let addrs = local_addresses().expect("getifaddrs");
-        assert!(addrs.contains(&IpAddr::from(Ipv4Addr::LOCALHOST)), "{addrs:?}");
+        assert!(
+            addrs.contains(&IpAddr::from(Ipv4Addr::LOCALHOST)),
+            "{addrs:?}"
+        );
     }
 }

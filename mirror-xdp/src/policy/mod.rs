@@ -12,6 +12,7 @@ mod setfile;
 mod sets;
 mod source;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use ipnet::IpNet;
@@ -31,6 +32,8 @@ pub struct Policy {
     /// `sources.deny`: always dropped.
     pub deny: Vec<IpNet>,
     pub limits: Limits,
+    /// The resolved `[sets]` by name: live rules (`port allow --from SET`) name them too.
+    pub sets: BTreeMap<String, Vec<IpNet>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -113,6 +116,9 @@ pub struct PortRule {
     pub ports: Vec<PortRange>,
     /// `None`: any source. `Some(list)`: only these prefixes (the expanded `from`).
     pub from: Option<Vec<IpNet>>,
+    /// The line of the rule's `[[ports]]` header, for messages; 0 for a rule that does not
+    /// come from the policy file (a live rule merged in).
+    pub line: usize,
 }
 
 /// The `[limits]` table. 0 means off.
@@ -182,5 +188,64 @@ impl Policy {
         self.rules
             .iter()
             .find(|r| r.proto == proto && r.ports.iter().any(|p| p.contains(port)))
+    }
+
+    /// Expands items given outside the file (`port allow --from`) with this policy's sets,
+    /// in order, without duplicates, as the file's own lists are.
+    pub fn resolve(&self, items: &[ListItem]) -> Result<Vec<IpNet>, String> {
+        let mut nets = Vec::new();
+        for item in items {
+            match item {
+                ListItem::Net(net) => nets.push(*net),
+                ListItem::Set(name) => match self.sets.get(name) {
+                    Some(set) => nets.extend_from_slice(set),
+                    None if self.sets.is_empty() => {
+                        return Err(format!(
+                            "unknown set '{name}' (the policy defines no sets in [sets])"
+                        ));
+                    }
+                    None => {
+                        let known: Vec<&str> = self.sets.keys().map(String::as_str).collect();
+                        return Err(format!(
+                            "unknown set '{name}' (the policy's sets: {})",
+                            known.join(", ")
+                        ));
+                    }
+                },
+            }
+        }
+        Ok(addr::dedup(nets))
+    }
+}
+
+/// A port or "lo-hi" range given outside the file (`port allow 30001-30010/udp`), with the
+/// file's rules and messages.
+pub fn parse_port_range(text: &str) -> Result<PortRange, String> {
+    ports::port_range(&raw::RawPort::Text(text.to_string()))
+}
+
+/// One item of an address list given outside the file: a CIDR or address, or a set name.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ListItem {
+    Net(IpNet),
+    Set(String),
+}
+
+impl ListItem {
+    /// Reads an item as the policy file does (same rules and messages).
+    pub fn parse(text: &str) -> Result<ListItem, String> {
+        match addr::classify(text)? {
+            addr::Entry::Net(net) => Ok(ListItem::Net(net)),
+            addr::Entry::Name(name) => Ok(ListItem::Set(name.to_string())),
+        }
+    }
+}
+
+impl std::fmt::Display for ListItem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ListItem::Net(net) => net.fmt(f),
+            ListItem::Set(name) => f.write_str(name),
+        }
     }
 }

@@ -35,6 +35,7 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Policy, PolicyError> {
         allow,
         deny,
         limits,
+        sets: resolver.into_sets(),
     })
 }
 
@@ -155,7 +156,12 @@ fn rules(
                 .claim(proto, *range, index, line, &key)
                 .map_err(|msg| src.error(item, msg))?;
         }
-        rules.push(PortRule { proto, ports, from });
+        rules.push(PortRule {
+            proto,
+            ports,
+            from,
+            line,
+        });
     }
     Ok(rules)
 }
@@ -347,11 +353,13 @@ source_prefix_v6 = 64
                     proto: Proto::Tcp,
                     ports: vec![one(80), one(443), one(873), range(30001, 30010)],
                     from: None,
+                    line: 15,
                 },
                 PortRule {
                     proto: Proto::Tcp,
                     ports: vec![one(22)],
                     from: Some(admins.clone()),
+                    line: 19,
                 },
             ]
         );
@@ -577,6 +585,7 @@ ports = [5140, "53", "6000-6010", 5140]
                 proto: Proto::Udp,
                 ports: vec![one(5140), one(53), range(6000, 6010), one(5140)],
                 from: None,
+                line: 2,
             }]
         );
     }
@@ -1022,16 +1031,19 @@ deny = [{ file = "deny.txt" }]
                         range(30001, 30010),
                     ],
                     from: None,
+                    line: 25,
                 },
                 PortRule {
                     proto: Proto::Tcp,
                     ports: vec![one(22)],
                     from: Some(admins),
+                    line: 39,
                 },
                 PortRule {
                     proto: Proto::Udp,
                     ports: vec![one(5140)],
                     from: None,
+                    line: 45,
                 },
             ]
         );

@@ -84,6 +84,11 @@ impl<'a> Resolver<'a> {
         Ok(dedup(nets))
     }
 
+    /// The resolved sets by name.
+    pub fn into_sets(self) -> BTreeMap<String, Vec<IpNet>> {
+        self.sets
+    }
+
     fn unknown(&self, name: &str) -> String {
         if self.sets.is_empty() {
             format!("unknown set '{name}' (no sets are defined in [sets])")

@@ -45,26 +45,31 @@ pub(super) fn policy() -> Policy {
                 proto: Proto::Tcp,
                 ports: ports(&[(80, 80), (443, 443), (873, 873), (30001, 30010)]),
                 from: None,
+                line: 0,
             },
             PortRule {
                 proto: Proto::Tcp,
                 ports: ports(&[(22, 22)]),
                 from: Some(nets(&["203.0.113.0/24", "2001:db8:a::/48"])),
+                line: 0,
             },
             PortRule {
                 proto: Proto::Tcp,
                 ports: ports(&[(9000, 9000)]),
                 from: Some(nets(&["198.51.100.0/24"])),
+                line: 0,
             },
             PortRule {
                 proto: Proto::Udp,
                 ports: ports(&[(5140, 5140)]),
                 from: None,
+                line: 0,
             },
         ],
         allow: nets(&["203.0.113.0/24", "2001:db8:a::/48"]),
         deny: nets(&["192.0.2.0/24", "2001:db8:bad::/48"]),
         limits: Limits::default(),
+        sets: Default::default(),
     }
 }
 

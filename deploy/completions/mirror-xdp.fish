@@ -1,0 +1,95 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_mirror_xdp_global_optspecs
+    string join \n bpffs= state-dir= h/help V/version
+end
+
+function __fish_mirror_xdp_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_mirror_xdp_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_mirror_xdp_using_subcommand
+    set -l cmd (__fish_mirror_xdp_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c mirror-xdp -n "__fish_mirror_xdp_needs_command" -l bpffs -d 'Folder on bpffs for the pinned maps and links' -r -F
+complete -c mirror-xdp -n "__fish_mirror_xdp_needs_command" -l state-dir -d 'Folder of the state file' -r -F
+complete -c mirror-xdp -n "__fish_mirror_xdp_needs_command" -s h -l help -d 'Print help'
+complete -c mirror-xdp -n "__fish_mirror_xdp_needs_command" -s V -l version -d 'Print version'
+complete -c mirror-xdp -n "__fish_mirror_xdp_needs_command" -f -a "attach" -d 'Load the enforcer with a policy, attach it to interfaces and pin it: protection stays in force after this command returns'
+complete -c mirror-xdp -n "__fish_mirror_xdp_needs_command" -f -a "check" -d 'Validate a policy file (syntax, addresses, sets, set files, rule conflicts) and check that it would not drop the current SSH session or this host\'s established inbound connections'
+complete -c mirror-xdp -n "__fish_mirror_xdp_needs_command" -f -a "detach" -d 'Detach the enforcer; without --iface from every interface (and remove its pins)'
+complete -c mirror-xdp -n "__fish_mirror_xdp_needs_command" -f -a "reload" -d 'Re-read the policy and apply it atomically (no packet meets half a policy). An invalid policy changes nothing and says where the problem is'
+complete -c mirror-xdp -n "__fish_mirror_xdp_needs_command" -f -a "source" -d 'Live source entries: deny or trust sources at once, without re-attaching'
+complete -c mirror-xdp -n "__fish_mirror_xdp_needs_command" -f -a "status" -d 'Show the interfaces, attach modes, program id, policy path and generation'
+complete -c mirror-xdp -n "__fish_mirror_xdp_needs_command" -f -a "stats" -d 'Show packet and byte counters per verdict reason and per rule port'
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand attach" -l iface -d 'Interface to protect (repeat for several)' -r
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand attach" -l policy -d 'The policy file (TOML)' -r -F
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand attach" -l xdp-mode -d 'XDP attach mode: `auto` tries native and falls back to skb' -r -f -a "auto\t''
+native\t''
+skb\t''"
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand attach" -l limiter-entries -d 'Sources the per-source limits track at once (an LRU table; each entry costs about 100 bytes)' -r
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand attach" -l bpffs -d 'Folder on bpffs for the pinned maps and links' -r -F
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand attach" -l state-dir -d 'Folder of the state file' -r -F
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand attach" -l force -d 'Attach even if the policy would drop the current SSH session or established inbound connections (they are printed as warnings)'
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand attach" -s h -l help -d 'Print help'
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand check" -l policy -d 'The policy file (TOML)' -r -F
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand check" -l bpffs -d 'Folder on bpffs for the pinned maps and links' -r -F
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand check" -l state-dir -d 'Folder of the state file' -r -F
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand check" -l force -d 'Report a lock-out as warnings and exit 0'
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand check" -s h -l help -d 'Print help'
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand detach" -l iface -d 'Only this interface' -r
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand detach" -l bpffs -d 'Folder on bpffs for the pinned maps and links' -r -F
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand detach" -l state-dir -d 'Folder of the state file' -r -F
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand detach" -s h -l help -d 'Print help'
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand reload" -l policy -d 'Switch to this policy file instead of re-reading the current one' -r -F
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand reload" -l bpffs -d 'Folder on bpffs for the pinned maps and links' -r -F
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand reload" -l state-dir -d 'Folder of the state file' -r -F
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand reload" -s h -l help -d 'Print help'
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand source; and not __fish_seen_subcommand_from deny allow remove list" -l bpffs -d 'Folder on bpffs for the pinned maps and links' -r -F
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand source; and not __fish_seen_subcommand_from deny allow remove list" -l state-dir -d 'Folder of the state file' -r -F
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand source; and not __fish_seen_subcommand_from deny allow remove list" -s h -l help -d 'Print help'
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand source; and not __fish_seen_subcommand_from deny allow remove list" -f -a "deny" -d 'Drop everything from a source (a live deny; re-adding replaces its expiry)'
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand source; and not __fish_seen_subcommand_from deny allow remove list" -f -a "allow" -d 'Trust a source: pass it whatever the port; wins over every deny'
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand source; and not __fish_seen_subcommand_from deny allow remove list" -f -a "remove" -d 'Remove a live entry (allow and deny); policy entries change in the policy file'
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand source; and not __fish_seen_subcommand_from deny allow remove list" -f -a "list" -d 'Show the source entries: the policy\'s and the live ones, with expiry and hits'
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand source; and __fish_seen_subcommand_from deny" -l file -d 'One CIDR or address per line, \'#\' comments; \'-\' reads standard input. A bad line applies nothing' -r -F
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand source; and __fish_seen_subcommand_from deny" -l ttl -d 'The entry expires after this long: 30s, 10m, 2h, 1d, 1h30m, or seconds' -r
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand source; and __fish_seen_subcommand_from deny" -l bpffs -d 'Folder on bpffs for the pinned maps and links' -r -F
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand source; and __fish_seen_subcommand_from deny" -l state-dir -d 'Folder of the state file' -r -F
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand source; and __fish_seen_subcommand_from deny" -s h -l help -d 'Print help'
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand source; and __fish_seen_subcommand_from allow" -l file -d 'One CIDR or address per line, \'#\' comments; \'-\' reads standard input. A bad line applies nothing' -r -F
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand source; and __fish_seen_subcommand_from allow" -l bpffs -d 'Folder on bpffs for the pinned maps and links' -r -F
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand source; and __fish_seen_subcommand_from allow" -l state-dir -d 'Folder of the state file' -r -F
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand source; and __fish_seen_subcommand_from allow" -s h -l help -d 'Print help'
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand source; and __fish_seen_subcommand_from remove" -l file -d 'One CIDR or address per line, \'#\' comments; \'-\' reads standard input. A bad line applies nothing' -r -F
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand source; and __fish_seen_subcommand_from remove" -l bpffs -d 'Folder on bpffs for the pinned maps and links' -r -F
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand source; and __fish_seen_subcommand_from remove" -l state-dir -d 'Folder of the state file' -r -F
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand source; and __fish_seen_subcommand_from remove" -s h -l help -d 'Print help'
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand source; and __fish_seen_subcommand_from list" -l bpffs -d 'Folder on bpffs for the pinned maps and links' -r -F
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand source; and __fish_seen_subcommand_from list" -l state-dir -d 'Folder of the state file' -r -F
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand source; and __fish_seen_subcommand_from list" -l json -d 'Machine-readable output'
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand source; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand status" -l bpffs -d 'Folder on bpffs for the pinned maps and links' -r -F
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand status" -l state-dir -d 'Folder of the state file' -r -F
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand status" -l json -d 'Machine-readable output'
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand status" -s h -l help -d 'Print help'
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand stats" -l watch -d 'Refresh every SECS seconds with per-second rates (the first screen shows totals); Ctrl-C stops' -r
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand stats" -l count -d 'With --watch: stop after N screens' -r
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand stats" -l bpffs -d 'Folder on bpffs for the pinned maps and links' -r -F
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand stats" -l state-dir -d 'Folder of the state file' -r -F
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand stats" -l json -d 'Machine-readable output (SPEC section 4)'
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand stats" -l reset -d 'Print the counters, then zero them all (with --json the JSON shows them as they were)'
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand stats" -s h -l help -d 'Print help'

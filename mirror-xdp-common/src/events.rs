@@ -1,0 +1,38 @@
+//! Sampled drop events: the record the XDP program puts in the drop ring buffer for a packet
+//! it drops (or, in monitor mode, would drop), and the kernel-side rate that bounds them.
+
+/// One dropped packet, as `run` logs it. 24 bytes; the ring buffer adds an 8-byte header.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DropEvent {
+    /// Network byte order; IPv4 in the first 4 bytes, the rest zero.
+    pub src: [u8; 16],
+    /// Destination port as it stands in the packet (network byte order); zero unless TCP/UDP.
+    pub dport: [u8; 2],
+    /// 4 or 6.
+    pub family: u8,
+    /// IP protocol number (for IPv6 the upper-layer header after the extension chain).
+    pub proto: u8,
+    /// `Reason` code.
+    pub reason: u8,
+    /// `drop_event_flag::*` bits.
+    pub flags: u8,
+    pub _pad: [u8; 2],
+}
+
+pub mod drop_event_flag {
+    /// Monitor mode: the packet passed, but the policy would have dropped it.
+    pub const WOULD_DROP: u8 = 1 << 0;
+}
+
+/// Size of the drop ring buffer: about 8,000 events, several seconds of the rate below on
+/// every CPU of a large host, so a reader that stalls briefly loses nothing.
+pub const DROP_RING_BYTES: u32 = 256 * 1024;
+
+/// At most this many events per second per CPU reach the ring buffer (a GCRA bucket per
+/// CPU): a flood of dropped packets costs one map lookup each, not a ring buffer write.
+pub const DROP_EVENTS_PER_SEC: u64 = 100;
+/// The bucket's interval and tolerance (a burst of `DROP_EVENTS_BURST` at once).
+pub const DROP_EVENT_INTERVAL_NS: u64 = 1_000_000_000 / DROP_EVENTS_PER_SEC;
+pub const DROP_EVENTS_BURST: u64 = 100;
+pub const DROP_EVENT_TOLERANCE_NS: u64 = (DROP_EVENTS_BURST - 1) * DROP_EVENT_INTERVAL_NS;

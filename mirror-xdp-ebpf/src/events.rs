@@ -1,0 +1,66 @@
+//! Sampled drop events for the daemon's drop log: a record per dropped packet in a ring
+//! buffer, at most `DROP_EVENTS_PER_SEC` per CPU (a GCRA bucket per CPU), so a flood of
+//! dropped packets cannot flood the ring buffer, the reader or the log.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{PerCpuArray, RingBuf},
+};
+use mirror_xdp_common::{
+    DropEvent,
+    events::{DROP_EVENT_INTERVAL_NS, DROP_EVENT_TOLERANCE_NS, DROP_RING_BYTES},
+};
+
+use crate::limits::gcra;
+
+#[map(name = "mx_drops_v1")]
+pub static DROPS: RingBuf = RingBuf::with_byte_size(DROP_RING_BYTES, 0);
+
+/// This CPU's event bucket (its theoretical arrival time).
+#[map(name = "mx_dropsb_v1")]
+pub static DROP_BUCKET: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// The event's small fields packed into one register: a BPF call passes five, and the
+/// fewer the caller keeps live across the call, the less it spills onto its stack.
+#[inline(always)]
+pub fn meta(v6: bool, proto: u8, dport: [u8; 2], reason: u8, flags: u8) -> u64 {
+    let family: u64 = if v6 { 6 } else { 4 };
+    family
+        | (proto as u64) << 8
+        | (u16::from_ne_bytes(dport) as u64) << 16
+        | (reason as u64) << 32
+        | (flags as u64) << 40
+}
+
+/// Puts one event in the ring buffer if this CPU's bucket has a token. Not inlined: its
+/// frame must not add to the main program's (the combined stack is limited to 512 bytes),
+/// and the record is written in place in the ring buffer, never built on the stack.
+#[inline(never)]
+pub fn emit(src: &[u8; 16], meta: u64, now: u64) {
+    let Some(tat) = DROP_BUCKET.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: a per-CPU slot: no other writer.
+    if !gcra(
+        unsafe { &mut *tat },
+        now,
+        DROP_EVENT_INTERVAL_NS,
+        DROP_EVENT_TOLERANCE_NS,
+    ) {
+        return;
+    }
+    // Full (the reader is behind): the event is lost, the packet's verdict is not affected.
+    let Some(mut entry) = DROPS.reserve::<DropEvent>(0) else {
+        return;
+    };
+    entry.write(DropEvent {
+        src: *src,
+        dport: ((meta >> 16) as u16).to_ne_bytes(),
+        family: meta as u8,
+        proto: (meta >> 8) as u8,
+        reason: (meta >> 32) as u8,
+        flags: (meta >> 40) as u8,
+        _pad: [0; 2],
+    });
+    entry.submit(0);
+}

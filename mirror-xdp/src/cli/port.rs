@@ -1,0 +1,272 @@
+//! `mirror-xdp port`: live port rules, in force within a second without re-attaching,
+//! kept in the state folder so they survive reload, re-attach and restart.
+
+use mirror_xdp::{
+    live_ports::{self, Added, LivePorts, LivePortsError, LiveRule, PortSpec, from_text},
+    policy::{ListItem, Policy},
+    state::Paths,
+};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::Failure;
+
+/// Live port rules: open ports (to everyone or to some sources) or close them again, at
+/// once, without re-attaching.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    pub command: PortCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum PortCommand {
+    /// Open a port or range, to any source or only to the `--from` sources.
+    Allow {
+        /// PORT/PROTO or LO-HI/PROTO: 8080/tcp, 30001-30010/udp.
+        #[arg(value_name = "PORT[-PORT]/PROTO", value_parser = PortSpec::parse)]
+        spec: PortSpec,
+        /// Only these sources: CIDRs, addresses or set names of the policy (repeatable).
+        #[arg(long, value_name = "CIDR|SET", num_args = 1.., value_parser = ListItem::parse)]
+        from: Vec<ListItem>,
+    },
+    /// Remove a live rule (exactly as it was allowed); policy ports change in the policy
+    /// file.
+    Remove {
+        #[arg(value_name = "PORT[-PORT]/PROTO", value_parser = PortSpec::parse)]
+        spec: PortSpec,
+    },
+    /// Show the port rules: the policy's and the live ones.
+    List {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn run(args: Args, paths: &Paths) -> Result<(), Failure> {
+    match args.command {
+        PortCommand::Allow { spec, from } => allow(paths, spec, from),
+        PortCommand::Remove { spec } => remove(paths, spec),
+        PortCommand::List { json } => list(paths, json),
+    }
+}
+
+fn allow(paths: &Paths, spec: PortSpec, from: Vec<ListItem>) -> Result<(), Failure> {
+    let rule = LiveRule {
+        spec,
+        from: (!from.is_empty()).then_some(from),
+    };
+    let done = live_ports::allow(paths, rule.clone()).map_err(fail)?;
+    let what = match done.added {
+        Added::New => "added",
+        Added::Replaced => "updated",
+        Added::AlreadyInPlace => "already in place",
+    };
+    println!("allow {rule}: {what}");
+    if !done.policy_lines.is_empty() {
+        let lines: Vec<String> = done.policy_lines.iter().map(ToString::to_string).collect();
+        println!(
+            "note: the policy rule(s) at line {} list some of these ports with the same sources already",
+            lines.join(", ")
+        );
+    }
+    Ok(())
+}
+
+fn remove(paths: &Paths, spec: PortSpec) -> Result<(), Failure> {
+    let done = live_ports::remove(paths, spec).map_err(fail)?;
+    let ports = spec.ports.hi - spec.ports.lo + 1;
+    let closed = usize::from(ports) - done.still_listed;
+    if !done.attached {
+        println!(
+            "removed live rule {}; nothing is attached, so only the state file changed",
+            done.rule
+        );
+    } else if done.still_listed == 0 {
+        println!("removed live rule {}: closed", done.rule);
+    } else {
+        println!(
+            "removed live rule {}: {closed} port(s) closed, {} still listed by other rules",
+            done.rule, done.still_listed
+        );
+    }
+    for warning in &done.warnings {
+        eprintln!("warning: {warning}");
+    }
+    Ok(())
+}
+
+/// One line of `port list`.
+#[derive(Debug, Serialize)]
+struct Row {
+    proto: &'static str,
+    /// A number for one port, "lo-hi" for a range.
+    ports: Value,
+    /// `null`: any source. Live rules keep set names as given; policy rules show the
+    /// prefixes their `from` expanded to.
+    from: Option<Vec<String>>,
+    origin: &'static str,
+}
+
+fn rows(policy: Option<&Policy>, live: &LivePorts) -> Vec<Row> {
+    let ports = |spec: &PortSpec| match spec.ports.lo == spec.ports.hi {
+        true => Value::from(spec.ports.lo),
+        false => Value::from(spec.ports_text()),
+    };
+    let mut rows = Vec::new();
+    for rule in policy.map(|p| p.rules.as_slice()).unwrap_or_default() {
+        for range in &rule.ports {
+            let spec = PortSpec {
+                proto: rule.proto,
+                ports: *range,
+            };
+            rows.push(Row {
+                proto: rule.proto.name(),
+                ports: ports(&spec),
+                from: rule.from.as_deref().map(strings),
+                origin: "policy",
+            });
+        }
+    }
+    for rule in &live.rules {
+        rows.push(Row {
+            proto: rule.spec.proto.name(),
+            ports: ports(&rule.spec),
+            from: rule.from.as_deref().map(strings),
+            origin: "live",
+        });
+    }
+    rows
+}
+
+fn strings<T: ToString>(items: &[T]) -> Vec<String> {
+    items.iter().map(ToString::to_string).collect()
+}
+
+fn list(paths: &Paths, json: bool) -> Result<(), Failure> {
+    let (policy, live) = live_ports::snapshot(paths).map_err(fail)?;
+    let rows = rows(policy.as_ref(), &live);
+    if json {
+        let doc = serde_json::json!({ "ports": rows });
+        println!("{}", serde_json::to_string_pretty(&doc).expect("json"));
+        return Ok(());
+    }
+    if policy.is_none() {
+        eprintln!("note: nothing is attached; live rules apply at the next attach");
+    }
+    print!("{}", table(&rows));
+    Ok(())
+}
+
+/// A `from` cell shows this many sources; a policy rule may name a set file of thousands.
+const FROM_SHOWN: usize = 4;
+
+fn table(rows: &[Row]) -> String {
+    if rows.is_empty() {
+        return "no port rules\n".to_string();
+    }
+    let cells: Vec<[String; 4]> = rows
+        .iter()
+        .map(|r| {
+            let from = match &r.from {
+                Some(list) if list.len() > FROM_SHOWN => format!(
+                    "{} (+{} more)",
+                    list[..FROM_SHOWN].join(", "),
+                    list.len() - FROM_SHOWN
+                ),
+                other => from_text(other.as_deref()),
+            };
+            let ports = match &r.ports {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            [r.origin.to_string(), r.proto.to_string(), ports, from]
+        })
+        .collect();
+    let header = ["ORIGIN", "PROTO", "PORTS", "FROM"].map(String::from);
+    let mut widths = [0; 4];
+    for row in std::iter::once(&header).chain(&cells) {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let mut out = String::new();
+    for row in std::iter::once(&header).chain(&cells) {
+        let line: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn fail(e: LivePortsError) -> Failure {
+    if e.is_invalid_input() {
+        Failure::invalid(e)
+    } else {
+        Failure::operational(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn rule(spec: &str, from: &[&str]) -> LiveRule {
+        LiveRule {
+            spec: PortSpec::parse(spec).unwrap(),
+            from: (!from.is_empty())
+                .then(|| from.iter().map(|s| ListItem::parse(s).unwrap()).collect()),
+        }
+    }
+
+    #[test]
+    fn rows_show_origin_ports_and_sources_as_json_wants_them() {
+        let policy = Policy::parse(
+            "version = 1\n[[ports]]\nproto = \"tcp\"\nports = [80, \"30001-30010\"]\n\
+             [[ports]]\nproto = \"udp\"\nports = [5140]\nfrom = [\"198.51.100.0/24\"]\n",
+            Path::new("p.toml"),
+        )
+        .unwrap();
+        let live = LivePorts {
+            rules: vec![rule("8082/tcp", &["admins", "203.0.113.7"])],
+        };
+        let doc = serde_json::to_value(rows(Some(&policy), &live)).unwrap();
+        assert_eq!(
+            doc,
+            serde_json::json!([
+                {"proto": "tcp", "ports": 80, "from": null, "origin": "policy"},
+                {"proto": "tcp", "ports": "30001-30010", "from": null, "origin": "policy"},
+                {"proto": "udp", "ports": 5140, "from": ["198.51.100.0/24"], "origin": "policy"},
+                {"proto": "tcp", "ports": 8082, "from": ["admins", "203.0.113.7/32"], "origin": "live"},
+            ])
+        );
+        assert_eq!(rows(None, &live).len(), 1);
+    }
+
+    #[test]
+    fn table_aligns_and_shortens_long_source_lists() {
+        let live = LivePorts {
+            rules: vec![
+                rule("8081/tcp", &[]),
+                rule(
+                    "30001-30010/udp",
+                    &["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5"],
+                ),
+            ],
+        };
+        assert_eq!(
+            table(&rows(None, &live)),
+            "ORIGIN  PROTO  PORTS        FROM\n\
+             live    tcp    8081         any source\n\
+             live    udp    30001-30010  10.0.0.1/32, 10.0.0.2/32, 10.0.0.3/32, 10.0.0.4/32 (+1 more)\n"
+        );
+        assert_eq!(table(&[]), "no port rules\n");
+    }
+}

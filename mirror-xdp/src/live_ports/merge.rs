@@ -1,0 +1,280 @@
+//! Live rules joined to the policy's: set names resolved with the policy's `[sets]`, and
+//! the policy file's own rule that a (proto, port) has one source list.
+
+use ipnet::IpNet;
+
+use super::{LivePorts, LivePortsError, LiveRule, PortSpec, from_key, from_text};
+use crate::policy::{Policy, PortRule};
+
+impl Policy {
+    /// The policy with the live rules added after its own (with line 0), as attach and
+    /// reload compile it. A live rule on a port that a policy rule lists with the same
+    /// sources is a harmless duplicate; with other sources, or naming a set the policy
+    /// does not define, it is refused: the caller keeps what is in force.
+    pub fn with_live_ports(mut self, live: &LivePorts) -> Result<Policy, LivePortsError> {
+        let extra = live_rules(&self, live, None)?;
+        self.rules.extend(extra);
+        Ok(self)
+    }
+}
+
+/// The live rules as policy rules, each checked against the policy's rules and the live
+/// rules before it. The first problem is an error; `new` names the rule being added (not
+/// yet in the state file), whose error does not suggest removing it.
+pub fn live_rules(
+    policy: &Policy,
+    live: &LivePorts,
+    new: Option<&PortSpec>,
+) -> Result<Vec<PortRule>, LivePortsError> {
+    let (rules, mut problems) = merge(policy, live, new);
+    match problems.is_empty() {
+        true => Ok(rules),
+        false => Err(problems.remove(0)),
+    }
+}
+
+/// Like [`live_rules`], but a rule with a problem is left out and reported instead: a
+/// removal must not be blocked by another rule that an edit of the policy file broke.
+pub(super) fn merge(
+    policy: &Policy,
+    live: &LivePorts,
+    new: Option<&PortSpec>,
+) -> (Vec<PortRule>, Vec<LivePortsError>) {
+    let mut accepted: Vec<(&LiveRule, Option<Vec<IpNet>>)> = Vec::new();
+    let mut rules = Vec::new();
+    let mut problems = Vec::new();
+    for rule in &live.rules {
+        match check(policy, &accepted, rule) {
+            Ok(from) => {
+                rules.push(PortRule {
+                    proto: rule.spec.proto,
+                    ports: vec![rule.spec.ports],
+                    from: from.clone(),
+                    line: 0,
+                });
+                accepted.push((rule, from.as_deref().map(from_key)));
+            }
+            Err(message) => problems.push(LivePortsError::Clash {
+                rule: rule.clone(),
+                message,
+                persisted: new != Some(&rule.spec),
+            }),
+        }
+    }
+    (rules, problems)
+}
+
+/// The rule's expanded `from`, or why it cannot join.
+fn check(
+    policy: &Policy,
+    accepted: &[(&LiveRule, Option<Vec<IpNet>>)],
+    rule: &LiveRule,
+) -> Result<Option<Vec<IpNet>>, String> {
+    let from = match &rule.from {
+        None => None,
+        Some(items) => {
+            let nets = policy.resolve(items)?;
+            if nets.is_empty() {
+                // The policy file allows an empty set file (closed to all, as it says); a
+                // live rule that opens nothing is a mistake.
+                return Err(
+                    "its sets hold no address, so the ports would be open to no one".to_string(),
+                );
+            }
+            Some(nets)
+        }
+    };
+    let key = from.as_deref().map(from_key);
+    for own in &policy.rules {
+        if own.proto != rule.spec.proto || own.from.as_deref().map(from_key) == key {
+            continue;
+        }
+        if let Some(port) = shared_port(&own.ports, &rule.spec) {
+            return Err(format!(
+                "{} port {port} is in the policy rule at line {} of {}, which admits {}; a port \
+                 has one source list (give the live rule the same sources, or change the policy)",
+                rule.spec.proto.name(),
+                own.line,
+                policy.path.display(),
+                from_text(own.from.as_deref()),
+            ));
+        }
+    }
+    for (other, other_key) in accepted {
+        if other.spec.overlaps(&rule.spec) && *other_key != key {
+            let port = other.spec.ports.lo.max(rule.spec.ports.lo);
+            return Err(format!(
+                "{} port {port} is in the live rule {other}, which admits other sources; a port \
+                 has one source list (remove that rule first: mirror-xdp port remove {})",
+                rule.spec.proto.name(),
+                other.spec,
+            ));
+        }
+    }
+    Ok(from)
+}
+
+/// The first port of `spec` that `ranges` list too.
+fn shared_port(ranges: &[crate::policy::PortRange], spec: &PortSpec) -> Option<u16> {
+    ranges
+        .iter()
+        .filter(|r| r.lo <= spec.ports.hi && spec.ports.lo <= r.hi)
+        .map(|r| r.lo.max(spec.ports.lo))
+        .min()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::super::tests::rule;
+    use super::*;
+
+    const POLICY: &str = r#"version = 1
+[sets]
+admins = ["203.0.113.0/24", "2001:db8:a::/48"]
+nobody = []
+
+[[ports]]
+proto = "tcp"
+ports = [80, 443, "30001-30010"]
+
+[[ports]]
+proto = "tcp"
+ports = [22]
+from = ["admins"]
+"#;
+
+    fn policy() -> Policy {
+        Policy::parse(POLICY, Path::new("/etc/mirror-xdp/policy.toml")).unwrap()
+    }
+
+    fn live(rules: &[LiveRule]) -> LivePorts {
+        LivePorts {
+            rules: rules.to_vec(),
+        }
+    }
+
+    fn refused(rules: &[LiveRule]) -> String {
+        match policy().with_live_ports(&live(rules)) {
+            Ok(p) => panic!("accepted: {:?}", p.rules),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn live_rules_follow_the_policys_with_sets_resolved() {
+        let merged = policy()
+            .with_live_ports(&live(&[
+                rule("8081/tcp", &[]),
+                rule("8082/tcp", &["admins", "198.51.100.7"]),
+                rule("5140/udp", &[]),
+            ]))
+            .unwrap();
+        assert_eq!(merged.rules.len(), 5);
+        let extra = &merged.rules[2..];
+        assert!(extra.iter().all(|r| r.line == 0));
+        assert_eq!(extra[0].from, None);
+        let nets: Vec<IpNet> = ["203.0.113.0/24", "2001:db8:a::/48", "198.51.100.7/32"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        assert_eq!(extra[1].from, Some(nets));
+        assert_eq!(
+            merged.rule_for(crate::policy::Proto::Tcp, 8082).map(|r| r.line),
+            Some(0)
+        );
+    }
+
+    #[test]
+    fn same_sources_as_the_policy_is_a_duplicate_not_a_clash() {
+        let rules = [
+            rule("22/tcp", &["admins"]),
+            rule("22/tcp", &["2001:db8:a::/48", "203.0.113.0/24"]),
+            rule("79-81/tcp", &[]),
+            rule("30005/tcp", &[]),
+        ];
+        assert!(policy().with_live_ports(&live(&rules)).is_ok());
+    }
+
+    #[test]
+    fn other_sources_on_a_policy_port_are_refused_naming_the_rule() {
+        let msg = refused(&[rule("22/tcp", &[])]);
+        assert!(
+            msg.starts_with(
+                "live rule 22/tcp from any source: tcp port 22 is in the policy rule at line 10 \
+                 of /etc/mirror-xdp/policy.toml, which admits 203.0.113.0/24, 2001:db8:a::/48"
+            ),
+            "{msg}"
+        );
+        assert!(msg.contains("mirror-xdp port remove 22/tcp"), "{msg}");
+        let msg = refused(&[rule("30000-30002/tcp", &["198.51.100.0/24"])]);
+        assert!(
+            msg.contains("tcp port 30001 is in the policy rule at line 6"),
+            "{msg}"
+        );
+        // UDP 22 is another port.
+        assert!(
+            policy()
+                .with_live_ports(&live(&[rule("22/udp", &[])]))
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn live_rules_clash_with_each_other_too() {
+        let msg = refused(&[
+            rule("8080-8090/tcp", &[]),
+            rule("8085/tcp", &["admins"]),
+        ]);
+        assert!(
+            msg.contains("tcp port 8085 is in the live rule 8080-8090/tcp from any source"),
+            "{msg}"
+        );
+        assert!(
+            policy()
+                .with_live_ports(&live(&[
+                    rule("8080-8090/tcp", &["admins"]),
+                    rule("8085/tcp", &["203.0.113.0/24", "2001:db8:a::/48"]),
+                ]))
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn unknown_and_empty_sets_are_refused() {
+        let msg = refused(&[rule("8082/tcp", &["peers"])]);
+        assert!(
+            msg.contains("unknown set 'peers' (the policy's sets: admins, nobody)"),
+            "{msg}"
+        );
+        let msg = refused(&[rule("8082/tcp", &["nobody"])]);
+        assert!(msg.contains("open to no one"), "{msg}");
+    }
+
+    #[test]
+    fn the_rule_being_added_is_not_told_to_remove_itself() {
+        let rules = live(&[rule("22/tcp", &[])]);
+        let new = spec_of("22/tcp");
+        let err = live_rules(&policy(), &rules, Some(&new)).unwrap_err();
+        assert!(!err.to_string().contains("port remove"), "{err}");
+        assert!(err.is_invalid_input());
+    }
+
+    #[test]
+    fn lenient_merge_leaves_out_only_the_broken_rules() {
+        let rules = live(&[
+            rule("8081/tcp", &[]),
+            rule("8082/tcp", &["gone"]),
+            rule("8083/tcp", &[]),
+        ]);
+        let (merged, problems) = merge(&policy(), &rules, None);
+        let ports: Vec<u16> = merged.iter().map(|r| r.ports[0].lo).collect();
+        assert_eq!(ports, [8081, 8083]);
+        assert_eq!(problems.len(), 1);
+    }
+
+    fn spec_of(text: &str) -> PortSpec {
+        PortSpec::parse(text).unwrap()
+    }
+}

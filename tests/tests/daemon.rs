@@ -1,0 +1,391 @@
+//! `mirror-xdp run` end to end: it enforces, serves metrics on the server namespace's
+//! loopback, reloads when the policy is replaced editor-style or by a ConfigMap-style
+//! `..data` symlink swap and on SIGHUP, keeps the old policy when the new one is invalid,
+//! logs sampled drops without flooding, and leaves protection in force when it is killed or
+//! stopped; a restart adopts the attached enforcer without a gap and keeps its counters.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use mirror_xdp_tests::cli::{cli_bin, reason, root_or_skip, stats, write_policy};
+use mirror_xdp_tests::flood::udp_blast;
+use mirror_xdp_tests::netns::ChildGuard;
+use mirror_xdp_tests::probe::{UdpResult, udp_probe};
+use mirror_xdp_tests::servers::UdpEchoSet;
+use mirror_xdp_tests::testbed::*;
+
+const OPEN: u16 = 5140;
+/// Echoed by a server, but closed by the first policy: answered once a policy opens it.
+const LATER: u16 = 5141;
+/// Closed by every policy (and echoed, so a packet that got through would be seen).
+const CLOSED: u16 = 5142;
+/// Nobody listens: the target of the drop-log flood.
+const FLOODED: u16 = 5999;
+const METRICS_PORT: u16 = 19472;
+
+fn policy(udp_ports: &[u16]) -> String {
+    let ports: Vec<String> = udp_ports.iter().map(u16::to_string).collect();
+    format!(
+        "version = 1\n\n[[ports]]\nproto = \"udp\"\nports = [{}]\n",
+        ports.join(", ")
+    )
+}
+
+/// `"tcp"` where a port number belongs: rejected at line 9.
+const INVALID: &str = "version = 1\n\n[[ports]]\nproto = \"udp\"\nports = [5140]\n\n[[ports]]\nproto = \"udp\"\nports = [\"tcp\"]\n";
+
+#[test]
+fn run_reloads_on_edits_and_sighup_and_samples_drops() {
+    if !root_or_skip() {
+        return;
+    }
+    let bed = Testbed::new().expect("testbed");
+    let _echo = UdpEchoSet::start(&bed.server, &[OPEN, LATER, CLOSED]).expect("udp echo");
+    let path = write_policy(&bed, "policy.toml", &policy(&[OPEN]));
+    let (mut daemon, log) = spawn_run(&bed, &path);
+    wait_enforced(&bed, &mut daemon, &log, LATER);
+
+    let body = scrape(&bed).expect("metrics answer");
+    assert!(
+        metric(&body, "mirror_xdp_packets_total{reason=\"allowed\"}").is_some(),
+        "{body}"
+    );
+    assert_eq!(metric(&body, "mirror_xdp_policy_generation"), Some(1), "{body}");
+
+    // Editor style: a new file renamed over the policy.
+    replace(&path, &policy(&[OPEN, LATER]));
+    let latency = wait_for(Duration::from_secs(5), || answered(&bed, LATER))
+        .unwrap_or_else(|| panic!("port {LATER} not opened by the edit:\n{}", read(&log)));
+    println!("reload after an editor-style rename: enforced within {latency:?}");
+    assert!(latency <= Duration::from_secs(2), "{latency:?}");
+    assert_eq!(generation(&bed), 2);
+    assert!(!answered(&bed, CLOSED));
+
+    // An invalid policy: logged with file:line:col and counted; the old one stays.
+    replace(&path, INVALID);
+    wait_for(Duration::from_secs(5), || {
+        scrape(&bed).and_then(|b| metric(&b, "mirror_xdp_reloads_total{result=\"error\"}"))
+            == Some(1)
+    })
+    .unwrap_or_else(|| panic!("no failed reload counted:\n{}", read(&log)));
+    let where_ = format!("{}:9:", path.display());
+    assert!(
+        read(&log).contains(&format!("reload failed: {where_}")),
+        "{}",
+        read(&log)
+    );
+    assert!(answered(&bed, LATER), "the old policy stays in force");
+    assert!(!answered(&bed, CLOSED));
+    assert_eq!(generation(&bed), 2);
+
+    // Valid again, then SIGHUP: each a reload.
+    replace(&path, &policy(&[OPEN, LATER]));
+    wait_for(Duration::from_secs(5), || generation(&bed) == 3)
+        .unwrap_or_else(|| panic!("fixed policy not reloaded:\n{}", read(&log)));
+    daemon.signal(libc::SIGHUP).expect("SIGHUP");
+    wait_for(Duration::from_secs(5), || generation(&bed) == 4)
+        .unwrap_or_else(|| panic!("SIGHUP did not reload:\n{}", read(&log)));
+    let body = scrape(&bed).expect("metrics");
+    assert_eq!(
+        metric(&body, "mirror_xdp_reloads_total{result=\"ok\"}"),
+        Some(3),
+        "{body}"
+    );
+    assert_eq!(
+        metric(&body, "mirror_xdp_reloads_total{result=\"error\"}"),
+        Some(1)
+    );
+
+    check_drop_log(&bed, &log);
+
+    // SIGTERM: the daemon ends, the protection stays.
+    daemon.signal(libc::SIGTERM).expect("SIGTERM");
+    let status = daemon
+        .wait_timeout(Duration::from_secs(5))
+        .expect("wait")
+        .unwrap_or_else(|| panic!("still running after SIGTERM:\n{}", read(&log)));
+    assert_eq!(status.code(), Some(0), "{}", read(&log));
+    assert!(
+        read(&log).contains("SIGTERM: stopping the daemon; the enforcer stays attached"),
+        "{}",
+        read(&log)
+    );
+    assert!(!answered(&bed, CLOSED), "still enforced after SIGTERM");
+    assert!(answered(&bed, LATER));
+    assert!(scrape(&bed).is_none(), "metrics stopped with the daemon");
+}
+
+/// 2,000 datagrams to a closed port: every one dropped, a few sampled in the kernel, fewer
+/// still shown in the log.
+fn check_drop_log(bed: &Testbed, log: &Path) {
+    const SENT: u64 = 2000;
+    let before = reason(&stats(bed), "port_closed", "drop_packets");
+    let target = SocketAddr::from((SERVER_V4, FLOODED));
+    let sent = udp_blast(&bed.client, CLIENT_V4.into(), target, SENT, Duration::from_secs(10))
+        .expect("blast");
+    assert_eq!(sent, SENT);
+    let line = format!("drop port_closed {CLIENT_V4} -> udp/{FLOODED}");
+    // The summary of hidden lines comes when the log's second is over.
+    std::thread::sleep(Duration::from_millis(2500));
+    let text = read(log);
+    let shown = text.lines().filter(|l| *l == line).count() as u64;
+    let hidden: u64 = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("... ")?.split(' ').next()?.parse::<u64>().ok())
+        .sum();
+    let dropped = reason(&stats(bed), "port_closed", "drop_packets") - before;
+    println!(
+        "drop log: {SENT} sent, {dropped} dropped, {} sampled by the kernel, {shown} lines shown",
+        shown + hidden
+    );
+    // veth may drop a few of a burst before XDP sees them.
+    assert!(dropped >= SENT / 2, "{dropped}");
+    assert!(shown > 0, "no drop lines:\n{text}");
+    assert!(shown <= 300, "{shown} drop lines");
+    // The kernel's bucket (100 a second per CPU, a burst of 100) let through far fewer
+    // events than packets; the log's own cap then showed fewer still.
+    assert!(shown + hidden < dropped / 2, "{} events", shown + hidden);
+}
+
+#[test]
+fn run_restart_adopts_without_a_gap() {
+    if !root_or_skip() {
+        return;
+    }
+    let bed = Testbed::new().expect("testbed");
+    let _echo = UdpEchoSet::start(&bed.server, &[OPEN, CLOSED]).expect("udp echo");
+    let path = write_policy(&bed, "policy.toml", &policy(&[OPEN]));
+    let (mut first, first_log) = spawn_run(&bed, &path);
+    wait_enforced(&bed, &mut first, &first_log, CLOSED);
+    for _ in 0..10 {
+        assert!(answered(&bed, OPEN));
+    }
+    let allowed_before = reason(&stats(&bed), "allowed", "packets");
+    assert!(allowed_before >= 10);
+
+    // SIGKILL: no chance to clean up, and nothing to clean up: the pins hold on.
+    first.signal(libc::SIGKILL).expect("SIGKILL");
+    first
+        .wait_timeout(Duration::from_secs(5))
+        .expect("wait")
+        .expect("killed");
+    assert!(!answered(&bed, CLOSED), "still enforced after SIGKILL");
+
+    // Restart while probes run: the closed port never answers, the open one always does.
+    let stop = AtomicBool::new(false);
+    let (second, second_log, echoes, leaks, adopt_time) = std::thread::scope(|s| {
+        let echoes = s.spawn(|| bed.client.enter(|| echo_loop(&stop)));
+        let leaks = s.spawn(|| {
+            let mut tries = 0u32;
+            let mut leaks = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                tries += 1;
+                if answered_within(&bed, CLOSED, Duration::from_millis(30)) {
+                    leaks += 1;
+                }
+            }
+            (tries, leaks)
+        });
+        std::thread::sleep(Duration::from_millis(100));
+        let started = Instant::now();
+        let (second, log) = spawn_run(&bed, &path);
+        let adopted = wait_for(Duration::from_secs(10), || {
+            read(&log).contains("adopted the enforcer")
+        });
+        // Keep probing a little after the swap.
+        std::thread::sleep(Duration::from_millis(300));
+        stop.store(true, Ordering::Relaxed);
+        let adopted = adopted.map(|_| started.elapsed());
+        (
+            second,
+            log,
+            echoes.join().expect("echo loop"),
+            leaks.join().expect("closed-port loop"),
+            adopted,
+        )
+    });
+    let log = read(&second_log);
+    let adopt_time = adopt_time.unwrap_or_else(|| panic!("no adoption:\n{log}"));
+    let (sent, answered_echoes) = echoes;
+    let (tries, leaked) = leaks;
+    println!(
+        "restart: adopted {adopt_time:?} after the start; {answered_echoes}/{sent} echoes answered, \
+         {leaked}/{tries} closed-port probes got through"
+    );
+    assert!(sent >= 50, "{sent}");
+    assert_eq!(answered_echoes, sent, "an allowed port stopped answering\n{log}");
+    assert!(tries > 0);
+    assert_eq!(leaked, 0, "the closed port answered during the restart\n{log}");
+    assert!(log.contains("(generation 1 -> 2"), "{log}");
+    assert!(
+        !log.lines().any(|l| l.starts_with("attached to")),
+        "a restart must not re-attach: {log}"
+    );
+    assert_eq!(generation(&bed), 2);
+    let allowed_after = reason(&stats(&bed), "allowed", "packets");
+    assert!(
+        allowed_after >= allowed_before + sent,
+        "counters kept: {allowed_before} before, {allowed_after} after"
+    );
+    let body = scrape(&bed).expect("metrics of the restarted daemon");
+    assert_eq!(metric(&body, "mirror_xdp_policy_generation"), Some(2));
+    drop(first);
+    drop(second);
+}
+
+#[test]
+fn run_follows_a_configmap_symlink_swap() {
+    if !root_or_skip() {
+        return;
+    }
+    let bed = Testbed::new().expect("testbed");
+    let _echo = UdpEchoSet::start(&bed.server, &[OPEN, LATER]).expect("udp echo");
+    // The layout kubelet gives a mounted ConfigMap.
+    let dir = bed.work_dir().join("configmap");
+    let version = |name: &str, text: &str| {
+        std::fs::create_dir_all(dir.join(name)).unwrap();
+        std::fs::write(dir.join(name).join("policy.toml"), text).unwrap();
+    };
+    version("..v1", &policy(&[OPEN]));
+    std::os::unix::fs::symlink("..v1", dir.join("..data")).unwrap();
+    std::os::unix::fs::symlink("..data/policy.toml", dir.join("policy.toml")).unwrap();
+    let path = dir.join("policy.toml");
+    let (mut daemon, log) = spawn_run(&bed, &path);
+    wait_enforced(&bed, &mut daemon, &log, LATER);
+
+    // kubelet's update: the new version beside the old, then `..data` swapped atomically.
+    version("..v2", &policy(&[OPEN, LATER]));
+    std::os::unix::fs::symlink("..v2", dir.join("..data_tmp")).unwrap();
+    std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).unwrap();
+    let latency = wait_for(Duration::from_secs(5), || answered(&bed, LATER))
+        .unwrap_or_else(|| panic!("the ..data swap was not applied:\n{}", read(&log)));
+    println!("reload after a ConfigMap swap: enforced within {latency:?}");
+    assert!(latency <= Duration::from_secs(2), "{latency:?}");
+    assert_eq!(generation(&bed), 2);
+    std::fs::remove_dir_all(dir.join("..v1")).unwrap();
+    // Removing the old version changes nothing the policy reads: no reload.
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(generation(&bed), 2, "{}", read(&log));
+}
+
+/// `run` on the server's veth with the metrics on the server namespace's loopback.
+fn spawn_run(bed: &Testbed, policy: &Path) -> (ChildGuard, PathBuf) {
+    let metrics = format!("127.0.0.1:{METRICS_PORT}");
+    let args = [
+        "run",
+        "--iface",
+        SERVER_IF,
+        "--policy",
+        policy.to_str().expect("UTF-8 path"),
+        "--metrics",
+        &metrics,
+    ];
+    bed.spawn_cli(&cli_bin(), &args).expect("starting run")
+}
+
+/// Waits until `closed` (echoed, but closed by the policy) goes unanswered and the metrics
+/// answer.
+fn wait_enforced(bed: &Testbed, daemon: &mut ChildGuard, log: &Path, closed: u16) {
+    let started = Instant::now();
+    wait_for(Duration::from_secs(15), || {
+        if let Err(e) = daemon.ensure_running() {
+            panic!("{e}:\n{}", read(log));
+        }
+        !answered(bed, closed) && scrape(bed).is_some()
+    })
+    .unwrap_or_else(|| panic!("not enforcing after 15 s:\n{}", read(log)));
+    println!("run: enforcing and serving metrics {:?} after the start", started.elapsed());
+}
+
+/// Polls `done` every 50 ms until it holds (the time it took) or `timeout` passes.
+fn wait_for(timeout: Duration, mut done: impl FnMut() -> bool) -> Option<Duration> {
+    let started = Instant::now();
+    loop {
+        if done() {
+            return Some(started.elapsed());
+        }
+        if started.elapsed() >= timeout {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn answered(bed: &Testbed, port: u16) -> bool {
+    answered_within(bed, port, Duration::from_millis(300))
+}
+
+fn answered_within(bed: &Testbed, port: u16, timeout: Duration) -> bool {
+    let dst = SocketAddr::from((SERVER_V4, port));
+    udp_probe(&bed.client, CLIENT_V4.into(), dst, timeout).expect("udp probe")
+        == UdpResult::Answered
+}
+
+/// Echoes to the open port every 10 ms until `stop` (and at least 50): (sent, answered).
+fn echo_loop(stop: &AtomicBool) -> (u32, u32) {
+    let socket = UdpSocket::bind((CLIENT_V4, 0)).expect("bind");
+    socket.connect((SERVER_V4, OPEN)).expect("connect");
+    socket
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let (mut sent, mut answered) = (0u32, 0u32);
+    let mut buf = [0u8; 64];
+    while sent < 50 || !stop.load(Ordering::Relaxed) {
+        let payload = format!("echo {sent}");
+        socket.send(payload.as_bytes()).expect("send");
+        sent += 1;
+        loop {
+            match socket.recv(&mut buf) {
+                Ok(n) if &buf[..n] == payload.as_bytes() => {
+                    answered += 1;
+                    break;
+                }
+                // A late echo of an earlier datagram.
+                Ok(_) => continue,
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => break,
+                Err(e) => panic!("echo: {e}"),
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    (sent, answered)
+}
+
+/// Writes `text` to a temporary file beside `path` and renames it over `path`.
+fn replace(path: &Path, text: &str) {
+    let tmp = path.with_extension("toml.tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+fn generation(bed: &Testbed) -> u64 {
+    stats(bed)["policy"]["generation"]
+        .as_u64()
+        .expect("policy.generation")
+}
+
+fn read(log: &Path) -> String {
+    std::fs::read_to_string(log).unwrap_or_default()
+}
+
+/// GET /metrics on the server namespace's loopback; None if nothing answers.
+fn scrape(bed: &Testbed) -> Option<String> {
+    bed.server.enter(|| {
+        let addr = SocketAddr::from(([127, 0, 0, 1], METRICS_PORT));
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(s, "GET /metrics HTTP/1.1\r\nHost: {addr}\r\n\r\n").ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        let (head, body) = out.split_once("\r\n\r\n")?;
+        head.starts_with("HTTP/1.1 200").then(|| body.to_string())
+    })
+}
+
+fn metric(body: &str, name: &str) -> Option<u64> {
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}

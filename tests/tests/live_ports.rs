@@ -1,0 +1,291 @@
+//! `mirror-xdp port` in the veth testbed: live rules open and close ports within a second
+//! without re-attaching, with or without `--from`, survive reload and detach + attach, are
+//! listed with their origin and counted by `stats`, and clashes with the policy are refused.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use mirror_xdp_tests::cli::{
+    Run, attach_policy, port_counts, root_or_skip, run, run_ok, stats, status, write_policy,
+};
+use mirror_xdp_tests::probe::{ProbeResult, UdpResult, tcp_connect, udp_probe};
+use mirror_xdp_tests::servers::{TcpListenerSet, UdpEchoSet};
+use mirror_xdp_tests::testbed::*;
+use serde_json::{Value, json};
+
+/// Web open to all, SSH for the admin network; nothing on 8081-8083 or 5000.
+const POLICY: &str = r#"
+version = 1
+
+[sets]
+admins = ["203.0.113.0/24"]
+
+[[ports]]
+proto = "tcp"
+ports = [80]
+
+[[ports]]
+proto = "tcp"
+ports = [22]
+from = ["admins"]
+"#;
+
+const TCP_PORTS: [u16; 5] = [22, 80, 8081, 8082, 8083];
+
+/// A probe gives up after this: "blocked" means no answer within it.
+const PROBE: Duration = Duration::from_millis(700);
+
+fn client() -> IpAddr {
+    CLIENT_V4.into()
+}
+
+fn admin() -> IpAddr {
+    ADMIN_V4.into()
+}
+
+fn probe(bed: &Testbed, src: IpAddr, port: u16) -> ProbeResult {
+    let dst = SocketAddr::new(Testbed::server_addr_for(src), port);
+    tcp_connect(&bed.client, src, dst, PROBE)
+        .unwrap_or_else(|e| panic!("probing {dst} from {src}: {e:#}"))
+}
+
+fn assert_open(bed: &Testbed, src: IpAddr, port: u16, what: &str) {
+    let r = probe(bed, src, port);
+    assert!(
+        r.is_open(),
+        "{what}: {src} -> {port} should be open, got {r:?}"
+    );
+}
+
+fn assert_blocked(bed: &Testbed, src: IpAddr, port: u16, what: &str) {
+    let r = probe(bed, src, port);
+    assert_eq!(
+        r,
+        ProbeResult::Timeout,
+        "{what}: {src} -> {port} should be dropped"
+    );
+}
+
+fn assert_exit(r: &Run, code: i32, needle: &str) {
+    assert_eq!(r.code, Some(code), "{r:?}");
+    assert!(r.stderr.contains(needle), "stderr lacks {needle:?}: {r:?}");
+}
+
+/// Runs a `port` change, checks it exits 0 within a second, and returns its output.
+fn change(bed: &Testbed, args: &[&str]) -> Run {
+    let started = Instant::now();
+    let r = run_ok(bed, args);
+    let took = started.elapsed();
+    println!("mirror-xdp {}: {took:?}", args.join(" "));
+    assert!(took < Duration::from_secs(1), "{args:?} took {took:?}");
+    r
+}
+
+/// The rules of `port list --json`, without the order.
+fn list(bed: &Testbed) -> Vec<Value> {
+    let r = run_ok(bed, &["port", "list", "--json"]);
+    let doc: Value = serde_json::from_str(&r.stdout)
+        .unwrap_or_else(|e| panic!("`port list --json` is not JSON ({e}): {}", r.stdout));
+    doc["ports"].as_array().expect("a ports array").clone()
+}
+
+fn generation(bed: &Testbed) -> u64 {
+    let s = status(bed);
+    s["policy"]["generation"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no policy.generation in {s:#}"))
+}
+
+/// What every test expects once 8081 (any source) and 8082 (admins only) are live.
+fn assert_live_rules_in_force(bed: &Testbed, what: &str) {
+    assert_open(bed, client(), 8081, what);
+    assert_open(bed, admin(), 8082, what);
+    assert_blocked(bed, client(), 8082, what);
+    assert_open(bed, client(), 80, what);
+    assert_blocked(bed, client(), 8083, what);
+}
+
+#[test]
+fn live_rules_open_at_once_and_survive_reload_and_reattach() {
+    if !root_or_skip() {
+        return;
+    }
+    let bed = Testbed::new().expect("testbed");
+    let _tcp = TcpListenerSet::start(&bed.server, &TCP_PORTS).expect("tcp listeners");
+    let policy = attach_policy(&bed, POLICY);
+    assert_blocked(&bed, client(), 8081, "before any live rule");
+
+    change(&bed, &["port", "allow", "8081/tcp"]);
+    assert_open(&bed, client(), 8081, "right after `port allow 8081/tcp`");
+    change(&bed, &["port", "allow", "8082/tcp", "--from", "203.0.113.0/24"]);
+    assert_live_rules_in_force(&bed, "after both allows");
+    let again = change(&bed, &["port", "allow", "8081/tcp"]);
+    assert!(again.stdout.contains("already in place"), "{again:?}");
+
+    // `stats` counts the live port as it counts the policy's.
+    let s = stats(&bed);
+    let (passed, _) = port_counts(&s, "tcp", 8081).unwrap_or_else(|| panic!("no 8081: {s:#}"));
+    assert!(passed > 0, "{s:#}");
+    assert!(port_counts(&s, "tcp", 8082).is_some(), "{s:#}");
+
+    let rules = list(&bed);
+    for want in [
+        json!({"proto": "tcp", "ports": 8081, "from": null, "origin": "live"}),
+        json!({"proto": "tcp", "ports": 8082, "from": ["203.0.113.0/24"], "origin": "live"}),
+        json!({"proto": "tcp", "ports": 80, "from": null, "origin": "policy"}),
+        json!({"proto": "tcp", "ports": 22, "from": ["203.0.113.0/24"], "origin": "policy"}),
+    ] {
+        assert!(rules.contains(&want), "{want} missing from {rules:#?}");
+    }
+    assert_eq!(rules.len(), 4, "{rules:#?}");
+    let human = run_ok(&bed, &["port", "list"]);
+    assert!(human.stdout.contains("live    tcp    8081"), "{human:?}");
+
+    let before = generation(&bed);
+    run_ok(&bed, &["reload"]);
+    assert_eq!(generation(&bed), before + 1);
+    assert_live_rules_in_force(&bed, "after reload");
+
+    run_ok(&bed, &["detach"]);
+    assert_open(&bed, client(), 8082, "detached");
+    let path = policy.to_str().expect("UTF-8 path");
+    run_ok(&bed, &["attach", "--iface", SERVER_IF, "--policy", path]);
+    assert_live_rules_in_force(&bed, "after detach + attach");
+
+    change(&bed, &["port", "remove", "8081/tcp"]);
+    assert_blocked(&bed, client(), 8081, "after `port remove 8081/tcp`");
+    assert!(port_counts(&stats(&bed), "tcp", 8081).is_none());
+    assert!(list(&bed).iter().all(|r| r["ports"] != 8081));
+    change(&bed, &["port", "remove", "8082/tcp"]);
+    assert_blocked(&bed, admin(), 8082, "after `port remove 8082/tcp`");
+    // Removing a live rule leaves the policy's ports as they were.
+    assert_open(&bed, admin(), 22, "policy port after the removals");
+    assert_blocked(&bed, client(), 22, "policy port after the removals");
+
+    use std::os::unix::fs::PermissionsExt;
+    let file = bed.state_dir().join("live-ports.json");
+    let mode = std::fs::metadata(&file).expect("state file").permissions();
+    assert_eq!(mode.mode() & 0o777, 0o600, "{}", file.display());
+}
+
+#[test]
+fn set_names_ranges_and_udp() {
+    if !root_or_skip() {
+        return;
+    }
+    let bed = Testbed::new().expect("testbed");
+    let _tcp = TcpListenerSet::start(&bed.server, &TCP_PORTS).expect("tcp listeners");
+    let _udp = UdpEchoSet::start(&bed.server, &[5000, 5001]).expect("udp echo");
+    attach_policy(&bed, POLICY);
+    let udp = |port: u16| {
+        let dst = SocketAddr::new(SERVER_V4.into(), port);
+        udp_probe(&bed.client, client(), dst, PROBE).expect("udp probe")
+    };
+    assert_eq!(udp(5001), UdpResult::NoAnswer);
+
+    change(&bed, &["port", "allow", "8083/tcp", "--from", "admins"]);
+    assert_open(&bed, admin(), 8083, "--from admins");
+    assert_blocked(&bed, client(), 8083, "--from admins");
+    change(&bed, &["port", "allow", "5000-5001/udp"]);
+    assert_eq!(udp(5001), UdpResult::Answered);
+    let rules = list(&bed);
+    assert!(
+        rules.contains(&json!({"proto": "udp", "ports": "5000-5001", "from": null, "origin": "live"})),
+        "{rules:#?}"
+    );
+    assert!(
+        rules.contains(&json!({"proto": "tcp", "ports": 8083, "from": ["admins"], "origin": "live"})),
+        "{rules:#?}"
+    );
+    // A range goes as a whole.
+    assert_exit(
+        &run(&bed, &["port", "remove", "5001/udp"]),
+        2,
+        "part of the live rule 5000-5001/udp",
+    );
+    change(&bed, &["port", "remove", "5000-5001/udp"]);
+    assert_eq!(udp(5001), UdpResult::NoAnswer);
+    // The admin set, changed in the policy, changes the live rule at the next reload.
+    let moved = POLICY.replace("203.0.113.0/24", "198.51.100.0/24");
+    write_policy(&bed, "policy.toml", &moved);
+    run_ok(&bed, &["reload"]);
+    assert_open(&bed, client(), 8083, "admins moved to the client's network");
+    assert_blocked(&bed, admin(), 8083, "admins moved to the client's network");
+}
+
+#[test]
+fn clashes_policy_ports_and_bad_input_are_refused() {
+    if !root_or_skip() {
+        return;
+    }
+    let bed = Testbed::new().expect("testbed");
+    let _tcp = TcpListenerSet::start(&bed.server, &TCP_PORTS).expect("tcp listeners");
+    assert_exit(
+        &run(&bed, &["port", "allow", "8081/tcp"]),
+        1,
+        "nothing is attached",
+    );
+    attach_policy(&bed, POLICY);
+
+    assert_exit(
+        &run(&bed, &["port", "remove", "80/tcp"]),
+        2,
+        "comes from the policy file",
+    );
+    assert_exit(
+        &run(&bed, &["port", "allow", "22/tcp"]),
+        2,
+        "tcp port 22 is in the policy rule at line 11",
+    );
+    assert_blocked(&bed, client(), 22, "after a refused allow");
+    // The same sources as the policy's rule: a harmless duplicate.
+    change(&bed, &["port", "allow", "22/tcp", "--from", "admins"]);
+    change(&bed, &["port", "remove", "22/tcp"]);
+    assert_open(&bed, admin(), 22, "the policy's rule stays");
+    assert_blocked(&bed, client(), 22, "the policy's rule stays");
+
+    change(&bed, &["port", "allow", "8082/tcp", "--from", "admins"]);
+    assert_exit(
+        &run(&bed, &["port", "allow", "8080-8090/tcp"]),
+        2,
+        "tcp port 8082 is in the live rule 8082/tcp",
+    );
+    assert_blocked(&bed, client(), 8081, "after a refused allow");
+    assert_exit(
+        &run(&bed, &["port", "remove", "8081/tcp"]),
+        2,
+        "8081/tcp is not a live rule",
+    );
+
+    for (args, needle) in [
+        (vec!["0/tcp"], "port 0 is out of range"),
+        (vec!["70000/tcp"], "port 70000 is out of range"),
+        (vec!["8090-8080/tcp"], "reversed range"),
+        (vec!["8081/icmp"], "unknown protocol 'icmp'"),
+        (vec!["8081"], "names no protocol"),
+        (vec!["8081/tcp", "--from", "10.1.2.3/8"], "did you mean 10.0.0.0/8"),
+        (vec!["8081/tcp", "--from", "peers"], "unknown set 'peers'"),
+    ] {
+        let mut full = vec!["port", "allow"];
+        full.extend(args);
+        assert_exit(&run(&bed, &full), 2, needle);
+    }
+    let live: Vec<Value> = list(&bed)
+        .into_iter()
+        .filter(|r| r["origin"] == "live")
+        .collect();
+    assert_eq!(live.len(), 1, "{live:#?}");
+
+    // A policy edit that clashes with a live rule: the reload is refused, nothing changes,
+    // until the live rule goes.
+    let before = generation(&bed);
+    let clash = format!("{POLICY}\n[[ports]]\nproto = \"tcp\"\nports = [8082]\n");
+    write_policy(&bed, "policy.toml", &clash);
+    let r = run(&bed, &["reload"]);
+    assert_exit(&r, 2, "mirror-xdp port remove 8082/tcp");
+    assert_eq!(generation(&bed), before);
+    assert_blocked(&bed, client(), 8082, "refused reload");
+    change(&bed, &["port", "remove", "8082/tcp"]);
+    run_ok(&bed, &["reload"]);
+    assert_open(&bed, client(), 8082, "the policy's rule after the reload");
+}

@@ -1,0 +1,304 @@
+//! Prometheus metrics of an attached enforcer, scraped over HTTP, and the `stats --watch` and
+//! `stats --reset` commands, against UDP traffic we count ourselves.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use mirror_xdp::maps::Maps;
+use mirror_xdp::metrics::{self, ReloadCounts};
+use mirror_xdp::state::{Paths, Record};
+use mirror_xdp::stats::Stats;
+use mirror_xdp_common::Reason;
+use mirror_xdp_tests::cli::{
+    attach_policy, port_counts, reason, root_or_skip, run_ok, stats, stats_when,
+};
+use mirror_xdp_tests::servers::UdpEchoSet;
+use mirror_xdp_tests::testbed::*;
+
+const POLICY: &str = r#"
+version = 1
+
+[[ports]]
+proto = "tcp"
+ports = [80]
+
+[[ports]]
+proto = "udp"
+ports = [5140]
+"#;
+
+const UDP_PORT: u16 = 5140;
+const SENT: u64 = 40;
+const PAYLOAD: &[u8; 32] = b"mirror-xdp metrics datagram 0123";
+/// Ethernet + IPv4 + UDP headers + payload: what XDP counts per datagram.
+const FRAME_BYTES: u64 = 14 + 20 + 8 + PAYLOAD.len() as u64;
+
+#[test]
+fn metrics_watch_and_reset() {
+    if !root_or_skip() {
+        return;
+    }
+    let bed = Testbed::new().expect("testbed");
+    let _echo = UdpEchoSet::start(&bed.server, &[UDP_PORT]).expect("udp echo");
+    attach_policy(&bed, POLICY);
+
+    // IPv4 UDP only: nothing else in this test is `allowed`, so the counters hold exactly
+    // what is sent here.
+    let socket = bed
+        .client
+        .enter(|| UdpSocket::bind((CLIENT_V4, 0)).expect("binding on the client"));
+    let target = SocketAddr::from((SERVER_V4, UDP_PORT));
+    send_echoed(&socket, target, SENT);
+    let s = stats_when(&bed, Duration::from_secs(3), |s| {
+        reason(s, "allowed", "packets") >= SENT
+    });
+    assert_eq!(reason(&s, "allowed", "packets"), SENT, "{s:#}");
+
+    check_metrics(&bed);
+    check_watch(&bed, &socket, target);
+    check_reset(&bed);
+}
+
+/// Serves the metrics of the testbed's enforcer from this process (the pins are on the
+/// host's bpffs, the listener on this namespace's loopback) and scrapes them.
+fn check_metrics(bed: &Testbed) {
+    let paths = Paths {
+        bpffs: bed.bpffs_dir().to_path_buf(),
+        state_dir: bed.state_dir().to_path_buf(),
+    };
+
+    // The pieces a daemon may hold on to itself: record, maps, stats, render.
+    let record = Record::load(&paths).expect("state").expect("attached");
+    let maps = Maps::open_pinned(bed.bpffs_dir()).expect("pinned maps");
+    let direct = metrics::render(
+        &Stats::read(&maps, &record).expect("stats"),
+        ReloadCounts::default(),
+    );
+    let allowed_line = format!("mirror_xdp_packets_total{{reason=\"allowed\"}} {SENT}");
+    assert!(direct.lines().any(|l| l == allowed_line), "{direct}");
+
+    let listener = TcpListener::bind("127.0.0.1:0").expect("binding the metrics port");
+    let addr = listener.local_addr().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let reloads = ReloadCounts { ok: 2, error: 1 };
+    let handle = metrics::serve_listener(
+        listener,
+        move || metrics::scrape_pinned(&paths, reloads),
+        stop.clone(),
+    )
+    .expect("serving metrics");
+
+    let response = http_get(addr, "/metrics");
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no header end in {response:?}"));
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert!(
+        head.contains("Content-Type: text/plain; version=0.0.4"),
+        "{head}"
+    );
+    let lines: Vec<&str> = body.lines().collect();
+    let value = |metric: &str| -> Option<u64> {
+        lines
+            .iter()
+            .find_map(|l| l.strip_prefix(metric)?.strip_prefix(' ')?.parse().ok())
+    };
+    assert_eq!(
+        value("mirror_xdp_packets_total{reason=\"allowed\"}"),
+        Some(SENT),
+        "{body}"
+    );
+    assert_eq!(
+        value("mirror_xdp_bytes_total{reason=\"allowed\"}"),
+        Some(SENT * FRAME_BYTES),
+        "{body}"
+    );
+    for r in Reason::ALL {
+        for family in [
+            "mirror_xdp_packets_total",
+            "mirror_xdp_bytes_total",
+            "mirror_xdp_dropped_packets_total",
+        ] {
+            let metric = format!("{family}{{reason=\"{}\"}}", r.name());
+            assert!(value(&metric).is_some(), "no {metric} in\n{body}");
+        }
+    }
+    let port = |verdict: &str| {
+        value(&format!(
+            "mirror_xdp_port_packets_total{{proto=\"udp\",port=\"{UDP_PORT}\",verdict=\"{verdict}\"}}"
+        ))
+    };
+    assert_eq!(port("pass"), Some(SENT), "{body}");
+    assert_eq!(port("drop"), Some(0), "{body}");
+    assert_eq!(value("mirror_xdp_policy_generation"), Some(1), "{body}");
+    assert_eq!(value("mirror_xdp_reloads_total{result=\"ok\"}"), Some(2));
+    assert_eq!(value("mirror_xdp_reloads_total{result=\"error\"}"), Some(1));
+    assert_eq!(
+        value("mirror_xdp_info{mode=\"enforce\"}"),
+        Some(1),
+        "{body}"
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with(&format!(
+            "mirror_xdp_interface_info{{iface=\"{SERVER_IF}\",xdp_mode="
+        )) && l.ends_with(" 1")),
+        "{body}"
+    );
+    assert!(http_get(addr, "/other").starts_with("HTTP/1.1 404 "));
+
+    stop.store(true, Ordering::Relaxed);
+    handle.join().expect("metrics thread");
+    assert!(
+        TcpStream::connect(addr).is_err(),
+        "stopped server still listens"
+    );
+}
+
+/// `stats --watch 1 --count 2` into a pipe: a totals block, then a rates block showing the
+/// traffic sent meanwhile.
+fn check_watch(bed: &Testbed, socket: &UdpSocket, target: SocketAddr) {
+    let sending = AtomicBool::new(true);
+    let out = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            // Fire and forget, 50 a second, until the watch is over.
+            while sending.load(Ordering::Relaxed) {
+                let _ = socket.send_to(PAYLOAD, target);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        let out = run_ok(bed, &["stats", "--watch", "1", "--count", "2"]);
+        sending.store(false, Ordering::Relaxed);
+        out
+    });
+    let text = out.stdout;
+    println!("stats --watch 1 --count 2:\n{text}");
+    assert!(
+        !text.contains('\x1b'),
+        "no screen clearing into a pipe: {text:?}"
+    );
+    assert_eq!(
+        text.matches("totals since attach or reset").count(),
+        1,
+        "{text}"
+    );
+    assert_eq!(text.matches("rates per second over").count(), 1, "{text}");
+    let (totals, rates) = text
+        .split_once("\nrates per second over")
+        .unwrap_or_else(|| panic!("no rates block after the totals: {text}"));
+    assert!(totals.starts_with("totals since"), "{text}");
+    assert!(
+        totals.ends_with('\n'),
+        "a blank line between blocks: {text:?}"
+    );
+
+    let row = |block: &str, first: &[&str]| -> Vec<f64> {
+        block
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .find(|w| w.starts_with(first))
+            .unwrap_or_else(|| panic!("no {first:?} row in\n{block}"))[first.len()..]
+            .iter()
+            .map(|v| v.parse().unwrap_or_else(|_| panic!("{v:?} in\n{block}")))
+            .collect()
+    };
+    assert!(row(totals, &["allowed"])[0] >= SENT as f64, "{totals}");
+    let allowed = row(rates, &["allowed"]);
+    assert!(
+        allowed[0] > 5.0 && allowed[0] < 500.0,
+        "about 50 datagrams a second: {rates}"
+    );
+    // Both columns are rounded to a tenth.
+    let bytes_per_packet = allowed[1] / allowed[0];
+    assert!(
+        (bytes_per_packet - FRAME_BYTES as f64).abs() < 1.0,
+        "{rates}"
+    );
+    let port = UDP_PORT.to_string();
+    assert!(row(rates, &["udp", &port])[0] > 5.0, "{rates}");
+    assert_eq!(row(rates, &["tcp", "80"]), [0.0, 0.0], "{rates}");
+}
+
+/// `stats --reset --json` prints the counters as they were, then every counter reads zero.
+fn check_reset(bed: &Testbed) {
+    // Let the last datagrams of the watch land, so nothing arrives after the reset.
+    std::thread::sleep(Duration::from_millis(300));
+    let before = stats(bed);
+    let printed = run_ok(bed, &["stats", "--reset", "--json"]);
+    let printed: serde_json::Value = serde_json::from_str(&printed.stdout).expect("JSON");
+    assert!(
+        reason(&printed, "allowed", "packets") >= reason(&before, "allowed", "packets"),
+        "--reset --json shows the counters before the reset: {printed:#}"
+    );
+    assert!(reason(&printed, "allowed", "packets") > SENT, "{printed:#}");
+
+    // Link-local chatter (IPv6 router solicitations, MLD, ARP) may land right after the
+    // reset; it counts as icmp or non_ip only, so for those two a second reset must do.
+    let mut after = stats(bed);
+    for _ in 0..3 {
+        let noisy = ["icmp", "non_ip"];
+        let nonzero: Vec<&str> = Reason::ALL
+            .iter()
+            .map(|r| r.name())
+            .filter(|&r| reason(&after, r, "packets") != 0 || reason(&after, r, "bytes") != 0)
+            .collect();
+        assert!(
+            nonzero.iter().all(|r| noisy.contains(r)),
+            "counters left after --reset: {nonzero:?} in {after:#}"
+        );
+        if nonzero.is_empty() {
+            break;
+        }
+        run_ok(bed, &["stats", "--reset"]);
+        after = stats(bed);
+    }
+    for r in Reason::ALL {
+        assert_eq!(reason(&after, r.name(), "packets"), 0, "{after:#}");
+        assert_eq!(reason(&after, r.name(), "drop_packets"), 0, "{after:#}");
+    }
+    for (proto, port) in [("udp", UDP_PORT), ("tcp", 80)] {
+        assert_eq!(port_counts(&after, proto, port), Some((0, 0)), "{after:#}");
+    }
+    assert_eq!(
+        after["ports"].as_array().map(Vec::len),
+        Some(2),
+        "{after:#}"
+    );
+}
+
+/// Sends `n` datagrams, each after the echo of the one before, so all of them went through.
+fn send_echoed(socket: &UdpSocket, target: SocketAddr, n: u64) {
+    socket
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut buf = [0u8; 64];
+    let mut echoed = 0;
+    for _ in 0..n {
+        socket.send_to(PAYLOAD, target).unwrap();
+        while Instant::now() < deadline {
+            match socket.recv_from(&mut buf) {
+                Ok((len, from)) if from == target && &buf[..len] == PAYLOAD => {
+                    echoed += 1;
+                    break;
+                }
+                Ok(_) => continue,
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => break,
+                Err(e) => panic!("receiving the echo: {e}"),
+            }
+        }
+    }
+    assert_eq!(echoed, n, "every datagram to the listed port is echoed");
+}
+
+/// A raw HTTP/1.1 GET; the whole response (the server closes the connection).
+fn http_get(addr: SocketAddr, path: &str) -> String {
+    let mut s = TcpStream::connect(addr).expect("connecting to the metrics server");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("reading the response");
+    out
+}
