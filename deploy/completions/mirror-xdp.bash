@@ -25,8 +25,14 @@ _mirror__xdp() {
             mirror__xdp,detach)
                 cmd="mirror__xdp__subcmd__detach"
                 ;;
+            mirror__xdp,port)
+                cmd="mirror__xdp__subcmd__port"
+                ;;
             mirror__xdp,reload)
                 cmd="mirror__xdp__subcmd__reload"
+                ;;
+            mirror__xdp,run)
+                cmd="mirror__xdp__subcmd__run"
                 ;;
             mirror__xdp,source)
                 cmd="mirror__xdp__subcmd__source"
@@ -36,6 +42,15 @@ _mirror__xdp() {
                 ;;
             mirror__xdp,status)
                 cmd="mirror__xdp__subcmd__status"
+                ;;
+            mirror__xdp__subcmd__port,allow)
+                cmd="mirror__xdp__subcmd__port__subcmd__allow"
+                ;;
+            mirror__xdp__subcmd__port,list)
+                cmd="mirror__xdp__subcmd__port__subcmd__list"
+                ;;
+            mirror__xdp__subcmd__port,remove)
+                cmd="mirror__xdp__subcmd__port__subcmd__remove"
                 ;;
             mirror__xdp__subcmd__source,allow)
                 cmd="mirror__xdp__subcmd__source__subcmd__allow"
@@ -56,7 +71,7 @@ _mirror__xdp() {
 
     case "${cmd}" in
         mirror__xdp)
-            opts="-h -V --bpffs --state-dir --help --version attach check detach reload source status stats"
+            opts="-h -V --bpffs --state-dir --help --version attach check detach port reload run source status stats"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -167,8 +182,100 @@ _mirror__xdp() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        mirror__subcmd__xdp__subcmd__port)
+            opts="-h --bpffs --state-dir --help allow remove list"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --bpffs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mirror__subcmd__xdp__subcmd__port__subcmd__allow)
+            opts="-h --from --bpffs --state-dir --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --from)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --bpffs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mirror__subcmd__xdp__subcmd__port__subcmd__list)
+            opts="-h --json --bpffs --state-dir --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --bpffs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mirror__subcmd__xdp__subcmd__port__subcmd__remove)
+            opts="-h --bpffs --state-dir --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --bpffs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         mirror__subcmd__xdp__subcmd__reload)
-            opts="-h --policy --bpffs --state-dir --help"
+            opts="-h --policy --force --bpffs --state-dir --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -176,6 +283,44 @@ _mirror__xdp() {
             case "${prev}" in
                 --policy)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --bpffs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mirror__subcmd__xdp__subcmd__run)
+            opts="-h --iface --policy --metrics --xdp-mode --force --bpffs --state-dir --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --iface)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --policy)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --metrics)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --xdp-mode)
+                    COMPREPLY=($(compgen -W "auto native skb" -- "${cur}"))
                     return 0
                     ;;
                 --bpffs)

@@ -31,7 +31,9 @@ complete -c mirror-xdp -n "__fish_mirror_xdp_needs_command" -s V -l version -d '
 complete -c mirror-xdp -n "__fish_mirror_xdp_needs_command" -f -a "attach" -d 'Load the enforcer with a policy, attach it to interfaces and pin it: protection stays in force after this command returns'
 complete -c mirror-xdp -n "__fish_mirror_xdp_needs_command" -f -a "check" -d 'Validate a policy file (syntax, addresses, sets, set files, rule conflicts) and check that it would not drop the current SSH session or this host\'s established inbound connections'
 complete -c mirror-xdp -n "__fish_mirror_xdp_needs_command" -f -a "detach" -d 'Detach the enforcer; without --iface from every interface (and remove its pins)'
+complete -c mirror-xdp -n "__fish_mirror_xdp_needs_command" -f -a "port" -d 'Live port rules: open ports (to everyone or to some sources) or close them again, at once, without re-attaching'
 complete -c mirror-xdp -n "__fish_mirror_xdp_needs_command" -f -a "reload" -d 'Re-read the policy and apply it atomically (no packet meets half a policy). An invalid policy changes nothing and says where the problem is'
+complete -c mirror-xdp -n "__fish_mirror_xdp_needs_command" -f -a "run" -d 'Attach (or adopt the enforcer attached already, without a gap) and stay in the foreground: reload on policy file changes and SIGHUP, serve Prometheus metrics, log sampled drops. SIGTERM stops the daemon, not the protection'
 complete -c mirror-xdp -n "__fish_mirror_xdp_needs_command" -f -a "source" -d 'Live source entries: deny or trust sources at once, without re-attaching'
 complete -c mirror-xdp -n "__fish_mirror_xdp_needs_command" -f -a "status" -d 'Show the interfaces, attach modes, program id, policy path and generation'
 complete -c mirror-xdp -n "__fish_mirror_xdp_needs_command" -f -a "stats" -d 'Show packet and byte counters per verdict reason and per rule port'
@@ -54,10 +56,38 @@ complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand detach" -l iface -
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand detach" -l bpffs -d 'Folder on bpffs for the pinned maps and links' -r -F
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand detach" -l state-dir -d 'Folder of the state file' -r -F
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand detach" -s h -l help -d 'Print help'
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand port; and not __fish_seen_subcommand_from allow remove list" -l bpffs -d 'Folder on bpffs for the pinned maps and links' -r -F
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand port; and not __fish_seen_subcommand_from allow remove list" -l state-dir -d 'Folder of the state file' -r -F
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand port; and not __fish_seen_subcommand_from allow remove list" -s h -l help -d 'Print help'
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand port; and not __fish_seen_subcommand_from allow remove list" -f -a "allow" -d 'Open a port or range, to any source or only to the `--from` sources'
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand port; and not __fish_seen_subcommand_from allow remove list" -f -a "remove" -d 'Remove a live rule (exactly as it was allowed); policy ports change in the policy file'
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand port; and not __fish_seen_subcommand_from allow remove list" -f -a "list" -d 'Show the port rules: the policy\'s and the live ones'
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand port; and __fish_seen_subcommand_from allow" -l from -d 'Only these sources: CIDRs, addresses or set names of the policy (repeatable)' -r
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand port; and __fish_seen_subcommand_from allow" -l bpffs -d 'Folder on bpffs for the pinned maps and links' -r -F
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand port; and __fish_seen_subcommand_from allow" -l state-dir -d 'Folder of the state file' -r -F
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand port; and __fish_seen_subcommand_from allow" -s h -l help -d 'Print help'
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand port; and __fish_seen_subcommand_from remove" -l bpffs -d 'Folder on bpffs for the pinned maps and links' -r -F
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand port; and __fish_seen_subcommand_from remove" -l state-dir -d 'Folder of the state file' -r -F
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand port; and __fish_seen_subcommand_from remove" -s h -l help -d 'Print help'
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand port; and __fish_seen_subcommand_from list" -l bpffs -d 'Folder on bpffs for the pinned maps and links' -r -F
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand port; and __fish_seen_subcommand_from list" -l state-dir -d 'Folder of the state file' -r -F
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand port; and __fish_seen_subcommand_from list" -l json -d 'Machine-readable output'
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand port; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand reload" -l policy -d 'Switch to this policy file instead of re-reading the current one' -r -F
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand reload" -l bpffs -d 'Folder on bpffs for the pinned maps and links' -r -F
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand reload" -l state-dir -d 'Folder of the state file' -r -F
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand reload" -l force -d 'Apply it even if it would cut the current admin session or established connections'
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand reload" -s h -l help -d 'Print help'
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand run" -l iface -d 'Interface to protect (repeat for several)' -r
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand run" -l policy -d 'The policy file (TOML); its folder is watched for changes' -r -F
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand run" -l metrics -d 'Address of the Prometheus endpoint (GET /metrics)' -r
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand run" -l xdp-mode -d 'XDP attach mode for a new attachment: `auto` tries native and falls back to skb' -r -f -a "auto\t''
+native\t''
+skb\t''"
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand run" -l bpffs -d 'Folder on bpffs for the pinned maps and links' -r -F
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand run" -l state-dir -d 'Folder of the state file' -r -F
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand run" -l force -d 'Apply a policy even if it would drop the current SSH session or established inbound connections (they are logged as warnings)'
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand run" -s h -l help -d 'Print help'
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand source; and not __fish_seen_subcommand_from deny allow remove list" -l bpffs -d 'Folder on bpffs for the pinned maps and links' -r -F
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand source; and not __fish_seen_subcommand_from deny allow remove list" -l state-dir -d 'Folder of the state file' -r -F
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand source; and not __fish_seen_subcommand_from deny allow remove list" -s h -l help -d 'Print help'
