@@ -16,11 +16,10 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
     enforcer::{self, AttachMode, Sizes},
-    live,
     lockout::{self, LockoutRefused},
     metrics,
     policy::Policy,
-    reload,
+    reload::{self, ReloadError},
     state::{Paths, Record},
 };
 
@@ -81,7 +80,6 @@ async fn daemon(paths: Paths, opts: Options) -> Result<(), DaemonError> {
     // Taken before the policy is read: a change made while starting is then seen as one.
     let mut seen = watch::fingerprint(&policy_path);
     let policy = Policy::load(&policy_path).map_err(|e| DaemonError::Invalid(e.to_string()))?;
-    lockout::refuse_lockout(&policy, &paths, opts.force, &mut |m| log(m))?;
     // Bound before anything changes: a port in use fails the start, not the metrics later.
     let listener = TcpListener::bind(opts.metrics)
         .map_err(|e| op(format!("cannot serve metrics on {}: {e}", opts.metrics)))?;
@@ -168,6 +166,8 @@ fn start(
     }) {
         Some(record) => adopt(paths, opts, policy_path, &record),
         None => {
+            // (An adoption's reload makes this check itself.)
+            lockout::refuse_lockout(policy, paths, opts.force, &mut say)?;
             let record = enforcer::attach(
                 paths,
                 &opts.ifaces,
@@ -216,13 +216,13 @@ fn adopt(
         ));
     }
     let before = record.policy.generation;
-    let done = reload::reload(paths, Some(policy_path), opts.force, &mut |m| log(m)).map_err(|e| {
-        if e.is_invalid_input() {
-            DaemonError::Invalid(e.to_string())
-        } else {
-            op(format!("adopting the attached enforcer: {e}"))
-        }
-    })?;
+    let done = reload::reload(paths, Some(policy_path), opts.force, &mut |m| log(m)).map_err(
+        |e| match e {
+            ReloadError::Lockout(refused) => DaemonError::Lockout(refused),
+            e if e.is_invalid_input() => DaemonError::Invalid(e.to_string()),
+            e => op(format!("adopting the attached enforcer: {e}")),
+        },
+    )?;
     let r = &done.record;
     log(&format!(
         "adopted the enforcer attached to {} ({}) without detaching: this binary's programs and policy {} \
@@ -243,23 +243,17 @@ fn adopt(
 async fn reload_now(paths: &Paths, policy: &Path, force: bool, why: &str) {
     log(&format!("{why}: reloading {}", policy.display()));
     let (paths, policy) = (paths.clone(), policy.to_path_buf());
-    if let Err(e) = tokio::task::spawn_blocking(move || reload_blocking(&paths, &policy, force)).await
+    if let Err(e) =
+        tokio::task::spawn_blocking(move || reload_blocking(&paths, &policy, force)).await
     {
         log(&format!("reload failed: {e}"));
     }
 }
 
+/// A policy that does not validate, or would lock out the admin, is refused by `reload`,
+/// which counts the failure (`mirror_xdp_reloads_total{result="error"}`).
 fn reload_blocking(paths: &Paths, policy: &Path, force: bool) {
-    let mut say = |m: &str| log(m);
-    // A policy that does not parse is left to `reload`, which says where and counts it.
-    if let Ok(parsed) = Policy::load(policy)
-        && let Err(refused) = lockout::refuse_lockout(&parsed, paths, force, &mut say)
-    {
-        count_failure(paths);
-        log(&format!("reload refused: {refused}; {}", unchanged(paths)));
-        return;
-    }
-    match reload::reload(paths, Some(policy), force, &mut say) {
+    match reload::reload(paths, Some(policy), force, &mut |m| log(m)) {
         Ok(done) => log(&format!(
             "reloaded {} in {} ms: generation {}, {} mode",
             done.record.policy.path.display(),
@@ -278,22 +272,6 @@ fn unchanged(paths: &Paths) -> String {
             r.policy.generation
         ),
         _ => "the policy in force is unchanged".to_string(),
-    }
-}
-
-/// A refused reload counts as a failed one (`mirror_xdp_reloads_total{result="error"}`).
-fn count_failure(paths: &Paths) {
-    let counted = (|| -> Result<(), String> {
-        // The lock `reload` takes: no reload or live change between reading and writing.
-        let _lock = live::lock(paths).map_err(|e| e.to_string())?;
-        let Some(mut record) = Record::load(paths).map_err(|e| e.to_string())? else {
-            return Ok(());
-        };
-        record.reloads.error += 1;
-        record.save(paths).map_err(|e| e.to_string())
-    })();
-    if let Err(e) = counted {
-        log(&format!("note: the failed reload is not counted: {e}"));
     }
 }
 
@@ -322,7 +300,9 @@ fn serve_metrics(
 fn refresh(watcher: &mut watch::Watcher, watched: &mut Vec<PathBuf>) {
     let (dirs, problems) = watcher.refresh();
     for p in problems {
-        log(&format!("note: {p}; policy changes there are seen only on SIGHUP"));
+        log(&format!(
+            "note: {p}; policy changes there are seen only on SIGHUP"
+        ));
     }
     if dirs != *watched {
         let shown: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();

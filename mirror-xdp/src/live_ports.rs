@@ -38,24 +38,14 @@ pub enum LivePortsError {
     NotAttached(PathBuf),
     /// The policy file of the attached enforcer: its rules and sets are what a live rule
     /// is checked against.
-    #[error("the attached policy does not validate, so live rules cannot be checked against it: {0}")]
+    #[error(
+        "the attached policy does not validate, so live rules cannot be checked against it: {0}"
+    )]
     Policy(#[from] PolicyError),
     /// A live rule that cannot join the policy: a port with two source lists, a set the
-    /// policy does not define.
-    #[error(
-        "live rule {rule}: {message}{}",
-        if *persisted {
-            format!("; keep the policy's rule and drop the live one with `mirror-xdp port remove {}`", rule.spec)
-        } else {
-            String::new()
-        }
-    )]
-    Clash {
-        rule: LiveRule,
-        message: String,
-        /// Whether the rule is in the state file already (so removing it is the way out).
-        persisted: bool,
-    },
+    /// policy does not define. The message says the way out.
+    #[error("live rule {rule}: {message}")]
+    Clash { rule: LiveRule, message: String },
     #[error("{spec} is not a live rule{hint}")]
     NotLive { spec: PortSpec, hint: String },
     #[error("port map {name}: {source}")]
@@ -76,7 +66,9 @@ impl LivePortsError {
     pub fn is_invalid_input(&self) -> bool {
         matches!(
             self,
-            LivePortsError::Policy(_) | LivePortsError::Clash { .. } | LivePortsError::NotLive { .. }
+            LivePortsError::Policy(_)
+                | LivePortsError::Clash { .. }
+                | LivePortsError::NotLive { .. }
         )
     }
 }
@@ -194,8 +186,8 @@ pub struct LivePorts {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Added {
     New,
-    /// A rule for the same ports took the new `from` items (they must mean the same
-    /// sources, or the merge refuses).
+    /// The rule for the same ports took the new sources (`port allow` again changes a
+    /// live rule's `from`, as `source deny` again changes an expiry).
     Replaced,
     AlreadyInPlace,
 }
@@ -206,7 +198,7 @@ impl LivePorts {
     }
 
     /// The set with `rule` in it. A rule for the same ports keeps its place and takes the
-    /// new items; whether they clash is the merge's question.
+    /// new sources; whether they clash with other rules is the merge's question.
     pub fn with(&self, rule: LiveRule) -> (LivePorts, Added) {
         let mut after = self.clone();
         match self.position(&rule.spec) {
@@ -238,8 +230,8 @@ impl LivePorts {
         }
         let mut set = LivePorts::default();
         for record in file.rules {
-            let spec = PortSpec::parse(&format!("{}/{}", record.ports, record.proto))
-                .map_err(&corrupt)?;
+            let spec =
+                PortSpec::parse(&format!("{}/{}", record.ports, record.proto)).map_err(&corrupt)?;
             let from = match record.from {
                 None => None,
                 Some(items) => Some(
@@ -318,7 +310,13 @@ mod tests {
         );
         let range = spec("30001-30010/udp");
         assert_eq!(range.proto, Proto::Udp);
-        assert_eq!(range.ports, PortRange { lo: 30001, hi: 30010 });
+        assert_eq!(
+            range.ports,
+            PortRange {
+                lo: 30001,
+                hi: 30010
+            }
+        );
         assert_eq!(range.to_string(), "30001-30010/udp");
         assert_eq!(spec("8080/TCP").to_string(), "8080/tcp");
         assert_eq!(spec("1-65535/tcp").ports, PortRange { lo: 1, hi: 65535 });

@@ -95,12 +95,14 @@ pub fn reload(
     // Live `port` rules survive the reload: compiled with the new policy's, or, if they no
     // longer fit it, the reload is refused like an invalid policy.
     // And a policy that would cut the admin's session is refused unless forced.
-    let policy = match Policy::load(&path).map_err(ReloadError::from).and_then(|policy| {
-        let live = LivePorts::load(paths)?;
-        let policy = policy.with_live_ports(&live)?;
-        crate::lockout::refuse_lockout(&policy, paths, force, say)?;
-        Ok(policy)
-    }) {
+    let policy = match Policy::load(&path)
+        .map_err(ReloadError::from)
+        .and_then(|policy| {
+            let live = LivePorts::load(paths)?;
+            let policy = policy.with_live_ports(&live)?;
+            crate::lockout::refuse_lockout(&policy, paths, force, say)?;
+            Ok(policy)
+        }) {
         Ok(policy) => policy,
         Err(e) => {
             record.reloads.error += 1;

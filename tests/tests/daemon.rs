@@ -53,7 +53,11 @@ fn run_reloads_on_edits_and_sighup_and_samples_drops() {
         metric(&body, "mirror_xdp_packets_total{reason=\"allowed\"}").is_some(),
         "{body}"
     );
-    assert_eq!(metric(&body, "mirror_xdp_policy_generation"), Some(1), "{body}");
+    assert_eq!(
+        metric(&body, "mirror_xdp_policy_generation"),
+        Some(1),
+        "{body}"
+    );
 
     // Editor style: a new file renamed over the policy.
     replace(&path, &policy(&[OPEN, LATER]));
@@ -116,6 +120,7 @@ fn run_reloads_on_edits_and_sighup_and_samples_drops() {
     assert!(!answered(&bed, CLOSED), "still enforced after SIGTERM");
     assert!(answered(&bed, LATER));
     assert!(scrape(&bed).is_none(), "metrics stopped with the daemon");
+    println!("daemon log:\n{}", read(&log));
 }
 
 /// 2,000 datagrams to a closed port: every one dropped, a few sampled in the kernel, fewer
@@ -124,8 +129,14 @@ fn check_drop_log(bed: &Testbed, log: &Path) {
     const SENT: u64 = 2000;
     let before = reason(&stats(bed), "port_closed", "drop_packets");
     let target = SocketAddr::from((SERVER_V4, FLOODED));
-    let sent = udp_blast(&bed.client, CLIENT_V4.into(), target, SENT, Duration::from_secs(10))
-        .expect("blast");
+    let sent = udp_blast(
+        &bed.client,
+        CLIENT_V4.into(),
+        target,
+        SENT,
+        Duration::from_secs(10),
+    )
+    .expect("blast");
     assert_eq!(sent, SENT);
     let line = format!("drop port_closed {CLIENT_V4} -> udp/{FLOODED}");
     // The summary of hidden lines comes when the log's second is over.
@@ -134,7 +145,13 @@ fn check_drop_log(bed: &Testbed, log: &Path) {
     let shown = text.lines().filter(|l| *l == line).count() as u64;
     let hidden: u64 = text
         .lines()
-        .filter_map(|l| l.strip_prefix("... ")?.split(' ').next()?.parse::<u64>().ok())
+        .filter_map(|l| {
+            l.strip_prefix("... ")?
+                .split(' ')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
         .sum();
     let dropped = reason(&stats(bed), "port_closed", "drop_packets") - before;
     println!(
@@ -216,9 +233,15 @@ fn run_restart_adopts_without_a_gap() {
          {leaked}/{tries} closed-port probes got through"
     );
     assert!(sent >= 50, "{sent}");
-    assert_eq!(answered_echoes, sent, "an allowed port stopped answering\n{log}");
+    assert_eq!(
+        answered_echoes, sent,
+        "an allowed port stopped answering\n{log}"
+    );
     assert!(tries > 0);
-    assert_eq!(leaked, 0, "the closed port answered during the restart\n{log}");
+    assert_eq!(
+        leaked, 0,
+        "the closed port answered during the restart\n{log}"
+    );
     assert!(log.contains("(generation 1 -> 2"), "{log}");
     assert!(
         !log.lines().any(|l| l.starts_with("attached to")),
@@ -227,7 +250,7 @@ fn run_restart_adopts_without_a_gap() {
     assert_eq!(generation(&bed), 2);
     let allowed_after = reason(&stats(&bed), "allowed", "packets");
     assert!(
-        allowed_after >= allowed_before + sent,
+        allowed_after >= allowed_before + u64::from(sent),
         "counters kept: {allowed_before} before, {allowed_after} after"
     );
     let body = scrape(&bed).expect("metrics of the restarted daemon");
@@ -297,7 +320,10 @@ fn wait_enforced(bed: &Testbed, daemon: &mut ChildGuard, log: &Path, closed: u16
         !answered(bed, closed) && scrape(bed).is_some()
     })
     .unwrap_or_else(|| panic!("not enforcing after 15 s:\n{}", read(log)));
-    println!("run: enforcing and serving metrics {:?} after the start", started.elapsed());
+    println!(
+        "run: enforcing and serving metrics {:?} after the start",
+        started.elapsed()
+    );
 }
 
 /// Polls `done` every 50 ms until it holds (the time it took) or `timeout` passes.

@@ -117,7 +117,10 @@ fn live_rules_open_at_once_and_survive_reload_and_reattach() {
 
     change(&bed, &["port", "allow", "8081/tcp"]);
     assert_open(&bed, client(), 8081, "right after `port allow 8081/tcp`");
-    change(&bed, &["port", "allow", "8082/tcp", "--from", "203.0.113.0/24"]);
+    change(
+        &bed,
+        &["port", "allow", "8082/tcp", "--from", "203.0.113.0/24"],
+    );
     assert_live_rules_in_force(&bed, "after both allows");
     let again = change(&bed, &["port", "allow", "8081/tcp"]);
     assert!(again.stdout.contains("already in place"), "{again:?}");
@@ -190,11 +193,15 @@ fn set_names_ranges_and_udp() {
     assert_eq!(udp(5001), UdpResult::Answered);
     let rules = list(&bed);
     assert!(
-        rules.contains(&json!({"proto": "udp", "ports": "5000-5001", "from": null, "origin": "live"})),
+        rules.contains(
+            &json!({"proto": "udp", "ports": "5000-5001", "from": null, "origin": "live"})
+        ),
         "{rules:#?}"
     );
     assert!(
-        rules.contains(&json!({"proto": "tcp", "ports": 8083, "from": ["admins"], "origin": "live"})),
+        rules.contains(
+            &json!({"proto": "tcp", "ports": 8083, "from": ["admins"], "origin": "live"})
+        ),
         "{rules:#?}"
     );
     // A range goes as a whole.
@@ -263,7 +270,10 @@ fn clashes_policy_ports_and_bad_input_are_refused() {
         (vec!["8090-8080/tcp"], "reversed range"),
         (vec!["8081/icmp"], "unknown protocol 'icmp'"),
         (vec!["8081"], "names no protocol"),
-        (vec!["8081/tcp", "--from", "10.1.2.3/8"], "did you mean 10.0.0.0/8"),
+        (
+            vec!["8081/tcp", "--from", "10.1.2.3/8"],
+            "did you mean 10.0.0.0/8",
+        ),
         (vec!["8081/tcp", "--from", "peers"], "unknown set 'peers'"),
     ] {
         let mut full = vec!["port", "allow"];

@@ -87,7 +87,7 @@ fn remove(paths: &Paths, spec: PortSpec) -> Result<(), Failure> {
         println!("removed live rule {}: closed", done.rule);
     } else {
         println!(
-            "removed live rule {}: {closed} port(s) closed, {} still listed by other rules",
+            "removed live rule {}: {closed} port(s) closed; {} stay as the policy or another live rule lists them",
             done.rule, done.still_listed
         );
     }
@@ -110,9 +110,12 @@ struct Row {
 }
 
 fn rows(policy: Option<&Policy>, live: &LivePorts) -> Vec<Row> {
-    let ports = |spec: &PortSpec| match spec.ports.lo == spec.ports.hi {
-        true => Value::from(spec.ports.lo),
-        false => Value::from(spec.ports_text()),
+    let ports = |spec: &PortSpec| {
+        if spec.ports.lo == spec.ports.hi {
+            Value::from(spec.ports.lo)
+        } else {
+            Value::from(spec.ports_text())
+        }
     };
     let mut rows = Vec::new();
     for rule in policy.map(|p| p.rules.as_slice()).unwrap_or_default() {

@@ -172,7 +172,8 @@ impl Watcher {
     fn add_watch(&self, dir: &Path) -> std::io::Result<i32> {
         let c = CString::new(dir.as_os_str().as_bytes())?;
         // SAFETY: a valid NUL-terminated path; the kernel copies it.
-        let wd = unsafe { libc::inotify_add_watch(self.fd.get_ref().as_raw_fd(), c.as_ptr(), MASK) };
+        let wd =
+            unsafe { libc::inotify_add_watch(self.fd.get_ref().as_raw_fd(), c.as_ptr(), MASK) };
         if wd < 0 {
             return Err(std::io::Error::last_os_error());
         }
@@ -348,7 +349,10 @@ deny = ["192.0.2.0/24", { file = "sub/block.txt" }]
     #[test]
     fn events_parse_with_padded_names() {
         let mut bytes = Vec::new();
-        for (wd, mask, name) in [(1i32, libc::IN_MOVED_TO, "policy.toml"), (2, libc::IN_IGNORED, "")] {
+        for (wd, mask, name) in [
+            (1i32, libc::IN_MOVED_TO, "policy.toml"),
+            (2, libc::IN_IGNORED, ""),
+        ] {
             let padded = if name.is_empty() { 0 } else { 16 };
             bytes.extend_from_slice(&wd.to_ne_bytes());
             bytes.extend_from_slice(&mask.to_ne_bytes());

@@ -206,11 +206,12 @@ fn set_prefix(maps: &mut Maps, id: u16, net: &IpNet, insert: bool) -> Result<(),
                 },
             );
             let trie = &mut maps.from_v4;
-            match insert {
-                true => trie.insert(&key, 1, 0),
-                false => trie.remove(&key),
-            }
-            .map_err(map(map_name::FROM_V4))
+            let done = if insert {
+                trie.insert(&key, 1, 0)
+            } else {
+                trie.remove(&key)
+            };
+            done.map_err(map(map_name::FROM_V4))
         }
         IpNet::V6(n) => {
             let key = Key::new(
@@ -221,11 +222,12 @@ fn set_prefix(maps: &mut Maps, id: u16, net: &IpNet, insert: bool) -> Result<(),
                 },
             );
             let trie = &mut maps.from_v6;
-            match insert {
-                true => trie.insert(&key, 1, 0),
-                false => trie.remove(&key),
-            }
-            .map_err(map(map_name::FROM_V6))
+            let done = if insert {
+                trie.insert(&key, 1, 0)
+            } else {
+                trie.remove(&key)
+            };
+            done.map_err(map(map_name::FROM_V6))
         }
     }
 }

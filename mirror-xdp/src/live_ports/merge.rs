@@ -27,9 +27,10 @@ pub fn live_rules(
     new: Option<&PortSpec>,
 ) -> Result<Vec<PortRule>, LivePortsError> {
     let (rules, mut problems) = merge(policy, live, new);
-    match problems.is_empty() {
-        true => Ok(rules),
-        false => Err(problems.remove(0)),
+    if problems.is_empty() {
+        Ok(rules)
+    } else {
+        Err(problems.remove(0))
     }
 }
 
@@ -54,32 +55,45 @@ pub(super) fn merge(
                 });
                 accepted.push((rule, from.as_deref().map(from_key)));
             }
-            Err(message) => problems.push(LivePortsError::Clash {
-                rule: rule.clone(),
-                message,
-                persisted: new != Some(&rule.spec),
-            }),
+            Err((message, fix)) => {
+                // The rule being added is refused; one in the state file already must go
+                // (or the policy change).
+                let fix = if new == Some(&rule.spec) {
+                    fix
+                } else {
+                    format!(
+                        "remove the live rule (mirror-xdp port remove {}) or change the policy",
+                        rule.spec
+                    )
+                };
+                problems.push(LivePortsError::Clash {
+                    rule: rule.clone(),
+                    message: format!("{message}; {fix}"),
+                });
+            }
         }
     }
     (rules, problems)
 }
 
-/// The rule's expanded `from`, or why it cannot join.
+/// The rule's expanded `from`, or why it cannot join and how a new rule could.
 fn check(
     policy: &Policy,
     accepted: &[(&LiveRule, Option<Vec<IpNet>>)],
     rule: &LiveRule,
-) -> Result<Option<Vec<IpNet>>, String> {
+) -> Result<Option<Vec<IpNet>>, (String, String)> {
+    let name_sources = || "name other sources".to_string();
     let from = match &rule.from {
         None => None,
         Some(items) => {
-            let nets = policy.resolve(items)?;
+            let nets = policy.resolve(items).map_err(|e| (e, name_sources()))?;
             if nets.is_empty() {
                 // The policy file allows an empty set file (closed to all, as it says); a
                 // live rule that opens nothing is a mistake.
-                return Err(
+                return Err((
                     "its sets hold no address, so the ports would be open to no one".to_string(),
-                );
+                    name_sources(),
+                ));
             }
             Some(nets)
         }
@@ -90,24 +104,32 @@ fn check(
             continue;
         }
         if let Some(port) = shared_port(&own.ports, &rule.spec) {
-            return Err(format!(
-                "{} port {port} is in the policy rule at line {} of {}, which admits {}; a port \
-                 has one source list (give the live rule the same sources, or change the policy)",
-                rule.spec.proto.name(),
-                own.line,
-                policy.path.display(),
-                from_text(own.from.as_deref()),
+            return Err((
+                format!(
+                    "{} port {port} is in the policy rule at line {} of {}, which admits {}; a \
+                     port has one source list",
+                    rule.spec.proto.name(),
+                    own.line,
+                    policy.path.display(),
+                    from_text(own.from.as_deref()),
+                ),
+                "give the live rule the same sources, or change the policy".to_string(),
             ));
         }
     }
     for (other, other_key) in accepted {
         if other.spec.overlaps(&rule.spec) && *other_key != key {
             let port = other.spec.ports.lo.max(rule.spec.ports.lo);
-            return Err(format!(
-                "{} port {port} is in the live rule {other}, which admits other sources; a port \
-                 has one source list (remove that rule first: mirror-xdp port remove {})",
-                rule.spec.proto.name(),
-                other.spec,
+            return Err((
+                format!(
+                    "{} port {port} is in the live rule {other}, which admits other sources; a \
+                     port has one source list",
+                    rule.spec.proto.name(),
+                ),
+                format!(
+                    "remove that rule first (mirror-xdp port remove {}) or give this one the same sources",
+                    other.spec
+                ),
             ));
         }
     }
@@ -181,7 +203,9 @@ from = ["admins"]
             .collect();
         assert_eq!(extra[1].from, Some(nets));
         assert_eq!(
-            merged.rule_for(crate::policy::Proto::Tcp, 8082).map(|r| r.line),
+            merged
+                .rule_for(crate::policy::Proto::Tcp, 8082)
+                .map(|r| r.line),
             Some(0)
         );
     }
@@ -223,10 +247,7 @@ from = ["admins"]
 
     #[test]
     fn live_rules_clash_with_each_other_too() {
-        let msg = refused(&[
-            rule("8080-8090/tcp", &[]),
-            rule("8085/tcp", &["admins"]),
-        ]);
+        let msg = refused(&[rule("8080-8090/tcp", &[]), rule("8085/tcp", &["admins"])]);
         assert!(
             msg.contains("tcp port 8085 is in the live rule 8080-8090/tcp from any source"),
             "{msg}"
