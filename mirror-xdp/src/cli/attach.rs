@@ -47,7 +47,11 @@ pub fn run(args: Args, paths: &Paths) -> Result<(), Failure> {
         sizes,
         &mut |msg| eprintln!("{msg}"),
     )
-    .map_err(Failure::operational)?;
+    .map_err(|e| match &e {
+        // A live `port` rule that the policy contradicts is bad input, not a failure.
+        enforcer::EnforcerError::LivePorts(live) if live.is_invalid_input() => Failure::invalid(e),
+        _ => Failure::operational(e),
+    })?;
     for i in &record.interfaces {
         println!(
             "attached to {} ({} mode, program {}), policy {} in {} mode",
