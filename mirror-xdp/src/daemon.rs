@@ -83,6 +83,10 @@ async fn daemon(paths: Paths, opts: Options) -> Result<(), DaemonError> {
     // Bound before anything changes: a port in use fails the start, not the metrics later.
     let listener = TcpListener::bind(opts.metrics)
         .map_err(|e| op(format!("cannot serve metrics on {}: {e}", opts.metrics)))?;
+    // Watching before the policy is applied: a change from then on is not missed.
+    let mut watcher = watch::Watcher::new(&policy_path).map_err(op)?;
+    let mut watched = Vec::new();
+    refresh(&mut watcher, &mut watched);
     start(&paths, &opts, &policy_path, &policy)?;
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -105,9 +109,6 @@ async fn daemon(paths: Paths, opts: Options) -> Result<(), DaemonError> {
         }
         Err(e) => log(&format!("drop log off: {e}")),
     }
-    let mut watcher = watch::Watcher::new(&policy_path).map_err(op)?;
-    let mut watched = Vec::new();
-    refresh(&mut watcher, &mut watched);
     log(&format!(
         "running (pid {}): SIGHUP or a change of the policy reloads it; SIGTERM stops the daemon, not the protection",
         std::process::id()

@@ -91,7 +91,18 @@ impl Maps {
             bpffs: dir.to_path_buf(),
             state_dir: PathBuf::new(),
         };
-        let generation = paths.pinned_generations().last().copied().unwrap_or(1);
+        // A reload pins its new generation's maps one by one: the newest complete one.
+        let complete = |g: &u64| {
+            map_name::PER_GENERATION
+                .iter()
+                .all(|name| paths.map_pin(name, *g).exists())
+        };
+        let generation = paths
+            .pinned_generations()
+            .into_iter()
+            .rev()
+            .find(complete)
+            .unwrap_or(1);
         let mut open = |name: &'static str| {
             let path = paths.map_pin(name, generation);
             MapData::from_pin(&path)
