@@ -1,7 +1,7 @@
 //! The programs' clock: `bpf_ktime_get_ns` (CLOCK_MONOTONIC), or the test clock that user
 //! space may set in the config for deterministic BPF test runs.
 
-use aya_ebpf::helpers::bpf_ktime_get_ns;
+use aya_ebpf::helpers::{bpf_ktime_get_coarse_ns, bpf_ktime_get_ns};
 use mirror_xdp_common::Config;
 
 #[inline(always)]
@@ -11,4 +11,15 @@ pub fn now(config: &Config) -> u64 {
     }
     // SAFETY: the helper has no preconditions.
     unsafe { bpf_ktime_get_ns() }
+}
+
+/// A cheaper clock of jiffy resolution (a few ms), for rate limits that need no more: the
+/// drop log's sampling. The test clock overrides it too.
+#[inline(always)]
+pub fn coarse(config: &Config) -> u64 {
+    if config.clock_override_ns != 0 {
+        return config.clock_override_ns;
+    }
+    // SAFETY: the helper has no preconditions.
+    unsafe { bpf_ktime_get_coarse_ns() }
 }

@@ -72,7 +72,7 @@ pub fn mirror_xdp(ctx: XdpContext) -> u32 {
                     0
                 };
                 let meta = events::meta(pkt.v6, pkt.proto, pkt.dport, verdict.reason as u8, flags);
-                events::emit(&pkt.src, meta, clock::now(config));
+                events::emit(&pkt.src, meta, clock::coarse(config));
             }
             verdict
         }
