@@ -58,18 +58,11 @@ pub fn answer(ctx: *mut xdp_md, ip_off: u32, v6: bool) -> bool {
     delta == 0 || unsafe { bpf_xdp_adjust_tail(ctx, delta) } == 0
 }
 
+/// Calls the cookie helper with the TCP header length as a constant: the verifier wants
+/// `th_len == doff * 4` with the bytes proven inside the packet, one branch per length.
+/// `None` for a header that does not fit or a helper error.
 #[inline(always)]
-fn answer_v4(start: usize, end: usize, ip_off: usize) -> Option<usize> {
-    let ip = start + ip_off;
-    let th = ip + IPV4_LEN;
-    if !fits(th, TCP_BARE, end) {
-        return None;
-    }
-    // SAFETY (helper calls): each branch proved its constant length inside the packet.
-    let cookie = |len: usize| unsafe {
-        bpf_tcp_raw_gen_syncookie_ipv4(ip as *mut iphdr, th as *mut tcphdr, len as u32)
-    };
-    let doff = get8(th + 12) >> 4;
+fn by_header_length(th: usize, end: usize, doff: u8, cookie: impl Fn(usize) -> i64) -> Option<i64> {
     let value = match doff {
         5 if fits(th, 20, end) => cookie(20),
         6 if fits(th, 24, end) => cookie(24),
@@ -84,9 +77,22 @@ fn answer_v4(start: usize, end: usize, ip_off: usize) -> Option<usize> {
         15 if fits(th, 60, end) => cookie(60),
         _ => return None,
     };
-    if value < 0 {
+    (value >= 0).then_some(value)
+}
+
+#[inline(always)]
+fn answer_v4(start: usize, end: usize, ip_off: usize) -> Option<usize> {
+    let ip = start + ip_off;
+    let th = ip + IPV4_LEN;
+    if !fits(th, TCP_BARE, end) {
         return None;
     }
+    // SAFETY (helper calls): each branch proved its constant length inside the packet.
+    let cookie = |len: usize| unsafe {
+        bpf_tcp_raw_gen_syncookie_ipv4(ip as *mut iphdr, th as *mut tcphdr, len as u32)
+    };
+    let doff = get8(th + 12) >> 4;
+    let value = by_header_length(th, end, doff, cookie)?;
     // A SYN with options has room for the MSS option; a bare one gets a bare SYN-ACK.
     if doff >= 6 {
         reply_v4::<TCP_WITH_MSS>(start, end, ip_off, value)
@@ -107,23 +113,7 @@ fn answer_v6(start: usize, end: usize, ip_off: usize) -> Option<usize> {
         bpf_tcp_raw_gen_syncookie_ipv6(ip as *mut ipv6hdr, th as *mut tcphdr, len as u32)
     };
     let doff = get8(th + 12) >> 4;
-    let value = match doff {
-        5 if fits(th, 20, end) => cookie(20),
-        6 if fits(th, 24, end) => cookie(24),
-        7 if fits(th, 28, end) => cookie(28),
-        8 if fits(th, 32, end) => cookie(32),
-        9 if fits(th, 36, end) => cookie(36),
-        10 if fits(th, 40, end) => cookie(40),
-        11 if fits(th, 44, end) => cookie(44),
-        12 if fits(th, 48, end) => cookie(48),
-        13 if fits(th, 52, end) => cookie(52),
-        14 if fits(th, 56, end) => cookie(56),
-        15 if fits(th, 60, end) => cookie(60),
-        _ => return None,
-    };
-    if value < 0 {
-        return None;
-    }
+    let value = by_header_length(th, end, doff, cookie)?;
     if doff >= 6 {
         reply_v6::<TCP_WITH_MSS>(start, end, ip_off, value)
     } else {
