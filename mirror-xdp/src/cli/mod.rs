@@ -11,6 +11,7 @@ mod run;
 mod source;
 mod stats;
 mod status;
+mod table;
 
 use std::path::PathBuf;
 

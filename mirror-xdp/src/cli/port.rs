@@ -187,24 +187,7 @@ fn table(rows: &[Row]) -> String {
             [r.origin.to_string(), r.proto.to_string(), ports, from]
         })
         .collect();
-    let header = ["ORIGIN", "PROTO", "PORTS", "FROM"].map(String::from);
-    let mut widths = [0; 4];
-    for row in std::iter::once(&header).chain(&cells) {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.len());
-        }
-    }
-    let mut out = String::new();
-    for row in std::iter::once(&header).chain(&cells) {
-        let line: Vec<String> = row
-            .iter()
-            .zip(widths)
-            .map(|(cell, w)| format!("{cell:<w$}"))
-            .collect();
-        out.push_str(line.join("  ").trim_end());
-        out.push('\n');
-    }
-    out
+    super::table::render(["ORIGIN", "PROTO", "PORTS", "FROM"], &cells)
 }
 
 fn fail(e: LivePortsError) -> Failure {

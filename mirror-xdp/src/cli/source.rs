@@ -326,24 +326,7 @@ fn table(rows: &[Row], clock: &Clock) -> String {
             ]
         })
         .collect();
-    let header = ["ORIGIN", "PREFIX", "ACTION", "EXPIRES", "HITS"].map(String::from);
-    let mut widths = [0; 5];
-    for row in std::iter::once(&header).chain(&cells) {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.len());
-        }
-    }
-    let mut out = String::new();
-    for row in std::iter::once(&header).chain(&cells) {
-        let line: Vec<String> = row
-            .iter()
-            .zip(widths)
-            .map(|(cell, w)| format!("{cell:<w$}"))
-            .collect();
-        out.push_str(line.join("  ").trim_end());
-        out.push('\n');
-    }
-    out
+    super::table::render(["ORIGIN", "PREFIX", "ACTION", "EXPIRES", "HITS"], &cells)
 }
 
 /// "never", or "in 1h30m": the two largest units are precise enough for a person.
