@@ -16,6 +16,11 @@ pub fn run() -> Result<()> {
         "mirror-xdp-tests",
         "--bin",
         "bench",
+        // The end-to-end part attaches the CLI found next to the bench binary.
+        "-p",
+        "mirror-xdp",
+        "--bin",
+        "mirror-xdp",
     ]))?;
     run_step(
         Command::new(crate::release_dir().join("bench"))
