@@ -284,17 +284,7 @@ fn serve_metrics(
     stop: Arc<AtomicBool>,
 ) -> Result<std::thread::JoinHandle<()>, DaemonError> {
     let paths = paths.clone();
-    let source = move || {
-        let reloads = Record::load(&paths)
-            .ok()
-            .flatten()
-            .map(|r| metrics::ReloadCounts {
-                ok: r.reloads.ok,
-                error: r.reloads.error,
-            })
-            .unwrap_or_default();
-        metrics::scrape_pinned(&paths, reloads)
-    };
+    let source = move || metrics::scrape_pinned(&paths);
     metrics::serve_listener(listener, source, stop).map_err(op)
 }
 

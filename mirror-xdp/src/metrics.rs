@@ -28,12 +28,8 @@ use crate::{
 /// `Content-Type` of the text exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// Policy reloads so far, kept by the daemon (the maps do not know about them).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ReloadCounts {
-    pub ok: u64,
-    pub error: u64,
-}
+/// Policy reloads so far, as the state record keeps them (the maps do not know them).
+pub use crate::state::ReloadCounts;
 
 /// The metrics of one counter snapshot. Every reason gets its lines, zero or not, so a
 /// series never appears out of nowhere and `rate()` sees its start.
@@ -139,10 +135,10 @@ pub fn render(stats: &Stats, reloads: ReloadCounts) -> String {
     out
 }
 
-/// Reads the attached enforcer from its pins and state file and renders its metrics: a
-/// ready-made `source` for [`serve`]. Opening the pins on every scrape costs a few dozen
-/// syscalls and follows a reload that replaced the record.
-pub fn scrape_pinned(paths: &Paths, reloads: ReloadCounts) -> Result<String, String> {
+/// Reads the attached enforcer from its pins and state file (reload counts included) and
+/// renders its metrics: a ready-made `source` for [`serve`]. Opening the pins on every
+/// scrape costs a few dozen syscalls and follows a reload that replaced the record.
+pub fn scrape_pinned(paths: &Paths) -> Result<String, String> {
     let record = Record::load(paths)
         .map_err(|e| e.to_string())?
         .ok_or_else(|| {
@@ -153,7 +149,7 @@ pub fn scrape_pinned(paths: &Paths, reloads: ReloadCounts) -> Result<String, Str
         })?;
     let maps = Maps::open_pinned(&paths.bpffs).map_err(|e| e.to_string())?;
     let stats = Stats::read(&maps, &record).map_err(|e| e.to_string())?;
-    Ok(render(&stats, reloads))
+    Ok(render(&stats, record.reloads))
 }
 
 fn header(out: &mut String, name: &str, help: &str, kind: &str) {

@@ -83,10 +83,13 @@ fn check_metrics(bed: &Testbed) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("binding the metrics port");
     let addr = listener.local_addr().unwrap();
     let stop = Arc::new(AtomicBool::new(false));
-    let reloads = ReloadCounts { ok: 2, error: 1 };
+    // The reload counts come from the state record, as a daemon's reloads leave them.
+    let mut counted = record.clone();
+    counted.reloads = ReloadCounts { ok: 2, error: 1 };
+    counted.save(&paths).expect("state");
     let handle = metrics::serve_listener(
         listener,
-        move || metrics::scrape_pinned(&paths, reloads),
+        move || metrics::scrape_pinned(&paths),
         stop.clone(),
     )
     .expect("serving metrics");

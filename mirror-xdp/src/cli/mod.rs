@@ -69,6 +69,15 @@ impl Failure {
         }
     }
 
+    /// Invalid input (exit 2) when `invalid`, else an operational failure (exit 1).
+    pub fn input_or_operational(invalid: bool, e: impl std::fmt::Display) -> Failure {
+        if invalid {
+            Failure::invalid(e)
+        } else {
+            Failure::operational(e)
+        }
+    }
+
     pub fn invalid(e: impl std::fmt::Display) -> Failure {
         Failure {
             code: EXIT_INVALID_INPUT,

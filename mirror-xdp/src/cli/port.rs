@@ -191,11 +191,7 @@ fn table(rows: &[Row]) -> String {
 }
 
 fn fail(e: LivePortsError) -> Failure {
-    if e.is_invalid_input() {
-        Failure::invalid(e)
-    } else {
-        Failure::operational(e)
-    }
+    Failure::input_or_operational(e.is_invalid_input(), e)
 }
 
 #[cfg(test)]

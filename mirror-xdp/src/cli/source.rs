@@ -349,11 +349,7 @@ fn expires_text(expires: Expiry, clock: &Clock) -> String {
 }
 
 fn fail(e: LiveError) -> Failure {
-    if e.is_invalid_input() {
-        Failure::invalid(e)
-    } else {
-        Failure::operational(e)
-    }
+    Failure::input_or_operational(e.is_invalid_input(), e)
 }
 
 #[cfg(test)]
