@@ -4,7 +4,8 @@
 ///
 /// Addresses in network byte order; an IPv4 address fills the first 4 bytes, the rest zero.
 /// Ports in network byte order as they stand in the packet.
-#[repr(C)]
+// Aligned so that the programs copy its addresses in words, not bytes.
+#[repr(C, align(4))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct FlowKey {
     pub local_addr: [u8; 16],
@@ -49,3 +50,11 @@ pub struct FlowState {
 /// A flow idles out after this long without a packet (nanoseconds).
 pub const FLOW_IDLE_NS_TCP: u64 = 3600 * 1_000_000_000;
 pub const FLOW_IDLE_NS_UDP: u64 = 120 * 1_000_000_000;
+
+/// The flow-ports array (one `u64` per `port_index(protocol slot, local port)`) keeps, per
+/// local port, a time no older than the newest `last_seen_ns` of the flows on that port
+/// minus this slack. A packet to a port whose time is 0, or older than the idle time plus
+/// the slack, cannot be return traffic: the enforcer skips the flow-table lookup, the
+/// costly part of the return check, for every port no recent flow used. The slack lets a
+/// hit refresh the port's time at most once a second, and absorbs racing writers.
+pub const FLOW_PORT_SLACK_NS: u64 = 2_000_000_000;

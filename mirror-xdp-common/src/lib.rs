@@ -39,6 +39,8 @@ pub mod map_name {
     pub const FROM_V4: &str = "mx_from4_v1";
     pub const FROM_V6: &str = "mx_from6_v1";
     pub const FLOWS: &str = "mx_flows_v1";
+    /// Per (protocol, local port): when a flow on it was last seen (see `flows`).
+    pub const FLOW_PORTS: &str = "mx_fports_v1";
     pub const LIMITS: &str = "mx_limits_v1";
     pub const GLOBAL_SYN: &str = "mx_gsyn_v1";
     pub const STATS: &str = "mx_stats_v1";
@@ -54,7 +56,7 @@ pub mod map_name {
         CONFIG, PORTS, SOURCES_V4, BLOCKS_V4, SOURCES_V6, FROM_V4, FROM_V6,
     ];
     /// Every map, for pinning and cleanup.
-    pub const ALL: [&str; 19] = [
+    pub const ALL: [&str; 20] = [
         CONFIG,
         PORTS,
         SOURCES_V4,
@@ -67,6 +69,7 @@ pub mod map_name {
         FROM_V4,
         FROM_V6,
         FLOWS,
+        FLOW_PORTS,
         LIMITS,
         GLOBAL_SYN,
         STATS,

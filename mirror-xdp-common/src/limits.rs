@@ -2,7 +2,8 @@
 
 /// Key of the LIMITS map: the source masked to `prefix_v4`/`prefix_v6` (network byte order;
 /// IPv4 in the first 4 bytes), and the family.
-#[repr(C)]
+// Aligned so that the programs copy its addresses in words, not bytes.
+#[repr(C, align(4))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct LimiterKey {
     pub addr: [u8; 16],

@@ -28,7 +28,8 @@ pub mod port_flag {
 
 /// LPM key of the FROM_V4 trie: `from_id` then the address, both network byte order.
 /// The prefix length counts the 32 bits of `from_id` too.
-#[repr(C)]
+// Aligned so that the programs copy its addresses in words, not bytes.
+#[repr(C, align(4))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FromKeyV4 {
     /// Big-endian `from_id`.
@@ -37,7 +38,8 @@ pub struct FromKeyV4 {
 }
 
 /// LPM key data of the FROM_V6 trie, like [`FromKeyV4`].
-#[repr(C)]
+// Aligned so that the programs copy its addresses in words, not bytes.
+#[repr(C, align(4))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FromKeyV6 {
     pub from_id: [u8; 4],

@@ -2,10 +2,12 @@
 //! pass as `return` traffic (docs/semantics.md, "Return traffic").
 
 use aya_ebpf::{macros::classifier, programs::TcContext};
-use mirror_xdp_common::{FlowKey, FlowState, PROTO_SLOT_UDP, config_flag, port_flag, port_index};
+use mirror_xdp_common::{
+    FlowKey, FlowState, PROTO_SLOT_TCP, PROTO_SLOT_UDP, config_flag, port_flag, port_index,
+};
 
 use crate::{
-    maps::{CONFIG, FLOWS, PORTS},
+    maps::{CONFIG, FLOW_PORTS, FLOWS, PORTS},
     parse::{Frame, L4, Parsed, parse},
 };
 
@@ -39,11 +41,19 @@ pub fn mirror_egress(ctx: TcContext) -> i32 {
                 pkt.proto,
                 pkt.v6,
             );
-            let state = FlowState {
-                last_seen_ns: crate::clock::now(config),
-            };
+            let now = crate::clock::now(config);
             // A full LRU evicts the oldest flow; nothing to do on error.
-            let _ = FLOWS.insert(key, state, 0);
+            let _ = FLOWS.insert(key, FlowState { last_seen_ns: now }, 0);
+            let slot = if pkt.l4 == L4::Tcp {
+                PROTO_SLOT_TCP
+            } else {
+                PROTO_SLOT_UDP
+            };
+            let index = port_index(slot, u16::from_be_bytes(pkt.sport));
+            if let Some(port_seen) = FLOW_PORTS.get_ptr_mut(index) {
+                // SAFETY: from the lookup just above.
+                unsafe { crate::verdict::refresh_port(port_seen, now) };
+            }
         }
     }
     TCX_NEXT

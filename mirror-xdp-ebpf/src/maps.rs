@@ -56,6 +56,10 @@ pub static FROM_V6: LpmTrie<FromKeyV6, u32> = LpmTrie::with_max_entries(capacity
 #[map(name = "mx_flows_v1")]
 pub static FLOWS: LruHashMap<FlowKey, FlowState> = LruHashMap::with_max_entries(capacity::FLOWS, 0);
 
+/// Per (protocol, local port): a recent flow's time, so most packets skip the flow table.
+#[map(name = "mx_fports_v1")]
+pub static FLOW_PORTS: Array<u64> = Array::with_max_entries(capacity::PORTS, 0);
+
 #[map(name = "mx_limits_v1")]
 pub static LIMITS: LruHashMap<LimiterKey, LimiterState> =
     LruHashMap::with_max_entries(capacity::LIMITS, 0);

@@ -4,13 +4,13 @@ use aya_ebpf::maps::lpm_trie::Key;
 use mirror_xdp_common::{
     Config, FlowKey, FromKeyV4, FromKeyV6, PROTO_SLOT_TCP, PROTO_SLOT_UDP, PortEntry, Reason,
     config_flag,
-    flows::{FLOW_IDLE_NS_TCP, FLOW_IDLE_NS_UDP},
+    flows::{FLOW_IDLE_NS_TCP, FLOW_IDLE_NS_UDP, FLOW_PORT_SLACK_NS},
     ipproto, port_flag, port_index, source_flag, tcp_flag,
 };
 
 use crate::{
     clock, limits,
-    maps::{FLOWS, FROM_V4, FROM_V6, PORTS},
+    maps::{FLOW_PORTS, FLOWS, FROM_V4, FROM_V6, PORTS},
     parse::{L4, Packet},
     sources::source_flags,
     syncookie,
@@ -95,10 +95,10 @@ pub fn judge(pkt: &Packet, config: &Config) -> Verdict {
         L4::Tcp => PROTO_SLOT_TCP,
         L4::Udp => PROTO_SLOT_UDP,
     };
-    if flags & config_flag::RETURN_TRAFFIC != 0 && is_return(pkt, config) {
+    let index = port_index(slot, u16::from_be_bytes(pkt.dport));
+    if flags & config_flag::RETURN_TRAFFIC != 0 && is_return(pkt, config, index) {
         return Verdict::new(Reason::Return, false);
     }
-    let index = port_index(slot, u16::from_be_bytes(pkt.dport));
     let entry = match PORTS.get(index) {
         Some(entry) if entry.flags & port_flag::LISTED != 0 => *entry,
         _ => {
@@ -187,10 +187,30 @@ fn from_allows(pkt: &Packet, entry: &PortEntry) -> bool {
     }
 }
 
-/// Step 10: a reply to a connection this host opened and that is still fresh. A hit
-/// refreshes the flow, so an active connection never idles out.
+/// Step 10: a reply to a connection this host opened and that is still fresh. The port's
+/// time in the flow-ports array rules out most packets without touching the flow table.
+#[inline(always)]
+fn is_return(pkt: &Packet, config: &Config, index: u32) -> bool {
+    let Some(port_seen) = FLOW_PORTS.get_ptr_mut(index) else {
+        return false;
+    };
+    // SAFETY: a pointer from a map lookup is valid for this program run.
+    let seen = unsafe { *port_seen };
+    if seen == 0 {
+        return false;
+    }
+    // The coarse clock lags the fine one, never leads it: it can only keep a lookup.
+    let now = clock::coarse(config);
+    if now > seen && now - seen >= flow_idle_ns(pkt.proto) + FLOW_PORT_SLACK_NS {
+        return false;
+    }
+    fresh_flow(pkt, config, port_seen)
+}
+
+/// The flow-table lookup. A hit refreshes the flow, so an active connection never idles
+/// out, and the port's time, at most once a second.
 #[inline(never)]
-fn is_return(pkt: &Packet, config: &Config) -> bool {
+fn fresh_flow(pkt: &Packet, config: &Config, port_seen: *mut u64) -> bool {
     let key = FlowKey::new(
         (pkt.dst, pkt.dport),
         (pkt.src, pkt.sport),
@@ -201,19 +221,38 @@ fn is_return(pkt: &Packet, config: &Config) -> bool {
         return false;
     };
     let now = clock::now(config);
-    let idle = if pkt.proto == ipproto::TCP {
-        FLOW_IDLE_NS_TCP
-    } else {
-        FLOW_IDLE_NS_UDP
-    };
-    // SAFETY: a pointer from a map lookup is valid for this program run; a concurrent
-    // update only changes the timestamp, and any of the values written is fine.
+    // SAFETY: pointers from map lookups are valid for this program run; a concurrent
+    // update only changes a timestamp, and any of the values written is fine.
     unsafe {
         let last = (*state).last_seen_ns;
-        if now > last && now - last >= idle {
+        if now > last && now - last >= flow_idle_ns(pkt.proto) {
             return false;
         }
         (*state).last_seen_ns = now;
+        refresh_port(port_seen, now);
     }
     true
+}
+
+#[inline(always)]
+fn flow_idle_ns(proto: u8) -> u64 {
+    if proto == ipproto::TCP {
+        FLOW_IDLE_NS_TCP
+    } else {
+        FLOW_IDLE_NS_UDP
+    }
+}
+
+/// Moves a port's time forward to `now` if it is more than a second behind.
+///
+/// # Safety
+/// `port_seen` comes from a flow-ports map lookup in this program run.
+#[inline(always)]
+pub unsafe fn refresh_port(port_seen: *mut u64, now: u64) {
+    // SAFETY: as the caller promises.
+    unsafe {
+        if now > *port_seen + 1_000_000_000 {
+            *port_seen = now;
+        }
+    }
 }

@@ -9,8 +9,8 @@ use aya::{
 };
 use mirror_xdp_common::{
     Config, Counter, FlowKey, FlowState, FromKeyV4, FromKeyV6, LimiterKey, LimiterState, LiveEntry,
-    PortCounter, PortEntry, Reason, SourceEntry, SourceKeyV4, SourceKeyV6, capacity, config_flag,
-    map_name, stats_index,
+    PROTO_SLOT_TCP, PROTO_SLOT_UDP, PortCounter, PortEntry, Reason, SourceEntry, SourceKeyV4,
+    SourceKeyV6, capacity, config_flag, ipproto, map_name, port_index, stats_index,
 };
 
 use std::os::fd::AsFd;
@@ -54,6 +54,8 @@ pub struct Maps {
     pub from_v4: LpmTrie<MapData, FromKeyV4, u32>,
     pub from_v6: LpmTrie<MapData, FromKeyV6, u32>,
     pub flows: HashMap<MapData, FlowKey, FlowState>,
+    /// Per (protocol, local port): a recent flow's time (`mirror_xdp_common::flows`).
+    pub flow_ports: Array<MapData, u64>,
     pub limits: HashMap<MapData, LimiterKey, LimiterState>,
     pub global_syn: PerCpuArray<MapData, u64>,
     pub stats: PerCpuArray<MapData, Counter>,
@@ -133,6 +135,7 @@ impl Maps {
             from_v4: typed!(map_name::FROM_V4),
             from_v6: typed!(map_name::FROM_V6),
             flows: typed!(map_name::FLOWS),
+            flow_ports: typed!(map_name::FLOW_PORTS),
             limits: typed!(map_name::LIMITS),
             global_syn: typed!(map_name::GLOBAL_SYN),
             stats: typed!(map_name::STATS),
@@ -299,7 +302,22 @@ impl Maps {
     pub fn insert_flow(&mut self, key: &FlowKey, last_seen_ns: u64) -> Result<(), MapsError> {
         self.flows
             .insert(key, FlowState { last_seen_ns }, 0)
-            .map_err(access(map_name::FLOWS))
+            .map_err(access(map_name::FLOWS))?;
+        // The port's time must not be older than its newest flow, as the egress program
+        // keeps it, or the enforcer would skip the lookup that finds this flow.
+        let slot = if key.proto == ipproto::TCP {
+            PROTO_SLOT_TCP
+        } else {
+            PROTO_SLOT_UDP
+        };
+        let index = port_index(slot, u16::from_be_bytes(key.local_port));
+        let seen = self
+            .flow_ports
+            .get(&index, 0)
+            .map_err(access(map_name::FLOW_PORTS))?;
+        self.flow_ports
+            .set(index, seen.max(last_seen_ns), 0)
+            .map_err(access(map_name::FLOW_PORTS))
     }
 
     /// How many port slots exist (for iterating the per-port counters).
