@@ -19,6 +19,9 @@ _mirror__xdp() {
             mirror__xdp,attach)
                 cmd="mirror__xdp__subcmd__attach"
                 ;;
+            mirror__xdp,audit)
+                cmd="mirror__xdp__subcmd__audit"
+                ;;
             mirror__xdp,check)
                 cmd="mirror__xdp__subcmd__check"
                 ;;
@@ -71,7 +74,7 @@ _mirror__xdp() {
 
     case "${cmd}" in
         mirror__xdp)
-            opts="-h -V --bpffs --state-dir --help --version attach check detach port reload run source status stats"
+            opts="-h -V --bpffs --state-dir --help --version attach audit check detach port reload run source status stats"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -112,6 +115,32 @@ _mirror__xdp() {
                     return 0
                     ;;
                 --limiter-entries)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --bpffs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mirror__subcmd__xdp__subcmd__audit)
+            opts="-h --iface --json --bpffs --state-dir --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --iface)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

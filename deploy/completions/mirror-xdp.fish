@@ -29,6 +29,7 @@ complete -c mirror-xdp -n "__fish_mirror_xdp_needs_command" -l state-dir -d 'Fol
 complete -c mirror-xdp -n "__fish_mirror_xdp_needs_command" -s h -l help -d 'Print help'
 complete -c mirror-xdp -n "__fish_mirror_xdp_needs_command" -s V -l version -d 'Print version'
 complete -c mirror-xdp -n "__fish_mirror_xdp_needs_command" -f -a "attach" -d 'Load the enforcer with a policy, attach it to interfaces and pin it: protection stays in force after this command returns'
+complete -c mirror-xdp -n "__fish_mirror_xdp_needs_command" -f -a "audit" -d 'Run a corpus of evasive frames (VLAN/QinQ tags, IPv4 options, tiny and overlapping fragments, IPv6 extension chains, bogus TCP offsets, NULL/FIN/Xmas scans, zero and broadcast addresses, IPv4-mapped IPv6 sources, tunnels) through the attached program with BPF test runs, and report every frame whose verdict differs from the live policy\'s intent; warn about NIC offloads that hide headers from XDP. Exit 0: no findings; 1: findings (or nothing attached)'
 complete -c mirror-xdp -n "__fish_mirror_xdp_needs_command" -f -a "check" -d 'Validate a policy file (syntax, addresses, sets, set files, rule conflicts) and check that it would not drop the current SSH session or this host\'s established inbound connections'
 complete -c mirror-xdp -n "__fish_mirror_xdp_needs_command" -f -a "detach" -d 'Detach the enforcer; without --iface from every interface (and remove its pins)'
 complete -c mirror-xdp -n "__fish_mirror_xdp_needs_command" -f -a "port" -d 'Live port rules: open ports (to everyone or to some sources) or close them again, at once, without re-attaching'
@@ -47,6 +48,11 @@ complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand attach" -l bpffs -
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand attach" -l state-dir -d 'Folder of the state file' -r -F
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand attach" -l force -d 'Attach even if the policy would drop the current SSH session or established inbound connections (they are printed as warnings)'
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand attach" -s h -l help -d 'Print help'
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand audit" -l iface -d 'Only this interface (default: every attached interface)' -r
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand audit" -l bpffs -d 'Folder on bpffs for the pinned maps and links' -r -F
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand audit" -l state-dir -d 'Folder of the state file' -r -F
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand audit" -l json -d 'Machine-readable output'
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand audit" -s h -l help -d 'Print help'
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand check" -l policy -d 'The policy file (TOML)' -r -F
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand check" -l bpffs -d 'Folder on bpffs for the pinned maps and links' -r -F
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand check" -l state-dir -d 'Folder of the state file' -r -F

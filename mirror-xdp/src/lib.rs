@@ -6,6 +6,7 @@
 //! [`maps`], [`state`]), live source entries ([`live`]) and port rules ([`live_ports`]),
 //! counters ([`stats`]) and test runs of the program ([`testrun`]).
 
+pub mod audit;
 pub mod batch;
 pub mod compile;
 pub mod daemon;

@@ -2,6 +2,7 @@
 //! comments as help text, and the exit codes of the contract.
 
 mod attach;
+mod audit;
 mod check;
 mod detach;
 mod generate_docs;
@@ -35,6 +36,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     Attach(attach::Args),
+    Audit(audit::Args),
     Check(check::Args),
     Detach(detach::Args),
     Port(port::Args),
@@ -110,6 +112,7 @@ impl Cli {
                 require_root()?;
                 attach::run(args, &paths)
             }
+            Command::Audit(args) => require_root().and_then(|()| audit::run(args, &paths)),
             Command::Detach(args) => {
                 require_root()?;
                 detach::run(args, &paths)
