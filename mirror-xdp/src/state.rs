@@ -170,12 +170,13 @@ impl Record {
     /// The record of the attached enforcer, or `None` when nothing is attached.
     pub fn load(paths: &Paths) -> Result<Option<Record>, StateError> {
         let path = paths.state_file();
-        let text = match std::fs::read_to_string(&path) {
-            Ok(text) => text,
+        // Bytes, not text: a file that is not even UTF-8 is damaged, not unreadable.
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(StateError::Read { path, source }),
         };
-        serde_json::from_str(&text)
+        serde_json::from_slice(&bytes)
             .map(Some)
             .map_err(|source| StateError::Corrupt { path, source })
     }
@@ -226,4 +227,31 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .open(path)?;
     file.write_all(bytes)?;
     file.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_damaged_record_is_reported_and_left_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = Paths {
+            bpffs: dir.path().join("bpffs"),
+            state_dir: dir.path().to_path_buf(),
+        };
+        let damaged: [&[u8]; 4] = [b"", b"{\"mode\": \"enf", b"\xff\xfe{}", b"[1, 2, 3]"];
+        for bytes in damaged {
+            std::fs::write(paths.state_file(), bytes).unwrap();
+            let err = Record::load(&paths).unwrap_err();
+            assert!(
+                matches!(err, StateError::Corrupt { .. }),
+                "{bytes:?}: {err}"
+            );
+            let shown = err.to_string();
+            assert!(shown.contains("state.json is damaged"), "{shown}");
+            assert!(shown.contains("left in place for inspection"), "{shown}");
+            assert_eq!(std::fs::read(paths.state_file()).unwrap(), bytes);
+        }
+    }
 }

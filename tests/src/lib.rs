@@ -7,4 +7,5 @@ pub mod testbed;
 
 pub mod cli;
 pub mod flood;
+pub mod pinned;
 pub mod sweep;

@@ -14,7 +14,7 @@ use mirror_xdp::{
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Interface to protect (repeat for several).
-    #[arg(long = "iface", required = true)]
+    #[arg(long = "iface", required = true, value_parser = iface_name)]
     pub ifaces: Vec<String>,
     /// The policy file (TOML).
     #[arg(long)]
@@ -63,4 +63,45 @@ pub fn run(args: Args, paths: &Paths) -> Result<(), Failure> {
         );
     }
     Ok(())
+}
+
+/// An interface name the kernel could hold (IFNAMSIZ, no '/', no whitespace): anything else
+/// is a typo to report as invalid input, not an interface to look for.
+pub(super) fn iface_name(name: &str) -> Result<String, String> {
+    let valid = !name.is_empty()
+        && name.len() < libc::IFNAMSIZ
+        && name != "."
+        && name != ".."
+        && !name.contains(|c: char| c == '/' || c == ':' || c.is_whitespace() || c.is_control());
+    match valid {
+        true => Ok(name.to_string()),
+        false => Err(format!(
+            "'{name}' is not an interface name (1-{} characters, no '/', ':' or spaces)",
+            libc::IFNAMSIZ - 1
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::iface_name;
+
+    #[test]
+    fn interface_names_the_kernel_could_hold() {
+        for good in ["eth0", "enp3s0f1", "mxs0", "veth-a.100", "a234567890abcde"] {
+            assert_eq!(iface_name(good).as_deref(), Ok(good));
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a/b",
+            "eth0:1",
+            "eth 0",
+            "a234567890abcdef",
+            "e\tth",
+        ] {
+            assert!(iface_name(bad).is_err(), "{bad:?} accepted");
+        }
+    }
 }

@@ -16,7 +16,7 @@ use mirror_xdp::{
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Interface to protect (repeat for several).
-    #[arg(long = "iface", required = true)]
+    #[arg(long = "iface", required = true, value_parser = super::attach::iface_name)]
     pub ifaces: Vec<String>,
     /// The policy file (TOML); its folder is watched for changes.
     #[arg(long)]

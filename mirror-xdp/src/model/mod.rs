@@ -7,7 +7,7 @@
 mod parse;
 mod syncookie;
 #[cfg(test)]
-mod test_frames;
+pub(crate) mod test_frames;
 #[cfg(test)]
 mod tests;
 

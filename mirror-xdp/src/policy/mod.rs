@@ -5,6 +5,11 @@
 
 mod addr;
 mod error;
+mod from_room;
+#[cfg(test)]
+mod fuzz_corpus;
+#[cfg(test)]
+mod hostile_input;
 mod parse;
 mod ports;
 mod raw;

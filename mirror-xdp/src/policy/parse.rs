@@ -4,6 +4,7 @@ use std::path::Path;
 
 use toml::Spanned;
 
+use super::from_room::FromRoom;
 use super::ports::{PortOwners, from_key, port_range};
 use super::raw::{Int, RawLimits, RawList, RawPolicy, RawRule, RawSettings, RawVersion};
 use super::sets::Resolver;
@@ -112,6 +113,7 @@ fn rules(
     raw: &[Spanned<RawRule>],
 ) -> Result<Vec<PortRule>, PolicyError> {
     let mut owners = PortOwners::default();
+    let mut room = FromRoom::default();
     let mut rules = Vec::with_capacity(raw.len());
     for (index, spanned) in raw.iter().enumerate() {
         let rule = spanned.get_ref();
@@ -147,7 +149,11 @@ fn rules(
                      leave `from` out to admit any source, or list who may connect",
                 ));
             }
-            Some(list) => Some(resolver.items(list.get_ref(), true)?),
+            Some(list) => {
+                let nets = resolver.items(list.get_ref(), true)?;
+                room.take(&nets).map_err(|msg| src.error(list, msg))?;
+                Some(nets)
+            }
         };
         let key = from_key(&from);
         let line = src.line_of(spanned);

@@ -103,7 +103,8 @@ impl<'a> Resolver<'a> {
         if let Some(nets) = self.files.get(&path) {
             return Ok(nets.clone());
         }
-        let nets = setfile::load(self.src, file)?;
+        // A set file may list an entry twice (merged block lists do): once is enough.
+        let nets = dedup(setfile::load(self.src, file)?);
         self.files.insert(path, nets.clone());
         Ok(nets)
     }
