@@ -200,6 +200,52 @@ fn damaged_state_file_is_reported_kept_and_enforcement_holds() {
         assert_enforcing(&bed, &format!("with a {kind} state file"));
     }
     std::fs::write(&state, &original).expect("restore the state file");
+
+    // The files of live changes, damaged the same ways, and the commands that read them.
+    run_ok(&bed, &["source", "deny", "192.0.2.7"]);
+    run_ok(&bed, &["port", "allow", "8080/tcp"]);
+    let live: [(&str, [&[&str]; 3]); 2] = [
+        (
+            "live-sources.json",
+            [
+                &["source", "list"],
+                &["source", "deny", "192.0.2.8"],
+                &["reload"],
+            ],
+        ),
+        (
+            "live-ports.json",
+            [
+                &["port", "list"],
+                &["port", "allow", "8081/tcp"],
+                &["reload"],
+            ],
+        ),
+    ];
+    for (name, commands) in live {
+        let file = bed.state_dir().join(name);
+        let original = std::fs::read_to_string(&file).expect("live file");
+        for (kind, bytes) in damaged(&original) {
+            std::fs::write(&file, &bytes).expect("damage the live file");
+            for args in commands {
+                let r = run(&bed, args);
+                assert_eq!(r.code, Some(1), "{kind} {name}, {args:?}: {r:?}");
+                assert!(
+                    r.stderr.contains(name) && r.stderr.contains("damaged"),
+                    "{kind} {name}, {args:?}: no clear error: {r:?}"
+                );
+                let kept = std::fs::read(&file).expect("the live file is kept");
+                assert_eq!(kept, bytes, "{kind} {name}, {args:?} rewrote the file");
+            }
+        }
+        std::fs::write(&file, &original).expect("restore the live file");
+    }
+    assert_enforcing(&bed, "after the damaged live files");
+    assert_eq!(
+        status(&bed)["policy"]["generation"],
+        1,
+        "a reload went through"
+    );
     run_ok(&bed, &["detach"]);
 }
 
