@@ -352,10 +352,12 @@ pub fn restore_locked(paths: &Paths, maps: &mut crate::maps::Maps) -> Result<u32
 pub(crate) fn read_optional(path: &Path) -> Result<Option<String>, LiveError> {
     match std::fs::read(path) {
         // A file that is not even UTF-8 is damaged, not unreadable: kept and reported so.
-        Ok(bytes) => String::from_utf8(bytes).map(Some).map_err(|_| LiveError::Corrupt {
-            path: path.to_path_buf(),
-            reason: "not UTF-8 text".to_string(),
-        }),
+        Ok(bytes) => String::from_utf8(bytes)
+            .map(Some)
+            .map_err(|_| LiveError::Corrupt {
+                path: path.to_path_buf(),
+                reason: "not UTF-8 text".to_string(),
+            }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(LiveError::Read {
             path: path.to_path_buf(),
@@ -438,7 +440,10 @@ mod tests {
         assert!(file.exists());
         std::fs::write(&file, b"\xff\xfe{").unwrap();
         let err = LiveSet::load(&paths).unwrap_err();
-        assert!(err.to_string().contains("damaged (not UTF-8 text)"), "{err}");
+        assert!(
+            err.to_string().contains("damaged (not UTF-8 text)"),
+            "{err}"
+        );
         assert_eq!(std::fs::read(&file).unwrap(), b"\xff\xfe{");
     }
 
