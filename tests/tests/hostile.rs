@@ -436,6 +436,8 @@ const INVALID_ANYTIME: &[&[&str]] = &[
     &["stats", "--watch", "1", "--json"],
     &["stats", "--watch", "1", "--reset"],
     &["detach", "--iface"],
+    &["detach", "--iface", ""],
+    &["detach", "--iface", "a/b"],
     &["detach", "extra"],
     &["reload", "--bogus"],
     &["reload", "--policy"],

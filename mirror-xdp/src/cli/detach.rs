@@ -7,7 +7,7 @@ use mirror_xdp::{enforcer, state::Paths};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Only this interface.
-    #[arg(long)]
+    #[arg(long, value_parser = super::attach::iface_name)]
     pub iface: Option<String>,
 }
 
