@@ -19,12 +19,39 @@ impl PolicyError {
             file: file.to_path_buf(),
             line,
             column,
-            message: message.into(),
+            message: one_line(message.into()),
         }
     }
 
     /// A file that could not be read at all.
     pub fn io(file: &Path, err: &std::io::Error) -> Self {
         PolicyError::new(file, 0, 0, format!("cannot read: {err}"))
+    }
+}
+
+/// Control characters quoted from the input (a TOML "\n" escape in a string, a stray CR in
+/// a set file) are shown escaped, so a message stays one readable line (found by fuzzing).
+fn one_line(message: String) -> String {
+    if !message.contains(char::is_control) {
+        return message;
+    }
+    message
+        .chars()
+        .map(|c| match c.is_control() {
+            true => c.escape_default().to_string(),
+            false => c.to_string(),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoted_control_characters_are_escaped() {
+        let e = PolicyError::new(Path::new("p.toml"), 3, 11, "'10.0.\n0.1\t\r' is bad");
+        assert_eq!(e.message, "'10.0.\\n0.1\\t\\r' is bad");
+        assert_eq!(e.to_string(), "p.toml:3:11: '10.0.\\n0.1\\t\\r' is bad");
     }
 }
