@@ -15,7 +15,7 @@ pub mod sources;
 
 pub use config::{Config, config_flag};
 pub use counters::{Counter, PortCounter, stats_index};
-pub use events::{DropEvent, drop_event_flag};
+pub use events::{DropBucket, DropEvent, drop_event_flag};
 pub use flows::{FlowKey, FlowState};
 pub use limits::{LimiterKey, LimiterState};
 pub use ports::{
@@ -48,7 +48,7 @@ pub mod map_name {
     pub const SYN_KEEPALIVE: &str = "mx_synka_v1";
     /// Sampled drop events (ring buffer) and the per-CPU bucket that rate-limits them.
     pub const DROPS: &str = "mx_drops_v1";
-    pub const DROP_BUCKET: &str = "mx_dropsb_v1";
+    pub const DROP_BUCKET: &str = "mx_dropsb_v2";
     /// The maps that hold one policy: each reload fills a new set (a generation) and swaps
     /// the program that reads them. The others (counters, flows, limiter state, live
     /// entries) are shared by every generation.

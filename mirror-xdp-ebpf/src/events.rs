@@ -7,18 +7,43 @@ use aya_ebpf::{
     maps::{PerCpuArray, RingBuf},
 };
 use mirror_xdp_common::{
-    DropEvent,
-    events::{DROP_EVENT_INTERVAL_NS, DROP_EVENT_TOLERANCE_NS, DROP_RING_BYTES},
+    Config, DropBucket, DropEvent,
+    events::{DROP_EVENT_INTERVAL_NS, DROP_EVENT_SKIP, DROP_EVENT_TOLERANCE_NS, DROP_RING_BYTES},
 };
 
-use crate::limits::gcra;
+use crate::{clock, limits::gcra};
 
 #[map(name = "mx_drops_v1")]
 pub static DROPS: RingBuf = RingBuf::with_byte_size(DROP_RING_BYTES, 0);
 
-/// This CPU's event bucket (its theoretical arrival time).
-#[map(name = "mx_dropsb_v1")]
-pub static DROP_BUCKET: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+/// This CPU's event bucket.
+#[map(name = "mx_dropsb_v2")]
+pub static DROP_BUCKET: PerCpuArray<DropBucket> = PerCpuArray::with_max_entries(1, 0);
+
+/// Does this drop get an event? While the bucket is dry, most drops only count down.
+#[inline(always)]
+pub fn sampled(config: &Config) -> bool {
+    let Some(bucket) = DROP_BUCKET.get_ptr_mut(0) else {
+        return false;
+    };
+    // SAFETY: a per-CPU slot: no other writer.
+    let bucket = unsafe { &mut *bucket };
+    if bucket.skip > 0 {
+        bucket.skip -= 1;
+        return false;
+    }
+    let now = clock::coarse(config);
+    if gcra(
+        &mut bucket.tat_ns,
+        now,
+        DROP_EVENT_INTERVAL_NS,
+        DROP_EVENT_TOLERANCE_NS,
+    ) {
+        return true;
+    }
+    bucket.skip = DROP_EVENT_SKIP;
+    false
+}
 
 /// The event's small fields packed into one register: a BPF call passes five, and the
 /// fewer the caller keeps live across the call, the less it spills onto its stack.
@@ -32,23 +57,11 @@ pub fn meta(v6: bool, proto: u8, dport: [u8; 2], reason: u8, flags: u8) -> u64 {
         | (flags as u64) << 40
 }
 
-/// Puts one event in the ring buffer if this CPU's bucket has a token. Not inlined: its
-/// frame must not add to the main program's (the combined stack is limited to 512 bytes),
-/// and the record is written in place in the ring buffer, never built on the stack.
+/// Puts one event in the ring buffer (after [`sampled`] said so). Not inlined: its frame
+/// must not add to the main program's (the combined stack is limited to 512 bytes), and
+/// the record is written in place in the ring buffer, never built on the stack.
 #[inline(never)]
-pub fn emit(src: &[u8; 16], meta: u64, now: u64) {
-    let Some(tat) = DROP_BUCKET.get_ptr_mut(0) else {
-        return;
-    };
-    // SAFETY: a per-CPU slot: no other writer.
-    if !gcra(
-        unsafe { &mut *tat },
-        now,
-        DROP_EVENT_INTERVAL_NS,
-        DROP_EVENT_TOLERANCE_NS,
-    ) {
-        return;
-    }
+pub fn emit(src: &[u8; 16], meta: u64) {
     // Full (the reader is behind): the event is lost, the packet's verdict is not affected.
     let Some(mut entry) = DROPS.reserve::<DropEvent>(0) else {
         return;

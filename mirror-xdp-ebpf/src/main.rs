@@ -65,14 +65,14 @@ pub fn mirror_xdp(ctx: XdpContext) -> u32 {
             // packet is at hand (a malformed packet has no source to report); keeping the
             // parse result alive past the match makes LLVM merge paths that read registers
             // the verifier sees as uninitialised.
-            if verdict.drop {
+            if verdict.drop && events::sampled(config) {
                 let flags = if monitor {
                     drop_event_flag::WOULD_DROP
                 } else {
                     0
                 };
                 let meta = events::meta(pkt.v6, pkt.proto, pkt.dport, verdict.reason as u8, flags);
-                events::emit(&pkt.src, meta, clock::coarse(config));
+                events::emit(&pkt.src, meta);
             }
             verdict
         }

@@ -49,7 +49,7 @@ fn v4(src: [u8; 16]) -> [u8; 4] {
 /// deeper is listed.
 /// The /24 block's byte in the dense array, and the /32 hash entry when the block says
 /// there are host entries inside it: at most one array read and one hash lookup.
-#[inline(never)]
+#[inline(always)]
 fn static_v4(addr: [u8; 4]) -> u8 {
     let (word, shift) = block_position(u32::from_be_bytes(addr));
     let Some(word) = BLOCKS_V4.get(word) else {

@@ -204,13 +204,14 @@ fn is_return(pkt: &Packet, config: &Config, index: u32) -> bool {
     if now > seen && now - seen >= flow_idle_ns(pkt.proto) + FLOW_PORT_SLACK_NS {
         return false;
     }
-    fresh_flow(pkt, config, port_seen)
+    fresh_flow(pkt, now, port_seen)
 }
 
 /// The flow-table lookup. A hit refreshes the flow, so an active connection never idles
-/// out, and the port's time, at most once a second.
+/// out, and the port's time, at most once a second. On the coarse clock: a flow may
+/// outlive its idle time by a clock tick (a few ms), and the packet costs one clock read.
 #[inline(never)]
-fn fresh_flow(pkt: &Packet, config: &Config, port_seen: *mut u64) -> bool {
+fn fresh_flow(pkt: &Packet, now: u64, port_seen: *mut u64) -> bool {
     let key = FlowKey::new(
         (pkt.dst, pkt.dport),
         (pkt.src, pkt.sport),
@@ -220,7 +221,6 @@ fn fresh_flow(pkt: &Packet, config: &Config, port_seen: *mut u64) -> bool {
     let Some(state) = FLOWS.get_ptr_mut(key) else {
         return false;
     };
-    let now = clock::now(config);
     // SAFETY: pointers from map lookups are valid for this program run; a concurrent
     // update only changes a timestamp, and any of the values written is fine.
     unsafe {
