@@ -4,15 +4,17 @@
 use std::path::{Path, PathBuf};
 
 use aya::programs::{
-    LinkOrder, TcAttachType, XdpMode,
+    LinkOrder, SchedClassifier, TcAttachType, Xdp, XdpMode,
     links::{FdLink, PinnedLink},
     tc::TcAttachOptions,
 };
 
 use crate::{
     compile::{CompileError, compile, possible_cpus},
+    fault,
     maps::{Maps, MapsError},
     object::{self, LoadError},
+    pending,
     policy::Policy,
     state::{InterfaceRecord, Paths, PolicyRecord, PortRecord, Record, StateError},
 };
@@ -74,6 +76,13 @@ pub enum EnforcerError {
     LivePorts(#[from] crate::live_ports::LivePortsError),
     #[error(transparent)]
     Syncookies(#[from] crate::syncookies::SyncookiesError),
+    #[error(transparent)]
+    Layout(#[from] crate::layout::LayoutError),
+    /// An earlier command died half-way, and this one may not finish it.
+    #[error("{0}")]
+    Unfinished(String),
+    #[error("swapping the program on {iface}: {message}")]
+    Swap { iface: String, message: String },
 }
 
 /// Map sizes chosen at attach time.
@@ -92,7 +101,10 @@ impl Default for Sizes {
 }
 
 /// Attaches a policy to interfaces. Everything is pinned under `paths.bpffs`; on any failure
-/// what was done so far is undone, so the host is left as it was.
+/// what was done so far is undone, so the host is left as it was. Crash-safe: each interface
+/// is linked only once the maps are complete and enabled, so it enforces nothing or the whole
+/// policy; the pending record lets the next command roll an unfinished attach back
+/// ([`crate::recover`]).
 pub fn attach(
     paths: &Paths,
     ifaces: &[String],
@@ -101,31 +113,20 @@ pub fn attach(
     sizes: Sizes,
     say: &mut dyn FnMut(&str),
 ) -> Result<Record, EnforcerError> {
+    // Held to the end: a `port` or `source` command waits until the maps hold what it
+    // would change, and recovery sees no attach at work.
+    let live_lock = crate::live::lock(paths)?;
+    crate::recover::recover(paths, &live_lock, crate::recover::Level::RollBack, say)?;
     if let Some(record) = Record::load(paths)? {
-        let linked = record
-            .interfaces
-            .iter()
-            .any(|i| paths.xdp_link_pin(&i.name).exists());
-        if linked {
-            return Err(EnforcerError::AlreadyAttached {
-                interfaces: names(&record),
-            });
-        }
-        // The pins are gone (removed by hand, or bpffs remounted): the record is stale.
-        say(&format!(
-            "note: discarding the record of an enforcer on {} whose pins are gone",
-            names(&record)
-        ));
-        Record::remove(paths)?;
+        return Err(EnforcerError::AlreadyAttached {
+            interfaces: names(&record),
+        });
     }
     for iface in ifaces {
         if !interface_exists(iface) {
             return Err(EnforcerError::NoSuchInterface(iface.clone()));
         }
     }
-    // Held to the end: a `port` or `source` command waits until the maps hold what it
-    // would change.
-    let _live_lock = crate::live::lock(paths)?;
     // Live `port` rules outlive attachments: compiled with the policy's.
     let live_ports = crate::live_ports::LivePorts::load(paths)?;
     let merged;
@@ -136,11 +137,9 @@ pub fn attach(
         &merged
     };
     let image = compile(policy, possible_cpus())?;
-    // Leftovers of an attach that died half-way hold no links: start clean.
-    remove_pins(paths);
     let generation_dir = paths.generation_dir(1);
     crate::state::create_private_dir(&generation_dir).map_err(|source| EnforcerError::Bpffs {
-        path: generation_dir,
+        path: generation_dir.clone(),
         source,
     })?;
     let mut rollback = Rollback {
@@ -149,69 +148,26 @@ pub fn attach(
         syncookies_before: None,
     };
 
-    let mut ebpf = object::load(Some((paths, 1)), object::MapSizes::new(sizes, &image))?;
+    let mut ebpf = object::load(
+        Some((paths, &generation_dir)),
+        object::MapSizes::new(sizes, &image),
+    )?;
+    fault::point("attach:maps-pinned");
     // Held until the programs are loaded: they refer to the maps by these descriptors.
     let mut maps = Maps::from_ebpf(&mut ebpf)?;
     let mut config = maps.write_fresh(&image)?;
     // Live `source` entries outlive attachments: in force before the program judges a packet.
     config.flags |= crate::live::restore_locked(paths, &mut maps)?;
-    crate::live::save_policy_sources(paths, &policy.allow, &policy.deny)?;
     maps.enable(&config)?;
-    if policy.limits.syn_cookies {
-        // Before the first cookie goes out: the kernel must accept the ACKs that answer it.
-        let before = crate::syncookies::enable(Path::new(crate::syncookies::SYSCTL))?;
-        say(&format!(
-            "syn_cookies: net.ipv4.tcp_syncookies set to {} in this network namespace \
-             (was {before}; detach restores it)",
-            crate::syncookies::REQUIRED
-        ));
-        rollback.syncookies_before = Some(before);
-    }
+    fault::point("attach:maps-filled");
+    let prog_id = object::load_and_pin_programs(&mut ebpf, &generation_dir)?;
+    drop(maps);
+    fault::point("attach:programs-pinned");
 
-    let mut interfaces = Vec::new();
-    {
-        let xdp = object::xdp_program(&mut ebpf)?;
-        let prog_id = xdp.info().map(|i| i.id()).unwrap_or(0);
-        for iface in ifaces {
-            let (link, mode_name) = attach_xdp(xdp, iface, mode, say)?;
-            pin_link(link, &paths.xdp_link_pin(iface))?;
-            interfaces.push(InterfaceRecord {
-                name: iface.clone(),
-                xdp_mode: mode_name.to_string(),
-                prog_id,
-            });
-        }
-    }
-    {
-        let egress = object::egress_program(&mut ebpf)?;
-        for iface in ifaces {
-            let id = egress
-                .attach_with_options(
-                    iface,
-                    TcAttachType::Egress,
-                    TcAttachOptions::TcxOrder(LinkOrder::default()),
-                )
-                .map_err(|source| EnforcerError::AttachEgress {
-                    iface: iface.clone(),
-                    source,
-                })?;
-            let link = egress
-                .take_link(id)
-                .map_err(|source| EnforcerError::AttachEgress {
-                    iface: iface.clone(),
-                    source,
-                })?;
-            let link = FdLink::try_from(link).map_err(|e| EnforcerError::Pin {
-                path: paths.egress_link_pin(iface),
-                message: e.to_string(),
-            })?;
-            pin_link(link, &paths.egress_link_pin(iface))?;
-        }
-    }
-
-    let record = Record {
+    let syncookies = Path::new(crate::syncookies::SYSCTL);
+    let mut record = Record {
         mode: policy.settings.mode.name().to_string(),
-        interfaces,
+        interfaces: Vec::new(),
         policy: PolicyRecord {
             path: absolute(&policy.path),
             generation: 1,
@@ -221,23 +177,89 @@ pub fn attach(
             .iter()
             .flat_map(|r| r.ports.iter().map(|p| PortRecord::new(r.proto, *p)))
             .collect(),
-        tcp_syncookies_before: rollback.syncookies_before.clone(),
+        tcp_syncookies_before: match policy.limits.syn_cookies {
+            true => Some(crate::syncookies::read(syncookies)?),
+            false => None,
+        },
         limiter_entries: sizes.limiter_entries,
         reloads: Default::default(),
     };
-    record.save(paths)?;
+    // Before anything outside the pin folder changes: what to undo if this process dies.
+    pending::write(paths, &record, &policy.allow, &policy.deny)?;
+    fault::point("attach:pending-written");
+    if policy.limits.syn_cookies {
+        // Before the first cookie goes out: the kernel must accept the ACKs that answer it.
+        let before = crate::syncookies::enable(syncookies)?;
+        say(&format!(
+            "syn_cookies: net.ipv4.tcp_syncookies set to {} in this network namespace              (was {before}; detach restores it)",
+            crate::syncookies::REQUIRED
+        ));
+        rollback.syncookies_before = Some(before);
+        fault::point("attach:sysctl-set");
+    }
+
+    // Egress first: an interface records the connections it opens before XDP judges the
+    // replies. XDP last, with every map complete: from its link on the policy is in force.
+    {
+        let egress: &mut SchedClassifier =
+            object::program_mut(&mut ebpf, mirror_xdp_common::program_name::EGRESS)?;
+        for iface in ifaces {
+            let link = attach_egress(egress, iface, paths)?;
+            pin_link(link, &paths.egress_link_pin(iface))?;
+            fault::point("attach:egress-linked");
+        }
+    }
+    {
+        let xdp: &mut Xdp = object::program_mut(&mut ebpf, mirror_xdp_common::program_name::XDP)?;
+        for iface in ifaces {
+            let (link, mode_name) = attach_xdp(xdp, iface, mode, say)?;
+            pin_link(link, &paths.xdp_link_pin(iface))?;
+            record.interfaces.push(InterfaceRecord {
+                name: iface.clone(),
+                xdp_mode: mode_name.to_string(),
+                prog_id,
+            });
+            fault::point("attach:xdp-linked");
+        }
+    }
+
+    pending::write(paths, &record, &policy.allow, &policy.deny)?;
+    pending::commit(paths)?;
+    fault::point("attach:state-written");
     rollback.armed = false;
-    drop(maps);
     Ok(record)
 }
 
+fn attach_egress(
+    egress: &mut SchedClassifier,
+    iface: &str,
+    paths: &Paths,
+) -> Result<FdLink, EnforcerError> {
+    let fail = |source| EnforcerError::AttachEgress {
+        iface: iface.to_string(),
+        source,
+    };
+    let id = egress
+        .attach_with_options(
+            iface,
+            TcAttachType::Egress,
+            TcAttachOptions::TcxOrder(LinkOrder::default()),
+        )
+        .map_err(fail)?;
+    let link = egress.take_link(id).map_err(fail)?;
+    FdLink::try_from(link).map_err(|e| EnforcerError::Pin {
+        path: paths.egress_link_pin(iface),
+        message: e.to_string(),
+    })
+}
+
 fn attach_xdp(
-    xdp: &mut aya::programs::Xdp,
+    xdp: &mut Xdp,
     iface: &str,
     mode: AttachMode,
     say: &mut dyn FnMut(&str),
 ) -> Result<(FdLink, &'static str), EnforcerError> {
-    let try_mode = |xdp: &mut aya::programs::Xdp, xdp_mode, name: &'static str| {
+    let try_mode = |xdp: &mut Xdp, xdp_mode, name: &'static str| {
         let fail = |source| EnforcerError::AttachXdp {
             iface: iface.to_string(),
             mode: name,
@@ -275,10 +297,23 @@ fn pin_link(link: FdLink, path: &Path) -> Result<(), EnforcerError> {
 }
 
 /// Detaches from one interface, or from all. When no interface is left, the maps, pins and
-/// state file go too.
-pub fn detach(paths: &Paths, iface: Option<&str>) -> Result<Vec<String>, EnforcerError> {
-    let mut record =
-        Record::load(paths)?.ok_or_else(|| EnforcerError::NotAttached(paths.state_dir.clone()))?;
+/// state file go too. Crash-safe: XDP links go first, so an interface enforces the policy or
+/// nothing; an interface whose XDP link is gone counts as detached, and the next command
+/// finishes the rest ([`crate::recover`]). Returns the interfaces detached; empty when only
+/// what an unfinished command left was cleaned up.
+pub fn detach(
+    paths: &Paths,
+    iface: Option<&str>,
+    say: &mut dyn FnMut(&str),
+) -> Result<Vec<String>, EnforcerError> {
+    let lock = crate::live::lock(paths)?;
+    let recovered = crate::recover::recover(paths, &lock, crate::recover::Level::RollBack, say)?;
+    let Some(mut record) = Record::load(paths)? else {
+        return match recovered {
+            true => Ok(Vec::new()),
+            false => Err(EnforcerError::NotAttached(paths.state_dir.clone())),
+        };
+    };
     let targets: Vec<String> = match iface {
         Some(name) => {
             if !record.interfaces.iter().any(|i| i.name == name) {
@@ -292,53 +327,118 @@ pub fn detach(paths: &Paths, iface: Option<&str>) -> Result<Vec<String>, Enforce
         None => record.interfaces.iter().map(|i| i.name.clone()).collect(),
     };
     for name in &targets {
-        for pin in [paths.xdp_link_pin(name), paths.egress_link_pin(name)] {
-            // Unpinning drops the last reference: the kernel detaches the program. A pin that
-            // is already gone (the interface vanished) is fine.
-            if let Ok(link) = PinnedLink::from_pin(&pin) {
-                let _ = link.unpin();
-            }
-        }
+        unpin_link(&paths.xdp_link_pin(name));
+        fault::point("detach:xdp-unpinned");
+    }
+    for name in &targets {
+        unpin_link(&paths.egress_link_pin(name));
+        fault::point("detach:egress-unpinned");
     }
     record.interfaces.retain(|i| !targets.contains(&i.name));
     if record.interfaces.is_empty() {
-        remove_pins(paths);
-        Record::remove(paths)?;
-        if let Some(before) = &record.tcp_syncookies_before {
-            crate::syncookies::restore(Path::new(crate::syncookies::SYSCTL), before)?;
-        }
+        finish_detach(paths, &record)?;
     } else {
         record.save(paths)?;
     }
     Ok(targets)
 }
 
-/// Removes every pin of ours in the bpffs folder, and the folder if it is then empty.
-fn remove_pins(paths: &Paths) {
-    for generation in paths.pinned_generations() {
-        remove_generation(paths, generation);
+/// Unpinning a link drops the last reference to it: the kernel detaches the program. A pin
+/// that is already gone (the interface vanished) is fine.
+pub(crate) fn unpin_link(pin: &Path) {
+    if let Ok(link) = PinnedLink::from_pin(pin) {
+        let _ = link.unpin();
     }
-    if let Ok(entries) = std::fs::read_dir(&paths.bpffs) {
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            let ours = name.starts_with("link_")
-                || mirror_xdp_common::map_name::ALL.contains(&name.as_ref());
-            if ours {
-                let _ = std::fs::remove_file(entry.path());
-            }
+}
+
+/// The end of a detach from every interface: the pins, the sysctl, the state file (last:
+/// while it is there, the next command knows there is something to finish).
+pub(crate) fn finish_detach(paths: &Paths, record: &Record) -> Result<(), EnforcerError> {
+    remove_pins(paths);
+    fault::point("detach:pins-removed");
+    if let Some(before) = &record.tcp_syncookies_before {
+        crate::syncookies::restore(Path::new(crate::syncookies::SYSCTL), before)?;
+        fault::point("detach:sysctl-restored");
+    }
+    pending::discard(paths);
+    Record::remove(paths)?;
+    Ok(())
+}
+
+/// The link pins in the pin folder, XDP links first.
+pub(crate) fn link_pins(paths: &Paths) -> Vec<PathBuf> {
+    let mut pins: Vec<PathBuf> = entries(&paths.bpffs)
+        .into_iter()
+        .filter(|p| file_name(p).starts_with("link_"))
+        .collect();
+    pins.sort_by_key(|p| !file_name(p).starts_with("link_xdp_"));
+    pins
+}
+
+/// Whether the pin folder holds anything of ours.
+pub(crate) fn has_pins(paths: &Paths) -> bool {
+    entries(&paths.bpffs).iter().any(|p| is_ours(p))
+}
+
+/// The folders of generations, complete (`gen-N`) and half-built (`gen-N-new`).
+pub(crate) fn generation_dirs(paths: &Paths) -> Vec<PathBuf> {
+    entries(&paths.bpffs)
+        .into_iter()
+        .filter(|p| file_name(p).starts_with("gen-") && p.is_dir())
+        .collect()
+}
+
+/// Removes every pin of ours in the bpffs folder (links first, so no program runs with maps
+/// half gone), and the folder if it is then empty. Pins of other versions (`mx_*_vN`) too.
+pub(crate) fn remove_pins(paths: &Paths) {
+    for link in link_pins(paths) {
+        unpin_link(&link);
+    }
+    for dir in generation_dirs(paths) {
+        remove_dir_pins(&dir);
+    }
+    for path in entries(&paths.bpffs) {
+        if is_ours(&path) && path.is_file() {
+            let _ = std::fs::remove_file(path);
         }
     }
     let _ = std::fs::remove_dir(&paths.bpffs);
 }
 
-/// Removes one generation's policy-map pins (and its folder).
-pub(crate) fn remove_generation(paths: &Paths, generation: u64) {
-    let dir = paths.generation_dir(generation);
-    for name in mirror_xdp_common::map_name::PER_GENERATION {
-        let _ = std::fs::remove_file(dir.join(name));
+/// Removes one generation's pins (maps and programs) and its folder. The kernel frees them
+/// once no link runs them.
+pub(crate) fn remove_dir_pins(dir: &Path) {
+    for path in entries(dir) {
+        let _ = std::fs::remove_file(path);
     }
-    let _ = std::fs::remove_dir(&dir);
+    let _ = std::fs::remove_dir(dir);
+}
+
+/// Removes one generation's pins.
+pub(crate) fn remove_generation(paths: &Paths, generation: u64) {
+    remove_dir_pins(&paths.generation_dir(generation));
+}
+
+fn is_ours(path: &Path) -> bool {
+    let name = file_name(path);
+    ["link_", "mx_", "gen-"].iter().any(|p| name.starts_with(p))
+}
+
+fn entries(dir: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    found.sort();
+    found
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// Undoes a half-done attach when dropped armed.
@@ -353,6 +453,7 @@ impl Drop for Rollback<'_> {
     fn drop(&mut self) {
         if self.armed {
             remove_pins(self.paths);
+            pending::discard(self.paths);
             if let Some(before) = &self.syncookies_before {
                 let _ = crate::syncookies::restore(Path::new(crate::syncookies::SYSCTL), before);
             }

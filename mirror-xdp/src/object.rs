@@ -1,5 +1,7 @@
 //! The compiled kernel programs embedded in this binary, and loading them.
 
+use std::path::Path;
+
 use aya::{
     Ebpf, EbpfLoader,
     programs::{SchedClassifier, Xdp},
@@ -50,6 +52,12 @@ pub enum LoadError {
     Object(#[from] aya::EbpfError),
     #[error("program {name} is missing from the eBPF object")]
     MissingProgram { name: &'static str },
+    #[error("pinning program {name} at {path}: {message}")]
+    PinProgram {
+        name: &'static str,
+        path: std::path::PathBuf,
+        message: String,
+    },
     #[error("the kernel refused program {name}: {source}")]
     Program {
         name: &'static str,
@@ -57,10 +65,11 @@ pub enum LoadError {
     },
 }
 
-/// Loads the object. With `pins` (the enforcer's folders and the generation to fill),
-/// every map is pinned where [`Paths::map_pin`] says, or reused if that pin exists: the
-/// shared maps of a running enforcer are reused, a new generation's policy maps are new.
-pub fn load(pins: Option<(&Paths, u64)>, sizes: MapSizes) -> Result<Ebpf, LoadError> {
+/// Loads the object. With `pins` (the enforcer's folders and the folder of the generation
+/// to fill), every shared map is pinned in the pin folder, or reused if that pin exists (the
+/// shared maps of a running enforcer), and every policy map in the generation's folder.
+/// Reusing checks nothing: [`crate::layout::check`] first.
+pub fn load(pins: Option<(&Paths, &Path)>, sizes: MapSizes) -> Result<Ebpf, LoadError> {
     if OBJECT.is_empty() {
         return Err(LoadError::NoObject);
     }
@@ -70,9 +79,14 @@ pub fn load(pins: Option<(&Paths, u64)>, sizes: MapSizes) -> Result<Ebpf, LoadEr
         .map_max_entries(map_name::SOURCES_V4, sizes.sources_v4)
         .map_max_entries(map_name::BLOCKS_V4, sizes.blocks_v4)
         .map_max_entries(map_name::SOURCES_V6, sizes.sources_v6);
-    if let Some((paths, generation)) = pins {
+    if let Some((paths, generation_dir)) = pins {
         for name in map_name::ALL {
-            loader.map_pin_path(name, paths.map_pin(name, generation));
+            let path = if map_name::PER_GENERATION.contains(&name) {
+                generation_dir.join(name)
+            } else {
+                paths.map_pin(name, 0)
+            };
+            loader.map_pin_path(name, path);
         }
     }
     Ok(loader.load(OBJECT)?)
@@ -107,4 +121,67 @@ where
         .ok_or(LoadError::MissingProgram { name })?
         .try_into()
         .map_err(|source| LoadError::Program { name, source })
+}
+
+/// Where a generation's folder keeps its programs: a crashed reload's successor finds the
+/// programs to finish the swap with there, and tells by their ids which generation a link
+/// runs.
+pub const XDP_PIN: &str = "prog_xdp";
+pub const EGRESS_PIN: &str = "prog_egress";
+
+/// Loads both programs (the verifier runs) and pins them in the generation's folder; returns
+/// the XDP program's id.
+pub fn load_and_pin_programs(ebpf: &mut Ebpf, generation_dir: &Path) -> Result<u32, LoadError> {
+    let pin_err = |name, path: std::path::PathBuf| {
+        move |e: aya::pin::PinError| LoadError::PinProgram {
+            name,
+            path,
+            message: e.to_string(),
+        }
+    };
+    let xdp = xdp_program(ebpf)?;
+    let prog_id = xdp.info().map(|i| i.id()).unwrap_or(0);
+    let path = generation_dir.join(XDP_PIN);
+    xdp.pin(&path)
+        .map_err(pin_err(program_name::XDP, path.clone()))?;
+    let egress = egress_program(ebpf)?;
+    let path = generation_dir.join(EGRESS_PIN);
+    egress
+        .pin(&path)
+        .map_err(pin_err(program_name::EGRESS, path.clone()))?;
+    Ok(prog_id)
+}
+
+/// What a map of this build looks like to the kernel (`bpf_map_info`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Layout {
+    pub map_type: u32,
+    pub key_size: u32,
+    pub value_size: u32,
+    pub max_entries: u32,
+    pub flags: u32,
+}
+
+/// The layout of every map of the embedded object, by name (`max_entries` as compiled; the
+/// maps that [`load`] sizes differ there).
+pub fn layouts() -> Result<std::collections::HashMap<String, Layout>, LoadError> {
+    if OBJECT.is_empty() {
+        return Err(LoadError::NoObject);
+    }
+    let object = aya_obj::Object::parse(OBJECT)
+        .map_err(|e| LoadError::Object(aya::EbpfError::ParseError(e)))?;
+    Ok(object
+        .maps
+        .iter()
+        .map(|(name, map)| {
+            let layout = Layout {
+                map_type: map.map_type(),
+                key_size: map.key_size(),
+                value_size: map.value_size(),
+                max_entries: map.max_entries(),
+                flags: map.map_flags(),
+            };
+            (name.clone(), layout)
+        })
+        .collect())
 }

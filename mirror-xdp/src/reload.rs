@@ -8,20 +8,15 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use aya::programs::{
-    links::{FdLink, PinnedLink},
-    tc::SchedClassifierLink,
-    xdp::XdpLink,
-};
-
 use crate::{
     compile::{compile, possible_cpus},
     enforcer::{EnforcerError, Sizes, remove_generation},
-    live,
+    fault, layout, live,
     live_ports::{LivePorts, LivePortsError},
     maps::Maps,
-    object,
+    object, pending,
     policy::{Policy, PolicyError},
+    recover,
     state::{Paths, PortRecord, Record},
 };
 
@@ -77,7 +72,9 @@ pub struct Reloaded {
 
 /// Re-reads the policy of the attached enforcer (or `policy_path`, which then becomes its
 /// policy) and swaps it in, unless it would lock out the admin's session (`force`
-/// overrides, see [`crate::lockout`]). Counts the outcome in the state record.
+/// overrides, see [`crate::lockout`]). Counts the outcome in the state record. What an
+/// earlier reload left half-done is finished or thrown away first ([`crate::recover`]), and
+/// pins this build cannot read are refused ([`crate::layout`]).
 pub fn reload(
     paths: &Paths,
     policy_path: Option<&Path>,
@@ -85,9 +82,14 @@ pub fn reload(
     say: &mut dyn FnMut(&str),
 ) -> Result<Reloaded, ReloadError> {
     // No live `source` change, and no other reload, between reading and swapping.
-    let _lock = live::lock(paths)?;
+    let lock = live::lock(paths)?;
+    recover::recover(paths, &lock, recover::Level::Complete, say)?;
     let mut record =
         Record::load(paths)?.ok_or_else(|| ReloadError::NotAttached(paths.state_dir.clone()))?;
+    // The shared maps are reused: they must be in this build's layout. A generation of
+    // another version is fine: it is replaced (migrated) here.
+    layout::check(paths, layout::Scope::Shared, record.limiter_entries)
+        .map_err(EnforcerError::from)?;
     let started = Instant::now();
     let path = policy_path
         .map(Path::to_path_buf)
@@ -110,46 +112,38 @@ pub fn reload(
             return Err(e);
         }
     };
+    let old = record.policy.generation;
     match swap(paths, &record, &policy, say) {
-        Ok(prog_id) => {
-            let old = record.policy.generation;
-            record.policy.generation += 1;
-            record.policy.path = std::path::absolute(&policy.path).unwrap_or(policy.path.clone());
-            record.mode = policy.settings.mode.name().to_string();
-            record.ports = policy
-                .rules
-                .iter()
-                .flat_map(|r| r.ports.iter().map(|p| PortRecord::new(r.proto, *p)))
-                .collect();
-            for iface in &mut record.interfaces {
-                iface.prog_id = prog_id;
-            }
-            record.reloads.ok += 1;
-            record.save(paths)?;
-            live::save_policy_sources(paths, &policy.allow, &policy.deny)?;
-            // The old program is unreferenced now; unpinning its maps frees them.
+        Ok(next) => {
+            fault::point("reload:state-written");
+            // The old programs are unreferenced now; unpinning them and their maps frees them.
             remove_generation(paths, old);
             Ok(Reloaded {
-                record,
+                record: next,
                 elapsed: started.elapsed(),
             })
         }
         Err(e) => {
-            remove_generation(paths, record.policy.generation + 1);
-            record.reloads.error += 1;
-            record.save(paths)?;
+            // What the failed swap left is thrown away (or, should a link run it after all,
+            // finished): quietly, the error says what happened.
+            let _ = recover::recover(paths, &lock, recover::Level::Complete, &mut |_| {});
+            if let Some(mut now) = Record::load(paths)? {
+                now.reloads.error += 1;
+                now.save(paths)?;
+            }
             Err(e)
         }
     }
 }
 
-/// Fills the next generation and swaps every link to it; returns the new program's id.
+/// Builds the next generation in its staging folder, swaps every link to it and commits the
+/// new record; returns it. On an error no link runs the new generation.
 fn swap(
     paths: &Paths,
     record: &Record,
     policy: &Policy,
     say: &mut dyn FnMut(&str),
-) -> Result<u32, ReloadError> {
+) -> Result<Record, ReloadError> {
     if policy.limits.syn_cookies && record.tcp_syncookies_before.is_none() {
         say(
             "note: syn_cookies needs net.ipv4.tcp_syncookies=2, which only attach sets: detach and attach to turn cookies on",
@@ -157,60 +151,70 @@ fn swap(
     }
     let next = record.policy.generation + 1;
     let image = compile(policy, possible_cpus()).map_err(EnforcerError::from)?;
-    let dir = paths.generation_dir(next);
-    crate::state::create_private_dir(&dir).map_err(|source| EnforcerError::Bpffs {
-        path: dir.clone(),
+    let staging = recover::staging_dir(paths, next);
+    crate::state::create_private_dir(&staging).map_err(|source| EnforcerError::Bpffs {
+        path: staging.clone(),
         source,
     })?;
     let sizes = Sizes {
         limiter_entries: record.limiter_entries,
     };
-    let mut ebpf = object::load(Some((paths, next)), object::MapSizes::new(sizes, &image))
-        .map_err(EnforcerError::from)?;
+    let mut ebpf = object::load(
+        Some((paths, &staging)),
+        object::MapSizes::new(sizes, &image),
+    )
+    .map_err(EnforcerError::from)?;
+    fault::point("reload:maps-pinned");
     // Held until the programs are loaded: they refer to the maps by these descriptors.
     let mut maps = Maps::from_ebpf(&mut ebpf).map_err(EnforcerError::from)?;
     let mut config = maps.write_fresh(&image).map_err(EnforcerError::from)?;
     config.flags |= live::restore_locked(paths, &mut maps)?;
     maps.enable(&config).map_err(EnforcerError::from)?;
-
-    let xdp = object::xdp_program(&mut ebpf).map_err(EnforcerError::from)?;
-    let prog_id = xdp.info().map(|i| i.id()).unwrap_or(0);
-    for iface in &record.interfaces {
-        let link = open_link(&paths.xdp_link_pin(&iface.name), &iface.name)?;
-        let link = XdpLink::try_from(link).map_err(|e| swap_error(&iface.name, e))?;
-        let id = xdp
-            .attach_to_link(link)
-            .map_err(|e| swap_error(&iface.name, e))?;
-        // The pin keeps the link; this process's handle can go.
-        drop(xdp.take_link(id).map_err(|e| swap_error(&iface.name, e))?);
-    }
-    let egress = object::egress_program(&mut ebpf).map_err(EnforcerError::from)?;
-    for iface in &record.interfaces {
-        let link = open_link(&paths.egress_link_pin(&iface.name), &iface.name)?;
-        let link = SchedClassifierLink::try_from(link).map_err(|e| swap_error(&iface.name, e))?;
-        let id = egress
-            .attach_to_link(link)
-            .map_err(|e| swap_error(&iface.name, e))?;
-        drop(
-            egress
-                .take_link(id)
-                .map_err(|e| swap_error(&iface.name, e))?,
-        );
-    }
+    fault::point("reload:maps-filled");
+    let prog_id =
+        object::load_and_pin_programs(&mut ebpf, &staging).map_err(EnforcerError::from)?;
     drop(maps);
-    Ok(prog_id)
-}
+    drop(ebpf);
+    fault::point("reload:programs-pinned");
 
-/// The pinned link as a handle that BPF_LINK_UPDATE can use (the pin stays).
-fn open_link(pin: &Path, iface: &str) -> Result<FdLink, ReloadError> {
-    // `FdLink::from` keeps the pin (`unpin` would remove it).
-    let pinned = PinnedLink::from_pin(pin).map_err(|e| swap_error(iface, e))?;
-    Ok(FdLink::from(pinned))
-}
-
-fn swap_error(iface: &str, e: impl std::fmt::Display) -> ReloadError {
-    ReloadError::Swap {
-        iface: iface.to_string(),
-        message: e.to_string(),
+    let mut updated = record.clone();
+    updated.policy.generation = next;
+    updated.policy.path = std::path::absolute(&policy.path).unwrap_or(policy.path.clone());
+    updated.mode = policy.settings.mode.name().to_string();
+    updated.ports = policy
+        .rules
+        .iter()
+        .flat_map(|r| r.ports.iter().map(|p| PortRecord::new(r.proto, *p)))
+        .collect();
+    for iface in &mut updated.interfaces {
+        iface.prog_id = prog_id;
     }
+    updated.reloads.ok += 1;
+    // What the next command commits if this process dies once the first link is swapped.
+    pending::write(paths, &updated, &policy.allow, &policy.deny)?;
+    fault::point("reload:pending-written");
+
+    if let Err(e) = recover::swap_links(paths, record, &staging) {
+        // Back to the old programs where they are pinned (a generation of an older build
+        // pinned none): no link may stay on a generation that is thrown away.
+        let old = paths.generation_dir(record.policy.generation);
+        if let Err(back) = recover::swap_links(paths, record, &old) {
+            return Err(ReloadError::Swap {
+                iface: String::new(),
+                message: format!(
+                    "{e}; and going back to generation {} failed too ({back}): run `mirror-xdp reload` again",
+                    record.policy.generation
+                ),
+            });
+        }
+        return Err(e.into());
+    }
+    let renamed = paths.generation_dir(next);
+    std::fs::rename(&staging, &renamed).map_err(|source| EnforcerError::Bpffs {
+        path: renamed,
+        source,
+    })?;
+    fault::point("reload:generation-renamed");
+    pending::commit(paths)?;
+    Ok(updated)
 }

@@ -36,7 +36,8 @@ pub fn restore(path: &Path, value: &str) -> Result<(), SyncookiesError> {
     Ok(())
 }
 
-fn read(path: &Path) -> Result<String, SyncookiesError> {
+/// The sysctl's value at `path`.
+pub fn read(path: &Path) -> Result<String, SyncookiesError> {
     std::fs::read_to_string(path)
         .map(|text| text.trim().to_string())
         .map_err(|source| SyncookiesError {

@@ -12,7 +12,14 @@ pub struct Args {
 }
 
 pub fn run(args: Args, paths: &Paths) -> Result<(), Failure> {
-    let detached = enforcer::detach(paths, args.iface.as_deref()).map_err(Failure::operational)?;
-    println!("detached from {}", detached.join(", "));
+    let detached = enforcer::detach(paths, args.iface.as_deref(), &mut |note| {
+        eprintln!("{note}")
+    })
+    .map_err(Failure::operational)?;
+    match detached.is_empty() {
+        // Only what an unfinished attach or detach left was there (the note said what).
+        true => println!("nothing is attached any more"),
+        false => println!("detached from {}", detached.join(", ")),
+    }
     Ok(())
 }

@@ -173,9 +173,10 @@ fn rate_table(prev: &Stats, cur: &Stats, elapsed: Duration) -> String {
     out
 }
 
-/// The record of the attached enforcer; "nothing attached" is an operational failure.
+/// The record of the attached enforcer, once what a crashed command left is recovered and
+/// its pins are known to be this build's; "nothing attached" is an operational failure.
 pub fn attached(paths: &Paths) -> Result<Record, Failure> {
-    Record::load(paths)
+    mirror_xdp::recover::for_reading(paths, &mut |note| eprintln!("{note}"))
         .map_err(Failure::operational)?
         .ok_or_else(|| {
             Failure::operational(format!(

@@ -52,7 +52,15 @@ impl<'a> Source<'a> {
     pub fn toml_error(&self, err: &toml::de::Error) -> PolicyError {
         let span = err.span().unwrap_or(0..0);
         let lines: Vec<&str> = err.message().lines().map(str::trim).collect();
-        let message = lines.join("; ").replace("a sequence", "an array");
+        let mut message = lines.join("; ").replace("a sequence", "an array");
+        // toml has no words for a key whose value is cut off by the end of the file.
+        if message.is_empty() {
+            message = if span.start >= self.text.len() {
+                "unexpected end of file: a value is missing".to_string()
+            } else {
+                "invalid TOML".to_string()
+            };
+        }
         self.error_at(span, message)
     }
 }
@@ -79,6 +87,18 @@ mod tests {
     fn offset_inside_a_character_counts_as_that_character() {
         let src = Source::new(Path::new("p.toml"), "äb");
         assert_eq!(src.line_col(1), (1, 1));
+    }
+
+    #[test]
+    fn a_value_cut_off_by_the_end_of_the_file_is_named() {
+        // Found by fuzzing: toml reports this with an empty message.
+        for text in ["icmp =", "version = 1\nmode = "] {
+            let src = Source::new(Path::new("p.toml"), text);
+            let err = toml::from_str::<toml::Table>(text).unwrap_err();
+            let e = src.toml_error(&err);
+            assert_eq!(e.message, "unexpected end of file: a value is missing");
+            assert_eq!((e.line, e.column), src.line_col(text.len()));
+        }
     }
 
     #[test]
