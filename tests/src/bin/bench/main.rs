@@ -4,6 +4,7 @@
 //! writes it there.
 
 mod chart;
+mod deny_list_e2e;
 mod end_to_end;
 mod scaling;
 mod xdp_filter;
@@ -56,6 +57,15 @@ enum Subject {
 }
 
 fn main() -> Result<()> {
+    // `--end-to-end-only`, `--deny-list-only`: one veth table alone, for a quick look.
+    if std::env::args().any(|a| a == "--end-to-end-only") {
+        print!("{}", end_to_end::table(&end_to_end::run(POLICY)?));
+        return Ok(());
+    }
+    if std::env::args().any(|a| a == "--deny-list-only") {
+        print!("{}", deny_list_e2e::table(&deny_list_e2e::run()?));
+        return Ok(());
+    }
     let out = std::env::args()
         .skip_while(|a| a != "--out")
         .nth(1)
