@@ -4,7 +4,10 @@
 //! writes it there.
 
 mod chart;
+mod control_plane;
+mod deny_list_e2e;
 mod end_to_end;
+mod goals;
 mod scaling;
 mod xdp_filter;
 
@@ -56,6 +59,19 @@ enum Subject {
 }
 
 fn main() -> Result<()> {
+    // `--end-to-end-only`, `--deny-list-only`: one veth table alone, for a quick look.
+    if std::env::args().any(|a| a == "--end-to-end-only") {
+        print!("{}", end_to_end::table(&end_to_end::run(POLICY)?));
+        return Ok(());
+    }
+    if std::env::args().any(|a| a == "--control-plane-only") {
+        print!("{}", control_plane::table(&control_plane::run(POLICY)?));
+        return Ok(());
+    }
+    if std::env::args().any(|a| a == "--deny-list-only") {
+        print!("{}", deny_list_e2e::table(&deny_list_e2e::run()?));
+        return Ok(());
+    }
     let out = std::env::args()
         .skip_while(|a| a != "--out")
         .nth(1)
@@ -210,12 +226,37 @@ fn main() -> Result<()> {
         .unwrap_or_default();
     let scaling = scaling::run()?;
     let end_to_end = end_to_end::run(POLICY)?;
+    let deny_list = deny_list_e2e::run();
+    let control = control_plane::run(POLICY)?;
     let chart_note = chart_note(&out, &subjects, &samples, &end_to_end);
+    let path_median = |name: &str| {
+        subjects
+            .iter()
+            .position(|(n, _)| *n == name)
+            .map(|i| median(&samples[i]) as f64)
+    };
+    let goals = goals::table(&goals::Figures {
+        closed_vs_drop: path_median("port_closed tcp v4").map(|c| c / drop_median as f64),
+        allowed_vs_filter: path_median("allowed tcp v4")
+            .zip(path_median("xdp-filter allowed tcp v4"))
+            .map(|(a, f)| a / f),
+        end_to_end: &end_to_end,
+        scaling: &scaling,
+        control: &control,
+    });
+    let deny_list_section = match &deny_list {
+        Ok(rows) => deny_list_e2e::table(rows),
+        Err(e) => format!("skipped: {e:#}\n"),
+    };
     let report = format!(
-        "# Benchmarks\n\nBPF_PROG_TEST_RUN, {ROUNDS} interleaved rounds of {REPEAT} runs per path, \
-         60-byte frames (IPv6 frames 74 bytes: the smallest with a TCP header), the kernel's \
-         average ns per run; median, min and max over the rounds. Kernel {}, {cpu}, {} CPUs.\n\
-         Command: `cargo xtask bench`.\n\n{table}\n{xdp_filter_note}\n\n## Deny list size\n\n\
+        "# Benchmarks\n\nKernel {}, {cpu}, {} CPUs. Command: `cargo xtask bench` (about 5 \
+         minutes; needs root). Every figure is the median of interleaved repetitions, with \
+         min and max; every ratio pairs two figures of this one run.\n\n## Goals\n\n{goals}\n\
+         ## Per-packet cost by verdict path\n\nBPF_PROG_TEST_RUN, {ROUNDS} interleaved rounds of \
+         {REPEAT} runs per path, 60-byte frames (IPv6 frames 74 bytes: the smallest with a TCP \
+         header), the kernel's average ns per run; median, min and max over the rounds, with \
+         the bench policy (the example mirror policy with a trusted network).\n\n{table}\n\
+         {xdp_filter_note}\n\n## Deny list size\n\n\
          The same 20,000 SYN frames, each from another source (half inside listed \
          prefixes, half anywhere), one test run each, {rounds} rounds; the lists are 60% \
          /32 and 40% /24 prefixes spread over the IPv4 space.\n\n{}",
@@ -225,20 +266,30 @@ fn main() -> Result<()> {
         rounds = 3,
     );
     let report = format!(
-        "{report}\n## End to end on a veth pair\n\n\
+        "{report}\n### The same lists end to end, next to an nftables interval set\n\n\
+         2,000,000 SYNs to a closed port from random sources (all 32 bits random), sent and \
+         received as in the end-to-end table below, 3 interleaved repetitions per size. \
+         mirror-xdp drops each (`denied` or `port_closed`); nftables runs a netdev ingress \
+         chain `ip saddr @deny drop; tcp dport 3306 drop` with the list as one interval set \
+         (`flags interval; auto-merge`), loaded with `nft -f`. Receiver CPU ns/packet as below.\n\n\
+         {deny_list_section}\n\
+         ## End to end on a veth pair\n\n\
          {frames} SYNs to closed TCP port 3306 (random source ports and sequence numbers) sent \
-         from the client namespace with the live-frames generator (BPF_PROG_TEST_RUN), received \
-         by the server veth; {reps} interleaved repetitions, median, min and max. Received pps: \
-         frames the server veth's XDP hook saw (`ethtool -S` xdp_packets) over the time from \
-         the flood's start until that counter stopped moving. CPU ns/packet: user + system + \
-         irq + softirq jiffies of all CPUs (`/proc/stat`) over the run, per received frame: \
-         sender and receiver together, on the same machine. The sender is the same in every \
-         row, so rates at its ceiling say little and the CPU column tells the droppers apart. \
-         nftables and iptables rows run a bare XDP_PASS natively on the server veth (frames \
-         from a live-frames sender reach a veth peer promptly only when it runs native XDP), \
-         which adds a little to their cost. Dropped counts: the veth's xdp_drops, the nft rule \
-         counter, the iptables rule counter.\n\n{}\n{chart_note}\n",
+         from the client namespace with the live-frames generator (BPF_PROG_TEST_RUN) on CPU 0, \
+         received by the server veth whose NAPI runs threaded, in a kernel thread pinned to \
+         the last CPU: the receiver's CPU time is that thread's alone. {reps} interleaved \
+         repetitions, median, min and max. Received pps: frames the server veth's XDP hook saw \
+         (`ethtool -S` xdp_packets) over the time from the flood's start until that counter \
+         stopped moving; a receiver slower than the sender shows its own rate, a faster one \
+         the sender's. Drops per receiving core-second: 10^9 / receiver CPU ns per packet, \
+         what one core of this machine drops at full load. Sender + receiver: all CPUs' busy \
+         jiffies (`/proc/stat`). nftables and iptables rows run a bare XDP_PASS natively on \
+         the server veth (frames from a live-frames sender reach a veth peer promptly only \
+         when it runs native XDP). Dropped counts: the veth's xdp_drops, the nft rule counter, \
+         the iptables rule counter.\n\n{}\n{chart_note}\n\n## Control plane\n\n\
+         Wall time of the `mirror-xdp` command in the server namespace of a veth testbed.\n\n{}",
         end_to_end::table(&end_to_end),
+        control_plane::table(&control),
         frames = end_to_end::FRAMES,
         reps = end_to_end::REPETITIONS,
     );
@@ -280,12 +331,12 @@ fn chart_note(
                 .collect(),
         },
         chart::Panel {
-            title: "End to end: CPU per packet, sender + receiver (median)".to_string(),
+            title: "End to end: receiving core's CPU per packet (median)".to_string(),
             unit: "CPU ns per packet",
             bars: end_to_end
                 .rows
                 .iter()
-                .map(|r| (r.name.to_string(), end_to_end::stats(&r.cpu_ns).0))
+                .map(|r| (r.name.to_string(), end_to_end::stats(&r.receiver_ns).0))
                 .collect(),
         },
     ];

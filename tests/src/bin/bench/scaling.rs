@@ -1,5 +1,5 @@
-//! Per-packet cost as the deny list grows (10, 100k, 1M prefixes) while the source address
-//! changes from packet to packet, and the time to load each list.
+//! Per-packet cost as the deny list grows (10, 10k, 100k, 1M prefixes) while the source
+//! address changes from packet to packet, and the time to load each list.
 
 use std::net::Ipv4Addr;
 use std::time::Instant;
@@ -8,7 +8,7 @@ use anyhow::Result;
 use mirror_xdp::{policy::Policy, testrun::TestProgram};
 use mirror_xdp_tests::frames::{Frame, Ipv4, L4};
 
-const SIZES: [usize; 3] = [10, 100_000, 1_000_000];
+pub const SIZES: [usize; 4] = [10, 10_000, 100_000, 1_000_000];
 const FRAMES: usize = 20_000;
 const ROUNDS: usize = 3;
 
@@ -22,10 +22,10 @@ pub struct Row {
 }
 
 /// A small deterministic PRNG: the lists and frames are the same in every run.
-struct Rng(u64);
+pub struct Rng(pub u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub fn next(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
@@ -33,29 +33,37 @@ impl Rng {
     }
 }
 
+/// `size` prefixes, 60% single hosts and 40% /24s, anywhere in the IPv4 space: a typical
+/// block list, the same in every run.
+pub fn deny_list(size: usize) -> Vec<(u32, u8)> {
+    let mut rng = Rng(0x5EED ^ size as u64);
+    (0..size)
+        .map(|_| {
+            let addr = rng.next() as u32;
+            if rng.next() % 10 < 6 {
+                (addr, 32)
+            } else {
+                (addr & 0xFFFF_FF00, 24)
+            }
+        })
+        .collect()
+}
+
+/// The list as a set file: one prefix a line.
+pub fn deny_list_text(list: &[(u32, u8)]) -> String {
+    list.iter()
+        .map(|(a, len)| format!("{}/{len}\n", Ipv4Addr::from(*a)))
+        .collect()
+}
+
 pub fn run() -> Result<Vec<Row>> {
     let dir = tempfile::tempdir()?;
     let mut programs = Vec::new();
     let mut lists = Vec::new();
     for &size in &SIZES {
-        let mut rng = Rng(0x5EED ^ size as u64);
-        // 60% single hosts, 40% /24s, anywhere in the IPv4 space: a typical block list.
-        let list: Vec<(u32, u8)> = (0..size)
-            .map(|_| {
-                let addr = rng.next() as u32;
-                if rng.next() % 10 < 6 {
-                    (addr, 32)
-                } else {
-                    (addr & 0xFFFF_FF00, 24)
-                }
-            })
-            .collect();
+        let list = deny_list(size);
         let file = dir.path().join(format!("deny-{size}.txt"));
-        let text: String = list
-            .iter()
-            .map(|(a, len)| format!("{}/{len}\n", Ipv4Addr::from(*a)))
-            .collect();
-        std::fs::write(&file, text)?;
+        std::fs::write(&file, deny_list_text(&list))?;
         let policy_text = format!(
             "version = 1\n[[ports]]\nproto = \"tcp\"\nports = [80]\n[sources]\ndeny = [{{ file = \"{}\" }}]\n",
             file.display()

@@ -1,0 +1,132 @@
+//! The performance goals of the project, each with this run's figure and whether it is met.
+
+use crate::control_plane;
+use crate::end_to_end::{self, capacity, stats};
+use crate::scaling;
+
+pub struct Figures<'a> {
+    /// Test-run cost of a closed-port drop over a bare XDP_DROP.
+    pub closed_vs_drop: Option<f64>,
+    /// Test-run cost of an allowed packet over xdp-filter's for the same rules.
+    pub allowed_vs_filter: Option<f64>,
+    pub end_to_end: &'a end_to_end::Outcome,
+    pub scaling: &'a [scaling::Row],
+    pub control: &'a control_plane::Outcome,
+}
+
+/// One goal: what, the figure, the bound, and whether the bound is an upper one.
+struct Goal {
+    what: &'static str,
+    figure: Option<f64>,
+    bound: f64,
+    at_most: bool,
+    unit: &'static str,
+}
+
+pub fn table(f: &Figures) -> String {
+    // Drops per receiving core-second of a row of the end-to-end table.
+    let rate = |name: &str| {
+        f.end_to_end
+            .rows
+            .iter()
+            .find(|r| r.name.starts_with(name))
+            .map(|r| capacity(stats(&r.receiver_ns).0))
+    };
+    let mirror = rate("mirror-xdp");
+    let vs = |other: &str| mirror.zip(rate(other)).map(|(m, o)| m / o);
+    let cost = |prefixes: usize| {
+        f.scaling
+            .iter()
+            .find(|r| r.prefixes == prefixes)
+            .map(|r| r.median_ns as f64)
+    };
+    let goals = [
+        Goal {
+            what: "closed-port drop vs a bare XDP_DROP (test run)",
+            figure: f.closed_vs_drop,
+            bound: 2.0,
+            at_most: true,
+            unit: "x",
+        },
+        Goal {
+            what: "allowed packet vs xdp-filter, same rules (test run)",
+            figure: f.allowed_vs_filter,
+            bound: 0.5,
+            at_most: true,
+            unit: "x",
+        },
+        Goal {
+            what: "end-to-end drop rate vs a bare XDP_DROP",
+            figure: vs("bare XDP_DROP"),
+            bound: 0.9,
+            at_most: false,
+            unit: "x",
+        },
+        Goal {
+            what: "end-to-end drop rate vs nftables netdev ingress",
+            figure: vs("nftables"),
+            bound: 4.0,
+            at_most: false,
+            unit: "x",
+        },
+        Goal {
+            what: "end-to-end drop rate vs iptables raw PREROUTING",
+            figure: vs("iptables"),
+            bound: 4.5,
+            at_most: false,
+            unit: "x",
+        },
+        Goal {
+            what: "1,000,000 deny prefixes vs 10 (test run, varying sources)",
+            figure: cost(1_000_000)
+                .zip(cost(10))
+                .map(|(big, small)| big / small),
+            bound: 2.0,
+            at_most: true,
+            unit: "x",
+        },
+        Goal {
+            what: "reload of a 100,000-prefix policy",
+            figure: Some(stats(&f.control.reload_large_ms).0),
+            bound: 100.0,
+            at_most: true,
+            unit: " ms",
+        },
+        Goal {
+            what: "1,000,000 prefixes loaded (`attach`, all of it)",
+            figure: Some(stats(&f.control.attach_1m_ms).0),
+            bound: 2000.0,
+            at_most: true,
+            unit: " ms",
+        },
+    ];
+    let mut t = String::from("| goal | bound | this run | met |\n|---|---:|---:|---|\n");
+    for g in goals {
+        let (figure, met) = match g.figure {
+            Some(x) => {
+                let met = if g.at_most {
+                    x <= g.bound
+                } else {
+                    x >= g.bound
+                };
+                (fmt(x, g.unit), if met { "yes" } else { "**no**" })
+            }
+            None => ("not measured".to_string(), "?"),
+        };
+        let bound = format!(
+            "{} {}",
+            if g.at_most { "≤" } else { "≥" },
+            fmt(g.bound, g.unit)
+        );
+        t.push_str(&format!("| {} | {bound} | {figure} | {met} |\n", g.what));
+    }
+    t
+}
+
+fn fmt(x: f64, unit: &str) -> String {
+    if unit == "x" {
+        format!("{x:.2}x")
+    } else {
+        format!("{x:.0}{unit}")
+    }
+}
