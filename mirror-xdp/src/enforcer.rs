@@ -227,6 +227,12 @@ pub fn attach(
     pending::commit(paths)?;
     fault::point("attach:state-written");
     rollback.armed = false;
+    // In force: now the first reload's spare (see `crate::spare`; not needed to succeed).
+    if let Err(e) = crate::spare::prepare(paths, 2, sizes, &image) {
+        say(&format!(
+            "note: no spare generation for the next reload: {e}"
+        ));
+    }
     Ok(record)
 }
 
@@ -394,7 +400,10 @@ pub(crate) fn remove_pins(paths: &Paths) {
     for link in link_pins(paths) {
         unpin_link(&link);
     }
-    for dir in generation_dirs(paths) {
+    for dir in generation_dirs(paths)
+        .into_iter()
+        .chain(crate::spare::dirs(paths))
+    {
         remove_dir_pins(&dir);
     }
     for path in entries(&paths.bpffs) {
@@ -421,7 +430,9 @@ pub(crate) fn remove_generation(paths: &Paths, generation: u64) {
 
 fn is_ours(path: &Path) -> bool {
     let name = file_name(path);
-    ["link_", "mx_", "gen-"].iter().any(|p| name.starts_with(p))
+    ["link_", "mx_", "gen-", "spare-"]
+        .iter()
+        .any(|p| name.starts_with(p))
 }
 
 fn entries(dir: &Path) -> Vec<PathBuf> {

@@ -24,6 +24,7 @@ pub mod pending;
 pub mod policy;
 pub mod recover;
 pub mod reload;
+pub mod spare;
 pub mod state;
 pub mod stats;
 pub mod syncookies;

@@ -114,6 +114,22 @@ impl Maps {
         Maps::from_source(&mut open)
     }
 
+    /// Opens the shared maps pinned in `paths.bpffs` and the policy maps pinned in
+    /// `generation_dir` (a generation being built).
+    pub fn open_in(paths: &Paths, generation_dir: &Path) -> Result<Maps, MapsError> {
+        let mut open = |name: &'static str| {
+            let path = if map_name::PER_GENERATION.contains(&name) {
+                generation_dir.join(name)
+            } else {
+                paths.map_pin(name, 0)
+            };
+            MapData::from_pin(&path)
+                .and_then(Map::from_map_data)
+                .map_err(|source| MapsError::OpenPin { path, source })
+        };
+        Maps::from_source(&mut open)
+    }
+
     fn from_source(
         get: &mut dyn FnMut(&'static str) -> Result<Map, MapsError>,
     ) -> Result<Maps, MapsError> {

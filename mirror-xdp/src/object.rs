@@ -65,6 +65,17 @@ pub enum LoadError {
     },
 }
 
+/// A hash of the embedded eBPF object (FNV-1a): tells what this build pinned from what
+/// another build did.
+pub fn build_hash() -> u64 {
+    static HASH: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *HASH.get_or_init(|| {
+        OBJECT.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+            (h ^ *b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+        })
+    })
+}
+
 /// Loads the object. With `pins` (the enforcer's folders and the folder of the generation
 /// to fill), every shared map is pinned in the pin folder, or reused if that pin exists (the
 /// shared maps of a running enforcer), and every policy map in the generation's folder.
@@ -150,6 +161,14 @@ pub fn load_and_pin_programs(ebpf: &mut Ebpf, generation_dir: &Path) -> Result<u
         .pin(&path)
         .map_err(pin_err(program_name::EGRESS, path.clone()))?;
     Ok(prog_id)
+}
+
+/// The id of the XDP program pinned in a generation's folder.
+pub fn pinned_program_id(generation_dir: &Path) -> Result<u32, LoadError> {
+    let name = program_name::XDP;
+    aya::programs::ProgramInfo::from_pin(generation_dir.join(XDP_PIN))
+        .map(|info| info.id())
+        .map_err(|source| LoadError::Program { name, source })
 }
 
 /// What a map of this build looks like to the kernel (`bpf_map_info`).

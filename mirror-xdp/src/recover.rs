@@ -212,6 +212,8 @@ fn remove_dead_generations(
             );
         }
     }
+    // A spare of another generation or build, or one whose build did not finish.
+    crate::spare::tidy(paths, record.policy.generation + 1);
     let stale = pending::load(paths)?.is_some();
     pending::discard(paths);
     if !removed.is_empty() {

@@ -9,14 +9,14 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::{
-    compile::{compile, possible_cpus},
+    compile::{MapImage, compile, possible_cpus},
     enforcer::{EnforcerError, Sizes, remove_generation},
     fault, layout, live,
     live_ports::{LivePorts, LivePortsError},
     maps::Maps,
     object, pending,
     policy::{Policy, PolicyError},
-    recover,
+    recover, spare,
     state::{Paths, PortRecord, Record},
 };
 
@@ -114,13 +114,23 @@ pub fn reload(
     };
     let old = record.policy.generation;
     match swap(paths, &record, &policy, say) {
-        Ok(next) => {
+        Ok((next, image)) => {
             fault::point("reload:state-written");
             // The old programs are unreferenced now; unpinning them and their maps frees them.
             remove_generation(paths, old);
+            let elapsed = started.elapsed();
+            // The new policy is in force: now the next reload's spare (not needed to succeed).
+            let sizes = Sizes {
+                limiter_entries: next.limiter_entries,
+            };
+            if let Err(e) = spare::prepare(paths, next.policy.generation + 1, sizes, &image) {
+                say(&format!(
+                    "note: no spare generation for the next reload: {e}"
+                ));
+            }
             Ok(Reloaded {
                 record: next,
-                elapsed: started.elapsed(),
+                elapsed,
             })
         }
         Err(e) => {
@@ -136,14 +146,15 @@ pub fn reload(
     }
 }
 
-/// Builds the next generation in its staging folder, swaps every link to it and commits the
-/// new record; returns it. On an error no link runs the new generation.
+/// Builds the next generation in its staging folder (from the spare, if one fits), swaps
+/// every link to it and commits the new record; returns it, and the compiled policy. On an
+/// error no link runs the new generation.
 fn swap(
     paths: &Paths,
     record: &Record,
     policy: &Policy,
     say: &mut dyn FnMut(&str),
-) -> Result<Record, ReloadError> {
+) -> Result<(Record, MapImage), ReloadError> {
     if policy.limits.syn_cookies && record.tcp_syncookies_before.is_none() {
         say(
             "note: syn_cookies needs net.ipv4.tcp_syncookies=2, which only attach sets: detach and attach to turn cookies on",
@@ -152,30 +163,36 @@ fn swap(
     let next = record.policy.generation + 1;
     let image = compile(policy, possible_cpus()).map_err(EnforcerError::from)?;
     let staging = recover::staging_dir(paths, next);
-    crate::state::create_private_dir(&staging).map_err(|source| EnforcerError::Bpffs {
-        path: staging.clone(),
-        source,
-    })?;
     let sizes = Sizes {
         limiter_entries: record.limiter_entries,
     };
-    let mut ebpf = object::load(
-        Some((paths, &staging)),
-        object::MapSizes::new(sizes, &image),
-    )
-    .map_err(EnforcerError::from)?;
-    fault::point("reload:maps-pinned");
-    // Held until the programs are loaded: they refer to the maps by these descriptors.
-    let mut maps = Maps::from_ebpf(&mut ebpf).map_err(EnforcerError::from)?;
-    let mut config = maps.write_fresh(&image).map_err(EnforcerError::from)?;
-    config.flags |= live::restore_locked(paths, &mut maps)?;
-    maps.enable(&config).map_err(EnforcerError::from)?;
-    fault::point("reload:maps-filled");
-    let prog_id =
-        object::load_and_pin_programs(&mut ebpf, &staging).map_err(EnforcerError::from)?;
-    drop(maps);
-    drop(ebpf);
-    fault::point("reload:programs-pinned");
+    let need = object::MapSizes::new(sizes, &image);
+    // A spare generation has its programs verified already: the policy is in force as
+    // soon as its maps are filled. Without one, the programs are loaded here.
+    let prog_id = if spare::take(paths, next, &need, &staging) {
+        fault::point("reload:maps-pinned");
+        let mut maps = Maps::open_in(paths, &staging).map_err(EnforcerError::from)?;
+        fill(paths, &mut maps, &image)?;
+        fault::point("reload:maps-filled");
+        let prog_id = object::pinned_program_id(&staging).map_err(EnforcerError::from)?;
+        fault::point("reload:programs-pinned");
+        prog_id
+    } else {
+        crate::state::create_private_dir(&staging).map_err(|source| EnforcerError::Bpffs {
+            path: staging.clone(),
+            source,
+        })?;
+        let mut ebpf = object::load(Some((paths, &staging)), need).map_err(EnforcerError::from)?;
+        fault::point("reload:maps-pinned");
+        // Held until the programs are loaded: they refer to the maps by these descriptors.
+        let mut maps = Maps::from_ebpf(&mut ebpf).map_err(EnforcerError::from)?;
+        fill(paths, &mut maps, &image)?;
+        fault::point("reload:maps-filled");
+        let prog_id =
+            object::load_and_pin_programs(&mut ebpf, &staging).map_err(EnforcerError::from)?;
+        fault::point("reload:programs-pinned");
+        prog_id
+    };
 
     let mut updated = record.clone();
     updated.policy.generation = next;
@@ -216,5 +233,14 @@ fn swap(
     })?;
     fault::point("reload:generation-renamed");
     pending::commit(paths)?;
-    Ok(updated)
+    Ok((updated, image))
+}
+
+/// Writes the compiled policy and the live entries into a generation's empty maps and
+/// enables them.
+fn fill(paths: &Paths, maps: &mut Maps, image: &MapImage) -> Result<(), ReloadError> {
+    let mut config = maps.write_fresh(image).map_err(EnforcerError::from)?;
+    config.flags |= live::restore_locked(paths, maps)?;
+    maps.enable(&config).map_err(EnforcerError::from)?;
+    Ok(())
 }

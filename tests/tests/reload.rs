@@ -746,3 +746,61 @@ fn reload_keeps_counters_and_one_generation() {
     assert_eq!(record["reloads"]["ok"], 3, "{record:#}");
     assert_eq!(record["reloads"]["error"], 0, "{record:#}");
 }
+
+/// The spare folders (`spare-N-BUILD`) in the testbed's pin dir (if any), sorted.
+fn spares(bed: &Testbed) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(bed.bpffs_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| n.starts_with("spare-"))
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_spare_generation_is_used_and_a_reload_without_one_still_works() {
+    if !root_or_skip() {
+        return;
+    }
+    let bed = Testbed::new().expect("testbed");
+    let _tcp = TcpListenerSet::start(&bed.server, &[A_ONLY, B_ONLY]).expect("tcp listeners");
+    write_deny_file(&bed, "deny-10k.txt", 10_000, &[]);
+    let a = attach_policy(&bed, POLICY_A);
+    let b = write_policy(&bed, "b.toml", POLICY_B);
+    let spare = |bed: &Testbed, generation: u64| {
+        let found = spares(bed);
+        assert_eq!(found.len(), 1, "one spare: {found:?}");
+        assert!(
+            found[0].starts_with(&format!("spare-{generation}-")),
+            "{found:?}"
+        );
+        bed.bpffs_dir().join(&found[0])
+    };
+    let first = spare(&bed, 2);
+
+    // Taken: it becomes generation 2, and a spare for generation 3 is made.
+    let (ms, wall) = reload_ok(&bed, &b);
+    assert!(!first.exists(), "the spare became the new generation");
+    assert_eq!(pinned_generations(&bed), ["gen-2"]);
+    assert_ports(&bed, B_ONLY, A_ONLY, "policy B from the spare");
+    eprintln!("reload from a spare: in force after {ms} ms, command {wall:?}");
+    let second = spare(&bed, 3);
+
+    // Gone (removed by hand): the reload loads and verifies its own programs.
+    for pin in std::fs::read_dir(&second).expect("spare folder").flatten() {
+        std::fs::remove_file(pin.path()).expect("removing a spare pin");
+    }
+    std::fs::remove_dir(&second).expect("removing the spare folder");
+    let (ms, wall) = reload_ok(&bed, &a);
+    assert_eq!(pinned_generations(&bed), ["gen-3"]);
+    assert_ports(&bed, A_ONLY, B_ONLY, "policy A without a spare");
+    eprintln!("reload without a spare: in force after {ms} ms, command {wall:?}");
+    spare(&bed, 4);
+
+    let r = run(&bed, &["detach"]);
+    assert_eq!(r.code, Some(0), "detach: {r:?}");
+    assert!(spares(&bed).is_empty(), "detach removes the spare");
+}

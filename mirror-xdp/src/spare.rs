@@ -1,0 +1,120 @@
+//! A spare generation: the next generation's policy maps, empty, and both programs loaded
+//! (verified) and pinned, in `spare-N-BUILD` (N: the generation it becomes; BUILD: a hash
+//! of this binary's eBPF object, so a spare of another build is never used). Verifying the
+//! program is most of a reload (about 140 of 190 ms on the machine of docs/benchmarks.md):
+//! with a spare ready, a reload only fills its maps and swaps the links, and prepares the
+//! next spare once the new policy is in force.
+//!
+//! A spare is only ever taken by renaming it to the reload's staging folder, so the crash
+//! rules of [`crate::recover`] apply to it from then on; until then no link runs it and any
+//! command may throw it away. It costs one more set of policy maps in kernel memory.
+
+use std::path::{Path, PathBuf};
+
+use aya::maps::MapInfo;
+use mirror_xdp_common::map_name;
+
+use crate::{
+    compile::MapImage,
+    enforcer::{EnforcerError, Sizes},
+    object::{self, MapSizes},
+    state::Paths,
+};
+
+const PREFIX: &str = "spare-";
+
+/// The smallest room a spare gives each static source table: a reload to a policy with up
+/// to this many more source entries than the current one still finds a spare that fits.
+const MIN_SOURCE_ROOM: u32 = 1 << 17;
+
+/// The spare that becomes `generation`, for this build.
+pub fn dir(paths: &Paths, generation: u64) -> PathBuf {
+    paths.bpffs.join(format!(
+        "{PREFIX}{generation}-{:016x}",
+        object::build_hash()
+    ))
+}
+
+/// Every spare folder, of any generation or build.
+pub fn dirs(paths: &Paths) -> Vec<PathBuf> {
+    std::fs::read_dir(&paths.bpffs)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.is_dir()
+                && p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(PREFIX))
+        })
+        .collect()
+}
+
+/// Builds the spare for `generation`, its maps sized like `image`'s with room to grow.
+/// Called with the live lock held, once the current generation is in force.
+pub fn prepare(
+    paths: &Paths,
+    generation: u64,
+    sizes: Sizes,
+    image: &MapImage,
+) -> Result<(), EnforcerError> {
+    tidy(paths, generation);
+    let spare = dir(paths, generation);
+    if spare.exists() {
+        return Ok(());
+    }
+    let mut room = MapSizes::new(sizes, image);
+    room.sources_v4 = room.sources_v4.max(MIN_SOURCE_ROOM);
+    room.sources_v6 = room.sources_v6.max(MIN_SOURCE_ROOM);
+    crate::state::create_private_dir(&spare).map_err(|source| EnforcerError::Bpffs {
+        path: spare.clone(),
+        source,
+    })?;
+    let built = object::load(Some((paths, &spare)), room)
+        .and_then(|mut ebpf| object::load_and_pin_programs(&mut ebpf, &spare));
+    if let Err(e) = built {
+        crate::enforcer::remove_dir_pins(&spare);
+        return Err(e.into());
+    }
+    Ok(())
+}
+
+/// Moves the spare for `generation` to `staging` if there is one and its maps have room
+/// for `need`; returns whether it did.
+pub fn take(paths: &Paths, generation: u64, need: &MapSizes, staging: &Path) -> bool {
+    let spare = dir(paths, generation);
+    if !complete(&spare) || !fits(&spare, need) {
+        return false;
+    }
+    std::fs::rename(&spare, staging).is_ok()
+}
+
+/// Removes every spare but a complete one for `keep`.
+pub fn tidy(paths: &Paths, keep: u64) {
+    let wanted = dir(paths, keep);
+    for spare in dirs(paths) {
+        if spare != wanted || !complete(&spare) {
+            crate::enforcer::remove_dir_pins(&spare);
+        }
+    }
+}
+
+/// Both programs and every policy map pinned: a spare whose build did not finish is not.
+fn complete(spare: &Path) -> bool {
+    [object::XDP_PIN, object::EGRESS_PIN]
+        .iter()
+        .chain(map_name::PER_GENERATION.iter())
+        .all(|name| spare.join(name).exists())
+}
+
+fn fits(spare: &Path, need: &MapSizes) -> bool {
+    let max_entries = |name: &str| {
+        MapInfo::from_pin(spare.join(name))
+            .map(|i| i.max_entries())
+            .unwrap_or(0)
+    };
+    max_entries(map_name::SOURCES_V4) >= need.sources_v4
+        && max_entries(map_name::SOURCES_V6) >= need.sources_v6
+        && max_entries(map_name::BLOCKS_V4) >= need.blocks_v4
+}
