@@ -42,6 +42,9 @@ pub mod map_name {
     /// Per (protocol, local port): when a flow on it was last seen (see `flows`).
     pub const FLOW_PORTS: &str = "mx_fports_v1";
     pub const LIMITS: &str = "mx_limits_v1";
+    /// Per CPU: limiter entries created (a new source); less the entries present, the
+    /// sources the full table evicted.
+    pub const LIMITER_NEW: &str = "mx_limnew_v1";
     pub const GLOBAL_SYN: &str = "mx_gsyn_v1";
     pub const STATS: &str = "mx_stats_v1";
     pub const PORT_STATS: &str = "mx_pstats_v1";
@@ -56,7 +59,7 @@ pub mod map_name {
         CONFIG, PORTS, SOURCES_V4, BLOCKS_V4, SOURCES_V6, FROM_V4, FROM_V6,
     ];
     /// Every map, for pinning and cleanup.
-    pub const ALL: [&str; 20] = [
+    pub const ALL: [&str; 21] = [
         CONFIG,
         PORTS,
         SOURCES_V4,
@@ -71,6 +74,7 @@ pub mod map_name {
         FLOWS,
         FLOW_PORTS,
         LIMITS,
+        LIMITER_NEW,
         GLOBAL_SYN,
         STATS,
         PORT_STATS,

@@ -1,13 +1,14 @@
 //! Steps 5, 6 and 12: bans, the per-source packet rate, and the per-source and global SYN
 //! rates, all as GCRA buckets (see `mirror_xdp_common::Config`).
 
+use aya_ebpf::bindings::BPF_NOEXIST;
 use mirror_xdp_common::{
     Config, LimiterKey, LimiterState, config_flag,
     limits::{SYN_KEEPALIVE_NS, syn_keepalive_index},
 };
 
 use crate::{
-    maps::{GLOBAL_SYN, LIMITS, SYN_KEEPALIVE},
+    maps::{GLOBAL_SYN, LIMITER_NEW, LIMITS, SYN_KEEPALIVE},
     parse::Packet,
 };
 
@@ -34,7 +35,15 @@ pub fn limiter(pkt: &Packet, config: &Config) -> Option<*mut LimiterState> {
         return Some(state);
     }
     // A new source starts with full buckets; a full table evicts the least recent source.
-    let _ = LIMITS.insert(key, LimiterState::default(), 0);
+    // Counted once: of two CPUs racing to create one source, only one insert succeeds.
+    if LIMITS
+        .insert(key, LimiterState::default(), BPF_NOEXIST as u64)
+        .is_ok()
+        && let Some(created) = LIMITER_NEW.get_ptr_mut(0)
+    {
+        // SAFETY: a per-CPU slot: no other writer.
+        unsafe { *created += 1 };
+    }
     LIMITS.get_ptr_mut(key)
 }
 

@@ -64,6 +64,10 @@ pub static FLOW_PORTS: Array<u64> = Array::with_max_entries(capacity::PORTS, 0);
 pub static LIMITS: LruHashMap<LimiterKey, LimiterState> =
     LruHashMap::with_max_entries(capacity::LIMITS, 0);
 
+/// Limiter entries created, per CPU (evictions = created - present).
+#[map(name = "mx_limnew_v1")]
+pub static LIMITER_NEW: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
 /// The global SYN budget: one GCRA state per CPU.
 #[map(name = "mx_gsyn_v1")]
 pub static GLOBAL_SYN: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);

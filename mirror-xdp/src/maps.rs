@@ -57,11 +57,22 @@ pub struct Maps {
     /// Per (protocol, local port): a recent flow's time (`mirror_xdp_common::flows`).
     pub flow_ports: Array<MapData, u64>,
     pub limits: HashMap<MapData, LimiterKey, LimiterState>,
+    /// Limiter entries created, per CPU.
+    pub limiter_new: PerCpuArray<MapData, u64>,
     pub global_syn: PerCpuArray<MapData, u64>,
     pub stats: PerCpuArray<MapData, Counter>,
     pub port_stats: PerCpuArray<MapData, PortCounter>,
     /// When a SYN last went to the kernel, per (family, port): the SYN cookie keepalive.
     pub syn_keepalive: Array<MapData, u64>,
+}
+
+/// How full the per-source limiter table is (`stats`, metrics).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct LimiterUsage {
+    pub capacity: u32,
+    pub entries: u64,
+    pub created: u64,
+    pub evicted: u64,
 }
 
 /// Packets and bytes of one reason, summed over CPUs.
@@ -153,6 +164,7 @@ impl Maps {
             flows: typed!(map_name::FLOWS),
             flow_ports: typed!(map_name::FLOW_PORTS),
             limits: typed!(map_name::LIMITS),
+            limiter_new: typed!(map_name::LIMITER_NEW),
             global_syn: typed!(map_name::GLOBAL_SYN),
             stats: typed!(map_name::STATS),
             port_stats: typed!(map_name::PORT_STATS),
@@ -334,6 +346,29 @@ impl Maps {
         self.flow_ports
             .set(index, seen.max(last_seen_ns), 0)
             .map_err(access(map_name::FLOW_PORTS))
+    }
+
+    /// The limiter table's use, `capacity` its size: sources present, sources created
+    /// since attach, and of those, how many a full table evicted (created less present:
+    /// nothing else removes an entry). Counting the entries walks the table's keys.
+    pub fn limiter_usage(&self, capacity: u32) -> Result<LimiterUsage, MapsError> {
+        let created: u64 = self
+            .limiter_new
+            .get(&0, 0)
+            .map_err(access(map_name::LIMITER_NEW))?
+            .iter()
+            .sum();
+        let mut entries = 0u64;
+        for key in self.limits.keys() {
+            key.map_err(access(map_name::LIMITS))?;
+            entries += 1;
+        }
+        Ok(LimiterUsage {
+            capacity,
+            entries,
+            created,
+            evicted: created.saturating_sub(entries),
+        })
     }
 
     /// How many port slots exist (for iterating the per-port counters).

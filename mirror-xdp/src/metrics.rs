@@ -109,6 +109,31 @@ pub fn render(stats: &Stats, reloads: ReloadCounts) -> String {
         );
     }
 
+    let limiter = [
+        (
+            "mirror_xdp_limiter_entries",
+            "Sources the per-source limiter table tracks now.",
+            "gauge",
+            stats.limiter.entries,
+        ),
+        (
+            "mirror_xdp_limiter_capacity",
+            "Size of the per-source limiter table (attach --limiter-entries).",
+            "gauge",
+            stats.limiter.capacity as u64,
+        ),
+        (
+            "mirror_xdp_limiter_evictions_total",
+            "Sources the full limiter table forgot to make room (a flood of spoofed sources).",
+            "counter",
+            stats.limiter.evicted,
+        ),
+    ];
+    for (name, help, kind, value) in limiter {
+        header(&mut out, name, help, kind);
+        sample(&mut out, name, &[], value);
+    }
+
     header(
         &mut out,
         "mirror_xdp_info",
@@ -230,6 +255,7 @@ mod tests {
                 pass_packets: 10,
                 drop_packets: 2,
             }],
+            limiter: Default::default(),
         }
     }
 

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::{
     compile::proto_slot,
-    maps::{Maps, MapsError},
+    maps::{LimiterUsage, Maps, MapsError},
     policy::Proto,
     state::{InterfaceRecord, PolicyRecord, Record},
 };
@@ -22,6 +22,8 @@ pub struct Stats {
     /// Every reason, in verdict order.
     pub reasons: serde_json::Map<String, serde_json::Value>,
     pub ports: Vec<PortStats>,
+    /// The per-source limiter table: sources tracked, created, evicted by a full table.
+    pub limiter: LimiterUsage,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -75,6 +77,7 @@ impl Stats {
             policy: record.policy.clone(),
             reasons,
             ports,
+            limiter: maps.limiter_usage(record.limiter_entries)?,
         })
     }
 
@@ -128,6 +131,12 @@ impl Stats {
                 p.proto, p.port, p.pass_packets, p.drop_packets
             );
         }
+        let l = &self.limiter;
+        let _ = writeln!(
+            out,
+            "\nlimiter: {} of {} sources tracked, {} created, {} evicted by a full table",
+            l.entries, l.capacity, l.created, l.evicted
+        );
         out
     }
 }

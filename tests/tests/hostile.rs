@@ -251,8 +251,8 @@ fn damaged_state_file_is_reported_kept_and_enforcement_holds() {
 
 /// Spoofed sources from 100.64.0.0/10 inside the veth, many more than the limiter table
 /// holds: the table fills to its capacity and the least recently seen sources are evicted
-/// (the kernel counts no evictions; see the report of this test's commit), nothing fails,
-/// and a legitimate client is still served.
+/// (counted: `stats` shows the sources created and evicted), nothing fails, and a
+/// legitimate client is still served.
 #[test]
 fn spoofed_flood_over_the_limiter_capacity_fails_nothing() {
     if !root() {
@@ -308,6 +308,19 @@ fn spoofed_flood_over_the_limiter_capacity_fails_nothing() {
         entries <= ENTRIES as usize && entries * 10 >= ENTRIES as usize * 9,
         "limiter table holds {entries} of {ENTRIES}"
     );
+    // Every source was created once at least (tens of thousands), and all but the table's
+    // worth were evicted: `stats` counts what the kernel's LRU does silently.
+    let limiter = &after["limiter"];
+    let field = |k: &str| {
+        limiter[k]
+            .as_u64()
+            .unwrap_or_else(|| panic!("limiter.{k}: {after:#}"))
+    };
+    eprintln!("stats limiter: {limiter}");
+    assert_eq!(field("capacity"), u64::from(ENTRIES));
+    assert_eq!(field("entries"), entries as u64);
+    assert!(field("created") >= 8 * u64::from(ENTRIES), "{limiter}");
+    assert_eq!(field("evicted"), field("created") - field("entries"));
 
     let web = SocketAddr::new(SERVER_V4.into(), WEB);
     let probe = tcp_connect(&bed.client, CLIENT_V4.into(), web, PROBE_TIMEOUT).expect("connect");

@@ -215,6 +215,7 @@ mod tests {
                 pass_packets: port_pass,
                 drop_packets: 0,
             }],
+            limiter: Default::default(),
         }
     }
 
