@@ -7,7 +7,8 @@ use anyhow::{Context, Result, bail};
 use crate::{is_root, run_step};
 
 /// Debian packages: the LLVM 22 development files build bpf-linker; the rest are tools that
-/// the integration tests and the demo run (servers, probes, traffic, inspection).
+/// the integration tests, the demo and the benchmarks run (servers, probes, traffic,
+/// inspection, and nftables and iptables to compare with).
 const APT_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libpolly-22-dev",
@@ -25,6 +26,8 @@ const APT_PACKAGES: &[&str] = &[
     "xdp-tools",
     "socat",
     "procps",
+    "nftables",
+    "iptables",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";

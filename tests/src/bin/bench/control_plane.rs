@@ -1,6 +1,7 @@
 //! The control plane: `mirror-xdp reload` of a 10-rule and of a 100,000-entry policy
 //! (alternating, so each reload changes the policy), `attach` of a 1,000,000-prefix deny
-//! list, and the kernel memory of the pinned maps at the default sizes.
+//! list, and the kernel memory of the pinned maps at the default sizes (the spare
+//! generation's included).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -15,9 +16,13 @@ const RELOADS: usize = 9;
 const ATTACHES: usize = 3;
 
 pub struct Outcome {
-    /// Wall time of each `reload` to the small and to the large policy, in ms.
+    /// Each `reload` to the small and to the large policy: ms until the new policy was in
+    /// force (as the command reports it), and the command's wall time (it prepares the next
+    /// spare generation after that).
     pub reload_small_ms: Vec<f64>,
     pub reload_large_ms: Vec<f64>,
+    pub reload_small_wall_ms: Vec<f64>,
+    pub reload_large_wall_ms: Vec<f64>,
     /// Wall time of each `attach` with the 1M-prefix list (policy, load, fill, link).
     pub attach_1m_ms: Vec<f64>,
     /// Pinned maps with the bench policy attached: name, max entries, bytes.
@@ -47,16 +52,28 @@ pub fn run(small_policy: &str) -> Result<Outcome> {
     let mut outcome = Outcome {
         reload_small_ms: Vec::new(),
         reload_large_ms: Vec::new(),
+        reload_small_wall_ms: Vec::new(),
+        reload_large_wall_ms: Vec::new(),
         attach_1m_ms: Vec::new(),
         maps,
     };
     for _ in 0..RELOADS {
-        for (text, times) in [
-            (large.as_str(), &mut outcome.reload_large_ms),
-            (small_policy, &mut outcome.reload_small_ms),
+        for (text, in_force, wall) in [
+            (
+                large.as_str(),
+                &mut outcome.reload_large_ms,
+                &mut outcome.reload_large_wall_ms,
+            ),
+            (
+                small_policy,
+                &mut outcome.reload_small_ms,
+                &mut outcome.reload_small_wall_ms,
+            ),
         ] {
             std::fs::write(&policy, text)?;
-            times.push(cli(&bed, &bin, &["reload"])?);
+            let (ms, out) = cli_output(&bed, &bin, &["reload"])?;
+            wall.push(ms);
+            in_force.push(reported_ms(&out).context("no `reloaded ... in N ms` line")?);
         }
     }
     cli(&bed, &bin, &["detach"])?;
@@ -87,6 +104,11 @@ fn path(p: &Path) -> Result<&str> {
 
 /// Runs the CLI in the server namespace; returns its wall time in ms.
 fn cli(bed: &Testbed, bin: &Path, args: &[&str]) -> Result<f64> {
+    Ok(cli_output(bed, bin, args)?.0)
+}
+
+/// Runs the CLI; returns its wall time in ms and its standard output.
+fn cli_output(bed: &Testbed, bin: &Path, args: &[&str]) -> Result<(f64, String)> {
     let started = Instant::now();
     let out = bed.cli(bin, args);
     let ms = started.elapsed().as_secs_f64() * 1e3;
@@ -97,7 +119,18 @@ fn cli(bed: &Testbed, bin: &Path, args: &[&str]) -> Result<f64> {
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
-    Ok(ms)
+    Ok((ms, String::from_utf8_lossy(&out.stdout).into_owned()))
+}
+
+/// The N of `reloaded ... in N ms`.
+fn reported_ms(stdout: &str) -> Option<f64> {
+    let line = stdout.lines().find(|l| l.starts_with("reloaded "))?;
+    line.trim()
+        .rsplit_once(" in ")?
+        .1
+        .strip_suffix(" ms")?
+        .parse()
+        .ok()
 }
 
 /// Every map pinned under `dir` (bpftool's `bytes_memlock`: what the kernel charges).

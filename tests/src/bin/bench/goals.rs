@@ -86,7 +86,7 @@ pub fn table(f: &Figures) -> String {
             unit: "x",
         },
         Goal {
-            what: "reload of a 100,000-prefix policy",
+            what: "reload of a 100,000-prefix policy (until in force)",
             figure: Some(stats(&f.control.reload_large_ms).0),
             bound: 100.0,
             at_most: true,
