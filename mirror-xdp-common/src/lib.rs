@@ -29,9 +29,9 @@ pub use sources::{LiveEntry, SourceEntry, SourceKeyV4, SourceKeyV6, source_flag}
 pub mod map_name {
     pub const CONFIG: &str = "mx_config_v2";
     pub const PORTS: &str = "mx_ports_v1";
-    pub const SOURCES_V4: &str = "mx_src4_v2";
+    pub const SOURCES_V4: &str = "mx_src4_v3";
     pub const BLOCKS_V4: &str = "mx_blk4_v1";
-    pub const SOURCES_V6: &str = "mx_src6_v2";
+    pub const SOURCES_V6: &str = "mx_src6_v3";
     pub const LIVE_ALLOW_V4: &str = "mx_lallow4_v1";
     pub const LIVE_ALLOW_V6: &str = "mx_lallow6_v1";
     pub const LIVE_DENY_V4: &str = "mx_ldeny4_v1";
@@ -94,7 +94,8 @@ pub mod program_name {
 pub mod capacity {
     /// Two protocols (TCP, UDP) times 65536 ports.
     pub const PORTS: u32 = 2 * 65536;
-    /// Tier entries of the static source lists (allocated as used), per address family.
+    /// Tier entries of the static source lists, per address family: the compiled default
+    /// only; every load sizes the (preallocated) tables to the lists.
     pub const SOURCES_V4: u32 = 4 << 20;
     pub const SOURCES_V6: u32 = 1 << 20;
     /// Live (CLI) source entries, per family and kind.

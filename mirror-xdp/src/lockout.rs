@@ -44,7 +44,20 @@ pub fn refuse_lockout(
     force: bool,
     say: &mut dyn FnMut(&str),
 ) -> Result<(), LockoutRefused> {
-    let findings = check(policy, paths, say);
+    let sessions = collect(say);
+    refuse_lockout_of(policy, paths, force, &sessions, say)
+}
+
+/// [`refuse_lockout`] for sessions [`collect`]ed already (a reload reads them while it
+/// parses the policy).
+pub fn refuse_lockout_of(
+    policy: &Policy,
+    paths: &Paths,
+    force: bool,
+    sessions: &[Session],
+    say: &mut dyn FnMut(&str),
+) -> Result<(), LockoutRefused> {
+    let findings = check_sessions(policy, paths, sessions, say);
     if findings.is_empty() {
         return Ok(());
     }
@@ -70,6 +83,19 @@ pub fn check(policy: &Policy, paths: &Paths, say: &mut dyn FnMut(&str)) -> Vec<F
         return Vec::new();
     }
     let sessions = collect(say);
+    check_sessions(policy, paths, &sessions, say)
+}
+
+/// [`check`] for sessions [`collect`]ed already.
+pub fn check_sessions(
+    policy: &Policy,
+    paths: &Paths,
+    sessions: &[Session],
+    say: &mut dyn FnMut(&str),
+) -> Vec<Finding> {
+    if policy.settings.mode == Mode::Monitor {
+        return Vec::new();
+    }
     // An unreadable live set (check runs without root) only loses entries that could make
     // a session safe or unsafe: judge by the policy alone rather than not at all.
     let live = LiveSet::load(paths).unwrap_or_else(|e| {
@@ -78,11 +104,7 @@ pub fn check(policy: &Policy, paths: &Paths, say: &mut dyn FnMut(&str)) -> Vec<F
         ));
         LiveSet::default()
     });
-    judge(
-        policy,
-        &start_state(policy, &live, &Clock::now()),
-        &sessions,
-    )
+    judge(policy, &start_state(policy, &live, &Clock::now()), sessions)
 }
 
 /// The SSH session of this command's environment and the established inbound connections

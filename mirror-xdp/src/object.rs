@@ -21,9 +21,9 @@ pub struct MapSizes {
 }
 
 impl MapSizes {
-    /// The static source tables get room for the compiled lists and a quarter more: a
-    /// hash table's bucket array is allocated for its whole capacity (16 bytes a slot),
-    /// so a fixed large size would cost memory on every host.
+    /// The static source tables get room for the compiled lists and a quarter more: they
+    /// are preallocated (bucket array and entries, about 80 bytes a slot), so a fixed large
+    /// size would cost memory on every host.
     pub fn new(sizes: Sizes, image: &MapImage) -> MapSizes {
         let room = |n: usize| (n + n / 4).max(1024).min(u32::MAX as usize) as u32;
         MapSizes {

@@ -97,14 +97,31 @@ pub fn reload(
     // Live `port` rules survive the reload: compiled with the new policy's, or, if they no
     // longer fit it, the reload is refused like an invalid policy.
     // And a policy that would cut the admin's session is refused unless forced.
-    let policy = match Policy::load(&path)
-        .map_err(ReloadError::from)
-        .and_then(|policy| {
-            let live = LivePorts::load(paths)?;
-            let policy = policy.with_live_ports(&live)?;
-            crate::lockout::refuse_lockout(&policy, paths, force, say)?;
-            Ok(policy)
-        }) {
+    // The host's sessions are read (for the lock-out check) while the policy is parsed.
+    let (loaded, sessions, notes) = std::thread::scope(|scope| {
+        let sessions = scope.spawn(|| {
+            let mut notes = Vec::new();
+            let sessions = crate::lockout::collect(&mut |note| notes.push(note.to_string()));
+            (sessions, notes)
+        });
+        let loaded = Policy::load(&path)
+            .map_err(ReloadError::from)
+            .and_then(|policy| {
+                let live = LivePorts::load(paths)?;
+                Ok(policy.with_live_ports(&live)?)
+            });
+        let (sessions, notes) = sessions
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (loaded, sessions, notes)
+    });
+    for note in &notes {
+        say(note);
+    }
+    let policy = match loaded.and_then(|policy| {
+        crate::lockout::refuse_lockout_of(&policy, paths, force, &sessions, say)?;
+        Ok(policy)
+    }) {
         Ok(policy) => policy,
         Err(e) => {
             record.reloads.error += 1;
@@ -169,14 +186,43 @@ fn swap(
     let need = object::MapSizes::new(sizes, &image);
     // A spare generation has its programs verified already: the policy is in force as
     // soon as its maps are filled. Without one, the programs are loaded here.
-    let prog_id = if spare::take(paths, next, &need, &staging) {
+    let mut updated = record.clone();
+    updated.policy.generation = next;
+    updated.policy.path = std::path::absolute(&policy.path).unwrap_or(policy.path.clone());
+    updated.mode = policy.settings.mode.name().to_string();
+    updated.ports = policy
+        .rules
+        .iter()
+        .flat_map(|r| r.ports.iter().map(|p| PortRecord::new(r.proto, *p)))
+        .collect();
+    updated.reloads.ok += 1;
+    let set_program = |updated: &mut Record, prog_id: u32| {
+        for iface in &mut updated.interfaces {
+            iface.prog_id = prog_id;
+        }
+    };
+    // A spare generation has its programs verified already: the policy is in force as
+    // soon as its maps are filled. Without one, the programs are loaded here.
+    if spare::take(paths, next, &need, &staging) {
         fault::point("reload:maps-pinned");
-        let mut maps = Maps::open_in(paths, &staging).map_err(EnforcerError::from)?;
-        fill(paths, &mut maps, &image)?;
-        fault::point("reload:maps-filled");
         let prog_id = object::pinned_program_id(&staging).map_err(EnforcerError::from)?;
+        set_program(&mut updated, prog_id);
+        // The pending record (what the next command commits if this process dies once the
+        // first link is swapped) does not depend on the maps: written while they fill.
+        std::thread::scope(|scope| {
+            let pending =
+                scope.spawn(|| pending::write(paths, &updated, &policy.allow, &policy.deny));
+            let filled = Maps::open_in(paths, &staging)
+                .map_err(|e| ReloadError::from(EnforcerError::from(e)))
+                .and_then(|mut maps| fill(paths, &mut maps, &image));
+            let written = pending
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            filled.and(written.map_err(ReloadError::from))
+        })?;
+        fault::point("reload:maps-filled");
         fault::point("reload:programs-pinned");
-        prog_id
+        fault::point("reload:pending-written");
     } else {
         crate::state::create_private_dir(&staging).map_err(|source| EnforcerError::Bpffs {
             path: staging.clone(),
@@ -191,25 +237,10 @@ fn swap(
         let prog_id =
             object::load_and_pin_programs(&mut ebpf, &staging).map_err(EnforcerError::from)?;
         fault::point("reload:programs-pinned");
-        prog_id
-    };
-
-    let mut updated = record.clone();
-    updated.policy.generation = next;
-    updated.policy.path = std::path::absolute(&policy.path).unwrap_or(policy.path.clone());
-    updated.mode = policy.settings.mode.name().to_string();
-    updated.ports = policy
-        .rules
-        .iter()
-        .flat_map(|r| r.ports.iter().map(|p| PortRecord::new(r.proto, *p)))
-        .collect();
-    for iface in &mut updated.interfaces {
-        iface.prog_id = prog_id;
+        set_program(&mut updated, prog_id);
+        pending::write(paths, &updated, &policy.allow, &policy.deny)?;
+        fault::point("reload:pending-written");
     }
-    updated.reloads.ok += 1;
-    // What the next command commits if this process dies once the first link is swapped.
-    pending::write(paths, &updated, &policy.allow, &policy.deny)?;
-    fault::point("reload:pending-written");
 
     if let Err(e) = recover::swap_links(paths, record, &staging) {
         // Back to the old programs where they are pinned (a generation of an older build
