@@ -249,7 +249,7 @@ fn main() -> Result<()> {
         Err(e) => format!("skipped: {e:#}\n"),
     };
     let report = format!(
-        "# Benchmarks\n\nKernel {}, {cpu}, {} CPUs. Command: `cargo xtask bench` (about 5 \
+        "# Benchmarks\n\nKernel {}, {cpu}, {} CPUs. Command: `cargo xtask bench` (about 2 \
          minutes; needs root). Every figure is the median of interleaved repetitions, with \
          min and max; every ratio pairs two figures of this one run.\n\n## Goals\n\n{goals}\n\
          ## Per-packet cost by verdict path\n\nBPF_PROG_TEST_RUN, {ROUNDS} interleaved rounds of \
