@@ -23,9 +23,11 @@ use crate::{
 
 const PREFIX: &str = "spare-";
 
-/// The smallest room a spare gives each static source table: a reload to a policy with up
-/// to this many more source entries than the current one still finds a spare that fits.
-const MIN_SOURCE_ROOM: u32 = 1 << 17;
+/// The smallest room a spare gives the IPv4 host table (preallocated: about 80 bytes an
+/// entry, 10 MiB): a reload to a policy with up to this many IPv4 host entries still finds
+/// a spare that fits, whatever the current policy holds. IPv6 lists are rarer: the spare
+/// only has the current policy's room for them.
+const MIN_SOURCE_ROOM_V4: u32 = 1 << 17;
 
 /// The spare that becomes `generation`, for this build.
 pub fn dir(paths: &Paths, generation: u64) -> PathBuf {
@@ -65,8 +67,7 @@ pub fn prepare(
         return Ok(());
     }
     let mut room = MapSizes::new(sizes, image);
-    room.sources_v4 = room.sources_v4.max(MIN_SOURCE_ROOM);
-    room.sources_v6 = room.sources_v6.max(MIN_SOURCE_ROOM);
+    room.sources_v4 = room.sources_v4.max(MIN_SOURCE_ROOM_V4);
     crate::state::create_private_dir(&spare).map_err(|source| EnforcerError::Bpffs {
         path: spare.clone(),
         source,

@@ -15,7 +15,7 @@ use mirror_xdp_tests::{
 };
 
 pub const FRAMES: u64 = 2_000_000;
-pub const REPETITIONS: usize = 3;
+pub const REPETITIONS: usize = 5;
 pub const CLOSED_PORT: u16 = 3306;
 const FLOOD_LIMIT: Duration = Duration::from_secs(20);
 
