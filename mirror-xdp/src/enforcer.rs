@@ -435,7 +435,8 @@ fn is_ours(path: &Path) -> bool {
         .any(|p| name.starts_with(p))
 }
 
-fn entries(dir: &Path) -> Vec<PathBuf> {
+/// The paths in a folder, sorted; none if it cannot be read.
+pub(crate) fn entries(dir: &Path) -> Vec<PathBuf> {
     let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
         .into_iter()
         .flatten()
@@ -446,7 +447,7 @@ fn entries(dir: &Path) -> Vec<PathBuf> {
     found
 }
 
-fn file_name(path: &Path) -> String {
+pub(crate) fn file_name(path: &Path) -> String {
     path.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default()

@@ -12,6 +12,7 @@ use aya::maps::MapInfo;
 use mirror_xdp_common::map_name;
 
 use crate::{
+    enforcer::{entries, file_name},
     object::{self, Layout},
     state::Paths,
 };
@@ -105,22 +106,10 @@ pub fn check(paths: &Paths, scope: Scope, limiter_entries: u32) -> Result<(), La
 
 /// The pins named like our maps (`mx_...`) in a folder.
 fn ours(dir: &Path) -> Vec<PathBuf> {
-    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+    entries(dir)
         .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-        .map(|e| e.path())
-        .filter(|p| file_name(p).starts_with("mx_"))
-        .collect();
-    found.sort();
-    found
-}
-
-fn file_name(path: &Path) -> String {
-    path.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
+        .filter(|p| p.is_file() && file_name(p).starts_with("mx_"))
+        .collect()
 }
 
 /// This build's name for the map `name` is a version of (`mx_flows_v0` -> `mx_flows_v1`).

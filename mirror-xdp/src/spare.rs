@@ -16,7 +16,7 @@ use mirror_xdp_common::map_name;
 
 use crate::{
     compile::MapImage,
-    enforcer::{EnforcerError, Sizes},
+    enforcer::{EnforcerError, Sizes, entries, file_name},
     object::{self, MapSizes},
     state::Paths,
 };
@@ -39,17 +39,9 @@ pub fn dir(paths: &Paths, generation: u64) -> PathBuf {
 
 /// Every spare folder, of any generation or build.
 pub fn dirs(paths: &Paths) -> Vec<PathBuf> {
-    std::fs::read_dir(&paths.bpffs)
+    entries(&paths.bpffs)
         .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            p.is_dir()
-                && p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with(PREFIX))
-        })
+        .filter(|p| p.is_dir() && file_name(p).starts_with(PREFIX))
         .collect()
 }
 
