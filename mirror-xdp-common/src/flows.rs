@@ -58,3 +58,15 @@ pub const FLOW_IDLE_NS_UDP: u64 = 120 * 1_000_000_000;
 /// costly part of the return check, for every port no recent flow used. The slack lets a
 /// hit refresh the port's time at most once a second, and absorbs racing writers.
 pub const FLOW_PORT_SLACK_NS: u64 = 2_000_000_000;
+
+/// The flow-ports index of a flow's local port (`ipproto::TCP`, else UDP; the port as it
+/// stands in the packet). The same index as the ports array's.
+#[inline(always)]
+pub fn flow_port_index(proto: u8, local_port: [u8; 2]) -> u32 {
+    let slot = if proto == crate::ipproto::TCP {
+        crate::PROTO_SLOT_TCP
+    } else {
+        crate::PROTO_SLOT_UDP
+    };
+    crate::port_index(slot, u16::from_be_bytes(local_port))
+}

@@ -3,7 +3,8 @@
 
 use aya_ebpf::{macros::classifier, programs::TcContext};
 use mirror_xdp_common::{
-    FlowKey, FlowState, PROTO_SLOT_TCP, PROTO_SLOT_UDP, config_flag, port_flag, port_index,
+    FlowKey, FlowState, PROTO_SLOT_UDP, config_flag, flows::flow_port_index, port_flag, port_index,
+    tcp_flag,
 };
 
 use crate::{
@@ -29,7 +30,7 @@ pub fn mirror_egress(ctx: TcContext) -> i32 {
     if let Parsed::Ip(pkt) = parse(&frame) {
         let opens = match pkt.l4 {
             // SYN without ACK: this host opens a TCP connection.
-            L4::Tcp => pkt.tcp_flags & 0x12 == 0x02,
+            L4::Tcp => pkt.tcp_flags & (tcp_flag::SYN | tcp_flag::ACK) == tcp_flag::SYN,
             // A datagram from a port no rule lists: not a reply from a service of ours.
             L4::Udp => !udp_port_listed(pkt.sport),
             _ => false,
@@ -44,12 +45,7 @@ pub fn mirror_egress(ctx: TcContext) -> i32 {
             let now = crate::clock::now(config);
             // A full LRU evicts the oldest flow; nothing to do on error.
             let _ = FLOWS.insert(key, FlowState { last_seen_ns: now }, 0);
-            let slot = if pkt.l4 == L4::Tcp {
-                PROTO_SLOT_TCP
-            } else {
-                PROTO_SLOT_UDP
-            };
-            let index = port_index(slot, u16::from_be_bytes(pkt.sport));
+            let index = flow_port_index(pkt.proto, pkt.sport);
             if let Some(port_seen) = FLOW_PORTS.get_ptr_mut(index) {
                 // SAFETY: from the lookup just above.
                 unsafe { crate::verdict::refresh_port(port_seen, now) };

@@ -96,31 +96,25 @@ fn prefix_mask(bits: u32) -> u64 {
 /// Step 6: over the per-source packet rate? Bans the source when bans are on.
 #[inline(always)]
 pub fn over_pps(state: &mut LimiterState, config: &Config, now: u64) -> bool {
-    if gcra(
+    let conforms = gcra(
         &mut state.pps_tat_ns,
         now,
         config.pps_interval_ns,
         config.pps_tolerance_ns,
-    ) {
-        return false;
-    }
-    ban(state, config, now);
-    true
+    );
+    over_then_ban(conforms, state, config, now)
 }
 
 /// Step 12, per source: over the per-source SYN rate? Bans the source when bans are on.
 #[inline(always)]
 pub fn over_source_syn(state: &mut LimiterState, config: &Config, now: u64) -> bool {
-    if gcra(
+    let conforms = gcra(
         &mut state.syn_tat_ns,
         now,
         config.syn_interval_ns,
         config.syn_tolerance_ns,
-    ) {
-        return false;
-    }
-    ban(state, config, now);
-    true
+    );
+    over_then_ban(conforms, state, config, now)
 }
 
 /// Step 12, global: over this CPU's share of the global SYN budget?
@@ -160,9 +154,11 @@ pub fn syn_keepalive(pkt: &Packet, now: u64, passed: bool) -> bool {
     }
 }
 
+/// A source whose packet did not conform is over its limit, and banned when bans are on.
 #[inline(always)]
-fn ban(state: &mut LimiterState, config: &Config, now: u64) {
-    if config.ban_ns != 0 {
+fn over_then_ban(conforms: bool, state: &mut LimiterState, config: &Config, now: u64) -> bool {
+    if !conforms && config.ban_ns != 0 {
         state.banned_until_ns = now + config.ban_ns;
     }
+    !conforms
 }

@@ -41,16 +41,8 @@ pub fn mirror_xdp(ctx: XdpContext) -> u32 {
     let monitor = flags & config_flag::MONITOR != 0;
     let mut tx = false;
     let verdict = match parse(&frame) {
-        Parsed::NonIp => Verdict {
-            reason: Reason::NonIp,
-            drop: false,
-            port_slot: None,
-        },
-        Parsed::Malformed => Verdict {
-            reason: Reason::Malformed,
-            drop: true,
-            port_slot: None,
-        },
+        Parsed::NonIp => Verdict::new(Reason::NonIp, false),
+        Parsed::Malformed => Verdict::new(Reason::Malformed, true),
         Parsed::Ip(pkt) => {
             let mut verdict = judge(&pkt, config);
             // Monitor mode passes the SYN (counted as `syn_cookie`) instead of answering it.

@@ -48,6 +48,26 @@ pub struct Packet {
     pub ip_len: u8,
 }
 
+impl Packet {
+    /// The IP part of a packet; the L4 fields are filled as far as the headers go.
+    #[inline(always)]
+    fn new(v6: bool, src: [u8; 16], dst: [u8; 16], proto: u8, ip_off: usize) -> Packet {
+        Packet {
+            src,
+            dst,
+            v6,
+            l4: L4::Other,
+            proto,
+            sport: [0; 2],
+            dport: [0; 2],
+            tcp_flags: 0,
+            icmp_type: 0,
+            ip_off: ip_off as u8,
+            ip_len: 0,
+        }
+    }
+}
+
 pub enum Parsed {
     NonIp,
     Malformed,
@@ -138,19 +158,13 @@ fn parse_ipv4(frame: &Frame, o: usize) -> Option<Packet> {
         return None;
     }
     let [_, _, frag_hi, frag_lo] = h[1].to_ne_bytes();
-    let mut pkt = Packet {
-        v6: false,
-        src: v4_addr(h[3]),
-        dst: v4_addr(h[4]),
-        l4: L4::Other,
-        proto: h[2].to_ne_bytes()[1],
-        sport: [0; 2],
-        dport: [0; 2],
-        tcp_flags: 0,
-        icmp_type: 0,
-        ip_off: o as u8,
-        ip_len: 0,
-    };
+    let mut pkt = Packet::new(
+        false,
+        v4_addr(h[3]),
+        v4_addr(h[4]),
+        h[2].to_ne_bytes()[1],
+        o,
+    );
     let frag_offset = u16::from_be_bytes([frag_hi, frag_lo]) & 0x1FFF;
     if frag_offset != 0 {
         pkt.l4 = L4::Fragment;
@@ -175,19 +189,8 @@ fn parse_ipv6(frame: &Frame, o: usize) -> Option<Packet> {
     if payload == 0 || end > frame.len() as usize {
         return None;
     }
-    let mut pkt = Packet {
-        v6: true,
-        src: v6_addr(frame.read(o + 8)?),
-        dst: v6_addr(frame.read(o + 24)?),
-        l4: L4::Other,
-        proto: 0,
-        sport: [0; 2],
-        dport: [0; 2],
-        tcp_flags: 0,
-        icmp_type: 0,
-        ip_off: o as u8,
-        ip_len: 0,
-    };
+    let src = v6_addr(frame.read(o + 8)?);
+    let mut pkt = Packet::new(true, src, v6_addr(frame.read(o + 24)?), 0, o);
     let mut next = next_header;
     let mut cur = o + 40;
     for _ in 0..MAX_IPV6_EXT_HEADERS {

@@ -45,8 +45,6 @@ fn v4(src: [u8; 16]) -> [u8; 4] {
     [src[0], src[1], src[2], src[3]]
 }
 
-/// Walks the tiers from short to long: the last hit's flags, stopping where nothing
-/// deeper is listed.
 /// The /24 block's byte in the dense array, and the /32 hash entry when the block says
 /// there are host entries inside it: at most one array read and one hash lookup.
 #[inline(always)]
@@ -65,6 +63,8 @@ fn static_v4(addr: [u8; 4]) -> u8 {
     }
 }
 
+/// Walks the tiers from short to long: the last hit's flags, stopping where nothing
+/// deeper is listed.
 #[inline(always)]
 fn static_v6(addr: &[u8; 16]) -> u8 {
     let mut flags = 0;

@@ -9,8 +9,8 @@ use aya::{
 };
 use mirror_xdp_common::{
     Config, Counter, FlowKey, FlowState, FromKeyV4, FromKeyV6, LimiterKey, LimiterState, LiveEntry,
-    PROTO_SLOT_TCP, PROTO_SLOT_UDP, PortCounter, PortEntry, Reason, SourceEntry, SourceKeyV4,
-    SourceKeyV6, capacity, config_flag, ipproto, map_name, port_index, stats_index,
+    PortCounter, PortEntry, Reason, SourceEntry, SourceKeyV4, SourceKeyV6, capacity, config_flag,
+    flows::flow_port_index, map_name, stats_index,
 };
 
 use std::os::fd::AsFd;
@@ -339,12 +339,7 @@ impl Maps {
             .map_err(access(map_name::FLOWS))?;
         // The port's time must not be older than its newest flow, as the egress program
         // keeps it, or the enforcer would skip the lookup that finds this flow.
-        let slot = if key.proto == ipproto::TCP {
-            PROTO_SLOT_TCP
-        } else {
-            PROTO_SLOT_UDP
-        };
-        let index = port_index(slot, u16::from_be_bytes(key.local_port));
+        let index = flow_port_index(key.proto, key.local_port);
         let seen = self
             .flow_ports
             .get(&index, 0)
