@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use ipnet::IpNet;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::maps::MapsError;
 use crate::state::{Paths, create_private_dir};
@@ -182,28 +182,17 @@ impl LiveSet {
     /// The persisted set; empty when there is no file yet.
     pub fn load(paths: &Paths) -> Result<LiveSet, LiveError> {
         let path = paths.state_dir.join(LIVE_FILE);
-        let Some(text) = read_optional(&path)? else {
+        let Some(file) = read_json::<LiveFile>(&path)? else {
             return Ok(LiveSet::default());
         };
-        let corrupt = |reason: String| LiveError::Corrupt {
-            path: path.clone(),
-            reason,
-        };
-        let file: LiveFile = serde_json::from_str(&text).map_err(|e| corrupt(e.to_string()))?;
-        if file.version != FORMAT_VERSION {
-            return Err(corrupt(format!("unknown format version {}", file.version)));
-        }
-        let net = |text: &str| -> Result<IpNet, LiveError> {
-            text.parse()
-                .map_err(|_| corrupt(format!("'{text}' is not a CIDR")))
-        };
+        check_version(&path, file.version, FORMAT_VERSION)?;
         let mut set = LiveSet::default();
         for prefix in &file.allow {
-            set.allow.insert(net(prefix)?);
+            set.allow.insert(parse_net(&path, prefix)?);
         }
         for entry in &file.deny {
             let expires = entry.expires.map_or(Expiry::Never, Expiry::At);
-            set.deny.insert(net(&entry.prefix)?, expires);
+            set.deny.insert(parse_net(&path, &entry.prefix)?, expires);
         }
         Ok(set)
     }
@@ -277,22 +266,11 @@ pub fn save_policy_sources(
 /// The policy's source lists; empty when attach has not written them.
 pub fn load_policy_sources(paths: &Paths) -> Result<PolicySources, LiveError> {
     let path = paths.state_dir.join(POLICY_SOURCES_FILE);
-    let Some(text) = read_optional(&path)? else {
+    let Some(file) = read_json::<PolicySourcesFile>(&path)? else {
         return Ok(PolicySources::default());
     };
-    let corrupt = |reason: String| LiveError::Corrupt {
-        path: path.clone(),
-        reason,
-    };
-    let file: PolicySourcesFile =
-        serde_json::from_str(&text).map_err(|e| corrupt(e.to_string()))?;
     let nets = |list: &[String]| -> Result<Vec<IpNet>, LiveError> {
-        list.iter()
-            .map(|s| {
-                s.parse()
-                    .map_err(|_| corrupt(format!("'{s}' is not a CIDR")))
-            })
-            .collect()
+        list.iter().map(|s| parse_net(&path, s)).collect()
     };
     Ok(PolicySources {
         allow: nets(&file.allow)?,
@@ -349,21 +327,46 @@ pub fn restore_locked(paths: &Paths, maps: &mut crate::maps::Maps) -> Result<u32
     Ok(flags)
 }
 
-pub(crate) fn read_optional(path: &Path) -> Result<Option<String>, LiveError> {
-    match std::fs::read(path) {
-        // A file that is not even UTF-8 is damaged, not unreadable: kept and reported so.
-        Ok(bytes) => String::from_utf8(bytes)
-            .map(Some)
-            .map_err(|_| LiveError::Corrupt {
+/// The JSON state file at `path`; `None` when there is none yet. A file that does not
+/// parse is damaged, not unreadable: kept and reported so.
+pub(crate) fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, LiveError> {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(LiveError::Read {
                 path: path.to_path_buf(),
-                reason: "not UTF-8 text".to_string(),
-            }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(LiveError::Read {
-            path: path.to_path_buf(),
-            source,
-        }),
+                source,
+            });
+        }
+    };
+    let text = String::from_utf8(bytes).map_err(|_| corrupt(path, "not UTF-8 text".into()))?;
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|e| corrupt(path, e.to_string()))
+}
+
+/// The state file at `path` is damaged.
+pub(crate) fn corrupt(path: &Path, reason: String) -> LiveError {
+    LiveError::Corrupt {
+        path: path.to_path_buf(),
+        reason,
     }
+}
+
+/// Refuses a state file written in a format this build does not know.
+pub(crate) fn check_version(path: &Path, version: u32, known: u32) -> Result<(), LiveError> {
+    if version == known {
+        Ok(())
+    } else {
+        Err(corrupt(path, format!("unknown format version {version}")))
+    }
+}
+
+/// A prefix of a state file.
+fn parse_net(path: &Path, text: &str) -> Result<IpNet, LiveError> {
+    text.parse()
+        .map_err(|_| corrupt(path, format!("'{text}' is not a CIDR")))
 }
 
 /// Writes `value` as `<state_dir>/<name>` atomically, readable by root only.

@@ -217,17 +217,11 @@ impl LivePorts {
     /// The persisted set; empty when there is no file yet.
     pub fn load(paths: &Paths) -> Result<LivePorts, LiveError> {
         let path = paths.state_dir.join(FILE);
-        let Some(text) = live::read_optional(&path)? else {
+        let Some(file) = live::read_json::<PortsFile>(&path)? else {
             return Ok(LivePorts::default());
         };
-        let corrupt = |reason: String| LiveError::Corrupt {
-            path: path.clone(),
-            reason,
-        };
-        let file: PortsFile = serde_json::from_str(&text).map_err(|e| corrupt(e.to_string()))?;
-        if file.version != FORMAT_VERSION {
-            return Err(corrupt(format!("unknown format version {}", file.version)));
-        }
+        live::check_version(&path, file.version, FORMAT_VERSION)?;
+        let corrupt = |reason| live::corrupt(&path, reason);
         let mut set = LivePorts::default();
         for record in file.rules {
             let spec =

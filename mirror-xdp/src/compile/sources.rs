@@ -240,46 +240,32 @@ mod tests {
         s.parse::<Ipv6Net>().unwrap().trunc()
     }
 
-    /// The kernel's walk over the SOURCES_V4 hash.
-    fn walk_v4(map: &HashMap<SourceKeyV4, SourceEntry>, addr: Ipv4Addr) -> u8 {
+    /// The kernel's walk over a SOURCES hash: tiers from short to long, up to the first miss
+    /// or an entry with nothing deeper.
+    fn walk(tiers: &[u32], lookup: impl Fn(u32) -> Option<SourceEntry>) -> u8 {
         let mut flags = 0;
-        for tier in TIERS_V4 {
-            let key = SourceKeyV4 {
-                tier,
-                addr: mask_v4(addr.octets(), tier),
-            };
-            match map.get(&key) {
-                None => break,
-                Some(e) => {
-                    flags = e.flags;
-                    if e.deeper == 0 {
-                        break;
-                    }
-                }
+        for &tier in tiers {
+            let Some(e) = lookup(tier) else { break };
+            flags = e.flags;
+            if e.deeper == 0 {
+                break;
             }
         }
         flags
     }
 
-    /// The kernel's walk over the SOURCES_V6 hash.
+    fn walk_v4(map: &HashMap<SourceKeyV4, SourceEntry>, addr: Ipv4Addr) -> u8 {
+        walk(&TIERS_V4, |tier| {
+            let addr = mask_v4(addr.octets(), tier);
+            map.get(&SourceKeyV4 { tier, addr }).copied()
+        })
+    }
+
     fn walk_v6(map: &HashMap<SourceKeyV6, SourceEntry>, addr: Ipv6Addr) -> u8 {
-        let mut flags = 0;
-        for tier in TIERS_V6 {
-            let key = SourceKeyV6 {
-                tier,
-                addr: mask_v6_bytes(addr.octets(), tier),
-            };
-            match map.get(&key) {
-                None => break,
-                Some(e) => {
-                    flags = e.flags;
-                    if e.deeper == 0 {
-                        break;
-                    }
-                }
-            }
-        }
-        flags
+        walk(&TIERS_V6, |tier| {
+            let addr = mask_v6_bytes(addr.octets(), tier);
+            map.get(&SourceKeyV6 { tier, addr }).copied()
+        })
     }
 
     fn expect_v4(prefixes: &[(Ipv4Net, u8)], addr: Ipv4Addr) -> u8 {

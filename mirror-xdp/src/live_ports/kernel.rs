@@ -7,7 +7,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use aya::maps::lpm_trie::Key;
+use aya::Pod;
+use aya::maps::{LpmTrie, MapData, lpm_trie::Key};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use mirror_xdp_common::{FromKeyV4, FromKeyV6, PortEntry, map_name, port_flag};
 
@@ -198,37 +199,27 @@ fn set_prefix(maps: &mut Maps, id: u16, net: &IpNet, insert: bool) -> Result<(),
     let len = 32 + u32::from(net.prefix_len());
     match net {
         IpNet::V4(n) => {
-            let key = Key::new(
-                len,
-                FromKeyV4 {
-                    from_id,
-                    addr: n.network().octets(),
-                },
-            );
-            let trie = &mut maps.from_v4;
-            let done = if insert {
-                trie.insert(&key, 1, 0)
-            } else {
-                trie.remove(&key)
-            };
-            done.map_err(map(map_name::FROM_V4))
+            let addr = n.network().octets();
+            let key = Key::new(len, FromKeyV4 { from_id, addr });
+            write(&mut maps.from_v4, &key, insert).map_err(map(map_name::FROM_V4))
         }
         IpNet::V6(n) => {
-            let key = Key::new(
-                len,
-                FromKeyV6 {
-                    from_id,
-                    addr: n.network().octets(),
-                },
-            );
-            let trie = &mut maps.from_v6;
-            let done = if insert {
-                trie.insert(&key, 1, 0)
-            } else {
-                trie.remove(&key)
-            };
-            done.map_err(map(map_name::FROM_V6))
+            let addr = n.network().octets();
+            let key = Key::new(len, FromKeyV6 { from_id, addr });
+            write(&mut maps.from_v6, &key, insert).map_err(map(map_name::FROM_V6))
         }
+    }
+}
+
+fn write<K: Pod>(
+    trie: &mut LpmTrie<MapData, K, u32>,
+    key: &Key<K>,
+    insert: bool,
+) -> Result<(), aya::maps::MapError> {
+    if insert {
+        trie.insert(key, 1, 0)
+    } else {
+        trie.remove(key)
     }
 }
 
