@@ -63,7 +63,8 @@ pub fn judge(pkt: &Packet, config: &Config) -> Verdict {
         return Verdict::new(Reason::Denied, true);
     }
 
-    // Steps 5 and 6: the per-source state, if any per-source limit is on.
+    // Steps 5 and 6: the per-source state, if any per-source limit is on, and the time read
+    // for it (step 12 reuses it).
     let mut limiter = None;
     if flags & (config_flag::LIMIT_PPS | config_flag::LIMIT_SYN) != 0
         && let Some(state) = limits::limiter(pkt, config)
@@ -78,7 +79,7 @@ pub fn judge(pkt: &Packet, config: &Config) -> Verdict {
         if flags & config_flag::LIMIT_PPS != 0 && limits::over_pps(state, config, now) {
             return Verdict::new(Reason::RateLimited, true);
         }
-        limiter = Some(state);
+        limiter = Some((state, now));
     }
 
     let slot = match pkt.l4 {
@@ -112,7 +113,11 @@ pub fn judge(pkt: &Packet, config: &Config) -> Verdict {
         && pkt.tcp_flags & (tcp_flag::SYN | tcp_flag::ACK) == tcp_flag::SYN
         && flags & (config_flag::LIMIT_SYN | config_flag::LIMIT_GLOBAL_SYN) != 0
     {
-        syn_verdict(pkt, limiter, config, clock::now(config))
+        let now = match &limiter {
+            Some((_, now)) => *now,
+            None => clock::now(config),
+        };
+        syn_verdict(pkt, limiter.map(|(state, _)| state), config, now)
     } else {
         Verdict::new(Reason::Allowed, false)
     };
