@@ -4,7 +4,6 @@
 //! ingress chain (`ip saddr @deny drop`, then `tcp dport 3306 drop`). Both drop every frame
 //! and look the source up first; the table shows what one receiving core spends on it.
 
-use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
@@ -15,7 +14,7 @@ use mirror_xdp_tests::{
 };
 
 use crate::end_to_end::{
-    CLOSED_PORT, Dropper, ReceiverThread, attach_baseline, capacity, flood, stats,
+    CLOSED_PORT, Dropper, ReceiverThread, attach_baseline, capacity, flood, stats, tool_present,
 };
 use crate::scaling::{SIZES, deny_list, deny_list_text};
 
@@ -31,7 +30,7 @@ pub struct Row {
 }
 
 pub fn run() -> Result<Vec<Row>> {
-    if !is_root() || !Path::new("/usr/sbin/nft").exists() {
+    if !is_root() || !tool_present("nft") {
         bail!("needs root and nftables");
     }
     let bin = std::env::current_exe()?.with_file_name("mirror-xdp");

@@ -115,7 +115,7 @@ pub fn run(policy_text: &str) -> Result<Outcome> {
     Ok(Outcome { rows, skipped })
 }
 
-fn tool_present(tool: &str) -> bool {
+pub fn tool_present(tool: &str) -> bool {
     Command::new(tool)
         .arg("--version")
         .output()
