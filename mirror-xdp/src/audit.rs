@@ -64,12 +64,7 @@ pub fn audit(paths: &Paths, iface: Option<&str>) -> Result<Report, AuditError> {
             if found.is_empty() {
                 return Err(AuditError::UnknownInterface {
                     iface: name.to_string(),
-                    attached: record
-                        .interfaces
-                        .iter()
-                        .map(|i| i.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", "),
+                    attached: record.interface_names(),
                 });
             }
             found

@@ -140,7 +140,7 @@ async fn daemon(paths: Paths, opts: Options) -> Result<(), DaemonError> {
     let left = match Record::load(&paths) {
         Ok(Some(r)) => format!(
             "the enforcer stays attached to {} with generation {}",
-            names(&r),
+            r.interface_names(),
             r.policy.generation
         ),
         _ => "the enforcer, if attached, stays attached".to_string(),
@@ -229,7 +229,7 @@ fn adopt(
         "adopted the enforcer attached to {} ({}) without detaching: this binary's programs and policy {} \
          swapped in behind the pinned links in {} ms (generation {before} -> {}, program {}); counters, \
          flows, limiter state and live entries kept",
-        names(r),
+        r.interface_names(),
         modes(r),
         r.policy.path.display(),
         done.elapsed.as_millis(),
@@ -303,11 +303,6 @@ fn refresh(watcher: &mut watch::Watcher, watched: &mut Vec<PathBuf>) {
         ));
         *watched = dirs;
     }
-}
-
-fn names(record: &Record) -> String {
-    let names: Vec<&str> = record.interfaces.iter().map(|i| i.name.as_str()).collect();
-    names.join(", ")
 }
 
 fn modes(record: &Record) -> String {

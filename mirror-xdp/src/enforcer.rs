@@ -119,7 +119,7 @@ pub fn attach(
     crate::recover::recover(paths, &live_lock, crate::recover::Level::RollBack, say)?;
     if let Some(record) = Record::load(paths)? {
         return Err(EnforcerError::AlreadyAttached {
-            interfaces: names(&record),
+            interfaces: record.interface_names(),
         });
     }
     for iface in ifaces {
@@ -138,10 +138,7 @@ pub fn attach(
     };
     let image = compile(policy, possible_cpus())?;
     let generation_dir = paths.generation_dir(1);
-    crate::state::create_private_dir(&generation_dir).map_err(|source| EnforcerError::Bpffs {
-        path: generation_dir.clone(),
-        source,
-    })?;
+    create_pin_dir(&generation_dir)?;
     let mut rollback = Rollback {
         paths,
         armed: true,
@@ -325,7 +322,7 @@ pub fn detach(
             if !record.interfaces.iter().any(|i| i.name == name) {
                 return Err(EnforcerError::UnknownInterface {
                     iface: name.to_string(),
-                    attached: names(&record),
+                    attached: record.interface_names(),
                 });
             }
             vec![name.to_string()]
@@ -435,6 +432,14 @@ fn is_ours(path: &Path) -> bool {
         .any(|p| name.starts_with(p))
 }
 
+/// Creates a folder for pins (a generation's, a spare's), private to root.
+pub(crate) fn create_pin_dir(dir: &Path) -> Result<(), EnforcerError> {
+    crate::state::create_private_dir(dir).map_err(|source| EnforcerError::Bpffs {
+        path: dir.to_path_buf(),
+        source,
+    })
+}
+
 /// The paths in a folder, sorted; none if it cannot be read.
 pub(crate) fn entries(dir: &Path) -> Vec<PathBuf> {
     let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -482,15 +487,6 @@ fn chain(err: &dyn std::error::Error) -> String {
         cause = c.source();
     }
     text
-}
-
-fn names(record: &Record) -> String {
-    record
-        .interfaces
-        .iter()
-        .map(|i| i.name.as_str())
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// Asks the kernel of this network namespace (/sys may show another one's interfaces).

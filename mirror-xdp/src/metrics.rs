@@ -5,7 +5,7 @@
 //!
 //! ```ignore
 //! let stop = Arc::new(AtomicBool::new(false));
-//! let handle = metrics::serve(addr, move || metrics::scrape_pinned(&paths, reloads()), stop.clone())?;
+//! let handle = metrics::serve(addr, move || metrics::scrape_pinned(&paths), stop.clone())?;
 //! // ... on shutdown:
 //! stop.store(true, Ordering::Relaxed);
 //! handle.join().ok();
@@ -35,14 +35,6 @@ pub use crate::state::ReloadCounts;
 /// series never appears out of nowhere and `rate()` sees its start.
 pub fn render(stats: &Stats, reloads: ReloadCounts) -> String {
     let mut out = String::new();
-    let reason_field = |reason: Reason, field: &str| {
-        stats
-            .reasons
-            .get(reason.name())
-            .and_then(|v| v.get(field))
-            .and_then(|v| v.as_u64())
-            .unwrap_or(0)
-    };
     for (name, field, help) in [
         (
             "mirror_xdp_packets_total",
@@ -62,7 +54,7 @@ pub fn render(stats: &Stats, reloads: ReloadCounts) -> String {
     ] {
         header(&mut out, name, help, "counter");
         for reason in Reason::ALL {
-            let value = reason_field(reason, field);
+            let value = stats.reason_count(reason.name(), field);
             sample(&mut out, name, &[("reason", reason.name())], value);
         }
     }

@@ -64,6 +64,17 @@ pub fn staging_dir(paths: &Paths, generation: u64) -> PathBuf {
     paths.bpffs.join(format!("gen-{generation}-new"))
 }
 
+/// Renames the staging folder of `generation` to its folder: the last step of a swap.
+pub fn promote_staging(paths: &Paths, generation: u64) -> Result<(), EnforcerError> {
+    let renamed = paths.generation_dir(generation);
+    std::fs::rename(staging_dir(paths, generation), &renamed).map_err(|source| {
+        EnforcerError::Bpffs {
+            path: renamed,
+            source,
+        }
+    })
+}
+
 /// No state file: an attach that did not finish, or leftovers.
 fn unattached(
     paths: &Paths,
@@ -162,10 +173,7 @@ fn finish_reload(
     let renamed = paths.generation_dir(target);
     let step = if Programs::read(&staging).is_some_and(|p| p.run_by_any(&running)) {
         swap_links(paths, record, &staging)?;
-        std::fs::rename(&staging, &renamed).map_err(|source| EnforcerError::Bpffs {
-            path: renamed.clone(),
-            source,
-        })?;
+        promote_staging(paths, target)?;
         "its swap began: finished the swap"
     } else if Programs::read(&renamed).is_some_and(|p| p.run_by_any(&running)) {
         "its links were swapped: wrote the state file"
@@ -204,12 +212,7 @@ fn remove_dead_generations(
         let linked = Programs::read(&dir).is_some_and(|p| p.run_by_any(&running));
         if !in_force && !linked {
             enforcer::remove_dir_pins(&dir);
-            removed.push(
-                dir.file_name()
-                    .unwrap_or_default()
-                    .to_string_lossy()
-                    .into_owned(),
-            );
+            removed.push(enforcer::file_name(&dir));
         }
     }
     // A spare of another generation or build, or one whose build did not finish.
@@ -320,8 +323,7 @@ fn open_link(pin: &Path) -> Result<FdLink, aya::programs::links::LinkError> {
 
 fn names(pins: &[PathBuf]) -> String {
     pins.iter()
-        .filter_map(|p| p.file_name())
-        .map(|n| n.to_string_lossy().into_owned())
+        .map(|p| enforcer::file_name(p))
         .collect::<Vec<_>>()
         .join(", ")
 }

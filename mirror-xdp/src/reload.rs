@@ -184,8 +184,6 @@ fn swap(
         limiter_entries: record.limiter_entries,
     };
     let need = object::MapSizes::new(sizes, &image);
-    // A spare generation has its programs verified already: the policy is in force as
-    // soon as its maps are filled. Without one, the programs are loaded here.
     let mut updated = record.clone();
     updated.policy.generation = next;
     updated.policy.path = std::path::absolute(&policy.path).unwrap_or(policy.path.clone());
@@ -224,10 +222,7 @@ fn swap(
         fault::point("reload:programs-pinned");
         fault::point("reload:pending-written");
     } else {
-        crate::state::create_private_dir(&staging).map_err(|source| EnforcerError::Bpffs {
-            path: staging.clone(),
-            source,
-        })?;
+        crate::enforcer::create_pin_dir(&staging)?;
         let mut ebpf = object::load(Some((paths, &staging)), need).map_err(EnforcerError::from)?;
         fault::point("reload:maps-pinned");
         // Held until the programs are loaded: they refer to the maps by these descriptors.
@@ -257,11 +252,7 @@ fn swap(
         }
         return Err(e.into());
     }
-    let renamed = paths.generation_dir(next);
-    std::fs::rename(&staging, &renamed).map_err(|source| EnforcerError::Bpffs {
-        path: renamed,
-        source,
-    })?;
+    recover::promote_staging(paths, next)?;
     fault::point("reload:generation-renamed");
     pending::commit(paths)?;
     Ok((updated, image))

@@ -60,10 +60,7 @@ pub fn prepare(
     }
     let mut room = MapSizes::new(sizes, image);
     room.sources_v4 = room.sources_v4.max(MIN_SOURCE_ROOM_V4);
-    crate::state::create_private_dir(&spare).map_err(|source| EnforcerError::Bpffs {
-        path: spare.clone(),
-        source,
-    })?;
+    crate::enforcer::create_pin_dir(&spare)?;
     let built = object::load(Some((paths, &spare)), room)
         .and_then(|mut ebpf| object::load_and_pin_programs(&mut ebpf, &spare));
     if let Err(e) = built {

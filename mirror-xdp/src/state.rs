@@ -167,6 +167,15 @@ pub enum StateError {
 }
 
 impl Record {
+    /// The interfaces it is attached to, as `eth0, eth1`.
+    pub fn interface_names(&self) -> String {
+        self.interfaces
+            .iter()
+            .map(|i| i.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// The record of the attached enforcer, or `None` when nothing is attached.
     pub fn load(paths: &Paths) -> Result<Option<Record>, StateError> {
         let path = paths.state_file();

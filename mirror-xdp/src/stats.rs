@@ -81,6 +81,16 @@ impl Stats {
         })
     }
 
+    /// One counter of a reason (`packets`, `bytes`, `drop_packets`, `drop_bytes`); 0 when
+    /// the reason or the counter is not there.
+    pub fn reason_count(&self, reason: &str, field: &str) -> u64 {
+        self.reasons
+            .get(reason)
+            .and_then(|v| v.get(field))
+            .and_then(|v| v.as_u64())
+            .unwrap_or(0)
+    }
+
     /// The counters as aligned tables.
     pub fn table(&self) -> String {
         let mut out = String::new();
@@ -108,8 +118,8 @@ impl Stats {
             "\n{:<20} {:>12} {:>14} {:>12}",
             "reason", "packets", "bytes", drop_word
         );
-        for (name, v) in &self.reasons {
-            let get = |k: &str| v.get(k).and_then(|x| x.as_u64()).unwrap_or(0);
+        for name in self.reasons.keys() {
+            let get = |k: &str| self.reason_count(name, k);
             let _ = writeln!(
                 out,
                 "{:<20} {:>12} {:>14} {:>12}",

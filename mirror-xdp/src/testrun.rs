@@ -41,16 +41,18 @@ impl Baseline {
         Ok(Baseline { ebpf, name })
     }
 
+    fn program(&mut self) -> &mut Xdp {
+        self.ebpf
+            .program_mut(self.name)
+            .and_then(|p| p.try_into().ok())
+            .expect("loaded in Baseline::load")
+    }
+
     /// Attaches the program in native mode to `iface` of the calling thread's network
     /// namespace, until this is dropped. Tests put `bare_pass` on the client end of a veth:
     /// a veth delivers its peer's XDP_TX frames promptly only if it runs XDP itself.
     pub fn attach_native(&mut self, iface: &str) -> Result<(), EnforcerError> {
-        let program: &mut Xdp = self
-            .ebpf
-            .program_mut(self.name)
-            .and_then(|p| p.try_into().ok())
-            .expect("loaded in Baseline::load");
-        program
+        self.program()
             .attach(iface, XdpMode::Driver)
             .map(drop)
             .map_err(|source| EnforcerError::AttachXdp {
@@ -62,12 +64,7 @@ impl Baseline {
 
     /// Average nanoseconds per run over `repeat` runs on `frame`.
     pub fn time(&mut self, frame: &[u8], repeat: u32) -> Result<(u32, u64), TestRunError> {
-        let program: &mut Xdp = self
-            .ebpf
-            .program_mut(self.name)
-            .and_then(|p| p.try_into().ok())
-            .expect("loaded in Baseline::load");
-        timed_run(program, frame, repeat)
+        timed_run(self.program(), frame, repeat)
     }
 }
 

@@ -114,13 +114,6 @@ fn watch(paths: &Paths, every: Duration, count: Option<u64>) -> Result<(), Failu
 fn rate_table(prev: &Stats, cur: &Stats, elapsed: Duration) -> String {
     let secs = elapsed.as_secs_f64().max(1e-3);
     let rate = |now: u64, before: u64| now.saturating_sub(before) as f64 / secs;
-    let field = |s: &Stats, name: &str, key: &str| {
-        s.reasons
-            .get(name)
-            .and_then(|v| v.get(key))
-            .and_then(|v| v.as_u64())
-            .unwrap_or(0)
-    };
     let drop_word = if cur.mode == "monitor" {
         "would drop/s"
     } else {
@@ -140,7 +133,7 @@ fn rate_table(prev: &Stats, cur: &Stats, elapsed: Duration) -> String {
         "reason", "packets/s", "bytes/s", drop_word
     );
     for name in cur.reasons.keys() {
-        let r = |key| rate(field(cur, name, key), field(prev, name, key));
+        let r = |key| rate(cur.reason_count(name, key), prev.reason_count(name, key));
         let _ = writeln!(
             out,
             "{:<20} {:>12.1} {:>14.1} {:>12.1}",
