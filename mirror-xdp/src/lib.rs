@@ -8,6 +8,7 @@
 
 pub mod audit;
 pub mod batch;
+pub mod checksum;
 pub mod compile;
 pub mod daemon;
 pub mod enforcer;

@@ -7,6 +7,8 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use crate::checksum::checksum;
+
 pub const ETHERTYPE_VLAN: u16 = 0x8100;
 pub const ETHERTYPE_QINQ: u16 = 0x88A8;
 const ETHERTYPE_IPV4: u16 = 0x0800;
@@ -256,25 +258,6 @@ fn fill_l4_checksum(proto: u8, pseudo: &[u8], segment: &mut [u8]) {
         sum = 0xFFFF;
     }
     segment[at..at + 2].copy_from_slice(&sum.to_be_bytes());
-}
-
-/// The Internet checksum (RFC 1071) over the concatenated parts.
-pub fn checksum(parts: &[&[u8]]) -> u16 {
-    let mut sum: u32 = 0;
-    let mut odd: Option<u8> = None;
-    for byte in parts.iter().flat_map(|p| p.iter().copied()) {
-        match odd.take() {
-            None => odd = Some(byte),
-            Some(high) => sum += u32::from(u16::from_be_bytes([high, byte])),
-        }
-    }
-    if let Some(high) = odd {
-        sum += u32::from(u16::from_be_bytes([high, 0]));
-    }
-    while sum > 0xFFFF {
-        sum = (sum & 0xFFFF) + (sum >> 16);
-    }
-    !(sum as u16)
 }
 
 #[cfg(test)]

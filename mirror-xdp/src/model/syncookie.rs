@@ -4,6 +4,7 @@
 //! secret) comes from outside.
 
 use super::parse::{L4, Parsed, parse};
+use crate::checksum::checksum;
 
 /// The MSS values a cookie can encode (the kernel's `msstab` for IPv4 and IPv6).
 const MSS_V4: [u16; 4] = [536, 1300, 1440, 1460];
@@ -112,7 +113,7 @@ pub fn syn_ack(frame: &[u8], cookie: u32) -> Option<Vec<u8>> {
     pseudo.extend(dst);
     pseudo.extend([0, 6]);
     pseudo.extend(tcp_len.to_be_bytes());
-    let sum = checksum(&[pseudo.as_slice(), &tcp].concat());
+    let sum = checksum(&[pseudo.as_slice(), &tcp]);
     tcp[16..18].copy_from_slice(&sum.to_be_bytes());
 
     let mut ip = Vec::new();
@@ -128,7 +129,7 @@ pub fn syn_ack(frame: &[u8], cookie: u32) -> Option<Vec<u8>> {
         ip.extend([0, 0, 0x40, 0, 64, 6, 0, 0]); // ID 0, DF, TTL 64, TCP, checksum
         ip.extend(src);
         ip.extend(dst);
-        let sum = checksum(&ip);
+        let sum = checksum(&[&ip]);
         ip[10..12].copy_from_slice(&sum.to_be_bytes());
     }
 
@@ -139,16 +140,4 @@ pub fn syn_ack(frame: &[u8], cookie: u32) -> Option<Vec<u8>> {
     out.extend(ip);
     out.extend(tcp);
     Some(out)
-}
-
-/// The Internet checksum (RFC 1071) of an even number of bytes.
-fn checksum(bytes: &[u8]) -> u16 {
-    let mut sum: u32 = bytes
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
-        .sum();
-    while sum > 0xFFFF {
-        sum = (sum & 0xFFFF) + (sum >> 16);
-    }
-    !(sum as u16)
 }

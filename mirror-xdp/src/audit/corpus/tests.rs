@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use super::{Class, Probe, build};
-use crate::audit::frame::checksum;
+use crate::checksum::checksum;
 use crate::audit::intent::PolicyView;
 use crate::audit::targets::Targets;
 use crate::live::LiveSet;
