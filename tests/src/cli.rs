@@ -111,6 +111,32 @@ pub fn status(bed: &Testbed) -> Value {
     json(bed, "status")
 }
 
+/// `policy.generation` of `status --json`; panics if it is missing.
+pub fn generation(bed: &Testbed) -> u64 {
+    let s = status(bed);
+    s["policy"]["generation"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no policy.generation in {s:#}"))
+}
+
+/// `NOUN list --json` (`port`, `source`): the array under `key` (`ports`, `sources`).
+pub fn list_json(bed: &Testbed, noun: &str, key: &str) -> Vec<Value> {
+    let r = run_ok(bed, &[noun, "list", "--json"]);
+    let doc: Value = serde_json::from_str(&r.stdout)
+        .unwrap_or_else(|e| panic!("`{noun} list --json` is not JSON ({e}): {}", r.stdout));
+    doc[key]
+        .as_array()
+        .unwrap_or_else(|| panic!("no {key} array in {doc:#}"))
+        .clone()
+}
+
+/// Panics unless the run exited with `code` and its stderr contains `needle`.
+#[track_caller]
+pub fn assert_exit(r: &Run, code: i32, needle: &str) {
+    assert_eq!(r.code, Some(code), "{r:?}");
+    assert!(r.stderr.contains(needle), "stderr lacks {needle:?}: {r:?}");
+}
+
 /// `reasons.<reason>.<field>` of a stats document; panics if the reason or field is missing,
 /// since SPEC section 4 lists every reason.
 pub fn reason(stats: &Value, reason: &str, field: &str) -> u64 {

@@ -6,6 +6,7 @@ pub mod servers;
 pub mod testbed;
 
 pub mod cli;
+pub mod cpu;
 pub mod flood;
 pub mod pinned;
 pub mod sweep;

@@ -102,6 +102,14 @@ impl Netns {
         checked(self.command(cmd).args(args))
     }
 
+    /// `sysctl -n KEY` in the namespace, trimmed; panics unless it can be read.
+    pub fn sysctl(&self, key: &str) -> String {
+        let out = self
+            .run_ok("sysctl", &["-n", key])
+            .unwrap_or_else(|e| panic!("reading {key} in {}: {e:#}", self.name()));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
     /// Starts a long-running tool in the namespace (stdio to /dev/null); killed on drop.
     pub fn spawn(&self, cmd: &str, args: &[&str]) -> Result<ChildGuard> {
         let mut c = self.command(cmd);

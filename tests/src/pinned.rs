@@ -1,4 +1,5 @@
-//! Reading a pinned map of an attached enforcer from a test: how full the limiter table is.
+//! Looking at an attached enforcer's pins from a test: which folders and pins exist, and
+//! how full the limiter table is.
 
 use std::path::Path;
 
@@ -12,4 +13,18 @@ pub fn limiter_fill(pin: &Path) -> Result<(usize, u32)> {
     let capacity = data.info()?.max_entries();
     let table: HashMap<MapData, LimiterKey, LimiterState> = Map::from_map_data(data)?.try_into()?;
     Ok((table.keys().count(), capacity))
+}
+
+/// The names in `dir` that start with `prefix` (`""` for all), sorted; empty if `dir` does
+/// not exist (the CLI removes its pin dir when it detaches the last interface).
+pub fn names(dir: &Path, prefix: &str) -> Vec<String> {
+    let mut found: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| n.starts_with(prefix))
+        .collect();
+    found.sort();
+    found
 }

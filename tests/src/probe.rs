@@ -120,6 +120,32 @@ pub fn udp_probe(ns: &Netns, src: IpAddr, dst: SocketAddr, timeout: Duration) ->
     })
 }
 
+/// Sends `payload` to `target` `n` times, each after the echo of the one before (so all of
+/// them went through), and panics unless every one is echoed within 20 s in all.
+pub fn send_echoed(socket: &UdpSocket, target: SocketAddr, payload: &[u8], n: u64) {
+    socket
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .expect("setting the read timeout");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut buf = [0u8; 2048];
+    let mut echoed = 0;
+    for _ in 0..n {
+        socket.send_to(payload, target).expect("sending a datagram");
+        while Instant::now() < deadline {
+            match socket.recv_from(&mut buf) {
+                Ok((len, from)) if from == target && &buf[..len] == payload => {
+                    echoed += 1;
+                    break;
+                }
+                Ok(_) => continue,
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => break,
+                Err(e) => panic!("receiving the echo: {e}"),
+            }
+        }
+    }
+    assert_eq!(echoed, n, "every datagram to {target} is echoed");
+}
+
 /// A tool that ran but did not succeed: its exit code (None if killed) and stderr.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ToolError {

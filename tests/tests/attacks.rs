@@ -19,9 +19,9 @@ use mirror_xdp_tests::flood::{
     udp_blast, xdp_xmit_errors,
 };
 use mirror_xdp_tests::frames::{L4, tcp_flag};
-use mirror_xdp_tests::probe::{UdpResult, udp_probe};
+use mirror_xdp_tests::probe::UdpResult;
 use mirror_xdp_tests::servers::{TcpListenerSet, UdpEchoSet};
-use mirror_xdp_tests::sweep::PROBE_TIMEOUT;
+use mirror_xdp_tests::sweep::{PROBE_TIMEOUT, udp_probe_within};
 use mirror_xdp_tests::testbed::*;
 use serde_json::Value;
 
@@ -42,8 +42,7 @@ fn add_client2(bed: &Testbed) {
 }
 
 fn udp_answers(bed: &Testbed, src: Ipv4Addr) -> UdpResult {
-    let dst = SocketAddr::new(Testbed::server_addr_for(src.into()), ECHO);
-    udp_probe(&bed.client, src.into(), dst, PROBE_TIMEOUT).expect("udp probe")
+    udp_probe_within(&bed.client, src.into(), ECHO, PROBE_TIMEOUT)
 }
 
 /// Growth of `reasons.<name>.<field>` between two stats documents.

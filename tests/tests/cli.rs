@@ -8,9 +8,10 @@ use std::process::Command;
 use mirror_xdp_tests::cli::{
     attach_policy, cli_bin, interfaces, root_or_skip, run, run_ok, status, try_attach, write_policy,
 };
+use mirror_xdp_tests::pinned::names;
 use mirror_xdp_tests::probe::{ProbeResult, tcp_connect};
 use mirror_xdp_tests::servers::{TcpListenerSet, banner};
-use mirror_xdp_tests::sweep::{PROBE_TIMEOUT, tcp_sweep};
+use mirror_xdp_tests::sweep::{PROBE_TIMEOUT, assert_enforcing, tcp_sweep};
 use mirror_xdp_tests::testbed::*;
 
 const POLICY: &str = r#"
@@ -24,18 +25,6 @@ ports = [443]
 /// A listed port and an unlisted one, both with a listener.
 const OPEN: u16 = 443;
 const CLOSED: u16 = 25;
-
-/// Asserts that 443 answers and 25 is dropped from the ordinary IPv4 client.
-fn assert_enforcing(bed: &Testbed, what: &str) {
-    assert_eq!(
-        tcp_sweep(&bed.client, CLIENT_V4.into(), &[OPEN, CLOSED]),
-        [
-            (OPEN, ProbeResult::Open(banner(OPEN))),
-            (CLOSED, ProbeResult::Timeout)
-        ],
-        "{what}"
-    );
-}
 
 fn assert_nothing_attached(bed: &Testbed, what: &str) {
     let r = run(bed, &["status"]);
@@ -53,17 +42,9 @@ fn xdp_on(bed: &Testbed, dev: &str) -> bool {
 }
 
 fn ip(bed: &Testbed, args: &[&str]) {
-    let out = Command::new("ip")
-        .arg("-n")
-        .arg(bed.server.name())
-        .args(args)
-        .output()
-        .expect("running ip");
-    assert!(
-        out.status.success(),
-        "ip {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    if let Err(e) = bed.server.run_ok("ip", args) {
+        panic!("ip {args:?}: {e:#}");
+    }
 }
 
 #[test]
@@ -114,7 +95,7 @@ fn second_attach_fails_and_the_first_stays() {
     assert_eq!(r.code, Some(1), "{r:?}");
     assert!(r.stderr.contains("already attached"), "{r:?}");
     assert_eq!(interfaces(&status(&bed)).len(), 1);
-    assert_enforcing(&bed, "after a refused second attach");
+    assert_enforcing(&bed, OPEN, CLOSED, "after a refused second attach");
 }
 
 #[test]
@@ -131,7 +112,7 @@ fn native_mode_works_on_veth() {
         interfaces(&status(&bed)),
         [(SERVER_IF.to_string(), "native".to_string())]
     );
-    assert_enforcing(&bed, "native mode");
+    assert_enforcing(&bed, OPEN, CLOSED, "native mode");
 }
 
 #[test]
@@ -161,7 +142,7 @@ fn jumbo_mtu_refuses_native_and_auto_falls_back_to_skb() {
         interfaces(&status(&bed)),
         [(SERVER_IF.to_string(), "skb".to_string())]
     );
-    assert_enforcing(&bed, "skb mode");
+    assert_enforcing(&bed, OPEN, CLOSED, "skb mode");
 }
 
 #[test]
@@ -191,7 +172,9 @@ fn unknown_subcommand_is_a_usage_error() {
         .arg("bogus-subcommand")
         .output()
         .expect("running mirror-xdp");
-    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("bogus-subcommand"), "{stderr}");
 }
 
 #[test]
@@ -202,7 +185,7 @@ fn detach_restores_reachability_and_removes_pins() {
     let bed = Testbed::new().expect("testbed");
     let _tcp = TcpListenerSet::start(&bed.server, &[OPEN, CLOSED]).expect("tcp listeners");
     attach_policy(&bed, POLICY);
-    assert_enforcing(&bed, "attached");
+    assert_enforcing(&bed, OPEN, CLOSED, "attached");
     assert!(xdp_on(&bed, SERVER_IF));
 
     run_ok(&bed, &["detach"]);
@@ -216,9 +199,7 @@ fn detach_restores_reachability_and_removes_pins() {
         "after detach"
     );
     assert_nothing_attached(&bed, "after detach");
-    let pins: Vec<_> = std::fs::read_dir(bed.bpffs_dir())
-        .map(|d| d.flatten().map(|e| e.file_name()).collect())
-        .unwrap_or_default();
+    let pins = names(bed.bpffs_dir(), "");
     assert!(
         pins.is_empty(),
         "pins left in {}: {pins:?}",
@@ -281,7 +262,7 @@ fn two_interfaces_attach_and_detach_one_at_a_time() {
     let names: Vec<String> = interfaces(&status(&bed)).into_iter().map(|i| i.0).collect();
     assert_eq!(names, [SERVER_IF, "mxs1"]);
     assert_eq!(closed_via_second(), ProbeResult::Timeout, "mxs1 attached");
-    assert_enforcing(&bed, "mxs0 attached");
+    assert_enforcing(&bed, OPEN, CLOSED, "mxs0 attached");
 
     run_ok(&bed, &["detach", "--iface", "mxs1"]);
     let names: Vec<String> = interfaces(&status(&bed)).into_iter().map(|i| i.0).collect();
@@ -292,7 +273,7 @@ fn two_interfaces_attach_and_detach_one_at_a_time() {
         ProbeResult::Open(banner(CLOSED)),
         "mxs1 detached"
     );
-    assert_enforcing(&bed, "mxs0 still attached");
+    assert_enforcing(&bed, OPEN, CLOSED, "mxs0 still attached");
     let r = run(&bed, &["detach", "--iface", "mxs1"]);
     assert_eq!(r.code, Some(1), "mxs1 is no longer attached: {r:?}");
 }

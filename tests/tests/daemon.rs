@@ -10,11 +10,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use mirror_xdp_tests::cli::{cli_bin, reason, root_or_skip, stats, write_policy};
+use mirror_xdp_tests::cli::{cli_bin, generation, reason, root_or_skip, stats, write_policy};
 use mirror_xdp_tests::flood::udp_blast;
 use mirror_xdp_tests::netns::ChildGuard;
-use mirror_xdp_tests::probe::{UdpResult, udp_probe};
+use mirror_xdp_tests::probe::UdpResult;
 use mirror_xdp_tests::servers::UdpEchoSet;
+use mirror_xdp_tests::sweep::udp_probe_within;
 use mirror_xdp_tests::testbed::*;
 
 const OPEN: u16 = 5140;
@@ -345,9 +346,7 @@ fn answered(bed: &Testbed, port: u16) -> bool {
 }
 
 fn answered_within(bed: &Testbed, port: u16, timeout: Duration) -> bool {
-    let dst = SocketAddr::from((SERVER_V4, port));
-    udp_probe(&bed.client, CLIENT_V4.into(), dst, timeout).expect("udp probe")
-        == UdpResult::Answered
+    udp_probe_within(&bed.client, CLIENT_V4.into(), port, timeout) == UdpResult::Answered
 }
 
 /// Echoes to the open port every 10 ms until `stop` (and at least 50): (sent, answered).
@@ -385,12 +384,6 @@ fn replace(path: &Path, text: &str) {
     let tmp = path.with_extension("toml.tmp");
     std::fs::write(&tmp, text).unwrap();
     std::fs::rename(&tmp, path).unwrap();
-}
-
-fn generation(bed: &Testbed) -> u64 {
-    stats(bed)["policy"]["generation"]
-        .as_u64()
-        .expect("policy.generation")
 }
 
 fn read(log: &Path) -> String {

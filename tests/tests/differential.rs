@@ -19,6 +19,8 @@ use mirror_xdp::{
     testrun::{TestProgram, XDP_DROP, XDP_PASS, XDP_TX},
 };
 use mirror_xdp_common::{Reason, port_index};
+use mirror_xdp_tests::cli::root_or_skip;
+use mirror_xdp_tests::cpu::pin_to_cpu;
 use mirror_xdp_tests::frames::{FrameGen, MIN_FRAME_LEN, truncations};
 
 const RANDOM_FRAMES: usize = 100_000;
@@ -77,15 +79,6 @@ fn monitor(text: &str) -> String {
         "version = 1\n[settings]\nmode = \"monitor\"",
         1,
     )
-}
-
-fn root() -> bool {
-    // SAFETY: geteuid cannot fail.
-    let root = unsafe { libc::geteuid() } == 0;
-    if !root {
-        eprintln!("skipped: BPF test runs need root (run through `cargo xtask test`)");
-    }
-    root
 }
 
 #[test]
@@ -331,10 +324,10 @@ fn fuzz_corpus_agrees_with_model() {
 /// Runs `frames` in order, 100 us apart, through both sides of the comparison; returns the
 /// reasons that occurred (all when skipped).
 fn replay(name: &str, text: &str, frames: &[Vec<u8>]) -> Vec<Reason> {
-    if !root() {
+    if !root_or_skip() {
         return Reason::ALL.to_vec();
     }
-    pin_to_cpu0();
+    pin_to_cpu(0);
     let policy = Policy::parse(text, Path::new(name)).expect("valid policy");
     let mut program = TestProgram::load(&policy).expect("load the XDP program");
     let mut state = ModelState {
@@ -381,11 +374,11 @@ fn differential_with(
     seed: u64,
     setup: impl FnOnce(&mut TestProgram, &mut ModelState),
 ) -> Vec<Reason> {
-    if !root() {
+    if !root_or_skip() {
         return Reason::ALL.to_vec();
     }
     // The global SYN budget is per CPU: stay on one so the model's single bucket is it.
-    pin_to_cpu0();
+    pin_to_cpu(0);
     let policy = Policy::parse(text, Path::new(name)).expect("valid policy");
     let mut program = TestProgram::load(&policy).expect("load the XDP program");
     let mut state = ModelState {
@@ -461,19 +454,6 @@ const START_NS: u64 = 1_000_000_000_000;
 /// With SYN cookies on, the clock jumps past the keepalive interval this often.
 const COOKIE_JUMP_EVERY: usize = 20_000;
 const COOKIE_JUMP_NS: u64 = mirror_xdp_common::limits::SYN_KEEPALIVE_NS + 1_000_000_000;
-
-fn pin_to_cpu0() {
-    // SAFETY: a zeroed cpu_set_t with one bit set, for this thread.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(0, &mut set);
-        assert_eq!(
-            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set),
-            0,
-            "pin the test to CPU 0"
-        );
-    }
-}
 
 fn judge_one(
     program: &mut TestProgram,

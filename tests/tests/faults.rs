@@ -11,9 +11,10 @@ use std::time::{Duration, Instant};
 
 use mirror_xdp::fault;
 use mirror_xdp_tests::cli::{Run, cli_bin, root_or_skip, run, run_ok, status, write_policy};
-use mirror_xdp_tests::probe::{UdpResult, udp_probe};
+use mirror_xdp_tests::pinned::names;
+use mirror_xdp_tests::probe::UdpResult;
 use mirror_xdp_tests::servers::UdpEchoSet;
-use mirror_xdp_tests::sweep::parallel;
+use mirror_xdp_tests::sweep::{parallel, udp_probe_within};
 use mirror_xdp_tests::testbed::*;
 
 /// Open in policy A only, and in policy B only; both have UDP echo listeners.
@@ -44,11 +45,10 @@ enum InForce {
 
 fn in_force(bed: &Testbed) -> InForce {
     let answered = parallel(&[A_PORT, B_PORT], |&port| {
-        let dst = (SERVER_V4, port).into();
-        match udp_probe(&bed.client, CLIENT_V4.into(), dst, PROBE_TIMEOUT) {
-            Ok(UdpResult::Answered) => true,
-            Ok(UdpResult::NoAnswer) => false,
-            other => panic!("probing udp/{port}: {other:?}"),
+        match udp_probe_within(&bed.client, CLIENT_V4.into(), port, PROBE_TIMEOUT) {
+            UdpResult::Answered => true,
+            UdpResult::NoAnswer => false,
+            UdpResult::Refused => panic!("probing udp/{port}: refused"),
         }
     });
     match (answered[0], answered[1]) {
@@ -86,20 +86,7 @@ fn attach_args(policy: &Path) -> Vec<&str> {
 }
 
 fn syncookies(bed: &Testbed) -> String {
-    let out = bed.server.run("sysctl", &["-n", "net.ipv4.tcp_syncookies"]);
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-/// Names in a folder, sorted; empty if it does not exist.
-fn names(dir: &Path) -> Vec<String> {
-    let mut found: Vec<String> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| e.file_name().into_string().ok())
-        .collect();
-    found.sort();
-    found
+    bed.server.sysctl("net.ipv4.tcp_syncookies")
 }
 
 /// An attached enforcer with nothing left over: one generation (the record's), two links,
@@ -108,7 +95,7 @@ fn assert_clean_attached(bed: &Testbed, what: &str) {
     let generation = status(bed)["policy"]["generation"]
         .as_u64()
         .expect("generation in status");
-    let pins = names(bed.bpffs_dir());
+    let pins = names(bed.bpffs_dir(), "");
     let generations: Vec<&String> = pins.iter().filter(|n| n.starts_with("gen-")).collect();
     assert_eq!(
         generations,
@@ -124,7 +111,7 @@ fn assert_clean_attached(bed: &Testbed, what: &str) {
         ],
         "{what}"
     );
-    let program_pins = names(&bed.bpffs_dir().join(format!("gen-{generation}")));
+    let program_pins = names(&bed.bpffs_dir().join(format!("gen-{generation}")), "");
     assert!(
         program_pins.contains(&"prog_xdp".to_string()),
         "{what}: {program_pins:?}"
@@ -137,8 +124,8 @@ fn assert_clean_attached(bed: &Testbed, what: &str) {
 
 /// Nothing attached, nothing left: no pins, no state, the sysctl as it was.
 fn assert_clean_detached(bed: &Testbed, sysctl_before: &str, what: &str) {
-    assert_eq!(names(bed.bpffs_dir()), Vec::<String>::new(), "{what}");
-    let state = names(bed.state_dir());
+    assert_eq!(names(bed.bpffs_dir(), ""), Vec::<String>::new(), "{what}");
+    let state = names(bed.state_dir(), "");
     assert!(
         !state.contains(&"state.json".to_string()) && !state.contains(&"pending".to_string()),
         "{what}: {state:?}"

@@ -9,13 +9,13 @@ use std::time::{Duration, Instant};
 
 use mirror_xdp_common::map_name;
 use mirror_xdp_tests::cli::{
-    Run, attach_policy, reason, run, run_ok, stats, status, try_attach, write_policy,
+    Run, attach_policy, reason, root_or_skip, run, run_ok, stats, status, try_attach, write_policy,
 };
 use mirror_xdp_tests::flood::{SynFlood, syn_flood};
 use mirror_xdp_tests::pinned::limiter_fill;
-use mirror_xdp_tests::probe::{ProbeResult, UdpResult, tcp_connect, udp_probe};
+use mirror_xdp_tests::probe::{ProbeResult, UdpResult, tcp_connect};
 use mirror_xdp_tests::servers::{TcpListenerSet, UdpEchoSet, banner};
-use mirror_xdp_tests::sweep::{PROBE_TIMEOUT, tcp_sweep};
+use mirror_xdp_tests::sweep::{PROBE_TIMEOUT, assert_enforcing, udp_probe_within};
 use mirror_xdp_tests::testbed::*;
 
 const WEB: u16 = 443;
@@ -34,26 +34,8 @@ proto = "udp"
 ports = [5140]
 "#;
 
-fn root() -> bool {
-    mirror_xdp_tests::cli::root_or_skip()
-}
-
 fn udp_answers(bed: &Testbed, src: IpAddr) -> bool {
-    let dst = SocketAddr::new(Testbed::server_addr_for(src), ECHO);
-    udp_probe(&bed.client, src, dst, PROBE_TIMEOUT).expect("udp probe") == UdpResult::Answered
-}
-
-/// 443 answers and 25 is dropped for the ordinary client: the attached policy is in force.
-#[track_caller]
-fn assert_enforcing(bed: &Testbed, what: &str) {
-    assert_eq!(
-        tcp_sweep(&bed.client, CLIENT_V4.into(), &[WEB, CLOSED]),
-        [
-            (WEB, ProbeResult::Open(banner(WEB))),
-            (CLOSED, ProbeResult::Timeout)
-        ],
-        "{what}"
-    );
+    udp_probe_within(&bed.client, src, ECHO, PROBE_TIMEOUT) == UdpResult::Answered
 }
 
 /// A million prefixes, half IPv4 and half IPv6, written as other tools write them: a BOM,
@@ -79,7 +61,7 @@ fn million_prefix_file() -> String {
 
 #[test]
 fn million_prefix_policy_loads_and_an_oversized_from_list_is_refused() {
-    if !root() {
+    if !root_or_skip() {
         return;
     }
     let bed = Testbed::new().expect("testbed");
@@ -163,7 +145,7 @@ fn damaged(original: &str) -> [(&'static str, Vec<u8>); 3] {
 
 #[test]
 fn damaged_state_file_is_reported_kept_and_enforcement_holds() {
-    if !root() {
+    if !root_or_skip() {
         return;
     }
     let bed = Testbed::new().expect("testbed");
@@ -197,7 +179,7 @@ fn damaged_state_file_is_reported_kept_and_enforcement_holds() {
             let kept = std::fs::read(&state).expect("the state file is kept");
             assert_eq!(kept, bytes, "{kind} state, {args:?} rewrote the file");
         }
-        assert_enforcing(&bed, &format!("with a {kind} state file"));
+        assert_enforcing(&bed, WEB, CLOSED, &format!("with a {kind} state file"));
     }
     std::fs::write(&state, &original).expect("restore the state file");
 
@@ -240,7 +222,7 @@ fn damaged_state_file_is_reported_kept_and_enforcement_holds() {
         }
         std::fs::write(&file, &original).expect("restore the live file");
     }
-    assert_enforcing(&bed, "after the damaged live files");
+    assert_enforcing(&bed, WEB, CLOSED, "after the damaged live files");
     assert_eq!(
         status(&bed)["policy"]["generation"],
         1,
@@ -255,7 +237,7 @@ fn damaged_state_file_is_reported_kept_and_enforcement_holds() {
 /// legitimate client is still served.
 #[test]
 fn spoofed_flood_over_the_limiter_capacity_fails_nothing() {
-    if !root() {
+    if !root_or_skip() {
         return;
     }
     const ENTRIES: u32 = 4096;
@@ -512,7 +494,7 @@ const INVALID_WHEN_ATTACHED: &[&[&str]] = &[
 
 #[test]
 fn every_invalid_command_line_is_exit_2_with_a_message() {
-    if !root() {
+    if !root_or_skip() {
         return;
     }
     let bed = Testbed::new().expect("testbed");
@@ -565,5 +547,5 @@ fn every_invalid_command_line_is_exit_2_with_a_message() {
             "{args:?} shows a live entry: {r:?}"
         );
     }
-    assert_enforcing(&bed, "after every invalid command");
+    assert_enforcing(&bed, WEB, CLOSED, "after every invalid command");
 }

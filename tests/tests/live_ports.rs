@@ -2,14 +2,16 @@
 //! without re-attaching, with or without `--from`, survive reload and detach + attach, are
 //! listed with their origin and counted by `stats`, and clashes with the policy are refused.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use mirror_xdp_tests::cli::{
-    Run, attach_policy, port_counts, root_or_skip, run, run_ok, stats, status, write_policy,
+    Run, assert_exit, attach_policy, generation, list_json, port_counts, root_or_skip, run, run_ok,
+    stats, write_policy,
 };
-use mirror_xdp_tests::probe::{ProbeResult, UdpResult, tcp_connect, udp_probe};
+use mirror_xdp_tests::probe::UdpResult;
 use mirror_xdp_tests::servers::{TcpListenerSet, UdpEchoSet};
+use mirror_xdp_tests::sweep::{PROBE_TIMEOUT, assert_blocked, assert_open, udp_probe_within};
 use mirror_xdp_tests::testbed::*;
 use serde_json::{Value, json};
 
@@ -32,43 +34,12 @@ from = ["admins"]
 
 const TCP_PORTS: [u16; 5] = [22, 80, 8081, 8082, 8083];
 
-/// A probe gives up after this: "blocked" means no answer within it.
-const PROBE: Duration = Duration::from_millis(700);
-
 fn client() -> IpAddr {
     CLIENT_V4.into()
 }
 
 fn admin() -> IpAddr {
     ADMIN_V4.into()
-}
-
-fn probe(bed: &Testbed, src: IpAddr, port: u16) -> ProbeResult {
-    let dst = SocketAddr::new(Testbed::server_addr_for(src), port);
-    tcp_connect(&bed.client, src, dst, PROBE)
-        .unwrap_or_else(|e| panic!("probing {dst} from {src}: {e:#}"))
-}
-
-fn assert_open(bed: &Testbed, src: IpAddr, port: u16, what: &str) {
-    let r = probe(bed, src, port);
-    assert!(
-        r.is_open(),
-        "{what}: {src} -> {port} should be open, got {r:?}"
-    );
-}
-
-fn assert_blocked(bed: &Testbed, src: IpAddr, port: u16, what: &str) {
-    let r = probe(bed, src, port);
-    assert_eq!(
-        r,
-        ProbeResult::Timeout,
-        "{what}: {src} -> {port} should be dropped"
-    );
-}
-
-fn assert_exit(r: &Run, code: i32, needle: &str) {
-    assert_eq!(r.code, Some(code), "{r:?}");
-    assert!(r.stderr.contains(needle), "stderr lacks {needle:?}: {r:?}");
 }
 
 /// Runs a `port` change, checks it exits 0 within a second, and returns its output.
@@ -83,17 +54,7 @@ fn change(bed: &Testbed, args: &[&str]) -> Run {
 
 /// The rules of `port list --json`, without the order.
 fn list(bed: &Testbed) -> Vec<Value> {
-    let r = run_ok(bed, &["port", "list", "--json"]);
-    let doc: Value = serde_json::from_str(&r.stdout)
-        .unwrap_or_else(|e| panic!("`port list --json` is not JSON ({e}): {}", r.stdout));
-    doc["ports"].as_array().expect("a ports array").clone()
-}
-
-fn generation(bed: &Testbed) -> u64 {
-    let s = status(bed);
-    s["policy"]["generation"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no policy.generation in {s:#}"))
+    list_json(bed, "port", "ports")
 }
 
 /// What every test expects once 8081 (any source) and 8082 (admins only) are live.
@@ -180,10 +141,7 @@ fn set_names_ranges_and_udp() {
     let _tcp = TcpListenerSet::start(&bed.server, &TCP_PORTS).expect("tcp listeners");
     let _udp = UdpEchoSet::start(&bed.server, &[5000, 5001]).expect("udp echo");
     attach_policy(&bed, POLICY);
-    let udp = |port: u16| {
-        let dst = SocketAddr::new(SERVER_V4.into(), port);
-        udp_probe(&bed.client, client(), dst, PROBE).expect("udp probe")
-    };
+    let udp = |port: u16| udp_probe_within(&bed.client, client(), port, PROBE_TIMEOUT);
     assert_eq!(udp(5001), UdpResult::NoAnswer);
 
     change(&bed, &["port", "allow", "8083/tcp", "--from", "admins"]);

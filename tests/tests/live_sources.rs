@@ -3,13 +3,15 @@
 //! lists of 10,000 entries apply in seconds, all or nothing.
 
 use std::io::Write;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use mirror_xdp_tests::cli::{Run, attach_policy, cli_bin, root_or_skip, run, run_ok};
-use mirror_xdp_tests::probe::{ProbeResult, tcp_connect};
+use mirror_xdp_tests::cli::{
+    Run, assert_exit, attach_policy, cli_bin, list_json, root_or_skip, run, run_ok,
+};
 use mirror_xdp_tests::servers::TcpListenerSet;
+use mirror_xdp_tests::sweep::{assert_blocked, assert_open, tcp_probe};
 use mirror_xdp_tests::testbed::*;
 use serde_json::Value;
 
@@ -27,38 +29,9 @@ ports = [8080]
 deny = ["203.0.113.10"]
 "#;
 
-/// A probe gives up after this: "blocked" means no answer within it.
-const PROBE: Duration = Duration::from_millis(700);
-
-fn probe(bed: &Testbed, src: IpAddr) -> ProbeResult {
-    let dst = SocketAddr::new(Testbed::server_addr_for(src), PORT);
-    tcp_connect(&bed.client, src, dst, PROBE)
-        .unwrap_or_else(|e| panic!("probing {dst} from {src}: {e:#}"))
-}
-
-fn assert_open(bed: &Testbed, src: IpAddr, what: &str) {
-    let r = probe(bed, src);
-    assert!(
-        r.is_open(),
-        "{what}: {src} -> {PORT} should be open, got {r:?}"
-    );
-}
-
-fn assert_blocked(bed: &Testbed, src: IpAddr, what: &str) {
-    let r = probe(bed, src);
-    assert_eq!(
-        r,
-        ProbeResult::Timeout,
-        "{what}: {src} -> {PORT} should be dropped"
-    );
-}
-
 /// The entries of `source list --json`.
 fn list(bed: &Testbed) -> Vec<Value> {
-    let r = run_ok(bed, &["source", "list", "--json"]);
-    let doc: Value = serde_json::from_str(&r.stdout)
-        .unwrap_or_else(|e| panic!("`source list --json` is not JSON ({e}): {}", r.stdout));
-    doc["sources"].as_array().expect("a sources array").clone()
+    list_json(bed, "source", "sources")
 }
 
 fn live_entries(bed: &Testbed) -> Vec<Value> {
@@ -93,11 +66,6 @@ fn run_with_stdin(bed: &Testbed, args: &[&str], input: &str) -> (Run, Duration) 
     (out.into(), started.elapsed())
 }
 
-fn assert_exit(r: &Run, code: i32, needle: &str) {
-    assert_eq!(r.code, Some(code), "{r:?}");
-    assert!(r.stderr.contains(needle), "stderr lacks {needle:?}: {r:?}");
-}
-
 #[test]
 fn deny_takes_effect_at_once_counts_hits_and_goes_away() {
     if !root_or_skip() {
@@ -108,10 +76,10 @@ fn deny_takes_effect_at_once_counts_hits_and_goes_away() {
     attach_policy(&bed, POLICY);
     let client = IpAddr::from(CLIENT_V4);
     let prefix = format!("{CLIENT_V4}/32");
-    assert_open(&bed, client, "before any live entry");
+    assert_open(&bed, client, PORT, "before any live entry");
 
     run_ok(&bed, &["source", "deny", &prefix]);
-    assert_blocked(&bed, client, "right after `source deny`");
+    assert_blocked(&bed, client, PORT, "right after `source deny`");
     let entries = list(&bed);
     let live = entry(&entries, &prefix, "live").expect("the live deny is listed");
     assert_eq!(live["action"], "deny");
@@ -124,7 +92,7 @@ fn deny_takes_effect_at_once_counts_hits_and_goes_away() {
     assert!(human.stdout.contains(&prefix), "{human:?}");
 
     run_ok(&bed, &["source", "remove", &prefix]);
-    assert_open(&bed, client, "after `source remove`");
+    assert_open(&bed, client, PORT, "after `source remove`");
     assert_exit(
         &run(&bed, &["source", "remove", &prefix]),
         2,
@@ -168,13 +136,13 @@ fn a_ttl_runs_out_in_the_kernel_without_any_command() {
 
     run_ok(&bed, &["source", "deny", &prefix, "--ttl", "2s"]);
     let added = Instant::now();
-    assert_blocked(&bed, client, "within the TTL");
+    assert_blocked(&bed, client, PORT, "within the TTL");
     let live = live_entries(&bed);
     assert!(live[0]["expires"].as_u64().is_some(), "{live:?}");
     // The expiry is rounded up to a whole second: open again after 2-3 s.
     let deadline = added + Duration::from_secs(6);
     let reopened = loop {
-        if probe(&bed, client).is_open() {
+        if tcp_probe(&bed.client, client, PORT).is_open() {
             break added.elapsed();
         }
         assert!(
@@ -198,13 +166,13 @@ fn a_live_allow_wins_over_the_policy_deny_and_a_live_deny() {
     let _tcp = TcpListenerSet::start(&bed.server, &[PORT]).expect("tcp listener");
     attach_policy(&bed, POLICY);
     let admin = IpAddr::from(ADMIN_V4);
-    assert_blocked(&bed, admin, "denied by the policy");
+    assert_blocked(&bed, admin, PORT, "denied by the policy");
     run_ok(&bed, &["source", "allow", "203.0.113.10"]);
-    assert_open(&bed, admin, "live allow of a policy-denied source");
+    assert_open(&bed, admin, PORT, "live allow of a policy-denied source");
     run_ok(&bed, &["source", "deny", "203.0.113.0/24"]);
-    assert_open(&bed, admin, "live allow and live deny");
+    assert_open(&bed, admin, PORT, "live allow and live deny");
     run_ok(&bed, &["source", "remove", "203.0.113.10"]);
-    assert_blocked(&bed, admin, "after removing the allow");
+    assert_blocked(&bed, admin, PORT, "after removing the allow");
 }
 
 #[test]
@@ -223,12 +191,12 @@ fn live_entries_survive_detach_and_attach() {
     );
     let policy = attach_policy(&bed, POLICY);
     run_ok(&bed, &["source", "deny", &prefix]);
-    assert_blocked(&bed, client, "live deny");
+    assert_blocked(&bed, client, PORT, "live deny");
     run_ok(&bed, &["detach"]);
-    assert_open(&bed, client, "detached");
+    assert_open(&bed, client, PORT, "detached");
     let policy = policy.to_str().expect("UTF-8 path");
     run_ok(&bed, &["attach", "--iface", SERVER_IF, "--policy", policy]);
-    assert_blocked(&bed, client, "after attaching again");
+    assert_blocked(&bed, client, PORT, "after attaching again");
     assert!(entry(&list(&bed), &prefix, "live").is_some());
 
     use std::os::unix::fs::PermissionsExt;
@@ -266,11 +234,11 @@ fn ten_thousand_entries_from_stdin_take_seconds() {
     let started = Instant::now();
     assert_eq!(live_entries(&bed).len(), 10_000);
     println!("list --json of 10,000 entries: {:?}", started.elapsed());
-    assert_open(&bed, CLIENT_V4.into(), "not in the bulk list");
+    assert_open(&bed, CLIENT_V4.into(), PORT, "not in the bulk list");
     let started = Instant::now();
     run_ok(&bed, &["source", "deny", &format!("{CLIENT_V4}/32")]);
     println!("one more deny beside 10,000: {:?}", started.elapsed());
-    assert_blocked(&bed, CLIENT_V4.into(), "one more deny beside 10,000");
+    assert_blocked(&bed, CLIENT_V4.into(), PORT, "one more deny beside 10,000");
 
     let (r, took) = run_with_stdin(&bed, &["source", "remove", "--file", "-"], &list_text);
     assert_eq!(r.code, Some(0), "{r:?}");
@@ -295,7 +263,7 @@ fn a_bad_line_names_its_place_and_applies_nothing() {
     assert_exit(&r, 2, &format!("{path}:3: "));
     assert!(r.stderr.contains(&format!("{path}:5: ")), "{r:?}");
     assert!(live_entries(&bed).is_empty());
-    assert_open(&bed, CLIENT_V4.into(), "nothing applied");
+    assert_open(&bed, CLIENT_V4.into(), PORT, "nothing applied");
 
     let (r, _) = run_with_stdin(
         &bed,

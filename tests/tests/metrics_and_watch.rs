@@ -1,11 +1,11 @@
 //! Prometheus metrics of an attached enforcer, scraped over HTTP, and the `stats --watch` and
 //! `stats --reset` commands, against UDP traffic we count ourselves.
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mirror_xdp::maps::Maps;
 use mirror_xdp::metrics::{self, ReloadCounts};
@@ -15,6 +15,7 @@ use mirror_xdp_common::Reason;
 use mirror_xdp_tests::cli::{
     attach_policy, port_counts, reason, root_or_skip, run_ok, stats, stats_when,
 };
+use mirror_xdp_tests::probe::send_echoed;
 use mirror_xdp_tests::servers::UdpEchoSet;
 use mirror_xdp_tests::testbed::*;
 
@@ -51,7 +52,7 @@ fn metrics_watch_and_reset() {
         .client
         .enter(|| UdpSocket::bind((CLIENT_V4, 0)).expect("binding on the client"));
     let target = SocketAddr::from((SERVER_V4, UDP_PORT));
-    send_echoed(&socket, target, SENT);
+    send_echoed(&socket, target, PAYLOAD, SENT);
     let s = stats_when(&bed, Duration::from_secs(3), |s| {
         reason(s, "allowed", "packets") >= SENT
     });
@@ -269,31 +270,6 @@ fn check_reset(bed: &Testbed) {
         Some(2),
         "{after:#}"
     );
-}
-
-/// Sends `n` datagrams, each after the echo of the one before, so all of them went through.
-fn send_echoed(socket: &UdpSocket, target: SocketAddr, n: u64) {
-    socket
-        .set_read_timeout(Some(Duration::from_millis(500)))
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut buf = [0u8; 64];
-    let mut echoed = 0;
-    for _ in 0..n {
-        socket.send_to(PAYLOAD, target).unwrap();
-        while Instant::now() < deadline {
-            match socket.recv_from(&mut buf) {
-                Ok((len, from)) if from == target && &buf[..len] == PAYLOAD => {
-                    echoed += 1;
-                    break;
-                }
-                Ok(_) => continue,
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => break,
-                Err(e) => panic!("receiving the echo: {e}"),
-            }
-        }
-    }
-    assert_eq!(echoed, n, "every datagram to the listed port is echoed");
 }
 
 /// A raw HTTP/1.1 GET; the whole response (the server closes the connection).

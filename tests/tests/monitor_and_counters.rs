@@ -1,14 +1,13 @@
 //! Counters against traffic we count ourselves: exact per-port and per-reason numbers
 //! (bytes included), and monitor mode passing everything while counting would-be drops.
 
-use std::io::ErrorKind;
 use std::net::{SocketAddr, UdpSocket};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mirror_xdp_tests::cli::{
     attach_policy, port_counts, reason, root_or_skip, stats, stats_when, status,
 };
-use mirror_xdp_tests::probe::{ProbeResult, UdpResult};
+use mirror_xdp_tests::probe::{ProbeResult, UdpResult, send_echoed};
 use mirror_xdp_tests::servers::{TcpListenerSet, UdpEchoSet, banner};
 use mirror_xdp_tests::sweep::{tcp_sweep, udp_sweep};
 use mirror_xdp_tests::testbed::*;
@@ -46,7 +45,7 @@ ports = [5140]
 
 const LISTED_UDP: u16 = 5140;
 const UNLISTED_UDP: u16 = 5141;
-const ECHOED: usize = 50;
+const ECHOED: u64 = 50;
 const DROPPED: u64 = 30;
 const PAYLOAD: &[u8; 32] = b"mirror-xdp counted datagram 0123";
 /// What XDP sees of each datagram: Ethernet + IPv4 (no options) + UDP headers + payload.
@@ -104,32 +103,9 @@ fn counters_equal_the_packets_sent() {
     let socket = bed
         .client
         .enter(|| UdpSocket::bind((CLIENT_V4, 0)).expect("binding on the client"));
-    socket
-        .set_read_timeout(Some(Duration::from_millis(500)))
-        .unwrap();
     let listed = SocketAddr::from((SERVER_V4, LISTED_UDP));
-    let mut echoed = 0;
-    let mut buf = [0u8; 64];
-    let deadline = Instant::now() + Duration::from_secs(20);
-    for _ in 0..ECHOED {
-        socket.send_to(PAYLOAD, listed).unwrap();
-        // Wait for each echo, so a count of 50 means 50 datagrams went through.
-        while Instant::now() < deadline {
-            match socket.recv_from(&mut buf) {
-                Ok((n, from)) if from == listed && &buf[..n] == PAYLOAD => {
-                    echoed += 1;
-                    break;
-                }
-                Ok(_) => continue,
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => break,
-                Err(e) => panic!("receiving the echo: {e}"),
-            }
-        }
-    }
-    assert_eq!(
-        echoed, ECHOED,
-        "every datagram to the listed port is echoed"
-    );
+    // Each echo awaited, so a count of 50 means 50 datagrams went through.
+    send_echoed(&socket, listed, PAYLOAD, ECHOED);
 
     let unlisted = SocketAddr::from((SERVER_V4, UNLISTED_UDP));
     for _ in 0..DROPPED {
@@ -139,7 +115,7 @@ fn counters_equal_the_packets_sent() {
     let s = stats_when(&bed, Duration::from_secs(3), |s| {
         reason(s, "port_closed", "packets") >= DROPPED
     });
-    let echoed = ECHOED as u64;
+    let echoed = ECHOED;
     assert_eq!(
         port_counts(&s, "udp", LISTED_UDP),
         Some((echoed, 0)),

@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use mirror_xdp_common::map_name;
 use mirror_xdp_tests::cli::{Run, attach_policy, root_or_skip, run, run_ok, write_policy};
-use mirror_xdp_tests::probe::{UdpResult, udp_probe};
+use mirror_xdp_tests::probe::UdpResult;
 use mirror_xdp_tests::servers::UdpEchoSet;
+use mirror_xdp_tests::sweep::udp_probe_within;
 use mirror_xdp_tests::testbed::*;
 
 const OPEN: u16 = 7101;
@@ -21,14 +22,8 @@ fn policy(port: u16) -> String {
 }
 
 fn answered(bed: &Testbed, port: u16) -> bool {
-    let dst = (SERVER_V4, port).into();
-    let r = udp_probe(
-        &bed.client,
-        CLIENT_V4.into(),
-        dst,
-        Duration::from_millis(400),
-    );
-    r.expect("probe") == UdpResult::Answered
+    let timeout = Duration::from_millis(400);
+    udp_probe_within(&bed.client, CLIENT_V4.into(), port, timeout) == UdpResult::Answered
 }
 
 /// Pins a new map of the given shape at `path` (bpftool; names are at most 15 characters).

@@ -4,7 +4,7 @@
 //! reload and exactly one generation stays pinned.
 
 use std::io::ErrorKind;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -12,11 +12,13 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use mirror_xdp_tests::cli::{
-    Run, attach_policy, port_counts, reason, root_or_skip, run, stats_when, status, write_policy,
+    Run, attach_policy, generation, port_counts, reason, root_or_skip, run, stats_when, status,
+    write_policy,
 };
-use mirror_xdp_tests::probe::{ProbeResult, tcp_connect};
+use mirror_xdp_tests::pinned::names;
+use mirror_xdp_tests::probe::ProbeResult;
 use mirror_xdp_tests::servers::{TcpListenerSet, UdpEchoSet, banner};
-use mirror_xdp_tests::sweep::PROBE_TIMEOUT;
+use mirror_xdp_tests::sweep::{assert_enforcing, tcp_probe};
 use mirror_xdp_tests::testbed::*;
 use serde_json::Value;
 
@@ -126,24 +128,9 @@ fn reload_ok(bed: &Testbed, policy: &Path) -> (u64, Duration) {
     (ms, wall)
 }
 
-/// `policy.generation` of `status --json`.
-fn generation(bed: &Testbed) -> u64 {
-    let s = status(bed);
-    s["policy"]["generation"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no policy.generation in {s:#}"))
-}
-
 /// The `gen-N` folders in the testbed's pin dir, sorted.
 fn pinned_generations(bed: &Testbed) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(bed.bpffs_dir())
-        .expect("reading the pin dir")
-        .flatten()
-        .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|n| n.starts_with("gen-"))
-        .collect();
-    names.sort();
-    names
+    names(bed.bpffs_dir(), "gen-")
 }
 
 /// The CLI's state record (`<state_dir>/state.json`).
@@ -152,27 +139,6 @@ fn state_record(bed: &Testbed) -> Value {
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
-}
-
-fn tcp_probe(bed: &Testbed, src: IpAddr, port: u16) -> ProbeResult {
-    let dst = SocketAddr::new(Testbed::server_addr_for(src), port);
-    tcp_connect(&bed.client, src, dst, PROBE_TIMEOUT)
-        .unwrap_or_else(|e| panic!("probing {dst} from {src}: {e:#}"))
-}
-
-/// `open` answers with its banner and `closed` (which has a listener too) is dropped.
-fn assert_ports(bed: &Testbed, open: u16, closed: u16, what: &str) {
-    let src = CLIENT_V4.into();
-    assert_eq!(
-        tcp_probe(bed, src, open),
-        ProbeResult::Open(banner(open)),
-        "{what}: tcp {open} should be open"
-    );
-    assert_eq!(
-        tcp_probe(bed, src, closed),
-        ProbeResult::Timeout,
-        "{what}: tcp {closed} should be dropped"
-    );
 }
 
 /// Median, minimum and maximum of `v` (sorted in place); zeros for an empty list.
@@ -470,11 +436,11 @@ fn reloads_under_traffic_lose_and_leak_nothing() {
     let b = write_policy(&bed, "b.toml", POLICY_B);
 
     // The two policies do differ where they should.
-    assert_ports(&bed, A_ONLY, B_ONLY, "policy A");
+    assert_enforcing(&bed, A_ONLY, B_ONLY, "policy A");
     reload_ok(&bed, &b);
-    assert_ports(&bed, B_ONLY, A_ONLY, "policy B");
+    assert_enforcing(&bed, B_ONLY, A_ONLY, "policy B");
     reload_ok(&bed, &a);
-    assert_ports(&bed, A_ONLY, B_ONLY, "policy A again");
+    assert_enforcing(&bed, A_ONLY, B_ONLY, "policy A again");
 
     // Baseline: the same traffic without reloads must already be loss-free, or a loss
     // below would say nothing about reload.
@@ -549,7 +515,7 @@ fn reloads_under_traffic_lose_and_leak_nothing() {
         generation(&bed),
         generation_before + RELOADS_UNDER_TRAFFIC as u64
     );
-    assert_ports(&bed, A_ONLY, B_ONLY, "after the reloads (policy A)");
+    assert_enforcing(&bed, A_ONLY, B_ONLY, "after the reloads (policy A)");
     assert_eq!(
         pinned_generations(&bed),
         [format!("gen-{}", generation(&bed))]
@@ -568,7 +534,7 @@ fn invalid_policy_changes_nothing_and_is_counted() {
     let bed = Testbed::new().expect("testbed");
     let _tcp = TcpListenerSet::start(&bed.server, &[A_ONLY, B_ONLY]).expect("tcp listeners");
     let a = attach_policy(&bed, POLICY_A);
-    assert_ports(&bed, A_ONLY, B_ONLY, "attached");
+    assert_enforcing(&bed, A_ONLY, B_ONLY, "attached");
     let before = status(&bed);
 
     // Would open 9090 if it were valid; the bad CIDR is on line 5, column 8.
@@ -591,7 +557,7 @@ fn invalid_policy_changes_nothing_and_is_counted() {
         "{after:#}"
     );
     assert_eq!(after, before, "status changed after a refused reload");
-    assert_ports(&bed, A_ONLY, B_ONLY, "after the refused reload");
+    assert_enforcing(&bed, A_ONLY, B_ONLY, "after the refused reload");
 
     let record = state_record(&bed);
     assert_eq!(record["reloads"]["error"], 1, "{record:#}");
@@ -635,7 +601,7 @@ fn reload_times_for_small_and_large_policies() {
         big_ms.push(ms);
         big_wall.push(wall);
         assert_eq!(
-            tcp_probe(&bed, ADMIN_V4.into(), A_ONLY),
+            tcp_probe(&bed.client, ADMIN_V4.into(), A_ONLY),
             ProbeResult::Timeout,
             "round {round}: the 100k policy denies the admin client"
         );
@@ -643,7 +609,7 @@ fn reload_times_for_small_and_large_policies() {
         small_ms.push(ms);
         small_wall.push(wall);
         assert_eq!(
-            tcp_probe(&bed, ADMIN_V4.into(), A_ONLY),
+            tcp_probe(&bed.client, ADMIN_V4.into(), A_ONLY),
             ProbeResult::Open(banner(A_ONLY)),
             "round {round}: the 10-rule policy lets the admin client in"
         );
@@ -749,15 +715,7 @@ fn reload_keeps_counters_and_one_generation() {
 
 /// The spare folders (`spare-N-BUILD`) in the testbed's pin dir (if any), sorted.
 fn spares(bed: &Testbed) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(bed.bpffs_dir())
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|n| n.starts_with("spare-"))
-        .collect();
-    names.sort();
-    names
+    names(bed.bpffs_dir(), "spare-")
 }
 
 #[test]
@@ -785,7 +743,7 @@ fn a_spare_generation_is_used_and_a_reload_without_one_still_works() {
     let (ms, wall) = reload_ok(&bed, &b);
     assert!(!first.exists(), "the spare became the new generation");
     assert_eq!(pinned_generations(&bed), ["gen-2"]);
-    assert_ports(&bed, B_ONLY, A_ONLY, "policy B from the spare");
+    assert_enforcing(&bed, B_ONLY, A_ONLY, "policy B from the spare");
     eprintln!("reload from a spare: in force after {ms} ms, command {wall:?}");
     let second = spare(&bed, 3);
 
@@ -796,7 +754,7 @@ fn a_spare_generation_is_used_and_a_reload_without_one_still_works() {
     std::fs::remove_dir(&second).expect("removing the spare folder");
     let (ms, wall) = reload_ok(&bed, &a);
     assert_eq!(pinned_generations(&bed), ["gen-3"]);
-    assert_ports(&bed, A_ONLY, B_ONLY, "policy A without a spare");
+    assert_enforcing(&bed, A_ONLY, B_ONLY, "policy A without a spare");
     eprintln!("reload without a spare: in force after {ms} ms, command {wall:?}");
     spare(&bed, 4);
 
