@@ -302,7 +302,15 @@ fn spoofed_flood_over_the_limiter_capacity_fails_nothing() {
     assert_eq!(field("capacity"), u64::from(ENTRIES));
     assert_eq!(field("entries"), entries as u64);
     assert!(field("created") >= 8 * u64::from(ENTRIES), "{limiter}");
+    // A source is created once per packet at most: the count is of creations, not of
+    // packets or of racing inserts.
+    assert!(field("created") <= sent.frames, "{limiter}");
     assert_eq!(field("evicted"), field("created") - field("entries"));
+    // Counted since attach: `stats --reset` clears the packet counters, not these.
+    run_ok(&bed, &["stats", "--reset"]);
+    let reset = stats(&bed);
+    assert_eq!(reset["limiter"]["created"], limiter["created"], "{reset:#}");
+    assert_eq!(reason(&reset, "allowed", "packets"), 0, "{reset:#}");
 
     let web = SocketAddr::new(SERVER_V4.into(), WEB);
     let probe = tcp_connect(&bed.client, CLIENT_V4.into(), web, PROBE_TIMEOUT).expect("connect");

@@ -1,17 +1,6 @@
 //! The Internet checksum (RFC 1071) for the builder's IPv4 header and L4 checksums.
 
-/// The Internet checksum over the concatenated pieces.
-pub fn checksum(pieces: &[&[u8]]) -> u16 {
-    let bytes: Vec<u8> = pieces.concat();
-    let mut sum: u32 = bytes
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
-        .sum();
-    while sum > 0xFFFF {
-        sum = (sum & 0xFFFF) + (sum >> 16);
-    }
-    !(sum as u16)
-}
+pub use mirror_xdp::checksum::checksum;
 
 /// Fills the checksum at `at` (zero beforehand) over the pseudo-header and `l4`. UDP sends
 /// a computed 0 as 0xFFFF, since 0 means "no checksum" there.

@@ -6,9 +6,9 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use super::{Class, Probe, build};
-use crate::checksum::checksum;
 use crate::audit::intent::PolicyView;
 use crate::audit::targets::Targets;
+use crate::checksum::checksum;
 use crate::live::LiveSet;
 use crate::model::{IpPacket, ModelState, Parsed, classify, parse};
 use crate::policy::Policy;
