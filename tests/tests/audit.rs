@@ -104,8 +104,13 @@ fn the_example_policy_audits_clean_with_every_class_checked() {
         assert!(*frames > 0, "{class} ran no frame");
         assert_eq!(*findings, 0, "{class}");
     }
-    // The note is true: both runs went through the live program's counters.
+    // The note is true: both runs went through the live program's counters. The README
+    // gives the corpus size of this policy.
     let frames: u64 = found.iter().map(|c| c.1).sum();
+    assert_eq!(
+        frames, 132,
+        "the README says 132 frames on examples/mirror.toml"
+    );
     let after = total_packets(&stats(&bed));
     assert_eq!(
         after - before,
