@@ -15,11 +15,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
-    enforcer::{self, AttachMode, Sizes},
+    lifecycle::{self, AttachMode, LifecycleError, Sizes},
     lockout::{self, LockoutRefused},
     metrics,
     policy::Policy,
-    reload::{self, ReloadError},
     state::{Paths, Record},
 };
 
@@ -51,7 +50,8 @@ pub enum DaemonError {
     Operational(String),
 }
 
-fn op(e: impl std::fmt::Display) -> DaemonError {
+/// Any failure but bad input or a refused lock-out, as its message.
+fn operational(e: impl std::fmt::Display) -> DaemonError {
     DaemonError::Operational(e.to_string())
 }
 
@@ -66,25 +66,25 @@ pub fn run(paths: Paths, opts: Options) -> Result<(), DaemonError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(op)?;
+        .map_err(operational)?;
     runtime.block_on(daemon(paths, opts))
 }
 
 async fn daemon(paths: Paths, opts: Options) -> Result<(), DaemonError> {
     // First of all: a SIGHUP or SIGTERM during the start must not kill the process half-way.
-    let mut hup = signal(SignalKind::hangup()).map_err(op)?;
-    let mut term = signal(SignalKind::terminate()).map_err(op)?;
-    let mut int = signal(SignalKind::interrupt()).map_err(op)?;
+    let mut hup = signal(SignalKind::hangup()).map_err(operational)?;
+    let mut term = signal(SignalKind::terminate()).map_err(operational)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(operational)?;
 
-    let policy_path = std::path::absolute(&opts.policy).map_err(op)?;
+    let policy_path = std::path::absolute(&opts.policy).map_err(operational)?;
     // Taken before the policy is read: a change made while starting is then seen as one.
     let mut seen = watch::fingerprint(&policy_path);
     let policy = Policy::load(&policy_path).map_err(|e| DaemonError::Invalid(e.to_string()))?;
     // Bound before anything changes: a port in use fails the start, not the metrics later.
     let listener = TcpListener::bind(opts.metrics)
-        .map_err(|e| op(format!("cannot serve metrics on {}: {e}", opts.metrics)))?;
+        .map_err(|e| operational(format!("cannot serve metrics on {}: {e}", opts.metrics)))?;
     // Watching before the policy is applied: a change from then on is not missed.
-    let mut watcher = watch::Watcher::new(&policy_path).map_err(op)?;
+    let mut watcher = watch::Watcher::new(&policy_path).map_err(operational)?;
     let mut watched = Vec::new();
     refresh(&mut watcher, &mut watched);
     start(&paths, &opts, &policy_path, &policy)?;
@@ -159,7 +159,7 @@ fn start(
     policy: &Policy,
 ) -> Result<(), DaemonError> {
     let mut say = |m: &str| log(m);
-    let record = Record::load(paths).map_err(op)?;
+    let record = Record::load(paths).map_err(operational)?;
     match record.filter(|r| {
         r.interfaces
             .iter()
@@ -169,7 +169,7 @@ fn start(
         None => {
             // (An adoption's reload makes this check itself.)
             lockout::refuse_lockout(policy, paths, opts.force, &mut say)?;
-            let record = enforcer::attach(
+            let record = lifecycle::attach(
                 paths,
                 &opts.ifaces,
                 policy,
@@ -177,7 +177,7 @@ fn start(
                 Sizes::default(),
                 &mut say,
             )
-            .map_err(op)?;
+            .map_err(operational)?;
             for i in &record.interfaces {
                 log(&format!(
                     "attached to {} ({} mode, program {}): policy {} in {} mode, generation {}",
@@ -217,13 +217,14 @@ fn adopt(
         ));
     }
     let before = record.policy.generation;
-    let done = reload::reload(paths, Some(policy_path), opts.force, &mut |m| log(m)).map_err(
-        |e| match e {
-            ReloadError::Lockout(refused) => DaemonError::Lockout(refused),
-            e if e.is_invalid_input() => DaemonError::Invalid(e.to_string()),
-            e => op(format!("adopting the attached enforcer: {e}")),
-        },
-    )?;
+    let done =
+        lifecycle::reload(paths, Some(policy_path), opts.force, &mut |m| log(m)).map_err(|e| {
+            match e {
+                LifecycleError::Lockout(refused) => DaemonError::Lockout(refused),
+                e if e.is_invalid_input() => DaemonError::Invalid(e.to_string()),
+                e => operational(format!("adopting the attached enforcer: {e}")),
+            }
+        })?;
     let r = &done.record;
     log(&format!(
         "adopted the enforcer attached to {} ({}) without detaching: this binary's programs and policy {} \
@@ -254,7 +255,7 @@ async fn reload_now(paths: &Paths, policy: &Path, force: bool, why: &str) {
 /// A policy that does not validate, or would lock out the admin, is refused by `reload`,
 /// which counts the failure (`mirror_xdp_reloads_total{result="error"}`).
 fn reload_blocking(paths: &Paths, policy: &Path, force: bool) {
-    match reload::reload(paths, Some(policy), force, &mut |m| log(m)) {
+    match lifecycle::reload(paths, Some(policy), force, &mut |m| log(m)) {
         Ok(done) => log(&format!(
             "reloaded {} in {} ms: generation {}, {} mode",
             done.record.policy.path.display(),
@@ -285,7 +286,7 @@ fn serve_metrics(
 ) -> Result<std::thread::JoinHandle<()>, DaemonError> {
     let paths = paths.clone();
     let source = move || metrics::scrape_pinned(&paths);
-    metrics::serve_listener(listener, source, stop).map_err(op)
+    metrics::serve_listener(listener, source, stop).map_err(operational)
 }
 
 fn refresh(watcher: &mut watch::Watcher, watched: &mut Vec<PathBuf>) {

@@ -13,7 +13,8 @@ pub const DEFAULT_BPFFS_DIR: &str = "/sys/fs/bpf/mirror-xdp";
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/mirror-xdp";
 const STATE_FILE: &str = "state.json";
 
-/// The two folders an enforcer lives in. Tests give each testbed its own pair.
+/// The two folders an enforcer lives in. Tests give each testbed its own pair. The names of
+/// the pins in `bpffs` are [`crate::lifecycle::pins`]'s.
 #[derive(Clone, Debug)]
 pub struct Paths {
     pub bpffs: PathBuf,
@@ -23,41 +24,6 @@ pub struct Paths {
 impl Paths {
     pub fn state_file(&self) -> PathBuf {
         self.state_dir.join(STATE_FILE)
-    }
-
-    /// Where a map is pinned: a policy map in its generation's folder, a shared map in
-    /// the pin folder itself.
-    pub fn map_pin(&self, name: &str, generation: u64) -> PathBuf {
-        if mirror_xdp_common::map_name::PER_GENERATION.contains(&name) {
-            self.generation_dir(generation).join(name)
-        } else {
-            self.bpffs.join(name)
-        }
-    }
-
-    /// The folder of one generation's policy maps.
-    pub fn generation_dir(&self, generation: u64) -> PathBuf {
-        self.bpffs.join(format!("gen-{generation}"))
-    }
-
-    /// The generations that have a folder of pins, newest last.
-    pub fn pinned_generations(&self) -> Vec<u64> {
-        let mut found: Vec<u64> = std::fs::read_dir(&self.bpffs)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.strip_prefix("gen-")?.parse().ok())
-            .collect();
-        found.sort_unstable();
-        found
-    }
-
-    pub fn xdp_link_pin(&self, iface: &str) -> PathBuf {
-        self.bpffs.join(format!("link_xdp_{iface}"))
-    }
-
-    pub fn egress_link_pin(&self, iface: &str) -> PathBuf {
-        self.bpffs.join(format!("link_egress_{iface}"))
     }
 }
 

@@ -3,14 +3,16 @@
 
 use aya::{
     Ebpf,
-    programs::{TestRun, TestRunOptions, Xdp, XdpMode},
+    programs::{TestRun, TestRunOptions, Xdp},
 };
 
 use crate::{
     compile::{compile, possible_cpus},
-    enforcer::{EnforcerError, Sizes},
+    lifecycle::{
+        LifecycleError,
+        object::{self, Sizes},
+    },
     maps::Maps,
-    object,
     policy::Policy,
 };
 
@@ -19,25 +21,28 @@ pub const XDP_DROP: u32 = 1;
 pub const XDP_PASS: u32 = 2;
 pub const XDP_TX: u32 = 3;
 
-/// Bare `XDP_DROP` / `XDP_PASS` programs, the yardstick of the benchmarks.
+/// Bare `XDP_DROP` / `XDP_PASS` programs, the yardstick of the benchmarks (test support).
+#[cfg(feature = "test-support")]
 static BASELINE: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/baseline"));
 
 /// A bare program that only returns `XDP_DROP` (`bare_drop`) or `XDP_PASS` (`bare_pass`).
+#[cfg(feature = "test-support")]
 pub struct Baseline {
     ebpf: Ebpf,
     name: &'static str,
 }
 
+#[cfg(feature = "test-support")]
 impl Baseline {
-    pub fn load(name: &'static str) -> Result<Baseline, EnforcerError> {
+    pub fn load(name: &'static str) -> Result<Baseline, LifecycleError> {
         if BASELINE.is_empty() {
-            return Err(object::LoadError::NoObject.into());
+            return Err(LifecycleError::NoObject);
         }
-        let mut ebpf = Ebpf::load(BASELINE).map_err(object::LoadError::from)?;
+        let mut ebpf = Ebpf::load(BASELINE).map_err(LifecycleError::from)?;
         let program: &mut Xdp = object::program_mut(&mut ebpf, name)?;
         program
             .load()
-            .map_err(|source| object::LoadError::Program { name, source })?;
+            .map_err(|source| LifecycleError::Program { name, source })?;
         Ok(Baseline { ebpf, name })
     }
 
@@ -51,11 +56,11 @@ impl Baseline {
     /// Attaches the program in native mode to `iface` of the calling thread's network
     /// namespace, until this is dropped. Tests put `bare_pass` on the client end of a veth:
     /// a veth delivers its peer's XDP_TX frames promptly only if it runs XDP itself.
-    pub fn attach_native(&mut self, iface: &str) -> Result<(), EnforcerError> {
+    pub fn attach_native(&mut self, iface: &str) -> Result<(), LifecycleError> {
         self.program()
-            .attach(iface, XdpMode::Driver)
+            .attach(iface, aya::programs::XdpMode::Driver)
             .map(drop)
-            .map_err(|source| EnforcerError::AttachXdp {
+            .map_err(|source| LifecycleError::AttachXdp {
                 iface: iface.to_string(),
                 mode: "native",
                 source,
@@ -89,7 +94,7 @@ pub struct TestProgram {
 pub struct TestRunError(#[from] aya::programs::ProgramError);
 
 impl TestProgram {
-    pub fn load(policy: &Policy) -> Result<TestProgram, EnforcerError> {
+    pub fn load(policy: &Policy) -> Result<TestProgram, LifecycleError> {
         let image = compile(policy, possible_cpus())?;
         let mut ebpf = object::load(None, object::MapSizes::new(Sizes::default(), &image))?;
         let mut maps = Maps::from_ebpf(&mut ebpf)?;
@@ -105,7 +110,7 @@ impl TestProgram {
 
     /// Makes the program read the time from the config instead of the kernel clock, so a
     /// test decides what "now" is (0 returns to the kernel clock).
-    pub fn set_clock(&mut self, now_ns: u64) -> Result<(), EnforcerError> {
+    pub fn set_clock(&mut self, now_ns: u64) -> Result<(), LifecycleError> {
         let mut config = self.maps.config()?;
         config.clock_override_ns = now_ns;
         Ok(self.maps.set_config(&config)?)

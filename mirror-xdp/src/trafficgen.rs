@@ -6,8 +6,9 @@
 //! veth peer only if that runs native XDP or has GRO on. The interface is looked up in the
 //! calling thread's network namespace: call [`TrafficGen::send`] from a thread that joined
 //! the sender's namespace (setns).
+//!
+//! Test support: compiled with the `test-support` feature only.
 
-use std::ffi::CString;
 use std::time::{Duration, Instant};
 
 use aya::{
@@ -173,12 +174,7 @@ fn program(ebpf: &mut Ebpf) -> Result<&mut Xdp, TrafficGenError> {
 
 /// The index of interface `name` in the calling thread's network namespace.
 pub fn ifindex(name: &str) -> Result<u32, TrafficGenError> {
-    let c = CString::new(name).map_err(|_| TrafficGenError::NoInterface(name.into()))?;
-    // SAFETY: a valid NUL-terminated string; the call only reads it.
-    match unsafe { libc::if_nametoindex(c.as_ptr()) } {
-        0 => Err(TrafficGenError::NoInterface(name.into())),
-        i => Ok(i),
-    }
+    nix::net::if_::if_nametoindex(name).map_err(|_| TrafficGenError::NoInterface(name.into()))
 }
 
 /// `struct xdp_md` for the test run: no metadata, the whole frame as data, received on

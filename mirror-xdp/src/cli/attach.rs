@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use super::{Failure, load_policy};
 use mirror_xdp::{
-    enforcer::{self, AttachMode},
+    lifecycle::{self, AttachMode},
     lockout,
     state::Paths,
 };
@@ -36,10 +36,10 @@ pub fn run(args: Args, paths: &Paths) -> Result<(), Failure> {
     let policy = load_policy(&args.policy)?;
     lockout::refuse_lockout(&policy, paths, args.force, &mut |msg| eprintln!("{msg}"))
         .map_err(Failure::lockout)?;
-    let sizes = enforcer::Sizes {
+    let sizes = lifecycle::Sizes {
         limiter_entries: args.limiter_entries,
     };
-    let record = enforcer::attach(
+    let record = lifecycle::attach(
         paths,
         &args.ifaces,
         &policy,
@@ -47,10 +47,10 @@ pub fn run(args: Args, paths: &Paths) -> Result<(), Failure> {
         sizes,
         &mut |msg| eprintln!("{msg}"),
     )
-    .map_err(|e| match &e {
+    .map_err(|e| match e.is_invalid_input() {
         // A live `port` rule that the policy contradicts is bad input, not a failure.
-        enforcer::EnforcerError::LivePorts(live) if live.is_invalid_input() => Failure::invalid(e),
-        _ => Failure::operational(e),
+        true => Failure::invalid(e),
+        false => Failure::operational(e),
     })?;
     for i in &record.interfaces {
         println!(

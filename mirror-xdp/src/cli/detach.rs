@@ -1,7 +1,7 @@
 //! `mirror-xdp detach`: remove the enforcer from one interface or all.
 
 use super::Failure;
-use mirror_xdp::{enforcer, state::Paths};
+use mirror_xdp::{lifecycle, state::Paths};
 
 /// Detach the enforcer; without --iface from every interface (and remove its pins).
 #[derive(Debug, clap::Args)]
@@ -12,7 +12,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args, paths: &Paths) -> Result<(), Failure> {
-    let detached = enforcer::detach(paths, args.iface.as_deref(), &mut |note| {
+    let detached = lifecycle::detach(paths, args.iface.as_deref(), &mut |note| {
         eprintln!("{note}")
     })
     .map_err(Failure::operational)?;

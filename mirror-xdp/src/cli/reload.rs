@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use super::Failure;
-use mirror_xdp::{reload, state::Paths};
+use mirror_xdp::{lifecycle, state::Paths};
 
 /// Re-read the policy and apply it atomically (no packet meets half a policy). An invalid
 /// policy changes nothing and says where the problem is.
@@ -19,11 +19,11 @@ pub struct Args {
 }
 
 pub fn run(args: Args, paths: &Paths) -> Result<(), Failure> {
-    let done = reload::reload(paths, args.policy.as_deref(), args.force, &mut |msg| {
+    let done = lifecycle::reload(paths, args.policy.as_deref(), args.force, &mut |msg| {
         eprintln!("{msg}")
     })
     .map_err(|e| match e {
-        reload::ReloadError::Lockout(refused) => Failure::lockout(refused),
+        lifecycle::LifecycleError::Lockout(refused) => Failure::lockout(refused),
         e if e.is_invalid_input() => {
             Failure::invalid(format!("{e}\nthe policy in force is unchanged"))
         }

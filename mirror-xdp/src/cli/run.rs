@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use super::Failure;
 use mirror_xdp::{
     daemon::{self, DaemonError, Options},
-    enforcer::AttachMode,
+    lifecycle::AttachMode,
     state::Paths,
 };
 

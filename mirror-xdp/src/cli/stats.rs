@@ -169,7 +169,7 @@ fn rate_table(prev: &Stats, cur: &Stats, elapsed: Duration) -> String {
 /// The record of the attached enforcer, once what a crashed command left is recovered and
 /// its pins are known to be this build's; "nothing attached" is an operational failure.
 pub fn attached(paths: &Paths) -> Result<Record, Failure> {
-    mirror_xdp::recover::for_reading(paths, &mut |note| eprintln!("{note}"))
+    mirror_xdp::lifecycle::for_reading(paths, &mut |note| eprintln!("{note}"))
         .map_err(Failure::operational)?
         .ok_or_else(|| {
             Failure::operational(format!(

@@ -1,54 +1,23 @@
-//! Versioned pins. Every map is pinned under a name that carries its layout's version
-//! (`mx_flows_v1`); a change of layout gets a new name. aya reuses a pin of the right name
+//! The pin-compatibility check: can this build adopt, or read, the pins it finds? Every map
+//! is pinned under a name that carries its layout's version (`mx_flows_v1`); a change of
+//! layout gets a new name. aya reuses a pin of the right name
 //! whatever is in it, so before this build adopts the pins of an attached enforcer, or reads
 //! them, it checks that each one is a map it knows, in the layout it expects. A pin of another
 //! version, or of the right name in another layout, is refused with what to do: never reused,
 //! never misread. A policy generation of another version is migrated by a reload, which
 //! builds the next generation in this build's layout and removes the old one.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use aya::maps::MapInfo;
 use mirror_xdp_common::map_name;
 
-use crate::{
-    enforcer::{entries, file_name},
-    object::{self, Layout},
-    state::Paths,
+use super::{
+    LifecycleError,
+    object::{self, MapLayout},
+    pins::{file_name, map_pins},
 };
-
-const ADVICE: &str = "this build cannot adopt the attached enforcer without misreading its \
-     state. Run `mirror-xdp detach` (it removes every pin of ours; the interfaces are \
-     unprotected until the next attach), then attach with this build; or go on with the \
-     build that attached it";
-
-#[derive(Debug, thiserror::Error)]
-pub enum LayoutError {
-    #[error("{path} is a map of another mirror-xdp version (this build's is {expected}): {ADVICE}")]
-    OtherVersion { path: PathBuf, expected: String },
-    #[error(
-        "{path} does not have the layout this build expects ({found}; expected {expected}): {ADVICE}"
-    )]
-    Mismatch {
-        path: PathBuf,
-        found: String,
-        expected: String,
-    },
-    #[error(
-        "generation {generation} of the attached enforcer was written by another mirror-xdp \
-         version ({path}; this build reads {expected}): run `mirror-xdp reload` (or restart \
-         `mirror-xdp run`) to migrate it to this build without a gap"
-    )]
-    OtherGeneration {
-        generation: u64,
-        path: PathBuf,
-        expected: String,
-    },
-    #[error("reading pinned map {path}: {message}")]
-    Read { path: PathBuf, message: String },
-    #[error(transparent)]
-    Object(#[from] object::LoadError),
-}
+use crate::state::Paths;
 
 /// Which pins must be this build's.
 #[derive(Clone, Copy, Debug)]
@@ -61,15 +30,15 @@ pub enum Scope {
 
 /// Checks the pins in the pin folder (and the generation `scope` names) against this build.
 /// `limiter_entries` is the size the attached enforcer's limiter table was made with.
-pub fn check(paths: &Paths, scope: Scope, limiter_entries: u32) -> Result<(), LayoutError> {
+pub fn check_pins(paths: &Paths, scope: Scope, limiter_entries: u32) -> Result<(), LifecycleError> {
     let layouts = object::layouts()?;
-    for path in ours(&paths.bpffs) {
+    for path in map_pins(&paths.bpffs) {
         let name = file_name(&path);
         if map_name::PER_GENERATION.contains(&name.as_str()) {
             continue;
         }
         let Some(layout) = layouts.get(&name) else {
-            return Err(LayoutError::OtherVersion {
+            return Err(LifecycleError::OtherVersion {
                 expected: same_map(&name, &map_name::ALL),
                 path,
             });
@@ -79,13 +48,13 @@ pub fn check(paths: &Paths, scope: Scope, limiter_entries: u32) -> Result<(), La
     }
     if let Scope::Reading(generation) = scope {
         let dir = paths.generation_dir(generation);
-        for path in ours(&dir) {
+        for path in map_pins(&dir) {
             let name = file_name(&path);
             let Some(layout) = layouts
                 .get(&name)
                 .filter(|_| map_name::PER_GENERATION.contains(&name.as_str()))
             else {
-                return Err(LayoutError::OtherGeneration {
+                return Err(LifecycleError::OtherGeneration {
                     generation,
                     expected: same_map(&name, &map_name::PER_GENERATION),
                     path,
@@ -104,14 +73,6 @@ pub fn check(paths: &Paths, scope: Scope, limiter_entries: u32) -> Result<(), La
     Ok(())
 }
 
-/// The pins named like our maps (`mx_...`) in a folder.
-fn ours(dir: &Path) -> Vec<PathBuf> {
-    entries(dir)
-        .into_iter()
-        .filter(|p| p.is_file() && file_name(p).starts_with("mx_"))
-        .collect()
-}
-
 /// This build's name for the map `name` is a version of (`mx_flows_v0` -> `mx_flows_v1`).
 fn same_map(name: &str, names: &[&str]) -> String {
     let stem = |n: &str| n.rsplit_once("_v").map_or(n, |(stem, _)| stem).to_string();
@@ -122,12 +83,12 @@ fn same_map(name: &str, names: &[&str]) -> String {
 }
 
 /// Compares a pinned map with this build's layout; `size` overrides `max_entries` (0: any).
-fn compare(path: &Path, want: &Layout, size: Option<u32>) -> Result<(), LayoutError> {
-    let info = MapInfo::from_pin(path).map_err(|e| LayoutError::Read {
+fn compare(path: &Path, want: &MapLayout, size: Option<u32>) -> Result<(), LifecycleError> {
+    let info = MapInfo::from_pin(path).map_err(|e| LifecycleError::ReadMap {
         path: path.to_path_buf(),
         message: e.to_string(),
     })?;
-    let found = Layout {
+    let found = MapLayout {
         map_type: info.map_type().map(|t| t as u32).unwrap_or(u32::MAX),
         key_size: info.key_size(),
         value_size: info.value_size(),
@@ -141,7 +102,7 @@ fn compare(path: &Path, want: &Layout, size: Option<u32>) -> Result<(), LayoutEr
         None => {}
     }
     if found != want {
-        return Err(LayoutError::Mismatch {
+        return Err(LifecycleError::LayoutMismatch {
             path: path.to_path_buf(),
             found: describe(&found),
             expected: describe(&want),
@@ -150,7 +111,7 @@ fn compare(path: &Path, want: &Layout, size: Option<u32>) -> Result<(), LayoutEr
     Ok(())
 }
 
-fn describe(l: &Layout) -> String {
+fn describe(l: &MapLayout) -> String {
     format!(
         "type {}, key {} B, value {} B, {} entries, flags {:#x}",
         l.map_type, l.key_size, l.value_size, l.max_entries, l.flags

@@ -1,9 +1,11 @@
-//! A test hook for crash safety. With `MIRROR_XDP_FAULT=STEP` in its environment, mirror-xdp
-//! kills itself with SIGKILL when it reaches STEP: at once, with no unwinding, no destructors
-//! and no rollback, as a real crash (an OOM kill, `kill -9`) would. It is harmless: it only
-//! ends the process whose own environment names a step. `tests/tests/faults.rs` kills
-//! `attach`, `reload` and `detach` at every step and checks that the interface enforces the
-//! old or the new policy entirely, and that the next command recovers ([`crate::recover`]).
+//! A test hook for crash safety, compiled in with the `test-support` feature only (the
+//! shipped binary has none: [`point`] is then empty). With `MIRROR_XDP_FAULT=STEP` in its
+//! environment, mirror-xdp kills itself with SIGKILL when it reaches STEP: at once, with no
+//! unwinding, no destructors and no rollback, as a real crash (an OOM kill, `kill -9`) would.
+//! It only ends the process whose own environment names a step. `tests/tests/faults.rs`
+//! kills `attach`, `reload` (on both of its paths) and `detach` at every step and checks that
+//! the interface enforces the old or the new policy entirely, and that the next command
+//! recovers ([`super::recover`]).
 
 /// The environment variable that names the step to crash at.
 pub const ENV: &str = "MIRROR_XDP_FAULT";
@@ -13,7 +15,8 @@ pub const ENV: &str = "MIRROR_XDP_FAULT";
 pub const ATTACH: &[&str] = &[
     "attach:maps-pinned",
     "attach:maps-filled",
-    "attach:programs-pinned",
+    "attach:xdp-program-pinned",
+    "attach:egress-program-pinned",
     "attach:pending-written",
     "attach:sysctl-set",
     "attach:egress-linked",
@@ -21,14 +24,29 @@ pub const ATTACH: &[&str] = &[
     "attach:state-written",
 ];
 
-/// The steps of `reload` (and of `run` adopting an enforcer), in order. The new generation is
-/// built in `gen-N-new`; `reload:egress-swapped` and `reload:xdp-swapped` follow the first
-/// link update of their kind, the points of no return.
-pub const RELOAD: &[&str] = &[
-    "reload:maps-pinned",
-    "reload:maps-filled",
-    "reload:programs-pinned",
-    "reload:pending-written",
+/// The steps of a `reload` that takes the spare generation ([`super::spare`]), up to the
+/// swap; [`RELOAD_SWAP`] follows. The maps fill while the pending record is written, in
+/// another thread: each of the two has its own step.
+pub const RELOAD_SPARE: &[&str] = &[
+    "reload:spare-taken",
+    "reload:spare-pending-written",
+    "reload:spare-maps-filled",
+];
+
+/// The steps of a `reload` without a spare (it loads and verifies the programs itself), up
+/// to the swap; [`RELOAD_SWAP`] follows.
+pub const RELOAD_FRESH: &[&str] = &[
+    "reload:fresh-maps-pinned",
+    "reload:fresh-maps-filled",
+    "reload:fresh-xdp-program-pinned",
+    "reload:fresh-egress-program-pinned",
+    "reload:fresh-pending-written",
+];
+
+/// The steps of every `reload` (and of `run` adopting an enforcer) from the swap on.
+/// `reload:egress-swapped` and `reload:xdp-swapped` follow the first link update of their
+/// kind, the points of no return.
+pub const RELOAD_SWAP: &[&str] = &[
     "reload:egress-swapped",
     "reload:xdp-swapped",
     "reload:generation-renamed",
@@ -43,23 +61,32 @@ pub const DETACH: &[&str] = &[
     "detach:sysctl-restored",
 ];
 
+/// Every step, of every command.
+pub fn all_steps() -> Vec<&'static str> {
+    [ATTACH, RELOAD_SPARE, RELOAD_FRESH, RELOAD_SWAP, DETACH].concat()
+}
+
 /// Crashes here if [`ENV`] names `step`.
+#[cfg(feature = "test-support")]
 pub fn point(step: &'static str) {
     debug_assert!(
-        [ATTACH, RELOAD, DETACH].concat().contains(&step),
+        all_steps().contains(&step),
         "fault step {step} is not listed"
     );
     if std::env::var_os(ENV).is_some_and(|v| v == step) {
-        // SAFETY: kill and pause have no memory preconditions. SIGKILL cannot be caught; the
-        // loop only keeps this thread from going on before the kernel delivers it.
-        unsafe {
-            libc::kill(libc::getpid(), libc::SIGKILL);
-            loop {
-                libc::pause();
-            }
+        // SIGKILL cannot be caught; pausing keeps this thread from going on before the
+        // kernel delivers it.
+        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+        loop {
+            nix::unistd::pause();
         }
     }
 }
+
+/// Without `test-support`: nothing.
+#[cfg(not(feature = "test-support"))]
+#[inline(always)]
+pub fn point(_step: &'static str) {}
 
 #[cfg(test)]
 mod tests {
@@ -67,14 +94,16 @@ mod tests {
 
     #[test]
     fn step_names_are_unique_and_name_their_command() {
-        let all = [ATTACH, RELOAD, DETACH].concat();
+        let all = all_steps();
         let mut sorted = all.clone();
         sorted.sort_unstable();
         sorted.dedup();
         assert_eq!(sorted.len(), all.len(), "duplicate step names");
         for (command, steps) in [
             ("attach:", ATTACH),
-            ("reload:", RELOAD),
+            ("reload:spare-", RELOAD_SPARE),
+            ("reload:fresh-", RELOAD_FRESH),
+            ("reload:", RELOAD_SWAP),
             ("detach:", DETACH),
         ] {
             assert!(steps.iter().all(|s| s.starts_with(command)), "{steps:?}");
@@ -85,6 +114,6 @@ mod tests {
     fn an_unnamed_step_does_nothing() {
         // The test process has no MIRROR_XDP_FAULT: reaching a step must not end it.
         assert!(std::env::var_os(ENV).is_none());
-        point(RELOAD[0]);
+        point(RELOAD_SWAP[0]);
     }
 }

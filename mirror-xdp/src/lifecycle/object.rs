@@ -1,4 +1,5 @@
-//! The compiled kernel programs embedded in this binary, and loading them.
+//! The compiled kernel programs embedded in this binary: loading them, pinning their maps
+//! and programs where [`super::pins`] says, and the maps' layouts for [`super::compat`].
 
 use std::path::Path;
 
@@ -8,7 +9,26 @@ use aya::{
 };
 use mirror_xdp_common::{map_name, program_name};
 
-use crate::{compile::MapImage, enforcer::Sizes, state::Paths};
+use super::{
+    LifecycleError,
+    pins::{EGRESS_PROGRAM_PIN, XDP_PROGRAM_PIN},
+};
+use crate::{compile::MapImage, state::Paths};
+
+/// Map sizes chosen at attach time.
+#[derive(Clone, Copy, Debug)]
+pub struct Sizes {
+    /// Entries of the per-source limiter LRU table.
+    pub limiter_entries: u32,
+}
+
+impl Default for Sizes {
+    fn default() -> Self {
+        Sizes {
+            limiter_entries: mirror_xdp_common::capacity::LIMITS,
+        }
+    }
+}
 
 /// The sizes of the maps that are sized at load time.
 #[derive(Clone, Copy, Debug)]
@@ -42,29 +62,6 @@ impl MapSizes {
 /// The eBPF object built by build.rs (aya-build), aligned for the ELF parser.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/mirror-xdp"));
 
-#[derive(Debug, thiserror::Error)]
-pub enum LoadError {
-    #[error(
-        "this binary was built without its eBPF programs (MIRROR_XDP_SKIP_EBPF); rebuild without it"
-    )]
-    NoObject,
-    #[error("loading the eBPF object failed: {0}")]
-    Object(#[from] aya::EbpfError),
-    #[error("program {name} is missing from the eBPF object")]
-    MissingProgram { name: &'static str },
-    #[error("pinning program {name} at {path}: {message}")]
-    PinProgram {
-        name: &'static str,
-        path: std::path::PathBuf,
-        message: String,
-    },
-    #[error("the kernel refused program {name}: {source}")]
-    Program {
-        name: &'static str,
-        source: aya::programs::ProgramError,
-    },
-}
-
 /// A hash of the embedded eBPF object (FNV-1a): tells what this build pinned from what
 /// another build did.
 pub fn build_hash() -> u64 {
@@ -79,10 +76,10 @@ pub fn build_hash() -> u64 {
 /// Loads the object. With `pins` (the enforcer's folders and the folder of the generation
 /// to fill), every shared map is pinned in the pin folder, or reused if that pin exists (the
 /// shared maps of a running enforcer), and every policy map in the generation's folder.
-/// Reusing checks nothing: [`crate::layout::check`] first.
-pub fn load(pins: Option<(&Paths, &Path)>, sizes: MapSizes) -> Result<Ebpf, LoadError> {
+/// Reusing checks nothing: [`super::compat::check_pins`] first.
+pub fn load(pins: Option<(&Paths, &Path)>, sizes: MapSizes) -> Result<Ebpf, LifecycleError> {
     if OBJECT.is_empty() {
-        return Err(LoadError::NoObject);
+        return Err(LifecycleError::NoObject);
     }
     let mut loader = EbpfLoader::new();
     loader
@@ -104,76 +101,88 @@ pub fn load(pins: Option<(&Paths, &Path)>, sizes: MapSizes) -> Result<Ebpf, Load
 }
 
 /// The XDP program, loaded into the kernel (verified) but not attached.
-pub fn xdp_program(ebpf: &mut Ebpf) -> Result<&mut Xdp, LoadError> {
+pub fn xdp_program(ebpf: &mut Ebpf) -> Result<&mut Xdp, LifecycleError> {
     let name = program_name::XDP;
     let program: &mut Xdp = program_mut(ebpf, name)?;
     program
         .load()
-        .map_err(|source| LoadError::Program { name, source })?;
+        .map_err(|source| LifecycleError::Program { name, source })?;
     Ok(program)
 }
 
 /// The egress program, loaded but not attached.
-pub fn egress_program(ebpf: &mut Ebpf) -> Result<&mut SchedClassifier, LoadError> {
+pub fn egress_program(ebpf: &mut Ebpf) -> Result<&mut SchedClassifier, LifecycleError> {
     let name = program_name::EGRESS;
     let program: &mut SchedClassifier = program_mut(ebpf, name)?;
     program
         .load()
-        .map_err(|source| LoadError::Program { name, source })?;
+        .map_err(|source| LifecycleError::Program { name, source })?;
     Ok(program)
 }
 
 /// A program of the object as its concrete type.
-pub fn program_mut<'a, P>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut P, LoadError>
+pub fn program_mut<'a, P>(
+    ebpf: &'a mut Ebpf,
+    name: &'static str,
+) -> Result<&'a mut P, LifecycleError>
 where
     &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
 {
     ebpf.program_mut(name)
-        .ok_or(LoadError::MissingProgram { name })?
+        .ok_or(LifecycleError::MissingProgram { name })?
         .try_into()
-        .map_err(|source| LoadError::Program { name, source })
+        .map_err(|source| LifecycleError::Program { name, source })
 }
 
-/// Where a generation's folder keeps its programs: a crashed reload's successor finds the
-/// programs to finish the swap with there, and tells by their ids which generation a link
-/// runs.
-pub const XDP_PIN: &str = "prog_xdp";
-pub const EGRESS_PIN: &str = "prog_egress";
-
-/// Loads both programs (the verifier runs) and pins them in the generation's folder; returns
-/// the XDP program's id.
-pub fn load_and_pin_programs(ebpf: &mut Ebpf, generation_dir: &Path) -> Result<u32, LoadError> {
-    let pin_err = |name, path: std::path::PathBuf| {
-        move |e: aya::pin::PinError| LoadError::PinProgram {
-            name,
-            path,
-            message: e.to_string(),
-        }
-    };
-    let xdp = xdp_program(ebpf)?;
-    let prog_id = xdp.info().map(|i| i.id()).unwrap_or(0);
-    let path = generation_dir.join(XDP_PIN);
-    xdp.pin(&path)
-        .map_err(pin_err(program_name::XDP, path.clone()))?;
-    let egress = egress_program(ebpf)?;
-    let path = generation_dir.join(EGRESS_PIN);
-    egress
-        .pin(&path)
-        .map_err(pin_err(program_name::EGRESS, path.clone()))?;
+/// Loads both programs (the verifier runs) and pins them in `dir`; returns the XDP
+/// program's id.
+pub fn load_and_pin_programs(ebpf: &mut Ebpf, dir: &Path) -> Result<u32, LifecycleError> {
+    let prog_id = load_and_pin_xdp(ebpf, dir)?;
+    load_and_pin_egress(ebpf, dir)?;
     Ok(prog_id)
 }
 
+/// Loads the XDP program and pins it in `dir`; returns its id.
+pub fn load_and_pin_xdp(ebpf: &mut Ebpf, dir: &Path) -> Result<u32, LifecycleError> {
+    let xdp = xdp_program(ebpf)?;
+    let prog_id = xdp.info().map(|i| i.id()).unwrap_or(0);
+    let path = dir.join(XDP_PROGRAM_PIN);
+    xdp.pin(&path)
+        .map_err(pin_error(program_name::XDP, path.clone()))?;
+    Ok(prog_id)
+}
+
+/// Loads the egress program and pins it in `dir`.
+pub fn load_and_pin_egress(ebpf: &mut Ebpf, dir: &Path) -> Result<(), LifecycleError> {
+    let egress = egress_program(ebpf)?;
+    let path = dir.join(EGRESS_PROGRAM_PIN);
+    egress
+        .pin(&path)
+        .map_err(pin_error(program_name::EGRESS, path.clone()))
+}
+
+fn pin_error(
+    name: &'static str,
+    path: std::path::PathBuf,
+) -> impl FnOnce(aya::pin::PinError) -> LifecycleError {
+    move |e| LifecycleError::PinProgram {
+        name,
+        path,
+        message: e.to_string(),
+    }
+}
+
 /// The id of the XDP program pinned in a generation's folder.
-pub fn pinned_program_id(generation_dir: &Path) -> Result<u32, LoadError> {
+pub fn pinned_program_id(generation_dir: &Path) -> Result<u32, LifecycleError> {
     let name = program_name::XDP;
-    aya::programs::ProgramInfo::from_pin(generation_dir.join(XDP_PIN))
+    aya::programs::ProgramInfo::from_pin(generation_dir.join(XDP_PROGRAM_PIN))
         .map(|info| info.id())
-        .map_err(|source| LoadError::Program { name, source })
+        .map_err(|source| LifecycleError::Program { name, source })
 }
 
 /// What a map of this build looks like to the kernel (`bpf_map_info`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Layout {
+pub struct MapLayout {
     pub map_type: u32,
     pub key_size: u32,
     pub value_size: u32,
@@ -183,17 +192,17 @@ pub struct Layout {
 
 /// The layout of every map of the embedded object, by name (`max_entries` as compiled; the
 /// maps that [`load`] sizes differ there).
-pub fn layouts() -> Result<std::collections::HashMap<String, Layout>, LoadError> {
+pub fn layouts() -> Result<std::collections::HashMap<String, MapLayout>, LifecycleError> {
     if OBJECT.is_empty() {
-        return Err(LoadError::NoObject);
+        return Err(LifecycleError::NoObject);
     }
     let object = aya_obj::Object::parse(OBJECT)
-        .map_err(|e| LoadError::Object(aya::EbpfError::ParseError(e)))?;
+        .map_err(|e| LifecycleError::Object(aya::EbpfError::ParseError(e)))?;
     Ok(object
         .maps
         .iter()
         .map(|(name, map)| {
-            let layout = Layout {
+            let layout = MapLayout {
                 map_type: map.map_type(),
                 key_size: map.key_size(),
                 value_size: map.value_size(),

@@ -1,17 +1,15 @@
 //! The pending state of an attach or a reload: the state files as they will be once it is
 //! done (the record, the policy's source lists), written to `<state_dir>/pending/` before the
 //! first link changes and moved into place by renames when it is done. A crash leaves the
-//! folder behind, and [`crate::recover`] commits it or throws it away, depending on what the
+//! folder behind, and [`super::recover`] commits it or throws it away, depending on what the
 //! links run.
 
 use std::path::{Path, PathBuf};
 
 use ipnet::IpNet;
 
-use crate::{
-    enforcer::EnforcerError,
-    state::{Paths, Record, StateError},
-};
+use super::LifecycleError;
+use crate::state::{Paths, Record, StateError};
 
 const DIR: &str = "pending";
 /// The file that makes the folder complete; written last and moved last.
@@ -31,7 +29,7 @@ pub fn write(
     record: &Record,
     allow: &[IpNet],
     deny: &[IpNet],
-) -> Result<(), EnforcerError> {
+) -> Result<(), LifecycleError> {
     let pending = pending_paths(paths);
     crate::live::save_policy_sources(&pending, allow, deny)?;
     record.save(&pending)?;

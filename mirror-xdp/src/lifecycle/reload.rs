@@ -8,59 +8,26 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use super::{
+    LifecycleError,
+    compat::{self, Scope},
+    fault,
+    object::{self, Sizes},
+    pending,
+    pins::create_pin_dir,
+    recover::{Recovery, recover},
+    spare,
+    swap::{promote_staging, swap_links},
+    teardown::remove_generation,
+};
 use crate::{
     compile::{MapImage, compile, possible_cpus},
-    enforcer::{EnforcerError, Sizes, remove_generation},
-    fault, layout, live,
-    live_ports::{LivePorts, LivePortsError},
+    live,
+    live_ports::LivePorts,
     maps::Maps,
-    object, pending,
-    policy::{Policy, PolicyError},
-    recover, spare,
+    policy::Policy,
     state::{Paths, PortRecord, Record},
 };
-
-#[derive(Debug, thiserror::Error)]
-pub enum ReloadError {
-    #[error("nothing is attached (no state in {0}); run `mirror-xdp attach` first")]
-    NotAttached(std::path::PathBuf),
-    /// The policy does not validate: nothing changed.
-    #[error("{0}")]
-    Invalid(#[from] PolicyError),
-    /// The policy would cut the admin's session: nothing changed.
-    #[error(transparent)]
-    Lockout(#[from] crate::lockout::LockoutRefused),
-    #[error("swapping the program on {iface}: {message}")]
-    Swap { iface: String, message: String },
-    #[error(transparent)]
-    Enforcer(#[from] EnforcerError),
-    #[error(transparent)]
-    LivePorts(#[from] LivePortsError),
-}
-
-impl ReloadError {
-    /// Invalid input (exit 2) rather than an operational failure (exit 1) or a refused
-    /// lock-out (exit 3, [`ReloadError::Lockout`]).
-    pub fn is_invalid_input(&self) -> bool {
-        match self {
-            ReloadError::Invalid(_) => true,
-            ReloadError::LivePorts(e) => e.is_invalid_input(),
-            _ => false,
-        }
-    }
-}
-
-impl From<live::LiveError> for ReloadError {
-    fn from(e: live::LiveError) -> Self {
-        ReloadError::Enforcer(EnforcerError::Live(e))
-    }
-}
-
-impl From<crate::state::StateError> for ReloadError {
-    fn from(e: crate::state::StateError) -> Self {
-        ReloadError::Enforcer(EnforcerError::State(e))
-    }
-}
 
 /// A reload that went through.
 #[derive(Clone, Debug)]
@@ -73,23 +40,22 @@ pub struct Reloaded {
 /// Re-reads the policy of the attached enforcer (or `policy_path`, which then becomes its
 /// policy) and swaps it in, unless it would lock out the admin's session (`force`
 /// overrides, see [`crate::lockout`]). Counts the outcome in the state record. What an
-/// earlier reload left half-done is finished or thrown away first ([`crate::recover`]), and
-/// pins this build cannot read are refused ([`crate::layout`]).
+/// earlier reload left half-done is finished or thrown away first ([`super::recover`]), and
+/// pins this build cannot read are refused ([`super::compat`]).
 pub fn reload(
     paths: &Paths,
     policy_path: Option<&Path>,
     force: bool,
-    say: &mut dyn FnMut(&str),
-) -> Result<Reloaded, ReloadError> {
+    progress: &mut dyn FnMut(&str),
+) -> Result<Reloaded, LifecycleError> {
     // No live `source` change, and no other reload, between reading and swapping.
     let lock = live::lock(paths)?;
-    recover::recover(paths, &lock, recover::Level::Complete, say)?;
-    let mut record =
-        Record::load(paths)?.ok_or_else(|| ReloadError::NotAttached(paths.state_dir.clone()))?;
+    recover(paths, &lock, Recovery::FinishOnly, progress)?;
+    let mut record = Record::load(paths)?
+        .ok_or_else(|| LifecycleError::NothingToReload(paths.state_dir.clone()))?;
     // The shared maps are reused: they must be in this build's layout. A generation of
     // another version is fine: it is replaced (migrated) here.
-    layout::check(paths, layout::Scope::Shared, record.limiter_entries)
-        .map_err(EnforcerError::from)?;
+    compat::check_pins(paths, Scope::Shared, record.limiter_entries)?;
     let started = Instant::now();
     let path = policy_path
         .map(Path::to_path_buf)
@@ -105,7 +71,7 @@ pub fn reload(
             (sessions, notes)
         });
         let loaded = Policy::load(&path)
-            .map_err(ReloadError::from)
+            .map_err(LifecycleError::from)
             .and_then(|policy| {
                 let live = LivePorts::load(paths)?;
                 Ok(policy.with_live_ports(&live)?)
@@ -116,10 +82,10 @@ pub fn reload(
         (loaded, sessions, notes)
     });
     for note in &notes {
-        say(note);
+        progress(note);
     }
     let policy = match loaded.and_then(|policy| {
-        crate::lockout::refuse_lockout_of(&policy, paths, force, &sessions, say)?;
+        crate::lockout::refuse_lockout_of(&policy, paths, force, &sessions, progress)?;
         Ok(policy)
     }) {
         Ok(policy) => policy,
@@ -130,7 +96,7 @@ pub fn reload(
         }
     };
     let old = record.policy.generation;
-    match swap(paths, &record, &policy, say) {
+    match build_and_swap(paths, &record, &policy, progress) {
         Ok((next, image)) => {
             fault::point("reload:state-written");
             // The old programs are unreferenced now; unpinning them and their maps frees them.
@@ -141,7 +107,7 @@ pub fn reload(
                 limiter_entries: next.limiter_entries,
             };
             if let Err(e) = spare::prepare(paths, next.policy.generation + 1, sizes, &image) {
-                say(&format!(
+                progress(&format!(
                     "note: no spare generation for the next reload: {e}"
                 ));
             }
@@ -153,7 +119,7 @@ pub fn reload(
         Err(e) => {
             // What the failed swap left is thrown away (or, should a link run it after all,
             // finished): quietly, the error says what happened.
-            let _ = recover::recover(paths, &lock, recover::Level::Complete, &mut |_| {});
+            let _ = recover(paths, &lock, Recovery::FinishOnly, &mut |_| {});
             if let Some(mut now) = Record::load(paths)? {
                 now.reloads.error += 1;
                 now.save(paths)?;
@@ -166,20 +132,20 @@ pub fn reload(
 /// Builds the next generation in its staging folder (from the spare, if one fits), swaps
 /// every link to it and commits the new record; returns it, and the compiled policy. On an
 /// error no link runs the new generation.
-fn swap(
+fn build_and_swap(
     paths: &Paths,
     record: &Record,
     policy: &Policy,
-    say: &mut dyn FnMut(&str),
-) -> Result<(Record, MapImage), ReloadError> {
+    progress: &mut dyn FnMut(&str),
+) -> Result<(Record, MapImage), LifecycleError> {
     if policy.limits.syn_cookies && record.tcp_syncookies_before.is_none() {
-        say(
+        progress(
             "note: syn_cookies needs net.ipv4.tcp_syncookies=2, which only attach sets: detach and attach to turn cookies on",
         );
     }
     let next = record.policy.generation + 1;
-    let image = compile(policy, possible_cpus()).map_err(EnforcerError::from)?;
-    let staging = recover::staging_dir(paths, next);
+    let image = compile(policy, possible_cpus())?;
+    let staging = paths.staging_dir(next);
     let sizes = Sizes {
         limiter_entries: record.limiter_entries,
     };
@@ -194,75 +160,107 @@ fn swap(
         .flat_map(|r| r.ports.iter().map(|p| PortRecord::new(r.proto, *p)))
         .collect();
     updated.reloads.ok += 1;
-    let set_program = |updated: &mut Record, prog_id: u32| {
-        for iface in &mut updated.interfaces {
-            iface.prog_id = prog_id;
-        }
-    };
     // A spare generation has its programs verified already: the policy is in force as
     // soon as its maps are filled. Without one, the programs are loaded here.
-    if spare::take(paths, next, &need, &staging) {
-        fault::point("reload:maps-pinned");
-        let prog_id = object::pinned_program_id(&staging).map_err(EnforcerError::from)?;
-        set_program(&mut updated, prog_id);
-        // The pending record (what the next command commits if this process dies once the
-        // first link is swapped) does not depend on the maps: written while they fill.
-        std::thread::scope(|scope| {
-            let pending =
-                scope.spawn(|| pending::write(paths, &updated, &policy.allow, &policy.deny));
-            let filled = Maps::open_in(paths, &staging)
-                .map_err(|e| ReloadError::from(EnforcerError::from(e)))
-                .and_then(|mut maps| fill(paths, &mut maps, &image));
-            let written = pending
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            filled.and(written.map_err(ReloadError::from))
-        })?;
-        fault::point("reload:maps-filled");
-        fault::point("reload:programs-pinned");
-        fault::point("reload:pending-written");
+    let prog_id = if spare::take(paths, next, &need, &staging) {
+        from_spare(paths, &staging, &mut updated, policy, &image)?
     } else {
-        crate::enforcer::create_pin_dir(&staging)?;
-        let mut ebpf = object::load(Some((paths, &staging)), need).map_err(EnforcerError::from)?;
-        fault::point("reload:maps-pinned");
-        // Held until the programs are loaded: they refer to the maps by these descriptors.
-        let mut maps = Maps::from_ebpf(&mut ebpf).map_err(EnforcerError::from)?;
-        fill(paths, &mut maps, &image)?;
-        fault::point("reload:maps-filled");
-        let prog_id =
-            object::load_and_pin_programs(&mut ebpf, &staging).map_err(EnforcerError::from)?;
-        fault::point("reload:programs-pinned");
-        set_program(&mut updated, prog_id);
-        pending::write(paths, &updated, &policy.allow, &policy.deny)?;
-        fault::point("reload:pending-written");
-    }
+        fresh(paths, &staging, need, &mut updated, policy, &image)?
+    };
+    debug_assert!(updated.interfaces.iter().all(|i| i.prog_id == prog_id));
 
-    if let Err(e) = recover::swap_links(paths, record, &staging) {
+    if let Err(failed) = swap_links(paths, record, &staging) {
         // Back to the old programs where they are pinned (a generation of an older build
         // pinned none): no link may stay on a generation that is thrown away.
-        let old = paths.generation_dir(record.policy.generation);
-        if let Err(back) = recover::swap_links(paths, record, &old) {
-            return Err(ReloadError::Swap {
-                iface: String::new(),
-                message: format!(
-                    "{e}; and going back to generation {} failed too ({back}): run `mirror-xdp reload` again",
-                    record.policy.generation
-                ),
+        let generation = record.policy.generation;
+        if let Err(back) = swap_links(paths, record, &paths.generation_dir(generation)) {
+            return Err(LifecycleError::SwapBack {
+                failed: Box::new(failed),
+                generation,
+                back: Box::new(back),
             });
         }
-        return Err(e.into());
+        return Err(failed);
     }
-    recover::promote_staging(paths, next)?;
+    promote_staging(paths, next)?;
     fault::point("reload:generation-renamed");
     pending::commit(paths)?;
     Ok((updated, image))
 }
 
+/// The spare taken into `staging`: fills its maps while the pending record (what the next
+/// command commits if this process dies once the first link is swapped; it does not depend
+/// on the maps) is written. Returns the XDP program's id.
+fn from_spare(
+    paths: &Paths,
+    staging: &Path,
+    updated: &mut Record,
+    policy: &Policy,
+    image: &MapImage,
+) -> Result<u32, LifecycleError> {
+    fault::point("reload:spare-taken");
+    let prog_id = object::pinned_program_id(staging)?;
+    set_program(updated, prog_id);
+    let updated = &*updated;
+    std::thread::scope(|scope| {
+        let pending = scope.spawn(|| {
+            pending::write(paths, updated, &policy.allow, &policy.deny)?;
+            fault::point("reload:spare-pending-written");
+            Ok::<(), LifecycleError>(())
+        });
+        let filled = Maps::open_in(paths, staging)
+            .map_err(LifecycleError::from)
+            .and_then(|mut maps| fill(paths, &mut maps, image));
+        if filled.is_ok() {
+            fault::point("reload:spare-maps-filled");
+        }
+        let written = pending
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        filled.and(written)
+    })?;
+    Ok(prog_id)
+}
+
+/// No spare: loads the object with its maps pinned in `staging`, fills them, loads and pins
+/// the programs, and writes the pending record. Returns the XDP program's id.
+fn fresh(
+    paths: &Paths,
+    staging: &Path,
+    need: object::MapSizes,
+    updated: &mut Record,
+    policy: &Policy,
+    image: &MapImage,
+) -> Result<u32, LifecycleError> {
+    create_pin_dir(staging)?;
+    let mut ebpf = object::load(Some((paths, staging)), need)?;
+    fault::point("reload:fresh-maps-pinned");
+    // Held until the programs are loaded: they refer to the maps by these descriptors.
+    let mut maps = Maps::from_ebpf(&mut ebpf)?;
+    fill(paths, &mut maps, image)?;
+    fault::point("reload:fresh-maps-filled");
+    let prog_id = object::load_and_pin_xdp(&mut ebpf, staging)?;
+    fault::point("reload:fresh-xdp-program-pinned");
+    object::load_and_pin_egress(&mut ebpf, staging)?;
+    fault::point("reload:fresh-egress-program-pinned");
+    set_program(updated, prog_id);
+    pending::write(paths, updated, &policy.allow, &policy.deny)?;
+    fault::point("reload:fresh-pending-written");
+    Ok(prog_id)
+}
+
+/// Records the program every interface is to run.
+fn set_program(updated: &mut Record, prog_id: u32) {
+    for iface in &mut updated.interfaces {
+        iface.prog_id = prog_id;
+    }
+}
+
 /// Writes the compiled policy and the live entries into a generation's empty maps and
 /// enables them.
-fn fill(paths: &Paths, maps: &mut Maps, image: &MapImage) -> Result<(), ReloadError> {
-    let mut config = maps.write_fresh(image).map_err(EnforcerError::from)?;
+fn fill(paths: &Paths, maps: &mut Maps, image: &MapImage) -> Result<(), LifecycleError> {
+    let mut config = maps.write_fresh(image)?;
     config.flags |= live::restore_locked(paths, maps)?;
-    maps.enable(&config).map_err(EnforcerError::from)?;
+    maps.enable(&config)?;
     Ok(())
 }

@@ -6,22 +6,20 @@
 //! next spare once the new policy is in force.
 //!
 //! A spare is only ever taken by renaming it to the reload's staging folder, so the crash
-//! rules of [`crate::recover`] apply to it from then on; until then no link runs it and any
+//! rules of [`super::recover`] apply to it from then on; until then no link runs it and any
 //! command may throw it away. It costs one more set of policy maps in kernel memory.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use aya::maps::MapInfo;
 use mirror_xdp_common::map_name;
 
-use crate::{
-    compile::MapImage,
-    enforcer::{EnforcerError, Sizes, entries, file_name},
-    object::{self, MapSizes},
-    state::Paths,
+use super::{
+    LifecycleError,
+    object::{self, MapSizes, Sizes},
+    pins::{EGRESS_PROGRAM_PIN, XDP_PROGRAM_PIN, create_pin_dir, remove_dir_pins, spare_dirs},
 };
-
-const PREFIX: &str = "spare-";
+use crate::{compile::MapImage, state::Paths};
 
 /// The smallest room a spare gives the IPv4 host table (preallocated: about 80 bytes an
 /// entry, 10 MiB): a reload to a policy with up to this many IPv4 host entries still finds
@@ -30,19 +28,8 @@ const PREFIX: &str = "spare-";
 const MIN_SOURCE_ROOM_V4: u32 = 1 << 17;
 
 /// The spare that becomes `generation`, for this build.
-pub fn dir(paths: &Paths, generation: u64) -> PathBuf {
-    paths.bpffs.join(format!(
-        "{PREFIX}{generation}-{:016x}",
-        object::build_hash()
-    ))
-}
-
-/// Every spare folder, of any generation or build.
-pub fn dirs(paths: &Paths) -> Vec<PathBuf> {
-    entries(&paths.bpffs)
-        .into_iter()
-        .filter(|p| p.is_dir() && file_name(p).starts_with(PREFIX))
-        .collect()
+fn dir(paths: &Paths, generation: u64) -> std::path::PathBuf {
+    paths.spare_dir(generation, object::build_hash())
 }
 
 /// Builds the spare for `generation`, its maps sized like `image`'s with room to grow.
@@ -52,7 +39,7 @@ pub fn prepare(
     generation: u64,
     sizes: Sizes,
     image: &MapImage,
-) -> Result<(), EnforcerError> {
+) -> Result<(), LifecycleError> {
     tidy(paths, generation);
     let spare = dir(paths, generation);
     if spare.exists() {
@@ -60,12 +47,12 @@ pub fn prepare(
     }
     let mut room = MapSizes::new(sizes, image);
     room.sources_v4 = room.sources_v4.max(MIN_SOURCE_ROOM_V4);
-    crate::enforcer::create_pin_dir(&spare)?;
+    create_pin_dir(&spare)?;
     let built = object::load(Some((paths, &spare)), room)
         .and_then(|mut ebpf| object::load_and_pin_programs(&mut ebpf, &spare));
     if let Err(e) = built {
-        crate::enforcer::remove_dir_pins(&spare);
-        return Err(e.into());
+        remove_dir_pins(&spare);
+        return Err(e);
     }
     Ok(())
 }
@@ -83,16 +70,16 @@ pub fn take(paths: &Paths, generation: u64, need: &MapSizes, staging: &Path) -> 
 /// Removes every spare but a complete one for `keep`.
 pub fn tidy(paths: &Paths, keep: u64) {
     let wanted = dir(paths, keep);
-    for spare in dirs(paths) {
+    for spare in spare_dirs(paths) {
         if spare != wanted || !complete(&spare) {
-            crate::enforcer::remove_dir_pins(&spare);
+            remove_dir_pins(&spare);
         }
     }
 }
 
 /// Both programs and every policy map pinned: a spare whose build did not finish is not.
 fn complete(spare: &Path) -> bool {
-    [object::XDP_PIN, object::EGRESS_PIN]
+    [XDP_PROGRAM_PIN, EGRESS_PROGRAM_PIN]
         .iter()
         .chain(map_name::PER_GENERATION.iter())
         .all(|name| spare.join(name).exists())

@@ -1,0 +1,53 @@
+//! Taking an enforcer down: its pins (links first, so no program runs with its maps half
+//! gone), the sysctl attach set, and the state file. Detach, recovery and a failed attach's
+//! rollback end this way.
+
+use std::path::Path;
+
+use super::{
+    LifecycleError, fault, pending,
+    pins::{entries, generation_dirs, is_ours, link_pins, remove_dir_pins, spare_dirs, unpin_link},
+};
+use crate::state::{Paths, Record};
+
+/// Removes every pin of ours in the bpffs folder (links first, so no program runs with maps
+/// half gone), and the folder if it is then empty. Pins of other versions (`mx_*_vN`) too.
+pub fn remove_pins(paths: &Paths) {
+    for link in link_pins(paths) {
+        unpin_link(&link);
+    }
+    for dir in generation_dirs(paths).into_iter().chain(spare_dirs(paths)) {
+        remove_dir_pins(&dir);
+    }
+    for path in entries(&paths.bpffs) {
+        if is_ours(&path) && path.is_file() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+    let _ = std::fs::remove_dir(&paths.bpffs);
+}
+
+/// Removes one generation's pins.
+pub fn remove_generation(paths: &Paths, generation: u64) {
+    remove_dir_pins(&paths.generation_dir(generation));
+}
+
+/// The end of a detach from every interface: the pins, the sysctl, the state file (last:
+/// while it is there, the next command knows there is something to finish).
+pub fn finish_detach(paths: &Paths, record: &Record) -> Result<(), LifecycleError> {
+    remove_pins(paths);
+    fault::point("detach:pins-removed");
+    if let Some(before) = &record.tcp_syncookies_before {
+        restore_syncookies(before)?;
+        fault::point("detach:sysctl-restored");
+    }
+    pending::discard(paths);
+    Record::remove(paths)?;
+    Ok(())
+}
+
+/// Puts `net.ipv4.tcp_syncookies` back to what it was before attach set it.
+pub fn restore_syncookies(before: &str) -> Result<(), LifecycleError> {
+    crate::syncookies::restore(Path::new(crate::syncookies::SYSCTL), before)?;
+    Ok(())
+}
