@@ -1,6 +1,8 @@
-//! Crash safety with injected faults (`MIRROR_XDP_FAULT`, see `mirror-xdp/src/fault.rs`):
-//! `attach`, `reload`, `detach` and `run` adopting are killed with SIGKILL at every step. Real
-//! traffic then shows that the interface enforces the old policy or the new one entirely
+//! Crash safety with injected faults (`MIRROR_XDP_FAULT`, see
+//! `mirror-xdp/src/lifecycle/fault.rs`; the CLI must be built with `--features test-support`,
+//! as `cargo xtask test` does): `attach`, `reload` (each step of both of its paths, the spare
+//! and the fresh one, chosen deliberately), `detach` and `run` adopting are killed with SIGKILL
+//! at every step. Real traffic then shows that the interface enforces the old policy or the new one entirely
 //! (never none, never a mix), and the next command recovers: it succeeds and leaves no pin
 //! of a dead generation, no half-built generation and no pending state behind.
 
@@ -9,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use mirror_xdp::fault;
+use mirror_xdp::lifecycle::fault;
 use mirror_xdp_tests::cli::{Run, cli_bin, root_or_skip, run, run_ok, status, write_policy};
 use mirror_xdp_tests::pinned::names;
 use mirror_xdp_tests::probe::UdpResult;
@@ -184,8 +186,49 @@ fn attach_killed_at_each_step_enforces_nothing_or_all_and_attach_recovers() {
     }
 }
 
+/// How a reload builds the next generation.
+#[derive(Clone, Copy, Debug)]
+enum ReloadPath {
+    /// From the spare made ahead for it: only its maps are filled.
+    Spare,
+    /// From nothing: maps and programs are loaded and pinned.
+    Fresh,
+}
+
+fn generation(bed: &Testbed) -> u64 {
+    status(bed)["policy"]["generation"]
+        .as_u64()
+        .expect("generation in status")
+}
+
+/// Makes the next reload take `path`. Spare: a spare for the next generation must exist; if
+/// a crash used it up, a reload to the policy in force (`current`) makes one. Fresh: every
+/// spare is removed.
+fn choose_path(bed: &Testbed, path: ReloadPath, current: (&Path, InForce)) {
+    let spares = |generation: u64| names(bed.bpffs_dir(), &format!("spare-{generation}-"));
+    match path {
+        ReloadPath::Spare => {
+            if spares(generation(bed) + 1).is_empty() {
+                run_ok(bed, &["reload", "--policy", current.0.to_str().unwrap()]);
+                assert_eq!(in_force(bed), current.1, "reloaded to the policy in force");
+            }
+            let found = spares(generation(bed) + 1);
+            assert_eq!(found.len(), 1, "a spare for the next generation: {found:?}");
+        }
+        ReloadPath::Fresh => {
+            for spare in names(bed.bpffs_dir(), "spare-") {
+                let dir = bed.bpffs_dir().join(spare);
+                for pin in std::fs::read_dir(&dir).expect("spare folder").flatten() {
+                    std::fs::remove_file(pin.path()).expect("removing a spare pin");
+                }
+                std::fs::remove_dir(&dir).expect("removing a spare folder");
+            }
+        }
+    }
+}
+
 #[test]
-fn reload_killed_at_each_step_keeps_one_policy_whole_and_the_next_command_recovers() {
+fn reload_killed_at_each_step_of_both_paths_keeps_one_policy_whole_and_the_next_command_recovers() {
     if !root_or_skip() {
         return;
     }
@@ -194,43 +237,50 @@ fn reload_killed_at_each_step_keeps_one_policy_whole_and_the_next_command_recove
     let a = write_policy(&bed, "a.toml", &policy(A_PORT));
     let b = write_policy(&bed, "b.toml", &policy(B_PORT));
     run_ok(&bed, &attach_args(&a));
-    let swapped_from = fault::RELOAD
-        .iter()
-        .position(|s| *s == "reload:xdp-swapped")
-        .expect("step");
-    let split = fault::RELOAD
-        .iter()
-        .position(|s| *s == "reload:egress-swapped")
-        .expect("step");
     let (mut old, mut new) = ((&a, InForce::PolicyA), (&b, InForce::PolicyB));
-    for (i, step) in fault::RELOAD.iter().enumerate() {
-        let generation = status(&bed)["policy"]["generation"].as_u64().unwrap();
-        let target = new.0.to_str().unwrap();
-        crash(&bed, step, &["reload", "--policy", target]);
-        // XDP judges; until its link is swapped, the old policy does, entirely.
-        let want = if i < swapped_from { old.1 } else { new.1 };
-        assert_eq!(in_force(&bed), want, "after a crash at {step}");
-        // The next command finishes the swap once it has begun (the egress link is the
-        // first), or throws the half-built generation away.
-        let finished = i >= split;
-        let recovering = if i % 2 == 0 {
-            run(&bed, &["status"])
-        } else {
-            run(&bed, &["reload", "--policy", target])
-        };
-        assert_eq!(recovering.code, Some(0), "after {step}: {recovering:?}");
-        if finished && i + 1 < fault::RELOAD.len() {
-            stderr_has(&recovering, "did not finish", step);
-        }
-        let reloaded = i % 2 == 1;
-        let want = if finished || reloaded { new.1 } else { old.1 };
-        assert_eq!(in_force(&bed), want, "recovered from {step}");
-        let now = status(&bed)["policy"]["generation"].as_u64().unwrap();
-        let expected = generation + u64::from(finished) + u64::from(reloaded);
-        assert_eq!(now, expected, "generation after {step}");
-        assert_clean_attached(&bed, step);
-        if finished || reloaded {
-            std::mem::swap(&mut old, &mut new);
+    let paths = [
+        (ReloadPath::Spare, fault::RELOAD_SPARE),
+        (ReloadPath::Fresh, fault::RELOAD_FRESH),
+    ];
+    let mut crashes = 0;
+    for (path, build_steps) in paths {
+        let steps = [build_steps, fault::RELOAD_SWAP].concat();
+        for step in steps {
+            let what = format!("{step} ({path:?} path)");
+            choose_path(&bed, path, (old.0.as_path(), old.1));
+            let before = generation(&bed);
+            let target = new.0.to_str().unwrap();
+            // Killed there, the reload took this path: its steps are on no other.
+            crash(&bed, step, &["reload", "--policy", target]);
+            crashes += 1;
+            // XDP judges; until its link is swapped, the old policy does, entirely.
+            let swap_step = fault::RELOAD_SWAP.iter().position(|s| *s == step);
+            let want = match swap_step {
+                Some(s) if s >= 1 => new.1,
+                _ => old.1,
+            };
+            assert_eq!(in_force(&bed), want, "after a crash at {what}");
+            // The next command finishes the swap once it has begun (the egress link is the
+            // first), or throws the half-built generation away.
+            let finished = swap_step.is_some();
+            let reloaded = crashes % 2 == 0;
+            let recovering = if reloaded {
+                run(&bed, &["reload", "--policy", target])
+            } else {
+                run(&bed, &["status"])
+            };
+            assert_eq!(recovering.code, Some(0), "after {what}: {recovering:?}");
+            if finished && step != "reload:state-written" {
+                stderr_has(&recovering, "did not finish", &what);
+            }
+            let want = if finished || reloaded { new.1 } else { old.1 };
+            assert_eq!(in_force(&bed), want, "recovered from {what}");
+            let expected = before + u64::from(finished) + u64::from(reloaded);
+            assert_eq!(generation(&bed), expected, "generation after {what}");
+            assert_clean_attached(&bed, &what);
+            if finished || reloaded {
+                std::mem::swap(&mut old, &mut new);
+            }
         }
     }
     run_ok(&bed, &["detach"]);

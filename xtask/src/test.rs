@@ -34,10 +34,19 @@ pub fn run(extra: &[String]) -> Result<()> {
              namespaces; the steps before passed; rerun `cargo xtask test` as root"
         );
     }
-    // The namespace tests drive the real CLI binary, which `cargo test` does not build.
+    // The namespace tests drive the real CLI binary, which `cargo test` does not build;
+    // with test-support, so tests/tests/faults.rs can kill it at its crash points
+    // (`MIRROR_XDP_FAULT`). A shipped build (`cargo build --release -p mirror-xdp`) has none.
     step(
-        "release build of the CLI",
-        cargo().args(["build", "--release", "-p", "mirror-xdp"]),
+        "release build of the CLI, with test support",
+        cargo().args([
+            "build",
+            "--release",
+            "-p",
+            "mirror-xdp",
+            "--features",
+            "test-support",
+        ]),
     )?;
     step(
         "integration tests",
