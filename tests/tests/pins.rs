@@ -1,4 +1,4 @@
-//! Versioned pins (`mirror-xdp/src/layout.rs`): a pinned map of another layout version, or
+//! Versioned pins (`lifecycle/compat.rs`): a pinned map of another layout version, or
 //! of this build's name in another layout, is refused with what to do (exit 1) by every
 //! command that would reuse or read it, and the policy in force stays as it was; a policy
 //! generation of another version is migrated by a reload.
