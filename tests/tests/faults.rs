@@ -253,6 +253,10 @@ fn reload_killed_at_each_step_of_both_paths_keeps_one_policy_whole_and_the_next_
             // Killed there, the reload took this path: its steps are on no other.
             crash(&bed, step, &["reload", "--policy", target]);
             crashes += 1;
+            if let ReloadPath::Spare = path {
+                let left = names(bed.bpffs_dir(), &format!("spare-{}-", before + 1));
+                assert!(left.is_empty(), "{what}: the spare was not taken: {left:?}");
+            }
             // XDP judges; until its link is swapped, the old policy does, entirely.
             let swap_step = fault::RELOAD_SWAP.iter().position(|s| *s == step);
             let want = match swap_step {
