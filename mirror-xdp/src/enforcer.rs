@@ -71,6 +71,8 @@ pub enum EnforcerError {
     #[error(transparent)]
     State(#[from] StateError),
     #[error(transparent)]
+    Lock(#[from] crate::statedir::LockError),
+    #[error(transparent)]
     Live(#[from] crate::live::LiveError),
     #[error(transparent)]
     LivePorts(#[from] crate::live_ports::LivePortsError),
@@ -115,7 +117,7 @@ pub fn attach(
 ) -> Result<Record, EnforcerError> {
     // Held to the end: a `port` or `source` command waits until the maps hold what it
     // would change, and recovery sees no attach at work.
-    let live_lock = crate::live::lock(paths)?;
+    let live_lock = crate::statedir::lock(&paths.state_dir)?;
     crate::recover::recover(paths, &live_lock, crate::recover::Level::RollBack, say)?;
     if let Some(record) = Record::load(paths)? {
         return Err(EnforcerError::AlreadyAttached {
@@ -309,7 +311,7 @@ pub fn detach(
     iface: Option<&str>,
     say: &mut dyn FnMut(&str),
 ) -> Result<Vec<String>, EnforcerError> {
-    let lock = crate::live::lock(paths)?;
+    let lock = crate::statedir::lock(&paths.state_dir)?;
     let recovered = crate::recover::recover(paths, &lock, crate::recover::Level::RollBack, say)?;
     let Some(mut record) = Record::load(paths)? else {
         return match recovered {

@@ -27,6 +27,7 @@ pub mod recover;
 pub mod reload;
 pub mod spare;
 pub mod state;
+pub mod statedir;
 pub mod stats;
 pub mod syncookies;
 pub mod testrun;

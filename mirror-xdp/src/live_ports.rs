@@ -34,6 +34,8 @@ pub enum LivePortsError {
     File(#[from] LiveError),
     #[error(transparent)]
     State(#[from] StateError),
+    #[error(transparent)]
+    Lock(#[from] crate::statedir::LockError),
     #[error("nothing is attached (no state in {0}); run `mirror-xdp attach` first")]
     NotAttached(PathBuf),
     /// The policy file of the attached enforcer: its rules and sets are what a live rule

@@ -27,7 +27,7 @@ use aya::programs::{
 
 use crate::{
     enforcer::{self, EnforcerError},
-    fault, live,
+    fault,
     object::{EGRESS_PIN, XDP_PIN},
     pending,
     state::{Paths, Record},
@@ -44,10 +44,10 @@ pub enum Level {
 }
 
 /// Recovers what a crashed command left; returns whether there was anything. Holding the
-/// live lock is the caller's proof that no other command is at work.
+/// command lock is the caller's proof that no other command is at work.
 pub fn recover(
     paths: &Paths,
-    _lock: &live::Lock,
+    _lock: &crate::statedir::Lock,
     level: Level,
     say: &mut dyn FnMut(&str),
 ) -> Result<bool, EnforcerError> {
@@ -335,7 +335,7 @@ pub fn for_reading(
     paths: &Paths,
     say: &mut dyn FnMut(&str),
 ) -> Result<Option<Record>, EnforcerError> {
-    let lock = live::lock(paths)?;
+    let lock = crate::statedir::lock(&paths.state_dir)?;
     recover(paths, &lock, Level::Complete, say)?;
     let Some(record) = Record::load(paths)? else {
         return Ok(None);

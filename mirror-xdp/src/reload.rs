@@ -82,7 +82,7 @@ pub fn reload(
     say: &mut dyn FnMut(&str),
 ) -> Result<Reloaded, ReloadError> {
     // No live `source` change, and no other reload, between reading and swapping.
-    let lock = live::lock(paths)?;
+    let lock = crate::statedir::lock(&paths.state_dir).map_err(EnforcerError::from)?;
     recover::recover(paths, &lock, recover::Level::Complete, say)?;
     let mut record =
         Record::load(paths)?.ok_or_else(|| ReloadError::NotAttached(paths.state_dir.clone()))?;
