@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::maps::{Maps, MapsError};
 use crate::state::{Paths, Record};
-use crate::statedir::{self, LockError};
+use crate::statedir;
 
 pub use fold::fold_expiries;
 pub use input::{BadLine, parse_duration, parse_list};
@@ -78,8 +78,6 @@ pub enum LiveError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error(transparent)]
-    Lock(#[from] LockError),
     #[error("live source map {name}: {source}")]
     Map {
         name: &'static str,

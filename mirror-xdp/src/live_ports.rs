@@ -29,7 +29,7 @@ const FORMAT_VERSION: u32 = 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LivePortsError {
-    /// Reading, writing or locking the state file.
+    /// Reading or writing the state file.
     #[error(transparent)]
     File(#[from] LiveError),
     #[error(transparent)]
