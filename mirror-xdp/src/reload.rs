@@ -45,6 +45,8 @@ impl ReloadError {
         match self {
             ReloadError::Invalid(_) => true,
             ReloadError::LivePorts(e) => e.is_invalid_input(),
+            // The policy does not fit this machine (a limit below the CPU count).
+            ReloadError::Enforcer(EnforcerError::Compile(_)) => true,
             _ => false,
         }
     }

@@ -50,6 +50,8 @@ pub fn run(args: Args, paths: &Paths) -> Result<(), Failure> {
     .map_err(|e| match &e {
         // A live `port` rule that the policy contradicts is bad input, not a failure.
         enforcer::EnforcerError::LivePorts(live) if live.is_invalid_input() => Failure::invalid(e),
+        // The policy does not fit this machine (a limit below the CPU count).
+        enforcer::EnforcerError::Compile(_) => Failure::invalid(e),
         _ => Failure::operational(e),
     })?;
     for i in &record.interfaces {
