@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod model;
 pub mod policy;
 pub mod state;
+pub mod statedir;
 pub mod stats;
 pub mod syncookies;
 pub mod testrun;

@@ -2,9 +2,11 @@
 //! kept in `<state_dir>/live-sources.json` so they survive re-attach and restart.
 //!
 //! The file is the truth; [`LiveSet::apply`] (in [`kernel`]) brings the kernel's tries in
-//! line with it. Deny expiries are wall-clock Unix seconds here, because the monotonic
+//! line with it. Attach and reload use this store ([`restore_locked`]); the `source`
+//! commands on top of it are in [`command`]. Deny expiries are wall-clock Unix seconds here, because the monotonic
 //! clock the kernel compares against restarts at boot.
 
+pub mod command;
 mod fold;
 mod input;
 mod kernel;
@@ -15,15 +17,15 @@ use std::path::{Path, PathBuf};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
-use crate::maps::MapsError;
-use crate::state::{Paths, create_private_dir};
+use crate::maps::{Maps, MapsError};
+use crate::state::{Paths, Record};
+use crate::statedir;
 
 pub use fold::fold_expiries;
 pub use input::{BadLine, parse_duration, parse_list};
 pub use kernel::{Clock, Hits};
 
 const LIVE_FILE: &str = "live-sources.json";
-const LOCK_FILE: &str = "live-sources.lock";
 const POLICY_SOURCES_FILE: &str = "policy-sources.json";
 const FORMAT_VERSION: u32 = 1;
 
@@ -73,11 +75,6 @@ pub enum LiveError {
     Corrupt { path: PathBuf, reason: String },
     #[error("cannot write {path}: {source}")]
     Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("cannot lock {path}: {source}")]
-    Lock {
         path: PathBuf,
         source: std::io::Error,
     },
@@ -278,45 +275,10 @@ pub fn load_policy_sources(paths: &Paths) -> Result<PolicySources, LiveError> {
     })
 }
 
-/// Holds the exclusive lock on the live set until dropped: two `source` commands (or one
-/// and an attach) must not interleave their read-modify-write of the file and the tries.
-pub struct Lock {
-    _file: std::fs::File,
-}
-
-/// Waits for the exclusive lock on the live set.
-pub fn lock(paths: &Paths) -> Result<Lock, LiveError> {
-    use std::os::fd::AsRawFd;
-    use std::os::unix::fs::OpenOptionsExt;
-    let path = paths.state_dir.join(LOCK_FILE);
-    let err = |source| LiveError::Lock {
-        path: path.clone(),
-        source,
-    };
-    create_private_dir(&paths.state_dir).map_err(err)?;
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(&path)
-        .map_err(err)?;
-    // SAFETY: a valid open descriptor; the lock goes with it when the file closes.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-        return Err(err(std::io::Error::last_os_error()));
-    }
-    Ok(Lock { _file: file })
-}
-
-/// At attach: puts the persisted live set (minus what expired) into fresh maps and returns
-/// the live config flags, which the caller must keep in the config it enables.
-pub fn restore(paths: &Paths, maps: &mut crate::maps::Maps) -> Result<u32, LiveError> {
-    let _lock = lock(paths)?;
-    restore_locked(paths, maps)
-}
-
-/// [`restore`] for a caller that holds the [`lock`] already (a reload holds it throughout).
-pub fn restore_locked(paths: &Paths, maps: &mut crate::maps::Maps) -> Result<u32, LiveError> {
+/// At attach and reload, under the command lock ([`statedir::lock`]): puts the persisted
+/// live set (minus what expired) into fresh maps and returns the live config flags, which
+/// the caller must keep in the config it enables.
+pub fn restore_locked(paths: &Paths, maps: &mut Maps) -> Result<u32, LiveError> {
     let mut set = LiveSet::load(paths)?;
     let clock = Clock::now();
     let pruned = set.prune(&clock);
@@ -325,6 +287,13 @@ pub fn restore_locked(paths: &Paths, maps: &mut crate::maps::Maps) -> Result<u32
         set.save(paths)?;
     }
     Ok(flags)
+}
+
+/// The maps of the generation in force: the shared ones and those of the record's
+/// generation. Only under the command lock is that generation still in force once the
+/// maps are open: a reload holds the lock until its swap is recorded.
+pub(crate) fn open_in_force(paths: &Paths, record: &Record) -> Result<Maps, MapsError> {
+    Maps::open_in(paths, &paths.generation_dir(record.policy.generation))
 }
 
 /// The JSON state file at `path`; `None` when there is none yet. A file that does not
@@ -375,27 +344,10 @@ pub(crate) fn write_json(
     name: &str,
     value: &impl Serialize,
 ) -> Result<(), LiveError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     let path = paths.state_dir.join(name);
-    let tmp = paths.state_dir.join(format!("{name}.tmp"));
-    let err = |source| LiveError::Write {
-        path: path.clone(),
-        source,
-    };
-    create_private_dir(&paths.state_dir).map_err(err)?;
     let text = serde_json::to_string_pretty(value).expect("plain data always serialises");
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(err)?;
-    file.write_all(text.as_bytes())
-        .and_then(|()| file.sync_all())
-        .map_err(err)?;
-    std::fs::rename(&tmp, &path).map_err(err)
+    statedir::write_atomic(&path, text.as_bytes())
+        .map_err(|source| LiveError::Write { path, source })
 }
 
 #[cfg(test)]

@@ -29,11 +29,13 @@ const FORMAT_VERSION: u32 = 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LivePortsError {
-    /// Reading, writing or locking the state file.
+    /// Reading or writing the state file.
     #[error(transparent)]
     File(#[from] LiveError),
     #[error(transparent)]
     State(#[from] StateError),
+    #[error(transparent)]
+    Lock(#[from] crate::statedir::LockError),
     #[error("nothing is attached (no state in {0}); run `mirror-xdp attach` first")]
     NotAttached(PathBuf),
     /// The policy file of the attached enforcer: its rules and sets are what a live rule

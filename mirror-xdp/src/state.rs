@@ -1,7 +1,7 @@
 //! Where an attached enforcer keeps its records: the pin folder on bpffs (maps, links) and
 //! the state file (interfaces, policy, generation) that later commands read.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
@@ -164,11 +164,8 @@ impl Record {
             path: path.clone(),
             source,
         };
-        create_private_dir(&paths.state_dir).map_err(err)?;
-        let tmp = path.with_extension("json.tmp");
         let text = serde_json::to_string_pretty(self).expect("a record always serialises");
-        write_private(&tmp, text.as_bytes()).map_err(err)?;
-        std::fs::rename(&tmp, &path).map_err(err)
+        crate::statedir::write_atomic(&path, text.as_bytes()).map_err(err)
     }
 
     pub fn remove(paths: &Paths) -> Result<(), StateError> {
@@ -182,27 +179,7 @@ impl Record {
     }
 }
 
-/// Creates a folder (and its parents) with mode 0700.
-pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-}
-
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
-}
+pub use crate::statedir::create_private_dir;
 
 #[cfg(test)]
 mod tests {

@@ -6,9 +6,11 @@ use std::path::PathBuf;
 
 use ipnet::IpNet;
 use mirror_xdp::{
-    live::{self, Action, Change, Clock, Expiry, Hits, LiveError, LiveSet, PolicySources},
-    maps::Maps,
-    state::{Paths, Record},
+    live::{
+        self, Action, Change, Clock, Expiry, LiveError,
+        command::{self, Entries, Op, SourceError},
+    },
+    state::Paths,
 };
 use serde::Serialize;
 
@@ -64,33 +66,20 @@ pub struct Target {
 
 pub fn run(args: Args, paths: &Paths) -> Result<(), Failure> {
     match args.command {
-        SourceCommand::Deny { target, ttl } => change(paths, &target, Op::Deny(ttl)),
+        SourceCommand::Deny { target, ttl } => change(paths, &target, Op::Deny { ttl_secs: ttl }),
         SourceCommand::Allow { target } => change(paths, &target, Op::Allow),
         SourceCommand::Remove { target } => change(paths, &target, Op::Remove),
         SourceCommand::List { json } => list(paths, json),
     }
 }
 
-#[derive(Clone, Copy)]
-enum Op {
-    /// With a TTL in seconds, or for good.
-    Deny(Option<u64>),
-    Allow,
-    Remove,
-}
-
-/// What the command line named: the prefixes, and the file and lines they came from.
-struct Input {
-    file: Option<String>,
-    entries: Vec<(usize, IpNet)>,
-}
-
-fn read_input(target: &Target) -> Result<Input, Failure> {
+/// The prefixes the command line names: one CIDR, or the lines of a list.
+fn read_input(target: &Target) -> Result<Entries, Failure> {
     let Some(path) = &target.file else {
         let net = target.cidr.expect("clap requires CIDR or --file");
-        return Ok(Input {
+        return Ok(Entries {
             file: None,
-            entries: vec![(0, net)],
+            nets: vec![(0, net)],
         });
     };
     let (label, bytes) = if path.as_os_str() == "-" {
@@ -104,106 +93,44 @@ fn read_input(target: &Target) -> Result<Input, Failure> {
             .map_err(|e| Failure::invalid(format!("cannot read {}: {e}", path.display())))?;
         (path.display().to_string(), bytes)
     };
-    let entries = live::parse_list(&label, &bytes).map_err(|lines| {
-        fail(LiveError::BadLines {
-            file: label.clone(),
-            lines,
-        })
+    let nets = live::parse_list(&label, &bytes).map_err(|lines| {
+        fail(
+            LiveError::BadLines {
+                file: label.clone(),
+                lines,
+            }
+            .into(),
+        )
     })?;
-    Ok(Input {
+    Ok(Entries {
         file: Some(label),
-        entries,
+        nets,
     })
 }
 
 fn change(paths: &Paths, target: &Target, op: Op) -> Result<(), Failure> {
-    let input = read_input(target)?;
-    super::stats::attached(paths)?;
-    let mut maps = Maps::open_pinned(&paths.bpffs).map_err(Failure::operational)?;
-    let _lock = live::lock(paths).map_err(fail)?;
-    let clock = Clock::now();
-    let before = LiveSet::load(paths).map_err(fail)?;
-    let mut set = before.clone();
-    let pruned = set.prune(&clock);
-    let nets: Vec<IpNet> = input.entries.iter().map(|(_, net)| *net).collect();
-    let (verb, done, expires) = match op {
-        Op::Deny(ttl) => {
-            let expires = ttl.map_or(Expiry::Never, |secs| clock.expiry_after(secs));
-            ("deny", set.deny(&nets, expires), Some(expires))
-        }
-        Op::Allow => ("allow", set.allow(&nets), None),
-        Op::Remove => {
-            all_live(&set, &input, paths)?;
-            ("remove", set.remove(&nets), None)
-        }
+    let entries = read_input(target)?;
+    let done =
+        command::change(paths, op, &entries, &mut |note| eprintln!("{note}")).map_err(fail)?;
+    let verb = match op {
+        Op::Deny { .. } => "deny",
+        Op::Allow => "allow",
+        Op::Remove => "remove",
     };
-    commit(&before, &set, &mut maps, paths)?;
-    let what = match &input.file {
-        Some(file) => format!("{} entries from {file}", nets.len()),
-        None => nets[0].to_string(),
+    let what = match &entries.file {
+        Some(file) => format!("{} entries from {file}", entries.nets.len()),
+        None => entries.nets[0].1.to_string(),
     };
     println!(
         "{verb} {what}: {}{}",
-        describe(done),
-        match expires {
-            Some(e) => format!("; expires {}", expires_text(e, &clock)),
+        describe(done.change),
+        match done.expires {
+            Some(e) => format!("; expires {}", expires_text(e, &done.clock)),
             None => String::new(),
         }
     );
-    if pruned > 0 {
-        println!("({pruned} expired live entries pruned)");
-    }
-    Ok(())
-}
-
-/// A remove names live entries only, every one of them (or nothing is removed).
-fn all_live(set: &LiveSet, input: &Input, paths: &Paths) -> Result<(), Failure> {
-    let missing: Vec<&(usize, IpNet)> = input
-        .entries
-        .iter()
-        .filter(|(_, net)| !set.contains(net))
-        .collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    let policy = live::load_policy_sources(paths).map_err(fail)?;
-    let Some(file) = &input.file else {
-        let prefix = missing[0].1;
-        let in_policy = policy.contains(&prefix);
-        return Err(fail(LiveError::NotLive { prefix, in_policy }));
-    };
-    let lines = missing
-        .iter()
-        .map(|(line, net)| live::BadLine {
-            file: file.clone(),
-            line: *line,
-            message: LiveError::NotLive {
-                prefix: *net,
-                in_policy: policy.contains(net),
-            }
-            .to_string(),
-        })
-        .collect();
-    Err(fail(LiveError::BadLines {
-        file: file.clone(),
-        lines,
-    }))
-}
-
-/// Puts `after` into the kernel, then into the file. If either fails, the kernel gets
-/// `before` back, so the tries never hold what the file does not.
-fn commit(
-    before: &LiveSet,
-    after: &LiveSet,
-    maps: &mut Maps,
-    paths: &Paths,
-) -> Result<(), Failure> {
-    let result = after.apply(maps).and_then(|_| after.save(paths));
-    if let Err(e) = result {
-        if let Err(again) = before.apply(maps) {
-            eprintln!("mirror-xdp: restoring the previous live entries failed too: {again}");
-        }
-        return Err(fail(e));
+    if done.pruned > 0 {
+        println!("({} expired live entries pruned)", done.pruned);
     }
     Ok(())
 }
@@ -244,24 +171,13 @@ struct Row {
 const POLICY_ROWS_SHOWN: usize = 50;
 
 fn list(paths: &Paths, json: bool) -> Result<(), Failure> {
-    let attached = Record::load(paths).map_err(Failure::operational)?.is_some();
-    let lock = live::lock(paths).map_err(fail)?;
-    let clock = Clock::now();
-    let mut set = LiveSet::load(paths).map_err(fail)?;
-    let pruned = set.prune(&clock);
-    let (hits, policy) = if attached {
-        let mut maps = Maps::open_pinned(&paths.bpffs).map_err(Failure::operational)?;
-        // Pruning reaches the kernel too, as after every command.
-        set.apply_at(&mut maps, &clock).map_err(fail)?;
-        let hits = Hits::read(&maps).map_err(fail)?;
-        (Some(hits), live::load_policy_sources(paths).map_err(fail)?)
-    } else {
-        (None, PolicySources::default())
-    };
-    if pruned > 0 {
-        set.save(paths).map_err(fail)?;
-    }
-    drop(lock);
+    let command::Listing {
+        live: set,
+        hits,
+        policy,
+        clock,
+    } = command::list(paths).map_err(fail)?;
+    let attached = hits.is_some();
 
     let live_rows = set
         .allow
@@ -348,7 +264,7 @@ fn expires_text(expires: Expiry, clock: &Clock) -> String {
     format!("in {}", parts.concat())
 }
 
-fn fail(e: LiveError) -> Failure {
+fn fail(e: SourceError) -> Failure {
     Failure::input_or_operational(e.is_invalid_input(), e)
 }
 

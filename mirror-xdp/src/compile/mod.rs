@@ -40,6 +40,9 @@ pub struct MapImage {
 pub enum CompileError {
     #[error("too many distinct `from` lists ({0}); at most 65535 are supported")]
     TooManyFromSets(usize),
+    /// A limit this machine cannot keep to (it depends on the CPU count).
+    #[error(transparent)]
+    Policy(#[from] crate::policy::PolicyError),
 }
 
 pub fn proto_slot(proto: Proto) -> u32 {
@@ -58,7 +61,7 @@ pub fn possible_cpus() -> u32 {
 /// split between them).
 pub fn compile(policy: &Policy, cpus: u32) -> Result<MapImage, CompileError> {
     let mut image = MapImage {
-        config: config(policy, cpus),
+        config: config(policy, cpus)?,
         ..MapImage::default()
     };
 

@@ -46,7 +46,7 @@ pub fn attach(
 ) -> Result<Record, LifecycleError> {
     // Held to the end: a `port` or `source` command waits until the maps hold what it
     // would change, and recovery sees no attach at work.
-    let live_lock = crate::live::lock(paths)?;
+    let live_lock = crate::statedir::lock(&paths.state_dir)?;
     recover(paths, &live_lock, Recovery::RollBackAttach, progress)?;
     if let Some(record) = Record::load(paths)? {
         return Err(LifecycleError::AlreadyAttached {

@@ -163,6 +163,8 @@ pub enum LifecycleError {
     #[error(transparent)]
     State(#[from] crate::state::StateError),
     #[error(transparent)]
+    Lock(#[from] crate::statedir::LockError),
+    #[error(transparent)]
     Live(#[from] crate::live::LiveError),
     #[error(transparent)]
     LivePorts(#[from] crate::live_ports::LivePortsError),
@@ -178,6 +180,8 @@ impl LifecycleError {
         match self {
             LifecycleError::Invalid(_) => true,
             LifecycleError::LivePorts(e) => e.is_invalid_input(),
+            // The policy does not fit this machine (a limit below the CPU count).
+            LifecycleError::Compile(crate::compile::CompileError::Policy(_)) => true,
             _ => false,
         }
     }

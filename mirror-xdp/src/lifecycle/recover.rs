@@ -27,10 +27,7 @@ use super::{
     swap::{Programs, promote_staging, running, swap_links},
     teardown::{finish_detach, remove_pins, restore_syncookies},
 };
-use crate::{
-    live,
-    state::{Paths, Record},
-};
+use crate::state::{Paths, Record};
 
 /// How far recovery may go.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,7 +44,7 @@ pub enum Recovery {
 /// live lock is the caller's proof that no other command is at work.
 pub fn recover(
     paths: &Paths,
-    _lock: &live::Lock,
+    _lock: &crate::statedir::Lock,
     level: Recovery,
     progress: &mut dyn FnMut(&str),
 ) -> Result<bool, LifecycleError> {
@@ -225,7 +222,7 @@ pub fn for_reading(
     paths: &Paths,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Option<Record>, LifecycleError> {
-    let lock = live::lock(paths)?;
+    let lock = crate::statedir::lock(&paths.state_dir)?;
     recover(paths, &lock, Recovery::FinishOnly, progress)?;
     let Some(record) = Record::load(paths)? else {
         return Ok(None);

@@ -49,7 +49,7 @@ pub fn reload(
     progress: &mut dyn FnMut(&str),
 ) -> Result<Reloaded, LifecycleError> {
     // No live `source` change, and no other reload, between reading and swapping.
-    let lock = live::lock(paths)?;
+    let lock = crate::statedir::lock(&paths.state_dir)?;
     recover(paths, &lock, Recovery::FinishOnly, progress)?;
     let mut record = Record::load(paths)?
         .ok_or_else(|| LifecycleError::NothingToReload(paths.state_dir.clone()))?;

@@ -2,7 +2,7 @@
 
 use ipnet::IpNet;
 
-use crate::policy::parse_prefix;
+use crate::policy::setfile;
 
 /// One rejected line of a list: shown as `FILE:LINE: message`.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -13,38 +13,20 @@ pub struct BadLine {
     pub message: String,
 }
 
-/// Reads a list (`file` names it in messages): one address or CIDR per line, `#` comments,
-/// blank lines, CRLF and a UTF-8 BOM tolerated. Returns each entry with its line number, or
-/// every bad line, so a script's author fixes them all in one go.
+/// Reads a list (`file` names it in messages) in the set-file format: one address or CIDR
+/// per line, `#` comments, blank lines, CRLF and a UTF-8 BOM tolerated. Returns each entry
+/// with its line number, or every bad line, so a script's author fixes them all in one go.
 pub fn parse_list(file: &str, bytes: &[u8]) -> Result<Vec<(usize, IpNet)>, Vec<BadLine>> {
-    let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
     let mut nets = Vec::new();
     let mut bad = Vec::new();
-    for (index, raw) in bytes.split(|&b| b == b'\n').enumerate() {
-        let line = index + 1;
-        let reject = |message: String| BadLine {
-            file: file.to_string(),
-            line,
-            message,
-        };
-        let Ok(text) = std::str::from_utf8(raw) else {
-            bad.push(reject("not UTF-8 text".to_string()));
-            continue;
-        };
-        let text = text.strip_suffix('\r').unwrap_or(text);
-        let entry = text
-            .split_once('#')
-            .map_or(text, |(before, _)| before)
-            .trim();
-        if entry.is_empty() {
-            continue;
-        }
-        match parse_prefix(entry) {
-            Ok(net) => nets.push((line, net)),
-            Err(_) if entry.contains(char::is_whitespace) => bad.push(reject(format!(
-                "'{entry}' holds more than one entry; put one address or CIDR per line"
-            ))),
-            Err(why) => bad.push(reject(format!("bad CIDR/address '{entry}': {why}"))),
+    for entry in setfile::entries(bytes) {
+        match entry.net {
+            Ok(net) => nets.push((entry.line, net)),
+            Err(message) => bad.push(BadLine {
+                file: file.to_string(),
+                line: entry.line,
+                message,
+            }),
         }
     }
     if bad.is_empty() { Ok(nets) } else { Err(bad) }
@@ -158,7 +140,7 @@ mod tests {
             shown,
             [
                 "list.txt:2: bad CIDR/address '10.1.2.3/8': host bits set; did you mean 10.0.0.0/8?",
-                "list.txt:3: bad CIDR/address 'banana': 'banana' is not an IPv4 or IPv6 address",
+                "list.txt:3: 'banana' is not an address or CIDR",
                 "list.txt:4: '10.0.0.1 10.0.0.2' holds more than one entry; put one address or CIDR per line",
                 "list.txt:5: not UTF-8 text",
             ]

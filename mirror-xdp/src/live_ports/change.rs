@@ -1,6 +1,7 @@
-//! `port allow` and `port remove` as transactions: under the live lock (which a reload
-//! holds too), check the rule against the attached policy, write the generation in force,
-//! then the state file and the record's port list. If a step fails, the slots get back
+//! `port allow` and `port remove` as transactions: under the command lock (which attach and
+//! reload hold too), check the rule against the attached policy, write the generation in
+//! force (opened only once the lock is held), then the state file and the record's port
+//! list. If a step fails, the slots get back
 //! what they said before.
 
 use super::kernel::{self, Want};
@@ -11,6 +12,7 @@ use crate::live;
 use crate::maps::Maps;
 use crate::policy::{Policy, PortRule};
 use crate::state::{Paths, PortRecord, Record};
+use crate::statedir;
 use mirror_xdp_common::port_index;
 
 /// What `allow` did.
@@ -40,7 +42,7 @@ pub struct Removed {
 /// Adds a live rule (or gives an existing one for the same ports new sources that mean
 /// the same) and opens its ports in the enforcer at once.
 pub fn allow(paths: &Paths, rule: LiveRule) -> Result<Allowed, LivePortsError> {
-    let _lock = live::lock(paths)?;
+    let _lock = statedir::lock(&paths.state_dir)?;
     let mut record = attached(paths)?;
     let policy = Policy::load(&record.policy.path)?;
     let before = LivePorts::load(paths)?;
@@ -55,7 +57,7 @@ pub fn allow(paths: &Paths, rule: LiveRule) -> Result<Allowed, LivePortsError> {
         .collect();
     let want = wants(&policy, &extra, &rule.spec);
     let undo = wants(&policy, &extra_before, &rule.spec);
-    let mut maps = Maps::open_pinned(&paths.bpffs)?;
+    let mut maps = live::open_in_force(paths, &record)?;
     let slots = commit(&mut maps, &want, &undo, || after.save(paths))?;
     if added == Added::New {
         record
@@ -74,7 +76,7 @@ pub fn allow(paths: &Paths, rule: LiveRule) -> Result<Allowed, LivePortsError> {
 /// another live rule lists them. With nothing attached, only the state file changes (so a
 /// rule that keeps `attach` from accepting a changed policy can go).
 pub fn remove(paths: &Paths, spec: PortSpec) -> Result<Removed, LivePortsError> {
-    let _lock = live::lock(paths)?;
+    let _lock = statedir::lock(&paths.state_dir)?;
     let record = Record::load(paths)?;
     let policy = match &record {
         Some(record) => Some(Policy::load(&record.policy.path)?),
@@ -100,7 +102,7 @@ pub fn remove(paths: &Paths, spec: PortSpec) -> Result<Removed, LivePortsError> 
     let want = wants(&policy, &extra, &spec);
     let undo = wants(&policy, &extra_before, &spec);
     let still_listed = want.iter().filter(|(_, w)| *w != Want::Closed).count();
-    let mut maps = Maps::open_pinned(&paths.bpffs)?;
+    let mut maps = live::open_in_force(paths, &record)?;
     commit(&mut maps, &want, &undo, || after.save(paths))?;
     let record_entry = PortRecord::new(spec.proto, spec.ports);
     // Live rules follow the policy's in the record: the last equal entry is this one.
@@ -119,7 +121,7 @@ pub fn remove(paths: &Paths, spec: PortSpec) -> Result<Removed, LivePortsError> 
 /// The attached enforcer's policy (if any) and the live rules, read under the lock so
 /// they belong together.
 pub fn snapshot(paths: &Paths) -> Result<(Option<Policy>, LivePorts), LivePortsError> {
-    let _lock = live::lock(paths)?;
+    let _lock = statedir::lock(&paths.state_dir)?;
     let policy = match Record::load(paths)? {
         Some(record) => Some(Policy::load(&record.policy.path)?),
         None => None,

@@ -43,7 +43,7 @@ pub fn start_state(policy: &Policy, live: &LiveSet, clock: &Clock) -> ModelState
             .iter()
             .map(|(net, expires)| (*net, clock.deadline_ns(*expires)))
             .collect(),
-        config: compile::config(policy, 1),
+        config: compile::config(policy, 1).expect("one CPU keeps any global_syn_rate"),
         ..ModelState::default()
     }
 }

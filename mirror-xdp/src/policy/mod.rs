@@ -13,7 +13,7 @@ mod hostile_input;
 mod parse;
 mod ports;
 mod raw;
-mod setfile;
+pub mod setfile;
 mod sets;
 mod source;
 
@@ -37,6 +37,9 @@ pub struct Policy {
     /// `sources.deny`: always dropped.
     pub deny: Vec<IpNet>,
     pub limits: Limits,
+    /// Where `global_syn_rate` is set (line, column), for the compiler's messages (its
+    /// check needs the machine's CPU count); `None` when the file does not set it.
+    pub global_syn_rate_at: Option<(usize, usize)>,
     /// The resolved `[sets]` by name: live rules (`port allow --from SET`) name them too.
     pub sets: BTreeMap<String, Vec<IpNet>>,
 }

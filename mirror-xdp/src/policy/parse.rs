@@ -29,6 +29,11 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Policy, PolicyError> {
     let allow = list(&raw.sources.allow)?;
     let deny = list(&raw.sources.deny)?;
     let limits = limits(&src, &raw.limits)?;
+    let global_syn_rate_at = raw
+        .limits
+        .global_syn_rate
+        .as_ref()
+        .map(|v| src.line_col(v.span().start));
     Ok(Policy {
         path: path.to_path_buf(),
         settings,
@@ -36,6 +41,7 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Policy, PolicyError> {
         allow,
         deny,
         limits,
+        global_syn_rate_at,
         sets: resolver.into_sets(),
     })
 }

@@ -37,34 +37,59 @@ pub(super) fn load(policy: &Source, file: &Spanned<String>) -> Result<Vec<IpNet>
 
 /// Parses a set file's contents; errors name `path` and the line and column of the entry.
 pub(super) fn parse(path: &Path, bytes: &[u8]) -> Result<Vec<IpNet>, PolicyError> {
+    entries(bytes)
+        .map(|entry| {
+            entry
+                .net
+                .map_err(|why| PolicyError::new(path, entry.line, entry.column, why))
+        })
+        .collect()
+}
+
+/// One entry of a set file or list: where it is (1-based) and the prefix or why not.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub line: usize,
+    pub column: usize,
+    pub net: Result<IpNet, String>,
+}
+
+/// The entries of a set file, or of any list in its format (`mirror-xdp source --file`):
+/// one address or CIDR per line, `#` comments, blank lines; CRLF and a UTF-8 BOM
+/// tolerated. A line that is not UTF-8 is a bad entry at its first bad byte.
+pub fn entries(bytes: &[u8]) -> impl Iterator<Item = Entry> + '_ {
     let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
-    let text = std::str::from_utf8(bytes).map_err(|e| {
-        let valid = std::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or_default();
-        Source::new(path, valid).error_at(valid.len()..valid.len(), "not UTF-8 text")
-    })?;
-    let mut nets = Vec::new();
-    for (index, line) in text.split('\n').enumerate() {
-        let line = line.strip_suffix('\r').unwrap_or(line);
-        let content = line.split_once('#').map_or(line, |(before, _)| before);
-        let entry = content.trim();
-        if entry.is_empty() {
-            continue;
+    bytes
+        .split(|&b| b == b'\n')
+        .enumerate()
+        .filter_map(|(index, raw)| entry(index + 1, raw))
+}
+
+/// The entry of one line; `None` for a blank or comment line.
+fn entry(line: usize, raw: &[u8]) -> Option<Entry> {
+    let text = match std::str::from_utf8(raw) {
+        Ok(text) => text,
+        Err(e) => {
+            let valid = std::str::from_utf8(&raw[..e.valid_up_to()]).unwrap_or_default();
+            return Some(Entry {
+                line,
+                column: valid.chars().count() + 1,
+                net: Err("not UTF-8 text".to_string()),
+            });
         }
-        match parse_net(entry) {
-            Ok(net) => nets.push(net),
-            Err(why) => {
-                let indent = content.len() - content.trim_start().len();
-                let column = content[..indent].chars().count() + 1;
-                return Err(PolicyError::new(
-                    path,
-                    index + 1,
-                    column,
-                    complaint(entry, why),
-                ));
-            }
-        }
+    };
+    let text = text.strip_suffix('\r').unwrap_or(text);
+    let content = text.split_once('#').map_or(text, |(before, _)| before);
+    let entry = content.trim();
+    if entry.is_empty() {
+        return None;
     }
-    Ok(nets)
+    let indent = content.len() - content.trim_start().len();
+    Some(Entry {
+        line,
+        column: content[..indent].chars().count() + 1,
+        net: parse_net(entry).map_err(|why| complaint(entry, why)),
+    })
 }
 
 fn complaint(entry: &str, why: String) -> String {
@@ -169,6 +194,40 @@ mod tests {
         assert_eq!(
             err(b"10.0.0.0/8\n  \xff\n"),
             (2, 3, "not UTF-8 text".into())
+        );
+        // In a comment too: the file is not text.
+        assert_eq!(
+            err(b"10.0.0.0/8 # caf\xe9\n"),
+            (1, 17, "not UTF-8 text".into())
+        );
+    }
+
+    #[test]
+    fn entries_report_every_line_with_its_position() {
+        let found: Vec<Entry> =
+            entries(b"\xef\xbb\xbf# c\r\n\t10.0.0.1\r\nbogus\n\n::/200").collect();
+        assert_eq!(
+            found,
+            [
+                Entry {
+                    line: 2,
+                    column: 2,
+                    net: Ok(net("10.0.0.1/32"))
+                },
+                Entry {
+                    line: 3,
+                    column: 1,
+                    net: Err("'bogus' is not an address or CIDR".into())
+                },
+                Entry {
+                    line: 5,
+                    column: 1,
+                    net: Err(
+                        "bad CIDR/address '::/200': prefix length 200 is longer than 128 (IPv6)"
+                            .into()
+                    )
+                },
+            ]
         );
     }
 

@@ -12,7 +12,7 @@ fn limited(limits: Limits) -> (Policy, ModelState) {
     p.limits = limits;
     let state = ModelState {
         now_ns: 100 * SEC,
-        config: config(&p, 1),
+        config: config(&p, 1).unwrap(),
         ..ModelState::default()
     };
     (p, state)

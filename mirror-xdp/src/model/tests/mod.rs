@@ -69,6 +69,7 @@ pub(super) fn policy() -> Policy {
         allow: nets(&["203.0.113.0/24", "2001:db8:a::/48"]),
         deny: nets(&["192.0.2.0/24", "2001:db8:bad::/48"]),
         limits: Limits::default(),
+        global_syn_rate_at: None,
         sets: Default::default(),
     }
 }

@@ -20,7 +20,7 @@ fn cookies(mode: Mode) -> (Policy, ModelState) {
     };
     let state = ModelState {
         now_ns: 100 * SEC,
-        config: config(&p, 1),
+        config: config(&p, 1).unwrap(),
         ..ModelState::default()
     };
     (p, state)
@@ -83,7 +83,7 @@ fn syns_within_the_budget_stamp_the_keepalive() {
     plain.limits.global_syn_rate = 2;
     let mut s = ModelState {
         now_ns: 100 * SEC,
-        config: config(&plain, 1),
+        config: config(&plain, 1).unwrap(),
         ..ModelState::default()
     };
     passes(
@@ -138,7 +138,7 @@ fn a_source_over_its_own_syn_rate_is_dropped_and_banned_not_answered() {
     p.limits.ban_seconds = 10;
     let mut s = ModelState {
         now_ns: 100 * SEC,
-        config: config(&p, 1),
+        config: config(&p, 1).unwrap(),
         ..ModelState::default()
     };
     passes(classify(&tcp4(PEER4, 80), &p, &mut s), Reason::Allowed);
