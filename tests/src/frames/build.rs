@@ -10,6 +10,9 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::checksum::{checksum, put_checksum};
 
+use mirror_xdp_common::wire::ipproto::{
+    AH, DSTOPTS, FRAGMENT, HOPOPTS, ICMP, ICMPV6, ROUTING, TCP, UDP,
+};
 pub use mirror_xdp_common::wire::{
     ethertype::{
         ARP as ETHERTYPE_ARP, IPV4 as ETHERTYPE_IPV4, IPV6 as ETHERTYPE_IPV6,
@@ -359,11 +362,11 @@ impl ExtHeader {
     /// Its protocol number.
     pub fn kind(&self) -> u8 {
         match self {
-            ExtHeader::HopByHop(_) => 0,
-            ExtHeader::Routing { .. } => 43,
-            ExtHeader::DestOpts(_) => 60,
-            ExtHeader::Fragment { .. } => 44,
-            ExtHeader::Ah { .. } => 51,
+            ExtHeader::HopByHop(_) => HOPOPTS,
+            ExtHeader::Routing { .. } => ROUTING,
+            ExtHeader::DestOpts(_) => DSTOPTS,
+            ExtHeader::Fragment { .. } => FRAGMENT,
+            ExtHeader::Ah { .. } => AH,
         }
     }
 
@@ -491,8 +494,3 @@ impl Tcp {
         h
     }
 }
-
-const ICMP: u8 = 1;
-const TCP: u8 = 6;
-const UDP: u8 = 17;
-const ICMPV6: u8 = 58;
