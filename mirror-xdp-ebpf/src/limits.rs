@@ -24,10 +24,10 @@ pub fn gcra(tat: u64, now: u64, interval: u64, tolerance: u64) -> Option<u64> {
     Some(start + interval)
 }
 
-/// [`gcra`] on a bucket other CPUs may take tokens from at the same time. Two CPUs racing
-/// may both take the same token (a load and a store, not a compare-and-swap: a lock-free
-/// retry loop would cost more than the blur), which lets a source a packet or two over its
-/// burst; never more.
+/// [`gcra`] on a bucket other CPUs may take tokens from at the same time. CPUs racing may
+/// take the same token (a load and a store, not a compare-and-swap: a retry loop would cost
+/// more than the blur), which lets a source at most one packet per racing CPU over its
+/// burst.
 #[inline(always)]
 fn gcra_shared(tat: &SharedU64, now: u64, interval: u64, tolerance: u64) -> bool {
     match gcra(tat.load(), now, interval, tolerance) {
@@ -67,10 +67,11 @@ pub fn limiter(pkt: &Packet, config: &Config) -> Option<&'static LimiterCell> {
 /// The limiter entry of `key`, if present.
 #[inline(always)]
 fn lookup(key: &LimiterKey) -> Option<&'static LimiterCell> {
-    // SAFETY: a pointer from a map lookup points to a live value (an evicted LRU entry is
-    // freed only after an RCU grace period, which no program run spans) for the rest of the
-    // program run, which is as long as the reference lives: nothing stores it past the run.
-    // Its words are atomics, so other CPUs writing them at the same time is allowed.
+    // SAFETY: a pointer from a map lookup stays valid for the program run, which is as long
+    // as the reference lives (nothing keeps it past the run): the LRU map's elements are
+    // preallocated and recycled, never freed, while the program holds the map. An evicted
+    // element may meanwhile hold another source's words; they are atomics (`SharedU64`), so
+    // other CPUs writing them at the same time is allowed: a blurred bucket at worst.
     LIMITS.get_ptr(key).map(|state| unsafe { &*state })
 }
 

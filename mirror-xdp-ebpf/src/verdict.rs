@@ -218,9 +218,10 @@ fn fresh_flow(pkt: &Packet, now: u64, port_seen: &SharedU64) -> bool {
     let Some(state) = FLOWS.get_ptr(key) else {
         return false;
     };
-    // SAFETY: a pointer from a map lookup points to a live value for the rest of the program
-    // run (an evicted LRU entry is freed only after an RCU grace period); the reference does
-    // not outlive this call. The value is an atomic: other CPUs may write it meanwhile.
+    // SAFETY: a pointer from a map lookup stays valid for the program run (the LRU map's
+    // elements are preallocated and recycled, never freed, while the program holds the map);
+    // the reference does not outlive this call. The word is a `SharedU64`: other CPUs may
+    // write it meanwhile, an evicted and reused element included.
     let last_seen = unsafe { &(*state).last_seen_ns };
     let last = last_seen.load();
     if now > last && now - last >= flow_idle_ns(pkt.proto) {
