@@ -2,7 +2,7 @@
 //!
 //! Everything here is `#[repr(C)]` with explicit padding, so that a map key or value has the
 //! same bytes on both sides. Multi-byte fields say their byte order in their doc comment.
-#![no_std]
+#![cfg_attr(not(test), no_std)]
 
 pub mod config;
 pub mod counters;
@@ -12,6 +12,7 @@ pub mod limits;
 pub mod ports;
 pub mod reason;
 pub mod sources;
+pub mod wire;
 
 pub use config::{Config, config_flag};
 pub use counters::{Counter, PortCounter, stats_index};
@@ -23,6 +24,7 @@ pub use ports::{
 };
 pub use reason::Reason;
 pub use sources::{LiveEntry, SourceEntry, SourceKeyV4, SourceKeyV6, source_flag};
+pub use wire::{MAX_IPV6_EXT_HEADERS, ipproto, tcp_flag};
 
 /// Map names (the kernel keeps 15 characters). The `_vN` suffix is the layout version: a
 /// change of a key or value layout gets a new name, so an old pin is never misread.
@@ -114,45 +116,57 @@ pub mod capacity {
     pub const SYN_KEEPALIVE: u32 = 2 * 65536;
 }
 
-/// IP protocol numbers the programs care about.
-pub mod ipproto {
-    pub const HOPOPTS: u8 = 0;
-    pub const ICMP: u8 = 1;
-    pub const TCP: u8 = 6;
-    pub const UDP: u8 = 17;
-    pub const ROUTING: u8 = 43;
-    pub const FRAGMENT: u8 = 44;
-    pub const AH: u8 = 51;
-    pub const ICMPV6: u8 = 58;
-    pub const DSTOPTS: u8 = 60;
-}
+/// The sizes of every map key and value, pinned: a size change is a layout change, which
+/// needs a new `_vN` map name (see [`map_name`]) before the size here is updated. The test
+/// `mirror-xdp/tests/object_maps.rs` checks the compiled object against these types.
+const _: () = {
+    use core::mem::size_of;
+    assert!(size_of::<Config>() == 72);
+    assert!(size_of::<PortEntry>() == 4);
+    assert!(size_of::<FromKeyV4>() == 8);
+    assert!(size_of::<FromKeyV6>() == 20);
+    assert!(size_of::<SourceKeyV4>() == 8);
+    assert!(size_of::<SourceKeyV6>() == 20);
+    assert!(size_of::<SourceEntry>() == 4);
+    assert!(size_of::<LiveEntry>() == 16);
+    assert!(size_of::<FlowKey>() == 40);
+    assert!(size_of::<FlowState>() == 8);
+    assert!(size_of::<LimiterKey>() == 20);
+    assert!(size_of::<LimiterState>() == 24);
+    assert!(size_of::<Counter>() == 16);
+    assert!(size_of::<PortCounter>() == 16);
+    assert!(size_of::<DropEvent>() == 24);
+    assert!(size_of::<DropBucket>() == 16);
+};
 
-/// How many IPv6 extension headers the parser follows before it calls a packet malformed.
-pub const MAX_IPV6_EXT_HEADERS: usize = 8;
-
-/// TCP flag bits (byte 13 of the TCP header).
-pub mod tcp_flag {
-    pub const SYN: u8 = 0x02;
-    pub const ACK: u8 = 0x10;
-}
-
+/// User space reads and writes the map keys and values as plain bytes.
 #[cfg(feature = "user")]
 mod pod {
     use super::*;
-    // SAFETY: plain `#[repr(C)]` structs of integers and byte arrays with explicit padding.
-    unsafe impl aya::Pod for Config {}
-    unsafe impl aya::Pod for PortEntry {}
-    unsafe impl aya::Pod for FromKeyV4 {}
-    unsafe impl aya::Pod for FromKeyV6 {}
-    unsafe impl aya::Pod for SourceKeyV4 {}
-    unsafe impl aya::Pod for SourceKeyV6 {}
-    unsafe impl aya::Pod for SourceEntry {}
-    unsafe impl aya::Pod for LiveEntry {}
-    unsafe impl aya::Pod for FlowKey {}
-    unsafe impl aya::Pod for FlowState {}
-    unsafe impl aya::Pod for LimiterKey {}
-    unsafe impl aya::Pod for LimiterState {}
-    unsafe impl aya::Pod for Counter {}
-    unsafe impl aya::Pod for PortCounter {}
-    unsafe impl aya::Pod for DropEvent {}
+
+    macro_rules! pod {
+        ($($t:ty),* $(,)?) => {$(
+            // SAFETY: each type given is a `#[repr(C)]` struct of integers and byte arrays
+            // with explicit padding fields: no padding bytes, and every bit pattern is valid.
+            unsafe impl aya::Pod for $t {}
+        )*};
+    }
+
+    pod!(
+        Config,
+        PortEntry,
+        FromKeyV4,
+        FromKeyV6,
+        SourceKeyV4,
+        SourceKeyV6,
+        SourceEntry,
+        LiveEntry,
+        FlowKey,
+        FlowState,
+        LimiterKey,
+        LimiterState,
+        Counter,
+        PortCounter,
+        DropEvent,
+    );
 }

@@ -69,8 +69,8 @@ pub struct LiveEntry {
     /// For deny entries user space stores the latest expiry of the entry and every live
     /// deny prefix containing it, so the longest match alone decides.
     pub expires_ns: u64,
-    /// Packets that matched this entry (counted by the kernel; may miss a few under
-    /// contention between CPUs).
+    /// Packets that matched this entry, counted by the kernel with an atomic add: exact
+    /// however many CPUs hit the entry at once.
     pub hits: u64,
 }
 

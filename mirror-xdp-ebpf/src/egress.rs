@@ -3,11 +3,11 @@
 
 use aya_ebpf::{macros::classifier, programs::TcContext};
 use mirror_xdp_common::{
-    FlowKey, FlowState, PROTO_SLOT_UDP, config_flag, flows::flow_port_index, port_flag, port_index,
-    tcp_flag,
+    FlowKey, PROTO_SLOT_UDP, config_flag, flows::flow_port_index, port_flag, port_index, tcp_flag,
 };
 
 use crate::{
+    cells::{FlowCell, SharedU64},
     maps::{CONFIG, FLOW_PORTS, FLOWS, PORTS},
     parse::{Frame, L4, Parsed, parse},
 };
@@ -44,11 +44,13 @@ pub fn mirror_egress(ctx: TcContext) -> i32 {
             );
             let now = crate::clock::now(config);
             // A full LRU evicts the oldest flow; nothing to do on error.
-            let _ = FLOWS.insert(key, FlowState { last_seen_ns: now }, 0);
+            let state = FlowCell {
+                last_seen_ns: SharedU64::new(now),
+            };
+            let _ = FLOWS.insert(key, state, 0);
             let index = flow_port_index(pkt.proto, pkt.sport);
-            if let Some(port_seen) = FLOW_PORTS.get_ptr_mut(index) {
-                // SAFETY: from the lookup just above.
-                unsafe { crate::verdict::refresh_port(port_seen, now) };
+            if let Some(port_seen) = FLOW_PORTS.get(index) {
+                crate::verdict::refresh_port(port_seen, now);
             }
         }
     }

@@ -26,19 +26,22 @@ pub fn sampled(config: &Config) -> bool {
     let Some(bucket) = DROP_BUCKET.get_ptr_mut(0) else {
         return false;
     };
-    // SAFETY: a per-CPU slot: no other writer.
+    // SAFETY: a pointer from a lookup of this per-CPU map, valid for the program run; only
+    // this CPU's program run reads or writes the slot (no atomics needed), and the
+    // reference ends with this call.
     let bucket = unsafe { &mut *bucket };
     if bucket.skip > 0 {
         bucket.skip -= 1;
         return false;
     }
     let now = clock::coarse(config);
-    if gcra(
-        &mut bucket.tat_ns,
+    if let Some(next) = gcra(
+        bucket.tat_ns,
         now,
         DROP_EVENT_INTERVAL_NS,
         DROP_EVENT_TOLERANCE_NS,
     ) {
+        bucket.tat_ns = next;
         return true;
     }
     bucket.skip = DROP_EVENT_SKIP;

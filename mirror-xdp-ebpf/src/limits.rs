@@ -3,48 +3,76 @@
 
 use aya_ebpf::bindings::BPF_NOEXIST;
 use mirror_xdp_common::{
-    Config, LimiterKey, LimiterState, config_flag,
+    Config, LimiterKey, config_flag,
     limits::{SYN_KEEPALIVE_NS, syn_keepalive_index},
 };
 
 use crate::{
+    cells::{LimiterCell, SharedU64},
     maps::{GLOBAL_SYN, LIMITER_NEW, LIMITS, SYN_KEEPALIVE},
     parse::Packet,
 };
 
-/// Does one more packet conform to the bucket? If so, it takes its token.
+/// Does one more packet conform to the bucket whose time is `tat`? If so, the bucket's new
+/// time (the packet took its token).
 #[inline(always)]
-pub fn gcra(tat: &mut u64, now: u64, interval: u64, tolerance: u64) -> bool {
-    let start = if *tat > now { *tat } else { now };
+pub fn gcra(tat: u64, now: u64, interval: u64, tolerance: u64) -> Option<u64> {
+    let start = if tat > now { tat } else { now };
     if start - now > tolerance {
-        return false;
+        return None;
     }
-    *tat = start + interval;
-    true
+    Some(start + interval)
+}
+
+/// [`gcra`] on a bucket other CPUs may take tokens from at the same time. CPUs racing may
+/// take the same token (a load and a store, not a compare-and-swap: a retry loop would cost
+/// more than the blur), which lets a source at most one packet per racing CPU over its
+/// burst.
+#[inline(always)]
+fn gcra_shared(tat: &SharedU64, now: u64, interval: u64, tolerance: u64) -> bool {
+    match gcra(tat.load(), now, interval, tolerance) {
+        Some(next) => {
+            tat.store(next);
+            true
+        }
+        None => false,
+    }
 }
 
 /// The limiter entry of the packet's source prefix, created on first sight.
 #[inline(never)]
-pub fn limiter(pkt: &Packet, config: &Config) -> Option<*mut LimiterState> {
+pub fn limiter(pkt: &Packet, config: &Config) -> Option<&'static LimiterCell> {
     let key = LimiterKey {
         addr: masked_source(&pkt.src, pkt.v6, config),
         family: if pkt.v6 { 6 } else { 4 },
         _pad: [0; 3],
     };
-    if let Some(state) = LIMITS.get_ptr_mut(key) {
+    if let Some(state) = lookup(&key) {
         return Some(state);
     }
     // A new source starts with full buckets; a full table evicts the least recent source.
     // Counted once: of two CPUs racing to create one source, only one insert succeeds.
     if LIMITS
-        .insert(key, LimiterState::default(), BPF_NOEXIST as u64)
+        .insert(key, LimiterCell::default(), BPF_NOEXIST as u64)
         .is_ok()
         && let Some(created) = LIMITER_NEW.get_ptr_mut(0)
     {
-        // SAFETY: a per-CPU slot: no other writer.
+        // SAFETY: a pointer from a lookup of this per-CPU map, valid for the program run;
+        // only this CPU's program run writes the slot, so a plain add is exact.
         unsafe { *created += 1 };
     }
-    LIMITS.get_ptr_mut(key)
+    lookup(&key)
+}
+
+/// The limiter entry of `key`, if present.
+#[inline(always)]
+fn lookup(key: &LimiterKey) -> Option<&'static LimiterCell> {
+    // SAFETY: a pointer from a map lookup stays valid for the program run, which is as long
+    // as the reference lives (nothing keeps it past the run): the LRU map's elements are
+    // preallocated and recycled, never freed, while the program holds the map. An evicted
+    // element may meanwhile hold another source's words; they are atomics (`SharedU64`), so
+    // other CPUs writing them at the same time is allowed: a blurred bucket at worst.
+    LIMITS.get_ptr(key).map(|state| unsafe { &*state })
 }
 
 /// The source masked to its family's prefix length: `limiter_addr` in two 64-bit words
@@ -95,9 +123,9 @@ fn prefix_mask(bits: u32) -> u64 {
 
 /// Step 6: over the per-source packet rate? Bans the source when bans are on.
 #[inline(always)]
-pub fn over_pps(state: &mut LimiterState, config: &Config, now: u64) -> bool {
-    let conforms = gcra(
-        &mut state.pps_tat_ns,
+pub fn over_pps(state: &LimiterCell, config: &Config, now: u64) -> bool {
+    let conforms = gcra_shared(
+        &state.pps_tat_ns,
         now,
         config.pps_interval_ns,
         config.pps_tolerance_ns,
@@ -107,9 +135,9 @@ pub fn over_pps(state: &mut LimiterState, config: &Config, now: u64) -> bool {
 
 /// Step 12, per source: over the per-source SYN rate? Bans the source when bans are on.
 #[inline(always)]
-pub fn over_source_syn(state: &mut LimiterState, config: &Config, now: u64) -> bool {
-    let conforms = gcra(
-        &mut state.syn_tat_ns,
+pub fn over_source_syn(state: &LimiterCell, config: &Config, now: u64) -> bool {
+    let conforms = gcra_shared(
+        &state.syn_tat_ns,
         now,
         config.syn_interval_ns,
         config.syn_tolerance_ns,
@@ -123,15 +151,24 @@ pub fn over_global_syn(config: &Config, now: u64) -> bool {
     if config.flags & config_flag::LIMIT_GLOBAL_SYN == 0 {
         return false;
     }
-    match GLOBAL_SYN.get_ptr_mut(0) {
-        // SAFETY: a per-CPU slot: no other writer.
-        Some(tat) => !gcra(
-            unsafe { &mut *tat },
+    let Some(tat) = GLOBAL_SYN.get_ptr_mut(0) else {
+        return false;
+    };
+    // SAFETY: a pointer from a lookup of this per-CPU map, valid for the program run; only
+    // this CPU's program run reads or writes the slot, so plain loads and stores do.
+    unsafe {
+        match gcra(
+            *tat,
             now,
             config.global_syn_interval_ns,
             config.global_syn_tolerance_ns,
-        ),
-        None => false,
+        ) {
+            Some(next) => {
+                *tat = next;
+                false
+            }
+            None => true,
+        }
     }
 }
 
@@ -141,24 +178,22 @@ pub fn over_global_syn(config: &Config, now: u64) -> bool {
 #[inline(always)]
 pub fn syn_keepalive(pkt: &Packet, now: u64, passed: bool) -> bool {
     let index = syn_keepalive_index(pkt.v6, u16::from_be_bytes(pkt.dport));
-    let Some(last) = SYN_KEEPALIVE.get_ptr_mut(index) else {
+    let Some(last) = SYN_KEEPALIVE.get(index) else {
         return false;
     };
-    // SAFETY: a pointer from a map lookup; two CPUs racing here both write a time of now.
-    unsafe {
-        let due = now.saturating_sub(*last) >= SYN_KEEPALIVE_NS;
-        if due || passed {
-            *last = now;
-        }
-        due
+    // Two CPUs racing here both store a time of now: either store will do.
+    let due = now.saturating_sub(last.load()) >= SYN_KEEPALIVE_NS;
+    if due || passed {
+        last.store(now);
     }
+    due
 }
 
 /// A source whose packet did not conform is over its limit, and banned when bans are on.
 #[inline(always)]
-fn over_then_ban(conforms: bool, state: &mut LimiterState, config: &Config, now: u64) -> bool {
+fn over_then_ban(conforms: bool, state: &LimiterCell, config: &Config, now: u64) -> bool {
     if !conforms && config.ban_ns != 0 {
-        state.banned_until_ns = now + config.ban_ns;
+        state.banned_until_ns.store(now + config.ban_ns);
     }
     !conforms
 }

@@ -3,7 +3,10 @@
 // On the host (clippy, `cargo check --workspace`) these are ordinary std binaries.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
+// Shared map words are read, written and counted with BPF assembly (see `cells`).
+#![cfg_attr(target_arch = "bpf", feature(asm_experimental_arch))]
 
+mod cells;
 mod clock;
 mod egress;
 mod events;
@@ -83,7 +86,8 @@ pub fn mirror_xdp(ctx: XdpContext) -> u32 {
 #[inline(always)]
 fn count(verdict: &Verdict, bytes: u64) {
     if let Some(counter) = STATS.get_ptr_mut(stats_index(verdict.reason, verdict.drop)) {
-        // SAFETY: per-CPU slot, no concurrent writer.
+        // SAFETY: a pointer from a lookup of this per-CPU map, valid for the program run;
+        // only this CPU's program run writes the slot, so plain adds are exact.
         unsafe {
             (*counter).packets += 1;
             (*counter).bytes += bytes;
@@ -92,7 +96,7 @@ fn count(verdict: &Verdict, bytes: u64) {
     if let Some(slot) = verdict.port_slot
         && let Some(counter) = PORT_STATS.get_ptr_mut(slot)
     {
-        // SAFETY: as above.
+        // SAFETY: as for STATS above: a per-CPU slot of this program run.
         unsafe {
             if verdict.drop {
                 (*counter).drop_packets += 1;

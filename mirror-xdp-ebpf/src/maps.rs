@@ -1,14 +1,17 @@
 //! The BPF maps, shared by the XDP and egress programs. Names and layouts come from
-//! `mirror-xdp-common`; user space pins them after loading.
+//! `mirror-xdp-common`; user space pins them after loading. Values that several CPUs write
+//! at once are atomics (see `cells`).
 
 use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray},
 };
 use mirror_xdp_common::{
-    Config, Counter, FlowKey, FlowState, FromKeyV4, FromKeyV6, LimiterKey, LimiterState, LiveEntry,
-    PortCounter, PortEntry, SourceEntry, SourceKeyV4, SourceKeyV6, capacity,
+    Config, Counter, FlowKey, FromKeyV4, FromKeyV6, LimiterKey, PortCounter, PortEntry,
+    SourceEntry, SourceKeyV4, SourceKeyV6, capacity,
 };
+
+use crate::cells::{FlowCell, LimiterCell, LiveCell, SharedU64};
 
 #[map(name = "mx_config_v2")]
 pub static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
@@ -33,19 +36,17 @@ pub static SOURCES_V6: HashMap<SourceKeyV6, SourceEntry> =
     HashMap::with_max_entries(capacity::SOURCES_V6, 0);
 
 #[map(name = "mx_lallow4_v1")]
-pub static LIVE_ALLOW_V4: LpmTrie<[u8; 4], LiveEntry> =
-    LpmTrie::with_max_entries(capacity::LIVE, 0);
+pub static LIVE_ALLOW_V4: LpmTrie<[u8; 4], LiveCell> = LpmTrie::with_max_entries(capacity::LIVE, 0);
 
 #[map(name = "mx_lallow6_v1")]
-pub static LIVE_ALLOW_V6: LpmTrie<[u8; 16], LiveEntry> =
+pub static LIVE_ALLOW_V6: LpmTrie<[u8; 16], LiveCell> =
     LpmTrie::with_max_entries(capacity::LIVE, 0);
 
 #[map(name = "mx_ldeny4_v1")]
-pub static LIVE_DENY_V4: LpmTrie<[u8; 4], LiveEntry> = LpmTrie::with_max_entries(capacity::LIVE, 0);
+pub static LIVE_DENY_V4: LpmTrie<[u8; 4], LiveCell> = LpmTrie::with_max_entries(capacity::LIVE, 0);
 
 #[map(name = "mx_ldeny6_v1")]
-pub static LIVE_DENY_V6: LpmTrie<[u8; 16], LiveEntry> =
-    LpmTrie::with_max_entries(capacity::LIVE, 0);
+pub static LIVE_DENY_V6: LpmTrie<[u8; 16], LiveCell> = LpmTrie::with_max_entries(capacity::LIVE, 0);
 
 #[map(name = "mx_from4_v1")]
 pub static FROM_V4: LpmTrie<FromKeyV4, u32> = LpmTrie::with_max_entries(capacity::FROM_V4, 0);
@@ -54,17 +55,18 @@ pub static FROM_V4: LpmTrie<FromKeyV4, u32> = LpmTrie::with_max_entries(capacity
 pub static FROM_V6: LpmTrie<FromKeyV6, u32> = LpmTrie::with_max_entries(capacity::FROM_V6, 0);
 
 #[map(name = "mx_flows_v1")]
-pub static FLOWS: LruHashMap<FlowKey, FlowState> = LruHashMap::with_max_entries(capacity::FLOWS, 0);
+pub static FLOWS: LruHashMap<FlowKey, FlowCell> = LruHashMap::with_max_entries(capacity::FLOWS, 0);
 
 /// Per (protocol, local port): a recent flow's time, so most packets skip the flow table.
 #[map(name = "mx_fports_v1")]
-pub static FLOW_PORTS: Array<u64> = Array::with_max_entries(capacity::PORTS, 0);
+pub static FLOW_PORTS: Array<SharedU64> = Array::with_max_entries(capacity::PORTS, 0);
 
 #[map(name = "mx_limits_v1")]
-pub static LIMITS: LruHashMap<LimiterKey, LimiterState> =
+pub static LIMITS: LruHashMap<LimiterKey, LimiterCell> =
     LruHashMap::with_max_entries(capacity::LIMITS, 0);
 
-/// Limiter entries created, per CPU (evictions = created - present).
+/// Limiter entries created, per CPU (evictions = created - present). Per-CPU maps are
+/// written without atomics: only their CPU's program run touches a slot.
 #[map(name = "mx_limnew_v1")]
 pub static LIMITER_NEW: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
@@ -80,4 +82,4 @@ pub static PORT_STATS: PerCpuArray<PortCounter> = PerCpuArray::with_max_entries(
 
 /// When a SYN last went to the kernel, per (family, TCP port): the SYN cookie keepalive.
 #[map(name = "mx_synka_v1")]
-pub static SYN_KEEPALIVE: Array<u64> = Array::with_max_entries(capacity::SYN_KEEPALIVE, 0);
+pub static SYN_KEEPALIVE: Array<SharedU64> = Array::with_max_entries(capacity::SYN_KEEPALIVE, 0);

@@ -2,15 +2,34 @@
 //!
 //! Follows docs/semantics.md to the byte: up to two VLAN tags, IPv4 with any IHL and
 //! fragments, IPv6 with a bounded extension chain, TCP (data offset checked), UDP, ICMP.
+//! Header layouts (field offsets, lengths) come from `network-types`, protocol numbers from
+//! `mirror_xdp_common::wire`. Headers are read as whole words, their fields picked out of
+//! the words (see [`packet_load`] for why).
 
-use core::mem::size_of;
+use core::mem::{offset_of, size_of};
 
-use mirror_xdp_common::{MAX_IPV6_EXT_HEADERS, ipproto};
+use mirror_xdp_common::wire::{
+    ETH_HLEN, ICMP_HLEN, IPV4_FRAG_OFFSET, IPV4_MIN_HLEN, IPV6_FRAG_OFFSET, IPV6_HLEN,
+    MAX_IPV6_EXT_HEADERS, MAX_VLAN_TAGS, TCP_MIN_HLEN, UDP_HLEN, VLAN_TAG_LEN, ethertype, ipproto,
+};
+use network_types::{
+    eth::EthHdr,
+    icmp::Icmpv4Hdr,
+    ip::{Ipv4Hdr, Ipv6Hdr},
+    tcp::TcpHdr,
+    udp::UdpHdr,
+    vlan::VlanHdr,
+};
 
-const ETH_P_IPV4: u16 = 0x0800;
-const ETH_P_IPV6: u16 = 0x86DD;
-const ETH_P_8021Q: u16 = 0x8100;
-const ETH_P_8021AD: u16 = 0x88A8;
+// The wire module and network-types agree on the header lengths.
+const _: () = {
+    assert!(EthHdr::LEN == ETH_HLEN);
+    assert!(VlanHdr::LEN == VLAN_TAG_LEN);
+    assert!(Ipv4Hdr::LEN == IPV4_MIN_HLEN);
+    assert!(Ipv6Hdr::LEN == IPV6_HLEN);
+    assert!(TcpHdr::LEN == TCP_MIN_HLEN);
+    assert!(UdpHdr::LEN == UDP_HLEN);
+};
 
 /// What the L4 part of a packet is.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -94,15 +113,13 @@ impl Frame {
         Some((self.start + off) as *const T)
     }
 
-    /// Reads the `T` at `off`: header words as `u16`/`u32` arrays, so that LLVM emits word
-    /// loads instead of one load per byte. XDP does not align headers, and Rust would
-    /// have these reads aligned; the verifier allows unaligned packet reads on the CPUs
-    /// whose JIT does them natively (x86-64, arm64: not strict-alignment), as every C XDP
-    /// program reading `iph->saddr` relies on.
+    /// Reads the `T` (a word or an array of words) at `off`, if it lies inside the frame.
     #[inline(always)]
     fn read<T: Copy>(&self, off: usize) -> Option<T> {
-        // SAFETY: ptr_at checked that the whole T lies inside the packet.
-        self.ptr_at::<T>(off).map(|p| unsafe { *p })
+        let p = self.ptr_at::<T>(off)?;
+        // SAFETY: `ptr_at` checked against the frame's end that the whole `T` lies inside
+        // the packet; every `T` read here is integers.
+        Some(unsafe { packet_load(p) })
     }
 
     #[inline(always)]
@@ -122,51 +139,47 @@ pub fn parse(frame: &Frame) -> Parsed {
 
 #[inline(always)]
 fn parse_inner(frame: &Frame) -> Option<Parsed> {
-    let eth: [u16; 7] = frame.read(0)?;
-    let mut ethertype = u16::from_be(eth[6]);
-    let mut off = 14usize;
+    let mut ethertype = u16::from_be(frame.read(offset_of!(EthHdr, ether_type))?);
+    let mut off = ETH_HLEN;
     // Up to two VLAN tags; a third is malformed so stacked tags cannot smuggle a packet.
-    for _ in 0..2 {
-        if ethertype != ETH_P_8021Q && ethertype != ETH_P_8021AD {
+    for _ in 0..MAX_VLAN_TAGS {
+        if ethertype != ethertype::VLAN && ethertype != ethertype::QINQ {
             break;
         }
-        let tag: [u16; 2] = frame.read(off)?;
-        ethertype = u16::from_be(tag[1]);
-        off += 4;
+        ethertype = u16::from_be(frame.read(off + offset_of!(VlanHdr, ether_type))?);
+        off += VLAN_TAG_LEN;
     }
     match ethertype {
-        ETH_P_IPV4 => parse_ipv4(frame, off).map(Parsed::Ip),
-        ETH_P_IPV6 => parse_ipv6(frame, off).map(Parsed::Ip),
-        ETH_P_8021Q | ETH_P_8021AD => None,
+        ethertype::IPV4 => parse_ipv4(frame, off).map(Parsed::Ip),
+        ethertype::IPV6 => parse_ipv6(frame, off).map(Parsed::Ip),
+        ethertype::VLAN | ethertype::QINQ => None,
         _ => Some(Parsed::NonIp),
     }
 }
 
 #[inline(always)]
 fn parse_ipv4(frame: &Frame, o: usize) -> Option<Packet> {
-    let h: [u32; 5] = frame.read(o)?;
-    let [version_ihl, _, total_hi, total_lo] = h[0].to_ne_bytes();
+    let h: [u32; IPV4_MIN_HLEN / 4] = frame.read(o)?;
+    let version_ihl = byte(&h, offset_of!(Ipv4Hdr, vihl));
     if version_ihl >> 4 != 4 {
         return None;
     }
     let hlen = ((version_ihl & 0x0F) as usize) * 4;
-    if hlen < 20 {
+    if hlen < IPV4_MIN_HLEN {
         return None;
     }
-    let total = u16::from_be_bytes([total_hi, total_lo]) as usize;
+    let total = be16(&h, offset_of!(Ipv4Hdr, tot_len)) as usize;
     if total < hlen || o + total > frame.len() as usize {
         return None;
     }
-    let [_, _, frag_hi, frag_lo] = h[1].to_ne_bytes();
     let mut pkt = Packet::new(
         false,
-        v4_addr(h[3]),
-        v4_addr(h[4]),
-        h[2].to_ne_bytes()[1],
+        v4_addr(word(&h, offset_of!(Ipv4Hdr, src_addr))),
+        v4_addr(word(&h, offset_of!(Ipv4Hdr, dst_addr))),
+        byte(&h, offset_of!(Ipv4Hdr, proto)),
         o,
     );
-    let frag_offset = u16::from_be_bytes([frag_hi, frag_lo]) & 0x1FFF;
-    if frag_offset != 0 {
+    if be16(&h, offset_of!(Ipv4Hdr, frags)) & IPV4_FRAG_OFFSET != 0 {
         pkt.l4 = L4::Fragment;
         return Some(pkt);
     }
@@ -179,20 +192,21 @@ fn parse_ipv4(frame: &Frame, o: usize) -> Option<Packet> {
 fn parse_ipv6(frame: &Frame, o: usize) -> Option<Packet> {
     // Read in pieces rather than one 40-byte copy: the BPF stack is 512 bytes.
     let h: [u32; 2] = frame.read(o)?;
-    let [version, ..] = h[0].to_ne_bytes();
-    let [payload_hi, payload_lo, next_header, _] = h[1].to_ne_bytes();
+    let version = byte(&h, offset_of!(Ipv6Hdr, vcf));
     if version >> 4 != 6 {
         return None;
     }
-    let payload = u16::from_be_bytes([payload_hi, payload_lo]) as usize;
-    let end = o + 40 + payload;
+    let payload = be16(&h, offset_of!(Ipv6Hdr, payload_len)) as usize;
+    let end = o + IPV6_HLEN + payload;
     if payload == 0 || end > frame.len() as usize {
         return None;
     }
-    let src = v6_addr(frame.read(o + 8)?);
-    let mut pkt = Packet::new(true, src, v6_addr(frame.read(o + 24)?), 0, o);
+    let src = v6_addr(frame.read(o + offset_of!(Ipv6Hdr, src_addr))?);
+    let dst = v6_addr(frame.read(o + offset_of!(Ipv6Hdr, dst_addr))?);
+    let mut pkt = Packet::new(true, src, dst, 0, o);
+    let next_header = byte(&h, offset_of!(Ipv6Hdr, next_hdr));
     let mut next = next_header;
-    let mut cur = o + 40;
+    let mut cur = o + IPV6_HLEN;
     for _ in 0..MAX_IPV6_EXT_HEADERS {
         let len = match next {
             ipproto::HOPOPTS | ipproto::ROUTING | ipproto::DSTOPTS => {
@@ -210,7 +224,7 @@ fn parse_ipv6(frame: &Frame, o: usize) -> Option<Packet> {
                     return None;
                 }
                 let [b0, _, b2, b3] = frame.read::<[u32; 2]>(cur)?[0].to_ne_bytes();
-                if u16::from_be_bytes([b2, b3]) & 0xFFF8 != 0 {
+                if u16::from_be_bytes([b2, b3]) & IPV6_FRAG_OFFSET != 0 {
                     pkt.proto = b0;
                     pkt.l4 = L4::Fragment;
                     return Some(pkt);
@@ -249,38 +263,89 @@ fn is_ipv6_extension(next: u8) -> bool {
 fn parse_l4(frame: &Frame, off: usize, end: usize, icmp: u8, pkt: &mut Packet) -> Option<()> {
     let proto = pkt.proto;
     if proto == ipproto::TCP {
-        if off + 20 > end {
+        if off + TCP_MIN_HLEN > end {
             return None;
         }
+        // The words up to the data offset and flags bytes (`_bitfield_1`).
         let t: [u32; 4] = frame.read(off)?;
-        let [doff_byte, flags, ..] = t[3].to_ne_bytes();
-        let doff = (doff_byte >> 4) as usize * 4;
-        if doff < 20 || off + doff > end {
+        let doff_at = offset_of!(TcpHdr, _bitfield_1);
+        let doff = (byte(&t, doff_at) >> 4) as usize * 4;
+        if doff < TCP_MIN_HLEN || off + doff > end {
             return None;
         }
-        let [s0, s1, d0, d1] = t[0].to_ne_bytes();
         pkt.l4 = L4::Tcp;
-        pkt.sport = [s0, s1];
-        pkt.dport = [d0, d1];
-        pkt.tcp_flags = flags;
+        pkt.sport = byte_pair(&t, offset_of!(TcpHdr, source));
+        pkt.dport = byte_pair(&t, offset_of!(TcpHdr, dest));
+        pkt.tcp_flags = byte(&t, doff_at + 1);
     } else if proto == ipproto::UDP {
-        if off + 8 > end {
+        if off + UDP_HLEN > end {
             return None;
         }
-        let [s0, s1, d0, d1] = frame.read::<u32>(off)?.to_ne_bytes();
+        let u: [u32; 1] = frame.read(off)?;
         pkt.l4 = L4::Udp;
-        pkt.sport = [s0, s1];
-        pkt.dport = [d0, d1];
+        pkt.sport = byte_pair(&u, offset_of!(UdpHdr, src));
+        pkt.dport = byte_pair(&u, offset_of!(UdpHdr, dst));
     } else if proto == icmp {
-        if off + 4 > end {
+        if off + ICMP_HLEN > end {
             return None;
         }
         // Four bytes, not one: a one-byte check compiles to a form the verifier cannot use.
-        let c: u32 = frame.read(off)?;
+        // ICMP and ICMPv6 share the layout of these bytes.
+        let c: [u32; 1] = frame.read(off)?;
         pkt.l4 = L4::Icmp;
-        pkt.icmp_type = c.to_ne_bytes()[0];
+        pkt.icmp_type = byte(&c, offset_of!(Icmpv4Hdr, type_));
     }
     Some(())
+}
+
+/// The byte at `at` of header words read in memory order (`at` constant: this folds to a
+/// shift of the word).
+#[inline(always)]
+fn byte<const N: usize>(words: &[u32; N], at: usize) -> u8 {
+    words[at / 4].to_ne_bytes()[at % 4]
+}
+
+/// The two bytes at `at` (even) as they stand in the packet.
+#[inline(always)]
+fn byte_pair<const N: usize>(words: &[u32; N], at: usize) -> [u8; 2] {
+    [byte(words, at), byte(words, at + 1)]
+}
+
+/// The big-endian 16-bit field at `at` (even).
+#[inline(always)]
+fn be16<const N: usize>(words: &[u32; N], at: usize) -> u16 {
+    u16::from_be_bytes(byte_pair(words, at))
+}
+
+/// The 32-bit field at `at` (a multiple of 4), in memory order.
+#[inline(always)]
+fn word<const N: usize>(words: &[u32; N], at: usize) -> u32 {
+    words[at / 4]
+}
+
+/// Loads the `T` at `p` from packet memory with plain (`T`-aligned) BPF loads.
+///
+/// XDP does not align headers: behind a 14-byte Ethernet header the IP header's words sit
+/// at 2 mod 4. `ptr::read_unaligned` would make LLVM's BPF backend load them byte by byte,
+/// four loads and three shifts and ors per address word, on every packet. A typed load
+/// compiles to one `ldxw`, as `iph->saddr` does in a C XDP program.
+///
+/// That is sound on the verifier's terms: it accepts an unaligned packet load unless the
+/// program asks for strict alignment (`BPF_F_STRICT_ALIGNMENT`, never set here) or the
+/// kernel lacks `CONFIG_HAVE_EFFICIENT_UNALIGNED_ACCESS` (x86-64 and arm64 have it), and the
+/// JIT emits a native load that the CPU does unaligned. Where that does not hold, the
+/// verifier refuses the program at load time: it never runs a misread.
+///
+/// # Safety
+/// `p` points to `size_of::<T>()` bytes inside the packet, checked against `data_end` (as
+/// the verifier demands too); `T` is integers or arrays of integers. For the Rust abstract
+/// machine this is an aligned read of a possibly unaligned address: sound only because the
+/// BPF backend lowers it to single load instructions whose unaligned behaviour the verifier
+/// and the JIT define as above. Nothing but [`Frame::read`] uses it.
+#[inline(always)]
+unsafe fn packet_load<T: Copy>(p: *const T) -> T {
+    // SAFETY: as the caller promises, and see above.
+    unsafe { *p }
 }
 
 /// An IPv4 address word as the 16 address bytes of a `Packet` (the rest zero).
@@ -291,6 +356,6 @@ fn v4_addr(word: u32) -> [u8; 16] {
 
 #[inline(always)]
 fn v6_addr(words: [u32; 4]) -> [u8; 16] {
-    // SAFETY: plain bytes, same size.
+    // SAFETY: four words are sixteen bytes, and any bytes are valid `u8`s.
     unsafe { core::mem::transmute(words) }
 }

@@ -3,7 +3,7 @@
 
 use aya_ebpf::maps::lpm_trie::Key;
 use mirror_xdp_common::{
-    Config, LiveEntry, SourceEntry, SourceKeyV4, SourceKeyV6, config_flag, source_flag,
+    Config, SourceEntry, SourceKeyV4, SourceKeyV6, config_flag, source_flag,
     sources::{BLOCK_DEEPER, TIERS_V6, block_position, mask_v4, mask_v6_bytes},
 };
 
@@ -89,7 +89,8 @@ fn tier_v4(addr: [u8; 4], tier: u32) -> Option<SourceEntry> {
         tier,
         addr: mask_v4(addr, tier),
     };
-    // SAFETY: the value is copied out; a concurrent update rewrites it whole.
+    // SAFETY: the value is copied out at once; only user space writes these entries, and
+    // it fills a new generation's table before the program that reads it is attached.
     unsafe { SOURCES_V4.get(key) }.copied()
 }
 
@@ -99,7 +100,7 @@ fn tier_v6(addr: &[u8; 16], tier: u32) -> Option<SourceEntry> {
         tier,
         addr: mask_v6_bytes(*addr, tier),
     };
-    // SAFETY: as above.
+    // SAFETY: as in `tier_v4`.
     unsafe { SOURCES_V6.get(key) }.copied()
 }
 
@@ -112,7 +113,7 @@ fn live_allowed(pkt: &Packet) -> bool {
     };
     match entry {
         Some(entry) => {
-            count_hit(entry);
+            entry.count_hit();
             true
         }
         None => false,
@@ -127,19 +128,10 @@ fn live_denied(pkt: &Packet, now: u64) -> bool {
         LIVE_DENY_V4.get(Key::new(32, v4(pkt.src)))
     };
     match entry {
-        Some(entry) if now < entry.expires_ns => {
-            count_hit(entry);
+        Some(entry) if now < entry.expires_ns() => {
+            entry.count_hit();
             true
         }
         _ => false,
     }
-}
-
-/// Counts a hit. Not atomic (the bpf target has no atomic add in stable Rust): two CPUs
-/// hitting one entry at the same instant may count once; good enough for "is it used".
-#[inline(always)]
-fn count_hit(entry: &LiveEntry) {
-    let hits = &entry.hits as *const u64 as *mut u64;
-    // SAFETY: the map value lives as long as the program run.
-    unsafe { hits.write_volatile(hits.read_volatile() + 1) };
 }

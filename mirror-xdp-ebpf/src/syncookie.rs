@@ -87,9 +87,10 @@ fn answer_v4(start: usize, end: usize, ip_off: usize) -> Option<usize> {
     if !fits(th, TCP_BARE, end) {
         return None;
     }
-    // SAFETY (helper calls): each branch proved its constant length inside the packet.
-    let cookie = |len: usize| unsafe {
-        bpf_tcp_raw_gen_syncookie_ipv4(ip as *mut iphdr, th as *mut tcphdr, len as u32)
+    let cookie = |len: usize| {
+        // SAFETY: `by_header_length` calls this only in a branch that proved `len` bytes
+        // at `th` inside the packet; the IP header before them was checked by `fits` too.
+        unsafe { bpf_tcp_raw_gen_syncookie_ipv4(ip as *mut iphdr, th as *mut tcphdr, len as u32) }
     };
     let doff = get8(th + 12) >> 4;
     let value = by_header_length(th, end, doff, cookie)?;
@@ -108,9 +109,10 @@ fn answer_v6(start: usize, end: usize, ip_off: usize) -> Option<usize> {
     if !fits(th, TCP_BARE, end) {
         return None;
     }
-    // SAFETY (helper calls): each branch proved its constant length inside the packet.
-    let cookie = |len: usize| unsafe {
-        bpf_tcp_raw_gen_syncookie_ipv6(ip as *mut ipv6hdr, th as *mut tcphdr, len as u32)
+    let cookie = |len: usize| {
+        // SAFETY: `by_header_length` calls this only in a branch that proved `len` bytes
+        // at `th` inside the packet; the IP header before them was checked by `fits` too.
+        unsafe { bpf_tcp_raw_gen_syncookie_ipv6(ip as *mut ipv6hdr, th as *mut tcphdr, len as u32) }
     };
     let doff = get8(th + 12) >> 4;
     let value = by_header_length(th, end, doff, cookie)?;

@@ -9,6 +9,7 @@ use mirror_xdp_common::{
 };
 
 use crate::{
+    cells::{LimiterCell, SharedU64},
     clock, limits,
     maps::{FLOW_PORTS, FLOWS, FROM_V4, FROM_V6, PORTS},
     parse::{L4, Packet},
@@ -69,11 +70,8 @@ pub fn judge(pkt: &Packet, config: &Config) -> Verdict {
     if flags & (config_flag::LIMIT_PPS | config_flag::LIMIT_SYN) != 0
         && let Some(state) = limits::limiter(pkt, config)
     {
-        // SAFETY: a pointer from a map lookup is valid for this program run; concurrent
-        // updates of one source from two CPUs can only blur its bucket, never corrupt memory.
-        let state = unsafe { &mut *state };
         let now = clock::now(config);
-        if now < state.banned_until_ns {
+        if now < state.banned_until_ns.load() {
             return Verdict::new(Reason::Banned, true);
         }
         if flags & config_flag::LIMIT_PPS != 0 && limits::over_pps(state, config, now) {
@@ -130,12 +128,7 @@ pub fn judge(pkt: &Packet, config: &Config) -> Verdict {
 /// instead (if its headers allow), except the keepalive SYN that goes to the kernel. Not
 /// inlined: the main program's stack plus the limiter's must stay within 512 bytes.
 #[inline(never)]
-fn syn_verdict(
-    pkt: &Packet,
-    limiter: Option<&mut mirror_xdp_common::LimiterState>,
-    config: &Config,
-    now: u64,
-) -> Verdict {
+fn syn_verdict(pkt: &Packet, limiter: Option<&LimiterCell>, config: &Config, now: u64) -> Verdict {
     if config.flags & config_flag::LIMIT_SYN != 0
         && let Some(state) = limiter
         && limits::over_source_syn(state, config, now)
@@ -196,11 +189,10 @@ fn from_allows(pkt: &Packet, entry: &PortEntry) -> bool {
 /// time in the flow-ports array rules out most packets without touching the flow table.
 #[inline(always)]
 fn is_return(pkt: &Packet, config: &Config, index: u32) -> bool {
-    let Some(port_seen) = FLOW_PORTS.get_ptr_mut(index) else {
+    let Some(port_seen) = FLOW_PORTS.get(index) else {
         return false;
     };
-    // SAFETY: a pointer from a map lookup is valid for this program run.
-    let seen = unsafe { *port_seen };
+    let seen = port_seen.load();
     if seen == 0 {
         return false;
     }
@@ -216,26 +208,28 @@ fn is_return(pkt: &Packet, config: &Config, index: u32) -> bool {
 /// out, and the port's time, at most once a second. On the coarse clock: a flow may
 /// outlive its idle time by a clock tick (a few ms), and the packet costs one clock read.
 #[inline(never)]
-fn fresh_flow(pkt: &Packet, now: u64, port_seen: *mut u64) -> bool {
+fn fresh_flow(pkt: &Packet, now: u64, port_seen: &SharedU64) -> bool {
     let key = FlowKey::new(
         (pkt.dst, pkt.dport),
         (pkt.src, pkt.sport),
         pkt.proto,
         pkt.v6,
     );
-    let Some(state) = FLOWS.get_ptr_mut(key) else {
+    let Some(state) = FLOWS.get_ptr(key) else {
         return false;
     };
-    // SAFETY: pointers from map lookups are valid for this program run; a concurrent
-    // update only changes a timestamp, and any of the values written is fine.
-    unsafe {
-        let last = (*state).last_seen_ns;
-        if now > last && now - last >= flow_idle_ns(pkt.proto) {
-            return false;
-        }
-        (*state).last_seen_ns = now;
-        refresh_port(port_seen, now);
+    // SAFETY: a pointer from a map lookup stays valid for the program run (the LRU map's
+    // elements are preallocated and recycled, never freed, while the program holds the map);
+    // the reference does not outlive this call. The word is a `SharedU64`: other CPUs may
+    // write it meanwhile, an evicted and reused element included.
+    let last_seen = unsafe { &(*state).last_seen_ns };
+    let last = last_seen.load();
+    if now > last && now - last >= flow_idle_ns(pkt.proto) {
+        return false;
     }
+    // Racing CPUs each store a recent time: any of them will do.
+    last_seen.store(now);
+    refresh_port(port_seen, now);
     true
 }
 
@@ -248,16 +242,11 @@ fn flow_idle_ns(proto: u8) -> u64 {
     }
 }
 
-/// Moves a port's time forward to `now` if it is more than a second behind.
-///
-/// # Safety
-/// `port_seen` comes from a flow-ports map lookup in this program run.
+/// Moves a port's time forward to `now` if it is more than a second behind. Racing CPUs
+/// each store a recent time: any of them will do.
 #[inline(always)]
-pub unsafe fn refresh_port(port_seen: *mut u64, now: u64) {
-    // SAFETY: as the caller promises.
-    unsafe {
-        if now > *port_seen + 1_000_000_000 {
-            *port_seen = now;
-        }
+pub fn refresh_port(port_seen: &SharedU64, now: u64) {
+    if now > port_seen.load() + 1_000_000_000 {
+        port_seen.store(now);
     }
 }

@@ -123,6 +123,11 @@ impl TestProgram {
             .expect("loaded in TestProgram::load")
     }
 
+    /// The loaded program, for tests that run it from several threads at once.
+    pub fn xdp(&mut self) -> &Xdp {
+        self.program()
+    }
+
     /// Runs the program once on `frame` and returns its XDP action.
     pub fn run(&mut self, frame: &[u8]) -> Result<u32, TestRunError> {
         let mut opts = TestRunOptions::new();

@@ -5,6 +5,8 @@
 #![cfg_attr(target_arch = "bpf", no_main)]
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
+// Dependencies of the package's other programs; these bare ones need none of them.
+use {mirror_xdp_common as _, network_types as _};
 
 #[xdp]
 pub fn bare_drop(_ctx: XdpContext) -> u32 {

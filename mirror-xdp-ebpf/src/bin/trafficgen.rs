@@ -12,9 +12,18 @@
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 
+use core::mem::offset_of;
+
 use aya_ebpf::{
     bindings::xdp_action, helpers::bpf_get_prandom_u32, macros::map, macros::xdp, maps::Array,
     programs::XdpContext,
+};
+use mirror_xdp_common::wire::{ETH_HLEN, IPV4_MIN_HLEN, IPV6_HLEN, ethertype, ipproto};
+use network_types::{
+    eth::EthHdr,
+    ip::{Ipv4Hdr, Ipv6Hdr},
+    tcp::TcpHdr,
+    udp::UdpHdr,
 };
 
 const SETTING_SRC_BITS: u32 = 0;
@@ -22,11 +31,13 @@ const SETTING_FLAGS: u32 = 1;
 const FLAG_RANDOM_SPORT: u32 = 1;
 const FLAG_RANDOM_SEQ: u32 = 2;
 
-const ETH_LEN: usize = 14;
-const IPV4_L4: usize = ETH_LEN + 20;
-const IPV6_L4: usize = ETH_LEN + 40;
-const PROTO_TCP: u8 = 6;
-const PROTO_UDP: u8 = 17;
+const ETH_LEN: usize = ETH_HLEN;
+const IPV4_L4: usize = ETH_LEN + IPV4_MIN_HLEN;
+const IPV6_L4: usize = ETH_LEN + IPV6_HLEN;
+const PROTO_TCP: u8 = ipproto::TCP;
+const PROTO_UDP: u8 = ipproto::UDP;
+/// The last 32 bits of the IPv6 source address: the word this generator randomises.
+const IPV6_SRC_LOW_WORD: usize = offset_of!(Ipv6Hdr, src_addr) + 12;
 
 #[map(name = "tg_settings")]
 static SETTINGS: Array<u32> = Array::with_max_entries(2, 0);
@@ -94,26 +105,32 @@ fn halves(v: [u8; 4]) -> [u16; 2] {
 }
 
 fn rewrite(ctx: &XdpContext) -> Option<()> {
-    // SAFETY (all dereferences below): `at` checked each pointer's bounds.
-    let ethertype = unsafe { *at::<2>(ctx, 12)? };
+    let ethertype_at = at::<2>(ctx, offset_of!(EthHdr, ether_type))?;
+    // SAFETY: `at` checked the bounds; [u8; N] has alignment 1 (so for every `at` below).
+    let ethertype = u16::from_be_bytes(unsafe { *ethertype_at });
     let (v6, proto, src_off, l4) = match ethertype {
-        [0x08, 0x00] => (
-            false,
-            unsafe { (*at::<1>(ctx, ETH_LEN + 9)?)[0] },
-            26,
-            IPV4_L4,
-        ),
-        [0x86, 0xdd] => (
-            true,
-            unsafe { (*at::<1>(ctx, ETH_LEN + 6)?)[0] },
-            34,
-            IPV6_L4,
-        ),
+        ethertype::IPV4 => {
+            let proto = at::<1>(ctx, ETH_LEN + offset_of!(Ipv4Hdr, proto))?;
+            // SAFETY: as above.
+            let proto = unsafe { (*proto)[0] };
+            (
+                false,
+                proto,
+                ETH_LEN + offset_of!(Ipv4Hdr, src_addr),
+                IPV4_L4,
+            )
+        }
+        ethertype::IPV6 => {
+            let next = at::<1>(ctx, ETH_LEN + offset_of!(Ipv6Hdr, next_hdr))?;
+            // SAFETY: as above.
+            let next = unsafe { (*next)[0] };
+            (true, next, ETH_LEN + IPV6_SRC_LOW_WORD, IPV6_L4)
+        }
         _ => return None,
     };
     let check_off = match proto {
-        PROTO_TCP => l4 + 16,
-        PROTO_UDP => l4 + 6,
+        PROTO_TCP => l4 + offset_of!(TcpHdr, check),
+        PROTO_UDP => l4 + offset_of!(UdpHdr, check),
         _ => return None,
     };
     let l4_check = at::<2>(ctx, check_off)?;
@@ -123,6 +140,7 @@ fn rewrite(ctx: &XdpContext) -> Option<()> {
     // The source address word (IPv4's address, IPv6's last 32 bits).
     let bits = setting(SETTING_SRC_BITS);
     let src = at::<4>(ctx, src_off)?;
+    // SAFETY: as above.
     let before = unsafe { *src };
     let mask: u32 = match bits {
         0 => 0,
@@ -131,6 +149,7 @@ fn rewrite(ctx: &XdpContext) -> Option<()> {
     };
     let keep = u32::from_be_bytes(before) & !mask;
     let after = (keep | (random() & mask)).to_be_bytes();
+    // SAFETY: as above.
     unsafe { *src = after };
     [old[0], old[1]] = halves(before);
     [new[0], new[1]] = halves(after);
@@ -145,13 +164,15 @@ fn rewrite(ctx: &XdpContext) -> Option<()> {
         set_word(sport, new[2]);
     }
     if proto == PROTO_TCP {
-        let seq = at::<4>(ctx, l4 + 4)?;
+        let seq = at::<4>(ctx, l4 + offset_of!(TcpHdr, seq))?;
+        // SAFETY: as above.
         let before = unsafe { *seq };
         let after = if flags & FLAG_RANDOM_SEQ != 0 {
             random().to_ne_bytes()
         } else {
             before
         };
+        // SAFETY: as above.
         unsafe { *seq = after };
         [old[3], old[4]] = halves(before);
         [new[3], new[4]] = halves(after);
@@ -169,7 +190,7 @@ fn rewrite(ctx: &XdpContext) -> Option<()> {
     }
     // Of the changed words only the address lies in the IPv4 header.
     if !v6 {
-        let ip_check = at::<2>(ctx, ETH_LEN + 10)?;
+        let ip_check = at::<2>(ctx, ETH_LEN + offset_of!(Ipv4Hdr, check))?;
         set_word(ip_check, csum_update(word(ip_check), &old[..2], &new[..2]));
     }
     Some(())

@@ -9,30 +9,17 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::checksum::checksum;
 
-pub const ETHERTYPE_VLAN: u16 = 0x8100;
-pub const ETHERTYPE_QINQ: u16 = 0x88A8;
-const ETHERTYPE_IPV4: u16 = 0x0800;
-const ETHERTYPE_IPV6: u16 = 0x86DD;
-
-pub const PROTO_TCP: u8 = 6;
-pub const PROTO_UDP: u8 = 17;
-pub const PROTO_IPIP: u8 = 4;
-pub const PROTO_IPV6: u8 = 41;
-pub const HOPOPTS: u8 = 0;
-pub const ROUTING: u8 = 43;
-pub const FRAGMENT: u8 = 44;
-pub const AH: u8 = 51;
-pub const DSTOPTS: u8 = 60;
-
-/// TCP flag bits.
-pub mod flag {
-    pub const FIN: u8 = 0x01;
-    pub const SYN: u8 = 0x02;
-    pub const RST: u8 = 0x04;
-    pub const PSH: u8 = 0x08;
-    pub const ACK: u8 = 0x10;
-    pub const URG: u8 = 0x20;
-}
+pub use mirror_xdp_common::wire::{
+    ethertype::{
+        IPV4 as ETHERTYPE_IPV4, IPV6 as ETHERTYPE_IPV6, QINQ as ETHERTYPE_QINQ,
+        VLAN as ETHERTYPE_VLAN,
+    },
+    ipproto::{
+        AH, DSTOPTS, FRAGMENT, HOPOPTS, IPIP as PROTO_IPIP, IPV6 as PROTO_IPV6, ROUTING,
+        TCP as PROTO_TCP, UDP as PROTO_UDP,
+    },
+    tcp_flag as flag,
+};
 
 /// The audit's source port: high and fixed, so no rule or return flow is likely to meet it.
 pub const SOURCE_PORT: u16 = 47_391;

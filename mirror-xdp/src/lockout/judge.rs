@@ -4,7 +4,10 @@
 use std::net::{IpAddr, SocketAddr};
 
 use ipnet::IpNet;
-use mirror_xdp_common::Reason;
+use mirror_xdp_common::{
+    Reason,
+    wire::{IPV4_DONT_FRAGMENT, ethertype, ipproto},
+};
 
 use super::sessions::{Origin, Session};
 use crate::compile;
@@ -137,11 +140,13 @@ pub fn segment(client: SocketAddr, server: SocketAddr, flags: u8) -> Vec<u8> {
     let mut frame = vec![0x02, 0, 0, 0, 0, 0x01, 0x02, 0, 0, 0, 0, 0x02];
     match (client.ip(), server.ip()) {
         (IpAddr::V4(src), IpAddr::V4(dst)) => {
-            frame.extend_from_slice(&0x0800u16.to_be_bytes());
+            frame.extend_from_slice(&ethertype::IPV4.to_be_bytes());
             let total = (20 + tcp.len()) as u16;
             frame.extend_from_slice(&[0x45, 0]);
             frame.extend_from_slice(&total.to_be_bytes());
-            frame.extend_from_slice(&[0, 0, 0x40, 0, 64, 6, 0, 0]);
+            frame.extend_from_slice(&[0, 0]); // identification
+            frame.extend_from_slice(&IPV4_DONT_FRAGMENT.to_be_bytes());
+            frame.extend_from_slice(&[64, ipproto::TCP, 0, 0]); // TTL, protocol, checksum
             frame.extend_from_slice(&src.octets());
             frame.extend_from_slice(&dst.octets());
         }
@@ -150,10 +155,10 @@ pub fn segment(client: SocketAddr, server: SocketAddr, flags: u8) -> Vec<u8> {
                 IpAddr::V4(a) => a.to_ipv6_mapped(),
                 IpAddr::V6(a) => a,
             };
-            frame.extend_from_slice(&0x86DDu16.to_be_bytes());
+            frame.extend_from_slice(&ethertype::IPV6.to_be_bytes());
             frame.extend_from_slice(&[0x60, 0, 0, 0]);
             frame.extend_from_slice(&(tcp.len() as u16).to_be_bytes());
-            frame.extend_from_slice(&[6, 64]);
+            frame.extend_from_slice(&[ipproto::TCP, 64]); // next header, hop limit
             frame.extend_from_slice(&v6(src).octets());
             frame.extend_from_slice(&v6(dst).octets());
         }

@@ -6,15 +6,12 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use mirror_xdp_common::{FlowKey, MAX_IPV6_EXT_HEADERS, ipproto};
+use mirror_xdp_common::{
+    FlowKey,
+    wire::{ETH_HLEN, MAX_IPV6_EXT_HEADERS, MAX_VLAN_TAGS, ethertype, ipproto},
+};
 
-const ETH_HLEN: usize = 14;
-const ETHERTYPE_VLAN: u16 = 0x8100;
-const ETHERTYPE_QINQ: u16 = 0x88A8;
-const ETHERTYPE_IPV4: u16 = 0x0800;
-const ETHERTYPE_IPV6: u16 = 0x86DD;
-/// Tags beyond this many are refused: stacked tags must not carry a packet past the filter.
-const MAX_VLAN_TAGS: usize = 2;
+pub use mirror_xdp_common::wire::tcp_flag;
 
 /// What a frame is, once it parsed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,15 +65,6 @@ pub enum L4 {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Malformed(pub &'static str);
 
-/// TCP flag bits (byte 13 of the TCP header).
-pub mod tcp_flag {
-    pub const FIN: u8 = 0x01;
-    pub const SYN: u8 = 0x02;
-    pub const RST: u8 = 0x04;
-    pub const PSH: u8 = 0x08;
-    pub const ACK: u8 = 0x10;
-}
-
 /// Parses a frame as docs/semantics.md describes.
 pub fn parse(frame: &[u8]) -> Result<Parsed, Malformed> {
     if frame.len() < ETH_HLEN {
@@ -86,7 +74,7 @@ pub fn parse(frame: &[u8]) -> Result<Parsed, Malformed> {
     let mut at = 12;
     let mut ethertype = be16(frame, at);
     let mut tags = 0;
-    while ethertype == ETHERTYPE_VLAN || ethertype == ETHERTYPE_QINQ {
+    while ethertype == ethertype::VLAN || ethertype == ethertype::QINQ {
         if tags == MAX_VLAN_TAGS {
             return Err(Malformed("more than two VLAN tags"));
         }
@@ -100,8 +88,8 @@ pub fn parse(frame: &[u8]) -> Result<Parsed, Malformed> {
     }
     let l3 = at + 2;
     match ethertype {
-        ETHERTYPE_IPV4 => ipv4(frame, l3).map(Parsed::Ip),
-        ETHERTYPE_IPV6 => ipv6(frame, l3).map(Parsed::Ip),
+        ethertype::IPV4 => ipv4(frame, l3).map(Parsed::Ip),
+        ethertype::IPV6 => ipv6(frame, l3).map(Parsed::Ip),
         other => Ok(Parsed::NonIp { ethertype: other }),
     }
 }

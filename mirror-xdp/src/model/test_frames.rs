@@ -4,10 +4,7 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-pub const VLAN: u16 = 0x8100;
-pub const QINQ: u16 = 0x88A8;
-pub const IPV4: u16 = 0x0800;
-pub const IPV6: u16 = 0x86DD;
+pub use mirror_xdp_common::wire::ethertype::{IPV4, IPV6, QINQ, VLAN};
 
 /// Ethernet with the given tag protocol ids (each tag gets VLAN id 100), then `payload`.
 pub fn eth(tags: &[u16], ethertype: u16, payload: &[u8]) -> Vec<u8> {

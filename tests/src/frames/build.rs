@@ -10,23 +10,16 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::checksum::{checksum, put_checksum};
 
-pub const ETHERTYPE_IPV4: u16 = 0x0800;
-pub const ETHERTYPE_IPV6: u16 = 0x86DD;
-pub const ETHERTYPE_ARP: u16 = 0x0806;
-pub const ETHERTYPE_LLDP: u16 = 0x88CC;
-/// 802.1Q tag protocol id.
-pub const TPID_VLAN: u16 = 0x8100;
-/// 802.1ad (QinQ service tag) protocol id.
-pub const TPID_QINQ: u16 = 0x88A8;
-
-/// TCP flag bits.
-pub mod tcp_flag {
-    pub const FIN: u8 = 0x01;
-    pub const SYN: u8 = 0x02;
-    pub const RST: u8 = 0x04;
-    pub const PSH: u8 = 0x08;
-    pub const ACK: u8 = 0x10;
-}
+use mirror_xdp_common::wire::ipproto::{
+    AH, DSTOPTS, FRAGMENT, HOPOPTS, ICMP, ICMPV6, ROUTING, TCP, UDP,
+};
+pub use mirror_xdp_common::wire::{
+    ethertype::{
+        ARP as ETHERTYPE_ARP, IPV4 as ETHERTYPE_IPV4, IPV6 as ETHERTYPE_IPV6,
+        LLDP as ETHERTYPE_LLDP, QINQ as TPID_QINQ, VLAN as TPID_VLAN,
+    },
+    tcp_flag,
+};
 
 /// A whole frame.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -369,11 +362,11 @@ impl ExtHeader {
     /// Its protocol number.
     pub fn kind(&self) -> u8 {
         match self {
-            ExtHeader::HopByHop(_) => 0,
-            ExtHeader::Routing { .. } => 43,
-            ExtHeader::DestOpts(_) => 60,
-            ExtHeader::Fragment { .. } => 44,
-            ExtHeader::Ah { .. } => 51,
+            ExtHeader::HopByHop(_) => HOPOPTS,
+            ExtHeader::Routing { .. } => ROUTING,
+            ExtHeader::DestOpts(_) => DSTOPTS,
+            ExtHeader::Fragment { .. } => FRAGMENT,
+            ExtHeader::Ah { .. } => AH,
         }
     }
 
@@ -501,8 +494,3 @@ impl Tcp {
         h
     }
 }
-
-const ICMP: u8 = 1;
-const TCP: u8 = 6;
-const UDP: u8 = 17;
-const ICMPV6: u8 = 58;
