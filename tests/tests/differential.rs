@@ -5,23 +5,25 @@
 //! with the model's but for the cookie; every 500 frames the kernel's per-reason
 //! counters must equal the model's tallies (that checks the reason of every frame, monitor
 //! mode included), and at the end every per-port counter must too. A disagreement prints the
-//! frame in hex. Needs root (BPF); without it the test says so and skips.
+//! frame in hex. Each policy must also reach exactly the reasons it allows for, no fewer (a
+//! reason never met is a branch never compared) and no more. Needs root (BPF): without it
+//! every test fails.
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::path::Path;
 
 use ipnet::IpNet;
 use mirror_xdp::{
     live::{Clock, Expiry, LiveSet},
-    maps::ReasonCount,
-    model::{self, ModelState, Parsed, classify},
-    policy::{Policy, Proto},
-    testrun::{TestProgram, XDP_DROP, XDP_PASS, XDP_TX},
+    model::{self, ModelState, Parsed},
+    policy::Policy,
+    testrun::TestProgram,
 };
-use mirror_xdp_common::{Reason, port_index};
-use mirror_xdp_tests::cli::root_or_skip;
+use mirror_xdp_common::Reason;
 use mirror_xdp_tests::cpu::pin_to_cpu;
+use mirror_xdp_tests::differential::{Tally, check_ports, check_reasons, judge_one};
 use mirror_xdp_tests::frames::{FrameGen, MIN_FRAME_LEN, truncations};
+use mirror_xdp_tests::require_root;
 
 const RANDOM_FRAMES: usize = 100_000;
 /// Frames whose every truncation is run too.
@@ -139,17 +141,24 @@ fn limited(changes: &[(&str, Option<&str>)]) -> String {
         .join("\n")
 }
 
+/// The reasons a run met must be `expected`, exactly: every one that the policy and the
+/// generator make possible was compared, and none came from a branch the policy rules out.
 #[track_caller]
-fn expect_seen(seen: &[Reason], expected: &[Reason]) {
-    for reason in expected {
-        assert!(seen.contains(reason), "no frame met {}", reason.name());
-    }
+fn expect_reached(reached: &BTreeSet<Reason>, expected: &[Reason]) {
+    let names = |set: &mut dyn Iterator<Item = &Reason>| -> BTreeSet<&str> {
+        set.map(|r| r.name()).collect()
+    };
+    assert_eq!(
+        names(&mut reached.iter()),
+        names(&mut expected.iter()),
+        "reasons reached (left) against the reasons this policy must reach (right)"
+    );
 }
 
 #[test]
 fn packet_rate_limits_and_bans_agree_with_model() {
     let seen = differential("limited", LIMITED, 5);
-    expect_seen(&seen, &[Reason::RateLimited, Reason::Banned]);
+    expect_reached(&seen, &[Reason::RateLimited, Reason::Banned]);
 }
 
 #[test]
@@ -162,7 +171,7 @@ fn syn_limits_agree_with_model() {
         ("global_syn_rate", Some("40")),
     ]);
     let seen = differential("syn-limited", &text, 6);
-    expect_seen(&seen, &[Reason::SynFlood, Reason::Banned]);
+    expect_reached(&seen, &[Reason::SynFlood, Reason::Banned]);
 }
 
 #[test]
@@ -175,7 +184,7 @@ fn global_syn_budget_alone_agrees_with_model() {
         ("global_syn_rate", Some("40")),
     ]);
     let seen = differential("global-syn", &text, 7);
-    expect_seen(&seen, &[Reason::SynFlood]);
+    expect_reached(&seen, &[Reason::SynFlood]);
 }
 
 /// Live entries (nested denies that expire at different times, an allow inside a deny)
@@ -226,7 +235,7 @@ deny = ["100.64.9.128/25"]
             .map(|(net, expires)| (*net, clock.deadline_ns(*expires)))
             .collect();
     });
-    expect_seen(&seen, &[Reason::Trusted, Reason::Denied, Reason::Allowed]);
+    expect_reached(&seen, &[Reason::Trusted, Reason::Denied, Reason::Allowed]);
 }
 
 /// SYN cookies: a tight global budget so that most SYNs to listed ports get a cookie, and a
@@ -268,7 +277,7 @@ syn_cookies = true
 #[test]
 fn syn_cookies_agree_with_model() {
     let seen = differential("cookies", &cookies("enforce"), 10);
-    expect_seen(
+    expect_reached(
         &seen,
         &[Reason::SynCookie, Reason::SynFlood, Reason::Banned],
     );
@@ -277,7 +286,7 @@ fn syn_cookies_agree_with_model() {
 #[test]
 fn syn_cookies_in_monitor_mode_agree_with_model() {
     let seen = differential("cookies-monitor", &cookies("monitor"), 11);
-    expect_seen(&seen, &[Reason::SynCookie, Reason::SynFlood]);
+    expect_reached(&seen, &[Reason::SynCookie, Reason::SynFlood]);
 }
 
 #[test]
@@ -316,17 +325,15 @@ fn fuzz_corpus_agrees_with_model() {
     ] {
         let seen = replay(&format!("fuzz corpus, {name}"), &text, &frames);
         if name == "cookies" {
-            expect_seen(&seen, &[Reason::SynCookie, Reason::SynFlood]);
+            expect_reached(&seen, &[Reason::SynCookie, Reason::SynFlood]);
         }
     }
 }
 
 /// Runs `frames` in order, 100 us apart, through both sides of the comparison; returns the
-/// reasons that occurred (all when skipped).
-fn replay(name: &str, text: &str, frames: &[Vec<u8>]) -> Vec<Reason> {
-    if !root_or_skip() {
-        return Reason::ALL.to_vec();
-    }
+/// reasons that occurred.
+fn replay(name: &str, text: &str, frames: &[Vec<u8>]) -> BTreeSet<Reason> {
+    require_root();
     pin_to_cpu(0);
     let policy = Policy::parse(text, Path::new(name)).expect("valid policy");
     let mut program = TestProgram::load(&policy).expect("load the XDP program");
@@ -353,17 +360,8 @@ fn replay(name: &str, text: &str, frames: &[Vec<u8>]) -> Vec<Reason> {
     tally.reasons.keys().copied().collect()
 }
 
-/// Model tallies in the shape of the kernel counters.
-#[derive(Default)]
-struct Tally {
-    reasons: BTreeMap<Reason, ReasonCount>,
-    ports: BTreeMap<(Proto, u16), (u64, u64)>,
-    /// SYNs over the global budget that passed to keep the kernel's cookie check alive.
-    keepalives: usize,
-}
-
-/// Runs the comparison; returns the reasons that occurred (all when skipped).
-fn differential(name: &str, text: &str, seed: u64) -> Vec<Reason> {
+/// Runs the comparison; returns the reasons that occurred.
+fn differential(name: &str, text: &str, seed: u64) -> BTreeSet<Reason> {
     differential_with(name, text, seed, |_, _| {})
 }
 
@@ -373,10 +371,8 @@ fn differential_with(
     text: &str,
     seed: u64,
     setup: impl FnOnce(&mut TestProgram, &mut ModelState),
-) -> Vec<Reason> {
-    if !root_or_skip() {
-        return Reason::ALL.to_vec();
-    }
+) -> BTreeSet<Reason> {
+    require_root();
     // The global SYN budget is per CPU: stay on one so the model's single bucket is it.
     pin_to_cpu(0);
     let policy = Policy::parse(text, Path::new(name)).expect("valid policy");
@@ -455,146 +451,9 @@ const START_NS: u64 = 1_000_000_000_000;
 const COOKIE_JUMP_EVERY: usize = 20_000;
 const COOKIE_JUMP_NS: u64 = mirror_xdp_common::limits::SYN_KEEPALIVE_NS + 1_000_000_000;
 
-fn judge_one(
-    program: &mut TestProgram,
-    policy: &Policy,
-    state: &mut ModelState,
-    tally: &mut Tally,
-    frame: &[u8],
-) {
-    program.set_clock(state.now_ns).expect("set the test clock");
-    let budget_before = state.global_syn_tat_ns;
-    let model = classify(frame, policy, state);
-    let (action, out) = program.run_output(frame).expect("test run");
-    let (expected, name) = if model.tx {
-        (XDP_TX, "tx")
-    } else if model.passes {
-        (XDP_PASS, "pass")
-    } else {
-        (XDP_DROP, "drop")
-    };
-    assert_eq!(
-        action,
-        expected,
-        "kernel action {action} but the model says {name} ({}) at {} ns for frame {}",
-        model.reason.name(),
-        state.now_ns,
-        hex(frame)
-    );
-    if model.tx {
-        check_syn_ack(frame, &out);
-    }
-    // A SYN allowed while the global budget stood still was over it: the keepalive.
-    if policy.limits.syn_cookies
-        && model.reason == Reason::Allowed
-        && state.global_syn_tat_ns == budget_before
-        && is_syn(frame)
-    {
-        tally.keepalives += 1;
-    }
-    let count = tally.reasons.entry(model.reason).or_default();
-    count.packets += 1;
-    count.bytes += frame.len() as u64;
-    if model.dropped {
-        count.drop_packets += 1;
-        count.drop_bytes += frame.len() as u64;
-    }
-    if let Some(port) = model.rule_port {
-        let entry = tally.ports.entry(port).or_default();
-        if model.dropped {
-            entry.1 += 1;
-        } else {
-            entry.0 += 1;
-        }
-    }
-}
-
-/// The kernel's counters must equal the model's tallies. If they do not, the batch is run
-/// again frame by frame to name the frame whose reason differs.
-fn check_reasons(program: &mut TestProgram, tally: &Tally, batch: &[Vec<u8>]) {
-    let kernel = program.maps.reason_counts().expect("read counters");
-    let mismatch = kernel
-        .iter()
-        .find(|(r, c)| tally.reasons.get(r).copied().unwrap_or_default() != *c);
-    let Some((reason, count)) = mismatch else {
-        return;
-    };
-    let model = tally.reasons.get(reason).copied().unwrap_or_default();
-    for frame in batch {
-        let before = program.maps.reason_counts().expect("read counters");
-        program.run(frame).expect("test run");
-        let after = program.maps.reason_counts().expect("read counters");
-        let moved: Vec<String> = before
-            .iter()
-            .zip(&after)
-            .filter(|(b, a)| b.1 != a.1)
-            .map(|(b, a)| {
-                let dropped = a.1.drop_packets != b.1.drop_packets;
-                format!("{}{}", a.0.name(), if dropped { " (drop)" } else { "" })
-            })
-            .collect();
-        eprintln!("frame {} -> kernel counted {:?}", hex(frame), moved);
-    }
-    panic!(
-        "counter for {} disagrees: kernel {count:?}, model {model:?} (frames of the batch above)",
-        reason.name()
-    );
-}
-
-fn check_ports(program: &TestProgram, tally: &Tally) {
-    for proto in [Proto::Tcp, Proto::Udp] {
-        for port in 0..=u16::MAX {
-            let slot = port_index(mirror_xdp::compile::proto_slot(proto), port);
-            let kernel = program.maps.port_count(slot).expect("read port counter");
-            let (pass, drop) = tally.ports.get(&(proto, port)).copied().unwrap_or_default();
-            assert_eq!(
-                (kernel.pass_packets, kernel.drop_packets),
-                (pass, drop),
-                "port counter {}/{port}: kernel (pass, drop) vs model",
-                proto.name()
-            );
-        }
-    }
-}
-
-/// Is the frame a TCP SYN without ACK?
-fn is_syn(frame: &[u8]) -> bool {
-    let (syn, ack) = (model::tcp_flag::SYN, model::tcp_flag::ACK);
-    match model::parse(frame) {
-        Ok(Parsed::Ip(packet)) => {
-            matches!(packet.l4, model::L4::Tcp { flags, .. } if flags & (syn | ack) == syn)
-        }
-        _ => false,
-    }
-}
-
-/// The kernel's SYN-ACK must be the model's with the kernel's cookie (the one thing the
-/// model cannot know: the kernel keys it with a secret).
-fn check_syn_ack(syn: &[u8], reply: &[u8]) {
-    let Ok(Parsed::Ip(packet)) = model::parse(syn) else {
-        panic!("a SYN cookie for an unparsable frame {}", hex(syn));
-    };
-    let seq_at = packet.ip_offset + packet.ip_header_len + 4;
-    let cookie = reply
-        .get(seq_at..seq_at + 4)
-        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-        .unwrap_or_else(|| panic!("SYN-ACK {} too short for {}", hex(reply), hex(syn)));
-    let expected = model::syn_ack(syn, cookie).expect("the model answers this SYN");
-    assert_eq!(
-        hex(reply),
-        hex(&expected),
-        "kernel SYN-ACK (left) differs from the model's (right) for frame {}",
-        hex(syn)
-    );
-}
-
 fn xorshift(state: &mut u64) -> u64 {
     *state ^= *state << 13;
     *state ^= *state >> 7;
     *state ^= *state << 17;
     *state
-}
-
-fn hex(frame: &[u8]) -> String {
-    frame.iter().map(|b| format!("{b:02x}")).collect()
 }

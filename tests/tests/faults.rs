@@ -10,9 +10,10 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use mirror_xdp::fault;
-use mirror_xdp_tests::cli::{Run, cli_bin, root_or_skip, run, run_ok, status, write_policy};
+use mirror_xdp_tests::cli::{Run, cli_bin, run, run_ok, status, write_policy};
 use mirror_xdp_tests::pinned::names;
 use mirror_xdp_tests::probe::UdpResult;
+use mirror_xdp_tests::require_root;
 use mirror_xdp_tests::servers::UdpEchoSet;
 use mirror_xdp_tests::sweep::{parallel, udp_probe_within};
 use mirror_xdp_tests::testbed::*;
@@ -140,9 +141,7 @@ fn stderr_has(r: &Run, text: &str, what: &str) {
 
 #[test]
 fn attach_killed_at_each_step_enforces_nothing_or_all_and_attach_recovers() {
-    if !root_or_skip() {
-        return;
-    }
+    require_root();
     let bed = Testbed::new().expect("testbed");
     let _echo = UdpEchoSet::start(&bed.server, &[A_PORT, B_PORT]).expect("udp echo");
     let a = write_policy(&bed, "a.toml", &policy(A_PORT));
@@ -186,9 +185,7 @@ fn attach_killed_at_each_step_enforces_nothing_or_all_and_attach_recovers() {
 
 #[test]
 fn reload_killed_at_each_step_keeps_one_policy_whole_and_the_next_command_recovers() {
-    if !root_or_skip() {
-        return;
-    }
+    require_root();
     let bed = Testbed::new().expect("testbed");
     let _echo = UdpEchoSet::start(&bed.server, &[A_PORT, B_PORT]).expect("udp echo");
     let a = write_policy(&bed, "a.toml", &policy(A_PORT));
@@ -238,9 +235,7 @@ fn reload_killed_at_each_step_keeps_one_policy_whole_and_the_next_command_recove
 
 #[test]
 fn detach_killed_at_each_step_leaves_the_policy_or_nothing_and_is_finished_later() {
-    if !root_or_skip() {
-        return;
-    }
+    require_root();
     let bed = Testbed::new().expect("testbed");
     let _echo = UdpEchoSet::start(&bed.server, &[A_PORT, B_PORT]).expect("udp echo");
     let a = write_policy(&bed, "a.toml", &policy(A_PORT));
@@ -268,9 +263,7 @@ fn detach_killed_at_each_step_leaves_the_policy_or_nothing_and_is_finished_later
 
 #[test]
 fn run_adopting_finishes_a_reload_that_was_killed_half_way() {
-    if !root_or_skip() {
-        return;
-    }
+    require_root();
     let bed = Testbed::new().expect("testbed");
     let _echo = UdpEchoSet::start(&bed.server, &[A_PORT, B_PORT]).expect("udp echo");
     let a = write_policy(&bed, "a.toml", &policy(A_PORT));
