@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::netns::is_root;
 use crate::testbed::{SERVER_IF, Testbed};
 
 /// The CLI under test: `MIRROR_XDP_BIN` if set, else `mirror-xdp` in the cargo profile
@@ -32,14 +31,6 @@ pub fn cli_bin() -> PathBuf {
         bin.display()
     );
     bin
-}
-
-/// True when the test may go on; prints the skip notice otherwise.
-pub fn root_or_skip() -> bool {
-    if !is_root() {
-        println!("skipped: needs root");
-    }
-    is_root()
 }
 
 /// A finished CLI run: exit code (None if killed by a signal) and its output as text.

@@ -7,6 +7,13 @@ pub mod testbed;
 
 pub mod cli;
 pub mod cpu;
+pub mod differential;
 pub mod flood;
 pub mod pinned;
+pub mod reload;
+pub mod repo;
 pub mod sweep;
+pub mod tools;
+pub mod wait;
+
+pub use netns::require_root;

@@ -29,10 +29,21 @@ pub fn leftover() -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Effective uid 0: root tests skip (loudly) otherwise.
+/// Effective uid 0.
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
+}
+
+/// The first line of every root test: without root it fails, never passes by returning
+/// early. `cargo xtask test` runs these tests as root; a plain `cargo test` leaves this
+/// crate out (it is not a default member of the workspace).
+#[track_caller]
+pub fn require_root() {
+    assert!(
+        is_root(),
+        "needs root (BPF, network namespaces, bpffs): run `cargo xtask test` as root"
+    );
 }
 
 /// A named network namespace (`ip netns add`), deleted on drop; deleting it destroys its

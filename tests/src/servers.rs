@@ -1,12 +1,12 @@
-//! Real servers inside a namespace (TCP banner listeners, UDP echo, nginx, rsync daemon),
-//! each stopped on drop, so tests see what a mirror's clients would see.
+//! Real servers inside a namespace (TCP banner listeners, UDP echo and counter, nginx, rsync
+//! daemon), each stopped on drop, so tests see what a mirror's clients would see.
 
 use std::io::Write;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -165,6 +165,41 @@ impl UdpEchoSet {
             }
         });
         Ok(UdpEchoSet { _worker: worker })
+    }
+}
+
+/// A UDP socket on 0.0.0.0:port that counts every datagram it receives, whatever its
+/// content: what reaches a port the policy closes.
+pub struct UdpCounter {
+    count: Arc<AtomicU64>,
+    _worker: Worker,
+}
+
+impl UdpCounter {
+    pub fn start(ns: &Netns, port: u16) -> Result<Self> {
+        let socket = ns
+            .enter(|| UdpSocket::bind((Ipv4Addr::UNSPECIFIED, port)))
+            .with_context(|| format!("binding udp {port} in {}", ns.name()))?;
+        socket.set_read_timeout(Some(POLL))?;
+        let count = Arc::new(AtomicU64::new(0));
+        let counted = Arc::clone(&count);
+        let worker = Worker::start(move |stop| {
+            let started = Instant::now();
+            let mut buf = [0u8; 2048];
+            while !stop.load(Ordering::Relaxed) && started.elapsed() < MAX_LIFETIME {
+                if socket.recv_from(&mut buf).is_ok() {
+                    counted.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+        Ok(UdpCounter {
+            count,
+            _worker: worker,
+        })
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
     }
 }
 

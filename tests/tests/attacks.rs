@@ -11,15 +11,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use mirror_xdp::trafficgen::{Randomise, Sent};
-use mirror_xdp_tests::cli::{
-    attach_policy, reason, root_or_skip, stats, stats_when, try_attach, write_policy,
-};
+use mirror_xdp_tests::cli::{attach_policy, reason, stats, stats_when, try_attach, write_policy};
 use mirror_xdp_tests::flood::{
     Connects, SynFlood, connect_loop, send_frames, snmp, syn_flood, syn_template, template,
     udp_blast, xdp_xmit_errors,
 };
 use mirror_xdp_tests::frames::{L4, tcp_flag};
 use mirror_xdp_tests::probe::UdpResult;
+use mirror_xdp_tests::require_root;
 use mirror_xdp_tests::servers::{TcpListenerSet, UdpEchoSet};
 use mirror_xdp_tests::sweep::{PROBE_TIMEOUT, udp_probe_within};
 use mirror_xdp_tests::testbed::*;
@@ -74,9 +73,7 @@ ports = [5140]
 /// the server's stack takes it, so the checksums are still valid after randomisation.
 #[test]
 fn generator_frames_arrive_with_valid_checksums() {
-    if !root_or_skip() {
-        return;
-    }
+    require_root();
     let started = Instant::now();
     let bed = Testbed::new().expect("testbed");
     attach_policy(&bed, OPEN);
@@ -181,9 +178,7 @@ const BAN: Duration = Duration::from_secs(2);
 /// touched meanwhile, and the first is admitted again once the ban has expired.
 #[test]
 fn blast_over_the_packet_rate_is_limited_then_banned_until_expiry() {
-    if !root_or_skip() {
-        return;
-    }
+    require_root();
     let started = Instant::now();
     let bed = Testbed::new().expect("testbed");
     add_client2(&bed);
@@ -357,9 +352,7 @@ fn flood_round(bed: &Testbed, src: IpAddr, src_bits: u32, client: Ipv4Addr) -> R
 /// and the global SYN budget, while a trusted client keeps connecting.
 #[test]
 fn syn_floods_stay_within_the_syn_budgets() {
-    if !root_or_skip() {
-        return;
-    }
+    require_root();
     let started = Instant::now();
     let bed = Testbed::new().expect("testbed");
     let _web = TcpListenerSet::start(&bed.server, &[WEB]).expect("listener");
@@ -475,9 +468,7 @@ fn blocklist(count: usize) -> (String, Ipv4Addr) {
 /// and holds under a flood from a listed /24.
 #[test]
 fn million_prefix_deny_list_drops_only_the_listed() {
-    if !root_or_skip() {
-        return;
-    }
+    require_root();
     let started = Instant::now();
     let bed = Testbed::new().expect("testbed");
     add_client2(&bed);

@@ -4,7 +4,8 @@
 //! VLAN-stripping warning follows the NIC setting; nothing attached and an unknown
 //! interface are clear errors.
 
-use mirror_xdp_tests::cli::{attach_policy, reason, root_or_skip, run, stats};
+use mirror_xdp_tests::cli::{attach_policy, reason, run, stats};
+use mirror_xdp_tests::require_root;
 use mirror_xdp_tests::testbed::{SERVER_IF, Testbed};
 use serde_json::Value;
 
@@ -72,9 +73,7 @@ fn total_packets(stats: &Value) -> u64 {
 
 #[test]
 fn the_example_policy_audits_clean_with_every_class_checked() {
-    if !root_or_skip() {
-        return;
-    }
+    require_root();
     let bed = Testbed::new().expect("testbed");
     attach_policy(&bed, &example_policy());
     let before = total_packets(&stats(&bed));
@@ -122,9 +121,7 @@ fn the_example_policy_audits_clean_with_every_class_checked() {
 
 #[test]
 fn passing_other_protocols_is_reported_as_a_bypass() {
-    if !root_or_skip() {
-        return;
-    }
+    require_root();
     let bed = Testbed::new().expect("testbed");
     let text = example_policy().replace("other_protocols = \"drop\"", "other_protocols = \"pass\"");
     assert!(text.contains("other_protocols = \"pass\""));
@@ -158,9 +155,7 @@ fn passing_other_protocols_is_reported_as_a_bypass() {
 
 #[test]
 fn default_pass_says_there_is_no_closed_port() {
-    if !root_or_skip() {
-        return;
-    }
+    require_root();
     let bed = Testbed::new().expect("testbed");
     attach_policy(
         &bed,
@@ -180,9 +175,7 @@ fn default_pass_says_there_is_no_closed_port() {
 
 #[test]
 fn vlan_stripping_is_warned_about_while_it_is_on() {
-    if !root_or_skip() {
-        return;
-    }
+    require_root();
     let bed = Testbed::new().expect("testbed");
     attach_policy(&bed, &example_policy());
     let warned = |bed: &Testbed| {
@@ -207,9 +200,7 @@ fn vlan_stripping_is_warned_about_while_it_is_on() {
 
 #[test]
 fn nothing_attached_and_unknown_interfaces_are_clear_errors() {
-    if !root_or_skip() {
-        return;
-    }
+    require_root();
     let bed = Testbed::new().expect("testbed");
     let r = run(&bed, &["audit"]);
     assert_eq!(r.code, Some(1), "{r:?}");

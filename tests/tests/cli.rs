@@ -6,10 +6,11 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::Command;
 
 use mirror_xdp_tests::cli::{
-    attach_policy, cli_bin, interfaces, root_or_skip, run, run_ok, status, try_attach, write_policy,
+    attach_policy, cli_bin, interfaces, run, run_ok, status, try_attach, write_policy,
 };
 use mirror_xdp_tests::pinned::names;
 use mirror_xdp_tests::probe::{ProbeResult, tcp_connect};
+use mirror_xdp_tests::require_root;
 use mirror_xdp_tests::servers::{TcpListenerSet, banner};
 use mirror_xdp_tests::sweep::{PROBE_TIMEOUT, assert_enforcing, tcp_sweep};
 use mirror_xdp_tests::testbed::*;
@@ -49,9 +50,7 @@ fn ip(bed: &Testbed, args: &[&str]) {
 
 #[test]
 fn invalid_policy_is_refused_with_its_position() {
-    if !root_or_skip() {
-        return;
-    }
+    require_root();
     let bed = Testbed::new().expect("testbed");
     // The bad CIDR is on line 5, column 8.
     let text = "version = 1\n\n[sets]\nadmins = [\"203.0.113.0/24\"]\nbad = [\"198.51.100.0/33\"]\n\n[[ports]]\nproto = \"tcp\"\nports = [80]\n";
@@ -67,9 +66,7 @@ fn invalid_policy_is_refused_with_its_position() {
 
 #[test]
 fn invalid_limits_are_refused_with_their_position() {
-    if !root_or_skip() {
-        return;
-    }
+    require_root();
     let bed = Testbed::new().expect("testbed");
     let text = format!("{POLICY}\n[limits]\nper_source_pps = 100\nsource_prefix_v4 = 33\n");
     let line = text.lines().count();
@@ -85,9 +82,7 @@ fn invalid_limits_are_refused_with_their_position() {
 
 #[test]
 fn second_attach_fails_and_the_first_stays() {
-    if !root_or_skip() {
-        return;
-    }
+    require_root();
     let bed = Testbed::new().expect("testbed");
     let _tcp = TcpListenerSet::start(&bed.server, &[OPEN, CLOSED]).expect("tcp listeners");
     let path = attach_policy(&bed, POLICY);
@@ -100,9 +95,7 @@ fn second_attach_fails_and_the_first_stays() {
 
 #[test]
 fn native_mode_works_on_veth() {
-    if !root_or_skip() {
-        return;
-    }
+    require_root();
     let bed = Testbed::new().expect("testbed");
     let _tcp = TcpListenerSet::start(&bed.server, &[OPEN, CLOSED]).expect("tcp listeners");
     let path = write_policy(&bed, "policy.toml", POLICY);
@@ -117,9 +110,7 @@ fn native_mode_works_on_veth() {
 
 #[test]
 fn jumbo_mtu_refuses_native_and_auto_falls_back_to_skb() {
-    if !root_or_skip() {
-        return;
-    }
+    require_root();
     let bed = Testbed::new().expect("testbed");
     let _tcp = TcpListenerSet::start(&bed.server, &[OPEN, CLOSED]).expect("tcp listeners");
     // A jumbo link: veth's native XDP refuses a peer MTU above about a page (the program
@@ -147,9 +138,7 @@ fn jumbo_mtu_refuses_native_and_auto_falls_back_to_skb() {
 
 #[test]
 fn non_root_is_refused() {
-    if !root_or_skip() {
-        return;
-    }
+    require_root();
     let bed = Testbed::new().expect("testbed");
     let out = bed
         .server
@@ -179,9 +168,7 @@ fn unknown_subcommand_is_a_usage_error() {
 
 #[test]
 fn detach_restores_reachability_and_removes_pins() {
-    if !root_or_skip() {
-        return;
-    }
+    require_root();
     let bed = Testbed::new().expect("testbed");
     let _tcp = TcpListenerSet::start(&bed.server, &[OPEN, CLOSED]).expect("tcp listeners");
     attach_policy(&bed, POLICY);
@@ -211,9 +198,7 @@ fn detach_restores_reachability_and_removes_pins() {
 
 #[test]
 fn two_interfaces_attach_and_detach_one_at_a_time() {
-    if !root_or_skip() {
-        return;
-    }
+    require_root();
     let bed = Testbed::new().expect("testbed");
     // A second link between the namespaces on its own /26; dies with the namespaces.
     ip(

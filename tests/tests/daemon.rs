@@ -7,16 +7,18 @@
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use mirror_xdp_tests::cli::{cli_bin, generation, reason, root_or_skip, stats, write_policy};
+use mirror_xdp_tests::cli::{cli_bin, generation, reason, stats, write_policy};
 use mirror_xdp_tests::flood::udp_blast;
 use mirror_xdp_tests::netns::ChildGuard;
 use mirror_xdp_tests::probe::UdpResult;
+use mirror_xdp_tests::require_root;
 use mirror_xdp_tests::servers::UdpEchoSet;
 use mirror_xdp_tests::sweep::udp_probe_within;
 use mirror_xdp_tests::testbed::*;
+use mirror_xdp_tests::wait::{poll_until, wait_until};
 
 const OPEN: u16 = 5140;
 /// Echoed by a server, but closed by the first policy: answered once a policy opens it.
@@ -40,9 +42,7 @@ const INVALID: &str = "version = 1\n\n[[ports]]\nproto = \"udp\"\nports = [5140]
 
 #[test]
 fn run_reloads_on_edits_and_sighup_and_samples_drops() {
-    if !root_or_skip() {
-        return;
-    }
+    require_root();
     let bed = Testbed::new().expect("testbed");
     let _echo = UdpEchoSet::start(&bed.server, &[OPEN, LATER, CLOSED]).expect("udp echo");
     let path = write_policy(&bed, "policy.toml", &policy(&[OPEN]));
@@ -62,7 +62,7 @@ fn run_reloads_on_edits_and_sighup_and_samples_drops() {
 
     // Editor style: a new file renamed over the policy.
     replace(&path, &policy(&[OPEN, LATER]));
-    let latency = wait_for(Duration::from_secs(5), || answered(&bed, LATER))
+    let latency = poll_until(Duration::from_secs(5), || answered(&bed, LATER))
         .unwrap_or_else(|| panic!("port {LATER} not opened by the edit:\n{}", read(&log)));
     println!("reload after an editor-style rename: enforced within {latency:?}");
     assert!(latency <= Duration::from_secs(2), "{latency:?}");
@@ -71,7 +71,7 @@ fn run_reloads_on_edits_and_sighup_and_samples_drops() {
 
     // An invalid policy: logged with file:line:col and counted; the old one stays.
     replace(&path, INVALID);
-    wait_for(Duration::from_secs(5), || {
+    poll_until(Duration::from_secs(5), || {
         scrape(&bed).and_then(|b| metric(&b, "mirror_xdp_reloads_total{result=\"error\"}"))
             == Some(1)
     })
@@ -88,10 +88,10 @@ fn run_reloads_on_edits_and_sighup_and_samples_drops() {
 
     // Valid again, then SIGHUP: each a reload.
     replace(&path, &policy(&[OPEN, LATER]));
-    wait_for(Duration::from_secs(5), || generation(&bed) == 3)
+    poll_until(Duration::from_secs(5), || generation(&bed) == 3)
         .unwrap_or_else(|| panic!("fixed policy not reloaded:\n{}", read(&log)));
     daemon.signal(libc::SIGHUP).expect("SIGHUP");
-    wait_for(Duration::from_secs(5), || generation(&bed) == 4)
+    poll_until(Duration::from_secs(5), || generation(&bed) == 4)
         .unwrap_or_else(|| panic!("SIGHUP did not reload:\n{}", read(&log)));
     let body = scrape(&bed).expect("metrics");
     assert_eq!(
@@ -140,8 +140,12 @@ fn check_drop_log(bed: &Testbed, log: &Path) {
     .expect("blast");
     assert_eq!(sent, SENT);
     let line = format!("drop port_closed {CLIENT_V4} -> udp/{FLOODED}");
-    // The summary of hidden lines comes when the log's second is over.
-    std::thread::sleep(Duration::from_millis(2500));
+    // The kernel samples a burst of up to 100 events, more than the log's 20 lines a
+    // second: the rest are summed up in a `... N more` line when the log's second is over.
+    poll_until(Duration::from_secs(5), || {
+        read(log).lines().any(|l| l.starts_with("... "))
+    })
+    .unwrap_or_else(|| panic!("no summary of hidden drop lines:\n{}", read(log)));
     let text = read(log);
     let shown = text.lines().filter(|l| *l == line).count() as u64;
     let hidden: u64 = text
@@ -170,9 +174,7 @@ fn check_drop_log(bed: &Testbed, log: &Path) {
 
 #[test]
 fn run_restart_adopts_without_a_gap() {
-    if !root_or_skip() {
-        return;
-    }
+    require_root();
     let bed = Testbed::new().expect("testbed");
     let _echo = UdpEchoSet::start(&bed.server, &[OPEN, CLOSED]).expect("udp echo");
     let path = write_policy(&bed, "policy.toml", &policy(&[OPEN]));
@@ -194,27 +196,44 @@ fn run_restart_adopts_without_a_gap() {
 
     // Restart while probes run: the closed port never answers, the open one always does.
     let stop = AtomicBool::new(false);
+    let (echoes_sent, closed_tries) = (AtomicU32::new(0), AtomicU32::new(0));
+    // Both probe loops have gone `echoes` and `tries` further than they were.
+    let probed = |echoes: u32, tries: u32| {
+        echoes_sent.load(Ordering::Relaxed) >= echoes
+            && closed_tries.load(Ordering::Relaxed) >= tries
+    };
     let (second, second_log, echoes, leaks, adopt_time) = std::thread::scope(|s| {
-        let echoes = s.spawn(|| bed.client.enter(|| echo_loop(&stop)));
+        let echoes = s.spawn(|| bed.client.enter(|| echo_loop(&stop, &echoes_sent)));
         let leaks = s.spawn(|| {
-            let mut tries = 0u32;
             let mut leaks = 0u32;
             while !stop.load(Ordering::Relaxed) {
-                tries += 1;
+                closed_tries.fetch_add(1, Ordering::Relaxed);
                 if answered_within(&bed, CLOSED, Duration::from_millis(30)) {
                     leaks += 1;
                 }
             }
-            (tries, leaks)
+            (closed_tries.load(Ordering::Relaxed), leaks)
         });
-        std::thread::sleep(Duration::from_millis(100));
+        wait_until(
+            Duration::from_secs(5),
+            "the probes before the restart",
+            || probed(5, 2),
+        );
         let started = Instant::now();
         let (second, log) = spawn_run(&bed, &path);
-        let adopted = wait_for(Duration::from_secs(10), || {
+        let adopted = poll_until(Duration::from_secs(10), || {
             read(&log).contains("adopted the enforcer")
         });
-        // Keep probing a little after the swap.
-        std::thread::sleep(Duration::from_millis(300));
+        // Keep probing a little after the swap: 20 echoes and 5 closed-port probes more.
+        let (echoes_then, tries_then) = (
+            echoes_sent.load(Ordering::Relaxed),
+            closed_tries.load(Ordering::Relaxed),
+        );
+        wait_until(
+            Duration::from_secs(10),
+            "the probes after the restart",
+            || probed(echoes_then + 20, tries_then + 5),
+        );
         stop.store(true, Ordering::Relaxed);
         let adopted = adopted.map(|_| started.elapsed());
         (
@@ -262,9 +281,7 @@ fn run_restart_adopts_without_a_gap() {
 
 #[test]
 fn run_follows_a_configmap_symlink_swap() {
-    if !root_or_skip() {
-        return;
-    }
+    require_root();
     let bed = Testbed::new().expect("testbed");
     let _echo = UdpEchoSet::start(&bed.server, &[OPEN, LATER]).expect("udp echo");
     // The layout kubelet gives a mounted ConfigMap.
@@ -284,13 +301,15 @@ fn run_follows_a_configmap_symlink_swap() {
     version("..v2", &policy(&[OPEN, LATER]));
     std::os::unix::fs::symlink("..v2", dir.join("..data_tmp")).unwrap();
     std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).unwrap();
-    let latency = wait_for(Duration::from_secs(5), || answered(&bed, LATER))
+    let latency = poll_until(Duration::from_secs(5), || answered(&bed, LATER))
         .unwrap_or_else(|| panic!("the ..data swap was not applied:\n{}", read(&log)));
     println!("reload after a ConfigMap swap: enforced within {latency:?}");
     assert!(latency <= Duration::from_secs(2), "{latency:?}");
     assert_eq!(generation(&bed), 2);
     std::fs::remove_dir_all(dir.join("..v1")).unwrap();
-    // Removing the old version changes nothing the policy reads: no reload.
+    // Removing the old version changes nothing the policy reads: no reload. The test is
+    // that nothing happens, so it can only wait: 800 ms is past the 300 ms debounce and the
+    // reload that would follow (an edit is in force about 0.55 s after it is made).
     std::thread::sleep(Duration::from_millis(800));
     assert_eq!(generation(&bed), 2, "{}", read(&log));
 }
@@ -314,7 +333,7 @@ fn spawn_run(bed: &Testbed, policy: &Path) -> (ChildGuard, PathBuf) {
 /// answer.
 fn wait_enforced(bed: &Testbed, daemon: &mut ChildGuard, log: &Path, closed: u16) {
     let started = Instant::now();
-    wait_for(Duration::from_secs(15), || {
+    poll_until(Duration::from_secs(15), || {
         if let Err(e) = daemon.ensure_running() {
             panic!("{e}:\n{}", read(log));
         }
@@ -327,20 +346,6 @@ fn wait_enforced(bed: &Testbed, daemon: &mut ChildGuard, log: &Path, closed: u16
     );
 }
 
-/// Polls `done` every 50 ms until it holds (the time it took) or `timeout` passes.
-fn wait_for(timeout: Duration, mut done: impl FnMut() -> bool) -> Option<Duration> {
-    let started = Instant::now();
-    loop {
-        if done() {
-            return Some(started.elapsed());
-        }
-        if started.elapsed() >= timeout {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn answered(bed: &Testbed, port: u16) -> bool {
     answered_within(bed, port, Duration::from_millis(300))
 }
@@ -349,8 +354,9 @@ fn answered_within(bed: &Testbed, port: u16, timeout: Duration) -> bool {
     udp_probe_within(&bed.client, CLIENT_V4.into(), port, timeout) == UdpResult::Answered
 }
 
-/// Echoes to the open port every 10 ms until `stop` (and at least 50): (sent, answered).
-fn echo_loop(stop: &AtomicBool) -> (u32, u32) {
+/// Echoes to the open port every 10 ms until `stop` (and at least 50), counting each send
+/// in `progress`: (sent, answered).
+fn echo_loop(stop: &AtomicBool, progress: &AtomicU32) -> (u32, u32) {
     let socket = UdpSocket::bind((CLIENT_V4, 0)).expect("bind");
     socket.connect((SERVER_V4, OPEN)).expect("connect");
     socket
@@ -362,6 +368,7 @@ fn echo_loop(stop: &AtomicBool) -> (u32, u32) {
         let payload = format!("echo {sent}");
         socket.send(payload.as_bytes()).expect("send");
         sent += 1;
+        progress.store(sent, Ordering::Relaxed);
         loop {
             match socket.recv(&mut buf) {
                 Ok(n) if &buf[..n] == payload.as_bytes() => {
@@ -374,6 +381,7 @@ fn echo_loop(stop: &AtomicBool) -> (u32, u32) {
                 Err(e) => panic!("echo: {e}"),
             }
         }
+        // The pace of the echoes (not a wait for anything).
         std::thread::sleep(Duration::from_millis(10));
     }
     (sent, answered)

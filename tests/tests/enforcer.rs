@@ -4,8 +4,9 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use mirror_xdp_tests::cli::{attach_policy, port_counts, reason, root_or_skip, stats};
+use mirror_xdp_tests::cli::{attach_policy, port_counts, reason, stats};
 use mirror_xdp_tests::probe::{self, ProbeResult, UdpResult, tcp_connect};
+use mirror_xdp_tests::require_root;
 use mirror_xdp_tests::servers::{
     NGINX_INDEX, Nginx, RSYNC_FILE, RsyncDaemon, TcpListenerSet, UdpEchoSet, banner,
 };
@@ -45,9 +46,7 @@ fn clients() -> [IpAddr; 2] {
 
 #[test]
 fn allowed_ports_answer_and_closed_ports_time_out() {
-    if !root_or_skip() {
-        return;
-    }
+    require_root();
     let bed = Testbed::new().expect("testbed");
     let _nginx = Nginx::start(&bed.server).expect("nginx");
     let _rsync = RsyncDaemon::start(&bed.server).expect("rsync daemon");
@@ -113,9 +112,7 @@ fn allowed_ports_answer_and_closed_ports_time_out() {
 
 #[test]
 fn from_limited_port_answers_admins_only() {
-    if !root_or_skip() {
-        return;
-    }
+    require_root();
     let bed = Testbed::new().expect("testbed");
     let _ssh = TcpListenerSet::start(&bed.server, &[22]).expect("tcp listener");
     let ssh = |src: IpAddr, dst: IpAddr| {
@@ -164,9 +161,7 @@ fn from_limited_port_answers_admins_only() {
 
 #[test]
 fn nmap_sees_exactly_the_whitelisted_listening_ports() {
-    if !root_or_skip() {
-        return;
-    }
+    require_root();
     let bed = Testbed::new().expect("testbed");
     let _nginx = Nginx::start(&bed.server).expect("nginx");
     let _rsync = RsyncDaemon::start(&bed.server).expect("rsync daemon");

@@ -12,9 +12,10 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use mirror_xdp::lifecycle::fault;
-use mirror_xdp_tests::cli::{Run, cli_bin, root_or_skip, run, run_ok, status, write_policy};
+use mirror_xdp_tests::cli::{Run, cli_bin, generation, run, run_ok, status, write_policy};
 use mirror_xdp_tests::pinned::names;
 use mirror_xdp_tests::probe::UdpResult;
+use mirror_xdp_tests::require_root;
 use mirror_xdp_tests::servers::UdpEchoSet;
 use mirror_xdp_tests::sweep::{parallel, udp_probe_within};
 use mirror_xdp_tests::testbed::*;
@@ -142,9 +143,7 @@ fn stderr_has(r: &Run, text: &str, what: &str) {
 
 #[test]
 fn attach_killed_at_each_step_enforces_nothing_or_all_and_attach_recovers() {
-    if !root_or_skip() {
-        return;
-    }
+    require_root();
     let bed = Testbed::new().expect("testbed");
     let _echo = UdpEchoSet::start(&bed.server, &[A_PORT, B_PORT]).expect("udp echo");
     let a = write_policy(&bed, "a.toml", &policy(A_PORT));
@@ -195,12 +194,6 @@ enum ReloadPath {
     Fresh,
 }
 
-fn generation(bed: &Testbed) -> u64 {
-    status(bed)["policy"]["generation"]
-        .as_u64()
-        .expect("generation in status")
-}
-
 /// Makes the next reload take `path`. Spare: a spare for the next generation must exist; if
 /// a crash used it up, a reload to the policy in force (`current`) makes one. Fresh: every
 /// spare is removed.
@@ -228,10 +221,8 @@ fn choose_path(bed: &Testbed, path: ReloadPath, current: (&Path, InForce)) {
 }
 
 #[test]
-fn reload_killed_at_each_step_of_both_paths_keeps_one_policy_whole_and_the_next_command_recovers() {
-    if !root_or_skip() {
-        return;
-    }
+use mirror_xdp::lifecycle::fault;
+use mirror_xdp_tests::cli::{Run, cli_bin, generation, run, run_ok, status, write_policy};
     let bed = Testbed::new().expect("testbed");
     let _echo = UdpEchoSet::start(&bed.server, &[A_PORT, B_PORT]).expect("udp echo");
     let a = write_policy(&bed, "a.toml", &policy(A_PORT));
@@ -292,9 +283,7 @@ fn reload_killed_at_each_step_of_both_paths_keeps_one_policy_whole_and_the_next_
 
 #[test]
 fn detach_killed_at_each_step_leaves_the_policy_or_nothing_and_is_finished_later() {
-    if !root_or_skip() {
-        return;
-    }
+    require_root();
     let bed = Testbed::new().expect("testbed");
     let _echo = UdpEchoSet::start(&bed.server, &[A_PORT, B_PORT]).expect("udp echo");
     let a = write_policy(&bed, "a.toml", &policy(A_PORT));
@@ -322,9 +311,7 @@ fn detach_killed_at_each_step_leaves_the_policy_or_nothing_and_is_finished_later
 
 #[test]
 fn run_adopting_finishes_a_reload_that_was_killed_half_way() {
-    if !root_or_skip() {
-        return;
-    }
+    require_root();
     let bed = Testbed::new().expect("testbed");
     let _echo = UdpEchoSet::start(&bed.server, &[A_PORT, B_PORT]).expect("udp echo");
     let a = write_policy(&bed, "a.toml", &policy(A_PORT));

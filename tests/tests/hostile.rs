@@ -9,11 +9,12 @@ use std::time::{Duration, Instant};
 
 use mirror_xdp_common::map_name;
 use mirror_xdp_tests::cli::{
-    Run, attach_policy, reason, root_or_skip, run, run_ok, stats, status, try_attach, write_policy,
+    Run, attach_policy, reason, run, run_ok, stats, status, try_attach, write_policy,
 };
 use mirror_xdp_tests::flood::{SynFlood, syn_flood};
 use mirror_xdp_tests::pinned::limiter_fill;
 use mirror_xdp_tests::probe::{ProbeResult, UdpResult, tcp_connect};
+use mirror_xdp_tests::require_root;
 use mirror_xdp_tests::servers::{TcpListenerSet, UdpEchoSet, banner};
 use mirror_xdp_tests::sweep::{PROBE_TIMEOUT, assert_enforcing, udp_probe_within};
 use mirror_xdp_tests::testbed::*;
@@ -61,9 +62,7 @@ fn million_prefix_file() -> String {
 
 #[test]
 fn million_prefix_policy_loads_and_an_oversized_from_list_is_refused() {
-    if !root_or_skip() {
-        return;
-    }
+    require_root();
     let bed = Testbed::new().expect("testbed");
     let _echo = UdpEchoSet::start(&bed.server, &[ECHO]).expect("udp echo");
     std::fs::write(bed.work_dir().join("big.txt"), million_prefix_file()).expect("set file");
@@ -145,9 +144,7 @@ fn damaged(original: &str) -> [(&'static str, Vec<u8>); 3] {
 
 #[test]
 fn damaged_state_file_is_reported_kept_and_enforcement_holds() {
-    if !root_or_skip() {
-        return;
-    }
+    require_root();
     let bed = Testbed::new().expect("testbed");
     let _tcp = TcpListenerSet::start(&bed.server, &[WEB, CLOSED]).expect("tcp listeners");
     let policy = attach_policy(&bed, OPEN);
@@ -237,9 +234,7 @@ fn damaged_state_file_is_reported_kept_and_enforcement_holds() {
 /// legitimate client is still served.
 #[test]
 fn spoofed_flood_over_the_limiter_capacity_fails_nothing() {
-    if !root_or_skip() {
-        return;
-    }
+    require_root();
     const ENTRIES: u32 = 4096;
     let bed = Testbed::new().expect("testbed");
     let _tcp = TcpListenerSet::start(&bed.server, &[WEB]).expect("tcp listeners");
@@ -502,9 +497,7 @@ const INVALID_WHEN_ATTACHED: &[&[&str]] = &[
 
 #[test]
 fn every_invalid_command_line_is_exit_2_with_a_message() {
-    if !root_or_skip() {
-        return;
-    }
+    require_root();
     let bed = Testbed::new().expect("testbed");
     let _tcp = TcpListenerSet::start(&bed.server, &[WEB, CLOSED]).expect("tcp listeners");
     let work = bed.work_dir();

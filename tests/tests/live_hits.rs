@@ -13,7 +13,7 @@ use mirror_xdp::{
     testrun::{TestProgram, XDP_DROP},
 };
 use mirror_xdp_common::tcp_flag;
-use mirror_xdp_tests::netns::is_root;
+use mirror_xdp_tests::require_root;
 
 const POLICY: &str = r#"
 version = 1
@@ -38,7 +38,7 @@ fn pin_to(cpu: usize) {
 }
 
 fn check_exact_hits(source: &str, server: &str, entry: &str) {
-    assert!(is_root(), "needs root for BPF test runs");
+    require_root();
     let cpus = thread::available_parallelism().map_or(1, |n| n.get());
     assert!(cpus >= 2, "needs two CPUs to race hits, found {cpus}");
     let policy = Policy::parse(POLICY, Path::new("live_hits")).expect("valid policy");

@@ -6,10 +6,11 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use mirror_xdp_tests::cli::{
-    Run, assert_exit, attach_policy, generation, list_json, port_counts, root_or_skip, run, run_ok,
-    stats, write_policy,
+    Run, assert_exit, attach_policy, generation, list_json, port_counts, run, run_ok, stats,
+    write_policy,
 };
 use mirror_xdp_tests::probe::UdpResult;
+use mirror_xdp_tests::require_root;
 use mirror_xdp_tests::servers::{TcpListenerSet, UdpEchoSet};
 use mirror_xdp_tests::sweep::{PROBE_TIMEOUT, assert_blocked, assert_open, udp_probe_within};
 use mirror_xdp_tests::testbed::*;
@@ -68,9 +69,7 @@ fn assert_live_rules_in_force(bed: &Testbed, what: &str) {
 
 #[test]
 fn live_rules_open_at_once_and_survive_reload_and_reattach() {
-    if !root_or_skip() {
-        return;
-    }
+    require_root();
     let bed = Testbed::new().expect("testbed");
     let _tcp = TcpListenerSet::start(&bed.server, &TCP_PORTS).expect("tcp listeners");
     let policy = attach_policy(&bed, POLICY);
@@ -134,9 +133,7 @@ fn live_rules_open_at_once_and_survive_reload_and_reattach() {
 
 #[test]
 fn set_names_ranges_and_udp() {
-    if !root_or_skip() {
-        return;
-    }
+    require_root();
     let bed = Testbed::new().expect("testbed");
     let _tcp = TcpListenerSet::start(&bed.server, &TCP_PORTS).expect("tcp listeners");
     let _udp = UdpEchoSet::start(&bed.server, &[5000, 5001]).expect("udp echo");
@@ -180,9 +177,7 @@ fn set_names_ranges_and_udp() {
 
 #[test]
 fn clashes_policy_ports_and_bad_input_are_refused() {
-    if !root_or_skip() {
-        return;
-    }
+    require_root();
     let bed = Testbed::new().expect("testbed");
     let _tcp = TcpListenerSet::start(&bed.server, &TCP_PORTS).expect("tcp listeners");
     assert_exit(

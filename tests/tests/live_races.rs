@@ -6,7 +6,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use mirror_xdp_tests::cli::{attach_policy, generation, root_or_skip, run, run_ok};
+use mirror_xdp_tests::cli::{attach_policy, generation, run, run_ok}
+use mirror_xdp_tests::require_root;;
 use mirror_xdp_tests::probe::ProbeResult;
 use mirror_xdp_tests::servers::TcpListenerSet;
 use mirror_xdp_tests::sweep::tcp_probe;
@@ -36,9 +37,7 @@ fn client_addr(i: u8) -> Ipv4Addr {
 
 #[test]
 fn denies_racing_reloads_are_all_enforced_by_the_generation_in_force() {
-    if !root_or_skip() {
-        return;
-    }
+    require_root();
     let bed = Testbed::new().expect("testbed");
     let _tcp = TcpListenerSet::start(&bed.server, &[PORT]).expect("tcp listener");
     for i in 0..=DENIES {

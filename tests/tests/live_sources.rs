@@ -7,9 +7,8 @@ use std::net::IpAddr;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use mirror_xdp_tests::cli::{
-    Run, assert_exit, attach_policy, cli_bin, list_json, root_or_skip, run, run_ok,
-};
+use mirror_xdp_tests::cli::{Run, assert_exit, attach_policy, cli_bin, list_json, run, run_ok};
+use mirror_xdp_tests::require_root;
 use mirror_xdp_tests::servers::TcpListenerSet;
 use mirror_xdp_tests::sweep::{assert_blocked, assert_open, tcp_probe};
 use mirror_xdp_tests::testbed::*;
@@ -68,9 +67,7 @@ fn run_with_stdin(bed: &Testbed, args: &[&str], input: &str) -> (Run, Duration) 
 
 #[test]
 fn deny_takes_effect_at_once_counts_hits_and_goes_away() {
-    if !root_or_skip() {
-        return;
-    }
+    require_root();
     let bed = Testbed::new().expect("testbed");
     let _tcp = TcpListenerSet::start(&bed.server, &[PORT]).expect("tcp listener");
     attach_policy(&bed, POLICY);
@@ -125,9 +122,7 @@ fn deny_takes_effect_at_once_counts_hits_and_goes_away() {
 
 #[test]
 fn a_ttl_runs_out_in_the_kernel_without_any_command() {
-    if !root_or_skip() {
-        return;
-    }
+    require_root();
     let bed = Testbed::new().expect("testbed");
     let _tcp = TcpListenerSet::start(&bed.server, &[PORT]).expect("tcp listener");
     attach_policy(&bed, POLICY);
@@ -159,9 +154,7 @@ fn a_ttl_runs_out_in_the_kernel_without_any_command() {
 
 #[test]
 fn a_live_allow_wins_over_the_policy_deny_and_a_live_deny() {
-    if !root_or_skip() {
-        return;
-    }
+    require_root();
     let bed = Testbed::new().expect("testbed");
     let _tcp = TcpListenerSet::start(&bed.server, &[PORT]).expect("tcp listener");
     attach_policy(&bed, POLICY);
@@ -177,9 +170,7 @@ fn a_live_allow_wins_over_the_policy_deny_and_a_live_deny() {
 
 #[test]
 fn live_entries_survive_detach_and_attach() {
-    if !root_or_skip() {
-        return;
-    }
+    require_root();
     let bed = Testbed::new().expect("testbed");
     let _tcp = TcpListenerSet::start(&bed.server, &[PORT]).expect("tcp listener");
     let client = IpAddr::from(CLIENT_V4);
@@ -219,9 +210,7 @@ fn bulk_list() -> String {
 
 #[test]
 fn ten_thousand_entries_from_stdin_take_seconds() {
-    if !root_or_skip() {
-        return;
-    }
+    require_root();
     let bed = Testbed::new().expect("testbed");
     let _tcp = TcpListenerSet::start(&bed.server, &[PORT]).expect("tcp listener");
     attach_policy(&bed, POLICY);
@@ -249,9 +238,7 @@ fn ten_thousand_entries_from_stdin_take_seconds() {
 
 #[test]
 fn a_bad_line_names_its_place_and_applies_nothing() {
-    if !root_or_skip() {
-        return;
-    }
+    require_root();
     let bed = Testbed::new().expect("testbed");
     let _tcp = TcpListenerSet::start(&bed.server, &[PORT]).expect("tcp listener");
     attach_policy(&bed, POLICY);

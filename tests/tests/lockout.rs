@@ -7,7 +7,8 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
-use mirror_xdp_tests::cli::{Run, cli_bin, root_or_skip, run, write_policy};
+use mirror_xdp_tests::cli::{Run, cli_bin, run, write_policy};
+use mirror_xdp_tests::require_root;
 use mirror_xdp_tests::testbed::*;
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -174,9 +175,7 @@ fn attached(bed: &Testbed) -> bool {
 
 #[test]
 fn an_established_connection_is_protected_and_force_overrides() {
-    if !root_or_skip() {
-        return;
-    }
+    require_root();
     let bed = Testbed::new().expect("testbed");
     let mut v4 = hold(&bed, CLIENT_V4.into());
     let _v6 = hold_v6(&bed);
@@ -213,9 +212,7 @@ fn an_established_connection_is_protected_and_force_overrides() {
 
 #[test]
 fn the_ssh_connection_variable_is_protected() {
-    if !root_or_skip() {
-        return;
-    }
+    require_root();
     let bed = Testbed::new().expect("testbed");
     let session = ["the current SSH session from 198.51.100.2:50000 to 198.51.100.1:22"];
     assert_refused(
@@ -232,9 +229,7 @@ fn the_ssh_connection_variable_is_protected() {
 
 #[test]
 fn a_policy_that_admits_the_client_attaches_and_the_session_lives() {
-    if !root_or_skip() {
-        return;
-    }
+    require_root();
     let bed = Testbed::new().expect("testbed");
     let mut held = hold(&bed, CLIENT_V4.into());
     let r = check(&bed, Some(SSH_ENV), ADMITTING, &[]);
@@ -251,9 +246,7 @@ fn a_policy_that_admits_the_client_attaches_and_the_session_lives() {
 
 #[test]
 fn monitor_mode_is_never_refused() {
-    if !root_or_skip() {
-        return;
-    }
+    require_root();
     let bed = Testbed::new().expect("testbed");
     let _held = hold(&bed, CLIENT_V4.into());
     let monitor = RESTRICTED.replace(

@@ -12,10 +12,9 @@ use mirror_xdp::metrics::{self, ReloadCounts};
 use mirror_xdp::state::{Paths, Record};
 use mirror_xdp::stats::Stats;
 use mirror_xdp_common::Reason;
-use mirror_xdp_tests::cli::{
-    attach_policy, port_counts, reason, root_or_skip, run_ok, stats, stats_when,
-};
+use mirror_xdp_tests::cli::{attach_policy, port_counts, reason, run_ok, stats, stats_when};
 use mirror_xdp_tests::probe::send_echoed;
+use mirror_xdp_tests::require_root;
 use mirror_xdp_tests::servers::UdpEchoSet;
 use mirror_xdp_tests::testbed::*;
 
@@ -39,9 +38,7 @@ const FRAME_BYTES: u64 = 14 + 20 + 8 + PAYLOAD.len() as u64;
 
 #[test]
 fn metrics_watch_and_reset() {
-    if !root_or_skip() {
-        return;
-    }
+    require_root();
     let bed = Testbed::new().expect("testbed");
     let _echo = UdpEchoSet::start(&bed.server, &[UDP_PORT]).expect("udp echo");
     attach_policy(&bed, POLICY);
@@ -59,8 +56,8 @@ fn metrics_watch_and_reset() {
     assert_eq!(reason(&s, "allowed", "packets"), SENT, "{s:#}");
 
     check_metrics(&bed);
-    check_watch(&bed, &socket, target);
-    check_reset(&bed);
+    let watch_sent = check_watch(&bed, &socket, target);
+    check_reset(&bed, SENT + watch_sent);
 }
 
 /// Serves the metrics of the testbed's enforcer from this process (the pins are on the
@@ -162,20 +159,24 @@ fn check_metrics(bed: &Testbed) {
 }
 
 /// `stats --watch 1 --count 2` into a pipe: a totals block, then a rates block showing the
-/// traffic sent meanwhile.
-fn check_watch(bed: &Testbed, socket: &UdpSocket, target: SocketAddr) {
+/// traffic sent meanwhile. Returns how many datagrams were sent.
+fn check_watch(bed: &Testbed, socket: &UdpSocket, target: SocketAddr) -> u64 {
     let sending = AtomicBool::new(true);
-    let out = std::thread::scope(|scope| {
-        scope.spawn(|| {
-            // Fire and forget, 50 a second, until the watch is over.
+    let (out, sent) = std::thread::scope(|scope| {
+        let sender = scope.spawn(|| {
+            // Fire and forget, 50 a second (the pace, not a wait), until the watch is over.
+            let mut sent = 0;
             while sending.load(Ordering::Relaxed) {
-                let _ = socket.send_to(PAYLOAD, target);
+                if socket.send_to(PAYLOAD, target).is_ok() {
+                    sent += 1;
+                }
                 std::thread::sleep(Duration::from_millis(20));
             }
+            sent
         });
         let out = run_ok(bed, &["stats", "--watch", "1", "--count", "2"]);
         sending.store(false, Ordering::Relaxed);
-        out
+        (out, sender.join().expect("sender"))
     });
     let text = out.stdout;
     println!("stats --watch 1 --count 2:\n{text}");
@@ -223,13 +224,17 @@ fn check_watch(bed: &Testbed, socket: &UdpSocket, target: SocketAddr) {
     let port = UDP_PORT.to_string();
     assert!(row(rates, &["udp", &port])[0] > 5.0, "{rates}");
     assert_eq!(row(rates, &["tcp", "80"]), [0.0, 0.0], "{rates}");
+    sent
 }
 
 /// `stats --reset --json` prints the counters as they were, then every counter reads zero.
-fn check_reset(bed: &Testbed) {
-    // Let the last datagrams of the watch land, so nothing arrives after the reset.
-    std::thread::sleep(Duration::from_millis(300));
-    let before = stats(bed);
+/// `sent`: every datagram sent so far, all of them `allowed`.
+fn check_reset(bed: &Testbed, sent: u64) {
+    // The last datagrams of the watch land first, so that nothing arrives after the reset.
+    let before = stats_when(bed, Duration::from_secs(5), |s| {
+        reason(s, "allowed", "packets") >= sent
+    });
+    assert_eq!(reason(&before, "allowed", "packets"), sent, "{before:#}");
     let printed = run_ok(bed, &["stats", "--reset", "--json"]);
     let printed: serde_json::Value = serde_json::from_str(&printed.stdout).expect("JSON");
     assert!(

@@ -4,10 +4,9 @@
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
-use mirror_xdp_tests::cli::{
-    attach_policy, port_counts, reason, root_or_skip, stats, stats_when, status,
-};
+use mirror_xdp_tests::cli::{attach_policy, port_counts, reason, stats, stats_when, status};
 use mirror_xdp_tests::probe::{ProbeResult, UdpResult, send_echoed};
+use mirror_xdp_tests::require_root;
 use mirror_xdp_tests::servers::{TcpListenerSet, UdpEchoSet, banner};
 use mirror_xdp_tests::sweep::{tcp_sweep, udp_sweep};
 use mirror_xdp_tests::testbed::*;
@@ -53,9 +52,7 @@ const FRAME_BYTES: u64 = 14 + 20 + 8 + PAYLOAD.len() as u64;
 
 #[test]
 fn monitor_mode_passes_everything_and_counts_would_be_drops() {
-    if !root_or_skip() {
-        return;
-    }
+    require_root();
     let bed = Testbed::new().expect("testbed");
     let _tcp = TcpListenerSet::start(&bed.server, &[443, 22, 25, 3306]).expect("tcp listeners");
     let _udp = UdpEchoSet::start(&bed.server, &[161]).expect("udp echo");
@@ -91,9 +88,7 @@ fn monitor_mode_passes_everything_and_counts_would_be_drops() {
 
 #[test]
 fn counters_equal_the_packets_sent() {
-    if !root_or_skip() {
-        return;
-    }
+    require_root();
     let bed = Testbed::new().expect("testbed");
     let _echo = UdpEchoSet::start(&bed.server, &[LISTED_UDP]).expect("udp echo");
     attach_policy(&bed, COUNTED);

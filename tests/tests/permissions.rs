@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use mirror_xdp::daemon::DEFAULT_METRICS;
 use mirror_xdp_common::map_name;
-use mirror_xdp_tests::cli::{attach_policy, cli_bin, root_or_skip, run_ok, status, write_policy};
+use mirror_xdp_tests::cli::{attach_policy, cli_bin, run_ok, status, write_policy};
+use mirror_xdp_tests::repo::read;
+use mirror_xdp_tests::require_root;
 use mirror_xdp_tests::testbed::*;
 
 const POLICY: &str = r#"
@@ -75,9 +77,7 @@ fn assert_root_only(dir: &Path) {
 /// creates itself (the testbed's own folders hold them, so they vanish with it).
 #[test]
 fn pins_and_state_files_are_root_only() {
-    if !root_or_skip() {
-        return;
-    }
+    require_root();
     let bed = Testbed::new().expect("testbed");
     let pins = bed.bpffs_dir().join("enforcer");
     let state = bed.state_dir().join("state");
@@ -108,9 +108,7 @@ fn pins_and_state_files_are_root_only() {
 /// that says so; the enforcer and its state are untouched.
 #[test]
 fn non_root_user_is_refused_clearly() {
-    if !root_or_skip() {
-        return;
-    }
+    require_root();
     let bed = Testbed::new().expect("testbed");
     let policy = attach_policy(&bed, POLICY);
     let policy = policy.to_str().expect("UTF-8 path");
@@ -155,9 +153,7 @@ fn non_root_user_is_refused_clearly() {
 /// refuses.
 #[test]
 fn non_root_user_cannot_open_pinned_maps() {
-    if !root_or_skip() {
-        return;
-    }
+    require_root();
     let bed = Testbed::new().expect("testbed");
     attach_policy(&bed, POLICY);
     let pins = bed.bpffs_dir();
@@ -220,19 +216,41 @@ fn non_root_user_cannot_open_pinned_maps() {
     );
 }
 
+/// The documented default (README, the systemd unit).
+const DOCUMENTED_METRICS: &str = "127.0.0.1:9472";
+
+/// The default that `run --help` shows, and the library's constant, are the documented one,
+/// and the documents do say it.
 #[test]
-fn metrics_default_to_loopback() {
-    let addr: SocketAddr = DEFAULT_METRICS.parse().expect("a socket address");
+fn metrics_default_to_the_documented_loopback_address() {
+    let addr: SocketAddr = DOCUMENTED_METRICS.parse().expect("a socket address");
     assert!(addr.ip().is_loopback(), "{addr}");
-    assert_eq!(addr.port(), 9472);
+    assert_eq!(DEFAULT_METRICS, DOCUMENTED_METRICS);
+    let help = Command::new(cli_bin())
+        .args(["run", "--help"])
+        .output()
+        .expect("mirror-xdp run --help");
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains(&format!("[default: {DOCUMENTED_METRICS}]")),
+        "run --help: {help}"
+    );
+    assert!(
+        read("README.md").contains(&format!("`--metrics ADDR` (default `{DOCUMENTED_METRICS}`")),
+        "README.md documents another default"
+    );
+    assert!(
+        read("deploy/systemd/mirror-xdp.service").contains(&format!(
+            "Environment=MIRROR_XDP_METRICS={DOCUMENTED_METRICS}\n"
+        )),
+        "the systemd unit sets another address"
+    );
 }
 
 /// `run` without --metrics listens on 127.0.0.1:9472 and nowhere else, and serves there.
 #[test]
 fn daemon_metrics_listen_on_loopback_unless_told_otherwise() {
-    if !root_or_skip() {
-        return;
-    }
+    require_root();
     let bed = Testbed::new().expect("testbed");
     let policy = write_policy(&bed, "policy.toml", POLICY);
     let args = [

@@ -8,8 +8,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use mirror_xdp_common::map_name;
-use mirror_xdp_tests::cli::{Run, attach_policy, root_or_skip, run, run_ok, write_policy};
+use mirror_xdp_tests::cli::{Run, attach_policy, run, run_ok, write_policy};
 use mirror_xdp_tests::probe::UdpResult;
+use mirror_xdp_tests::require_root;
 use mirror_xdp_tests::servers::UdpEchoSet;
 use mirror_xdp_tests::sweep::udp_probe_within;
 use mirror_xdp_tests::testbed::*;
@@ -60,9 +61,7 @@ fn assert_refused(r: &Run, pin: &str, advice: &str, what: &str) {
 
 #[test]
 fn a_shared_map_of_another_version_or_layout_is_refused_never_reused() {
-    if !root_or_skip() {
-        return;
-    }
+    require_root();
     let bed = Testbed::new().expect("testbed");
     let _echo = UdpEchoSet::start(&bed.server, &[OPEN, CLOSED]).expect("udp echo");
     attach_policy(&bed, &policy(OPEN));
@@ -108,9 +107,7 @@ fn a_shared_map_of_another_version_or_layout_is_refused_never_reused() {
 
 #[test]
 fn a_generation_of_another_version_is_not_read_and_a_reload_migrates_it() {
-    if !root_or_skip() {
-        return;
-    }
+    require_root();
     let bed = Testbed::new().expect("testbed");
     let _echo = UdpEchoSet::start(&bed.server, &[OPEN, CLOSED]).expect("udp echo");
     attach_policy(&bed, &policy(OPEN));

@@ -6,8 +6,9 @@ use std::io::ErrorKind;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::Duration;
 
-use mirror_xdp_tests::cli::{attach_policy, reason, root_or_skip, stats, stats_when};
+use mirror_xdp_tests::cli::{attach_policy, reason, stats, stats_when};
 use mirror_xdp_tests::probe::{ProbeResult, UdpResult, tcp_connect, udp_probe};
+use mirror_xdp_tests::require_root;
 use mirror_xdp_tests::servers::{TcpListenerSet, UdpEchoSet, banner};
 use mirror_xdp_tests::sweep::{PROBE_TIMEOUT, tcp_sweep};
 use mirror_xdp_tests::testbed::*;
@@ -76,9 +77,7 @@ fn outbound(bed: &Testbed) -> Vec<(IpAddr, ProbeResult, UdpResult)> {
 
 #[test]
 fn replies_to_connections_the_server_opens_pass() {
-    if !root_or_skip() {
-        return;
-    }
+    require_root();
     let bed = Testbed::new().expect("testbed");
     let _up_tcp = TcpListenerSet::start(&bed.client, &[UPSTREAM_TCP]).expect("client listener");
     let _up_udp = UdpEchoSet::start(&bed.client, &[UPSTREAM_UDP]).expect("client echo");
@@ -154,9 +153,7 @@ fn replies_to_connections_the_server_opens_pass() {
 
 #[test]
 fn without_return_traffic_outbound_connections_fail() {
-    if !root_or_skip() {
-        return;
-    }
+    require_root();
     let bed = Testbed::new().expect("testbed");
     let _up_tcp = TcpListenerSet::start(&bed.client, &[UPSTREAM_TCP]).expect("client listener");
     let _up_udp = UdpEchoSet::start(&bed.client, &[UPSTREAM_UDP]).expect("client echo");

@@ -8,12 +8,14 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use mirror_xdp::testrun::Baseline;
-use mirror_xdp_tests::cli::{attach_policy, port_counts, reason, root_or_skip, run_ok, stats};
+use mirror_xdp_tests::cli::{attach_policy, port_counts, reason, run_ok, stats};
 use mirror_xdp_tests::cpu::pin_to_cpu;
 use mirror_xdp_tests::netns::{ChildGuard, Netns};
 use mirror_xdp_tests::probe::{ProbeResult, tcp_connect};
+use mirror_xdp_tests::require_root;
 use mirror_xdp_tests::servers::{TcpListenerSet, banner};
 use mirror_xdp_tests::testbed::*;
+use mirror_xdp_tests::wait::wait_until;
 
 const PORT: u16 = 8080;
 /// Sequential connects from the untrusted client over IPv4, then over IPv6 (the flood is
@@ -26,8 +28,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const FLOOD_SYNS: &str = "40000";
 const FLOOD_GAP: &str = "u200";
 const FLOOD_SECS: &str = "15";
-/// Time for the flood to get going before the client starts.
-const FLOOD_WARMUP: Duration = Duration::from_millis(500);
+/// The client starts once the server has judged this many of the flood's SYNs over the
+/// budget (a cookie or a drop): the flood is under way.
+const FLOOD_UNDER_WAY: u64 = 100;
 /// The flood and the client share one CPU, so that the server's XDP judges both there, in
 /// one CPU's share of the global budget (25 a second of the 50 on a two-CPU machine).
 const CPU: usize = 0;
@@ -48,9 +51,7 @@ syn_cookies = {cookies}
 
 #[test]
 fn syn_cookies_let_clients_in_during_a_syn_flood() {
-    if !root_or_skip() {
-        return;
-    }
+    require_root();
     let outcome = flood_and_connect(true);
     eprintln!(
         "with syn_cookies: IPv4 {}, IPv6 {}; {} SYNs answered with cookies, {} dropped",
@@ -70,9 +71,7 @@ fn syn_cookies_let_clients_in_during_a_syn_flood() {
 /// asserted; the budget must still drop SYNs, and no cookie may be sent.
 #[test]
 fn without_syn_cookies_for_comparison() {
-    if !root_or_skip() {
-        return;
-    }
+    require_root();
     let outcome = flood_and_connect(false);
     eprintln!(
         "without syn_cookies: IPv4 {}, IPv6 {}; {} SYNs dropped as syn_flood",
@@ -144,7 +143,19 @@ fn flood_and_connect(cookies: bool) -> Outcome {
     );
 
     let mut flood = start_flood(&bed);
-    std::thread::sleep(FLOOD_WARMUP);
+    wait_until(
+        Duration::from_secs(5),
+        "the SYN flood going over the budget",
+        || {
+            let s = stats(&bed);
+            assert!(
+                flood.try_wait().expect("hping3").is_none(),
+                "hping3 ended early"
+            );
+            reason(&s, "syn_cookie", "packets") + reason(&s, "syn_flood", "drop_packets")
+                >= FLOOD_UNDER_WAY
+        },
+    );
     let started = Instant::now();
     let mut results = Vec::new();
     for (src, dst, attempts) in [

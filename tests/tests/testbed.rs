@@ -4,7 +4,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use mirror_xdp_tests::netns::{self, is_root};
+use mirror_xdp_tests::netns;
 use mirror_xdp_tests::probe::{self, ProbeResult, UdpResult};
 use mirror_xdp_tests::servers::{
     self, NGINX_INDEX, Nginx, RSYNC_FILE, RsyncDaemon, TcpListenerSet, UdpEchoSet,
@@ -15,10 +15,7 @@ const T: Duration = Duration::from_secs(2);
 
 #[test]
 fn testbed_servers_and_probes_work_and_clean_up() {
-    if !is_root() {
-        println!("skipped: needs root");
-        return;
-    }
+    mirror_xdp_tests::require_root();
     let pin_dir;
     {
         let tb = Testbed::new().expect("testbed");

@@ -1,6 +1,6 @@
 //! `cargo xtask man`: regenerates the committed man pages (docs/man) and shell completions
 //! (deploy/completions) from the CLI definition, through the binary's hidden `generate-docs`
-//! subcommand. tests/tests/deploy.rs fails when the committed copies are out of date.
+//! subcommand. tests/tests/deploy_host.rs fails when the committed copies are out of date.
 
 use std::process::Command;
 
