@@ -31,3 +31,8 @@ pub mod stats;
 pub mod syncookies;
 pub mod testrun;
 pub mod trafficgen;
+
+// Cargo gives the library the binary's dependencies too: man pages and shell completions
+// (src/cli).
+use clap_complete as _;
+use clap_mangen as _;

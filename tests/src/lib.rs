@@ -10,3 +10,10 @@ pub mod cpu;
 pub mod flood;
 pub mod pinned;
 pub mod sweep;
+
+// Cargo gives the library the dependencies of the demo and bench binaries (command lines,
+// the chart) and of the deploy test (YAML) too.
+use clap as _;
+use plotters as _;
+#[cfg(test)]
+use serde_yaml as _;

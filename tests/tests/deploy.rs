@@ -3,6 +3,10 @@
 //! promises, the systemd unit keeps its hardening (and passes `systemd-analyze verify` where
 //! that exists), the fail2ban action bans with a TTL, and the committed man pages and shell
 //! completions are what the CLI generates today. Needs no root.
+#![expect(
+    unused_crate_dependencies,
+    reason = "an integration test links every dependency of the tests package and uses a few"
+)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

@@ -6,6 +6,10 @@
 //! counters must equal the model's tallies (that checks the reason of every frame, monitor
 //! mode included), and at the end every per-port counter must too. A disagreement prints the
 //! frame in hex. Needs root (BPF); without it the test says so and skips.
+#![expect(
+    unused_crate_dependencies,
+    reason = "an integration test links every dependency of the tests package and uses a few"
+)]
 
 use std::collections::BTreeMap;
 use std::path::Path;

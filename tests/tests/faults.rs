@@ -3,6 +3,10 @@
 //! traffic then shows that the interface enforces the old policy or the new one entirely
 //! (never none, never a mix), and the next command recovers: it succeeds and leaves no pin
 //! of a dead generation, no half-built generation and no pending state behind.
+#![expect(
+    unused_crate_dependencies,
+    reason = "an integration test links every dependency of the tests package and uses a few"
+)]
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};

@@ -2,6 +2,10 @@
 //! allowed datagram and leak no denied one; an invalid policy changes nothing (and is
 //! counted); reload times for a small and a 100,000-entry policy; counters survive a
 //! reload and exactly one generation stays pinned.
+#![expect(
+    unused_crate_dependencies,
+    reason = "an integration test links every dependency of the tests package and uses a few"
+)]
 
 use std::io::ErrorKind;
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
