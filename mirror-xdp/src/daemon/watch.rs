@@ -171,13 +171,14 @@ impl Watcher {
     /// Waits until a change to the policy or its set files has settled. Cancel-safe (a
     /// `select!` branch): pending state lives in `self`.
     pub async fn changed(&mut self) {
-        let mut buffer = [0u8; EVENT_BUFFER];
         loop {
             let due = self.due;
             tokio::select! {
                 ready = self.inotify.readable_mut() => {
                     let relevant = match ready {
                         Ok(mut guard) => {
+                            // Used and dropped before the next await: not kept in the future.
+                            let mut buffer = [0u8; EVENT_BUFFER];
                             match guard.try_io(|inotify| inotify.get_mut().read_events(&mut buffer)) {
                                 Ok(Ok(events)) => {
                                     let events = events.map(|e| (e.wd, e.mask, e.name));
