@@ -29,3 +29,8 @@ pub mod syncookies;
 pub mod testrun;
 #[cfg(feature = "test-support")]
 pub mod trafficgen;
+
+// Cargo gives the library the binary's dependencies too: man pages and shell completions
+// (src/cli).
+use clap_complete as _;
+use clap_mangen as _;

@@ -3,6 +3,17 @@
 
 mod cli;
 
+// Cargo gives the binary the library's dependencies too; the CLI reaches them through it.
+use aya as _;
+use aya_obj as _;
+use inotify as _;
+use nix as _;
+#[cfg(test)]
+use tempfile as _;
+use thiserror as _;
+use tokio as _;
+use toml as _;
+
 use std::process::ExitCode;
 
 use clap::Parser;

@@ -3,6 +3,10 @@
 //! kind user space opens it as, with the key and value sizes of the shared types user
 //! space reads and writes through it. A layout drift between the two crates fails here,
 //! not at load time on a server.
+#![expect(
+    unused_crate_dependencies,
+    reason = "an integration test links every dependency of the mirror-xdp package and uses a few"
+)]
 
 use std::{collections::BTreeMap, mem::size_of};
 

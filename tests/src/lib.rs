@@ -17,3 +17,10 @@ pub mod tools;
 pub mod wait;
 
 pub use netns::require_root;
+
+// Cargo gives the library the dependencies of the demo and bench binaries (command lines,
+// the chart) and of the deploy test (YAML) too.
+use clap as _;
+use plotters as _;
+#[cfg(test)]
+use serde_yaml as _;

@@ -3,6 +3,10 @@
 //! budgets while legitimate clients connect, and a deny list of a million prefixes.
 //! Floods come from the live-frames generator (`mirror_xdp::trafficgen`); each is bounded
 //! in packets and seconds.
+#![expect(
+    unused_crate_dependencies,
+    reason = "an integration test links every dependency of the tests package and uses a few"
+)]
 
 use std::collections::HashSet;
 use std::fmt::Write as _;

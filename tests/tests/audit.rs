@@ -3,6 +3,10 @@
 //! lets tunnels and unknown IPv6 headers through and the audit names them (exit 1); the
 //! VLAN-stripping warning follows the NIC setting; nothing attached and an unknown
 //! interface are clear errors.
+#![expect(
+    unused_crate_dependencies,
+    reason = "an integration test links every dependency of the tests package and uses a few"
+)]
 
 use mirror_xdp_tests::cli::{attach_policy, reason, run, stats};
 use mirror_xdp_tests::require_root;

@@ -1,6 +1,10 @@
 //! The CLI's contract around attaching: exit codes and messages for bad input, a second
 //! attach, attach modes (native, skb fallback on a jumbo MTU), non-root users, and detach
 //! (all interfaces or one) giving the ports back and leaving no pins.
+#![expect(
+    unused_crate_dependencies,
+    reason = "an integration test links every dependency of the tests package and uses a few"
+)]
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::Command;

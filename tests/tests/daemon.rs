@@ -3,6 +3,10 @@
 //! `..data` symlink swap and on SIGHUP, keeps the old policy when the new one is invalid,
 //! logs sampled drops without flooding, and leaves protection in force when it is killed or
 //! stopped; a restart adopts the attached enforcer without a gap and keeps its counters.
+#![expect(
+    unused_crate_dependencies,
+    reason = "an integration test links every dependency of the tests package and uses a few"
+)]
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};

@@ -1,6 +1,10 @@
 //! The deployment kit's manifests stay valid and in step with the code: the Kubernetes
 //! manifests and the Zabbix template parse and have the structure the README promises.
 //! Needs no root. The systemd unit, fail2ban and the generated docs: deploy_host.rs.
+#![expect(
+    unused_crate_dependencies,
+    reason = "an integration test links every dependency of the tests package and uses a few"
+)]
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -4,6 +4,10 @@
 //! `--ignored` where fail2ban is installed), and
 //! the committed man pages and shell completions are what the CLI generates today. Needs no
 //! root; the Kubernetes and Zabbix files: deploy.rs.
+#![expect(
+    unused_crate_dependencies,
+    reason = "an integration test links every dependency of the tests package and uses a few"
+)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;

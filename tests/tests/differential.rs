@@ -8,6 +8,10 @@
 //! frame in hex. Each policy must also reach exactly the reasons it allows for, no fewer (a
 //! reason never met is a branch never compared) and no more. Needs root (BPF): without it
 //! every test fails.
+#![expect(
+    unused_crate_dependencies,
+    reason = "an integration test links every dependency of the tests package and uses a few"
+)]
 
 use std::collections::BTreeSet;
 use std::path::Path;

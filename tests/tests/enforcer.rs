@@ -1,6 +1,10 @@
 //! The enforcer on a veth pair, seen from a client: whitelisted ports answer (raw sockets,
 //! curl, rsync), other ports with a listener behind them go silent (no RST, no ICMP), `from`
 //! limits hold over IPv4 and IPv6, and nmap sees exactly the whitelisted listening ports.
+#![expect(
+    unused_crate_dependencies,
+    reason = "an integration test links every dependency of the tests package and uses a few"
+)]
 
 use std::net::{IpAddr, SocketAddr};
 

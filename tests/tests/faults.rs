@@ -5,6 +5,10 @@
 //! at every step. Real traffic then shows that the interface enforces the old policy or the new one entirely
 //! (never none, never a mix), and the next command recovers: it succeeds and leaves no pin
 //! of a dead generation, no half-built generation and no pending state behind.
+#![expect(
+    unused_crate_dependencies,
+    reason = "an integration test links every dependency of the tests package and uses a few"
+)]
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -221,8 +225,8 @@ fn choose_path(bed: &Testbed, path: ReloadPath, current: (&Path, InForce)) {
 }
 
 #[test]
-use mirror_xdp::lifecycle::fault;
-use mirror_xdp_tests::cli::{Run, cli_bin, generation, run, run_ok, status, write_policy};
+fn reload_killed_at_each_step_of_both_paths_keeps_one_policy_whole_and_the_next_command_recovers() {
+    require_root();
     let bed = Testbed::new().expect("testbed");
     let _echo = UdpEchoSet::start(&bed.server, &[A_PORT, B_PORT]).expect("udp echo");
     let a = write_policy(&bed, "a.toml", &policy(A_PORT));

@@ -1,6 +1,10 @@
 //! Hostile and broken input: a policy of a million entries (in a set file with a BOM, CRLF,
 //! duplicates and overlaps), a `from` list over the kernel table's capacity, a damaged state
 //! file, a spoofed flood bigger than the limiter table, and every kind of invalid command line.
+#![expect(
+    unused_crate_dependencies,
+    reason = "an integration test links every dependency of the tests package and uses a few"
+)]
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};

@@ -1,6 +1,10 @@
 //! Live-entry hit counts are exact when several CPUs hit one entry at the same time: the
 //! program counts with atomic adds, not a load and a store that lose racing hits (root: BPF
 //! test runs, one thread pinned to each CPU).
+#![expect(
+    unused_crate_dependencies,
+    reason = "an integration test links every dependency of the tests package and uses a few"
+)]
 
 use std::{net::SocketAddr, path::Path, thread};
 

@@ -1,6 +1,10 @@
 //! `mirror-xdp port` in the veth testbed: live rules open and close ports within a second
 //! without re-attaching, with or without `--from`, survive reload and detach + attach, are
 //! listed with their origin and counted by `stats`, and clashes with the policy are refused.
+#![expect(
+    unused_crate_dependencies,
+    reason = "an integration test links every dependency of the tests package and uses a few"
+)]
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant};

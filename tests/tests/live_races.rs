@@ -1,14 +1,18 @@
 //! `mirror-xdp source` racing `mirror-xdp reload`: every live deny given while reloads swap
 //! generations is enforced by the generation in force as soon as the command returns, not
 //! written into one a reload has just replaced.
+#![expect(
+    unused_crate_dependencies,
+    reason = "an integration test links every dependency of the tests package and uses a few"
+)]
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use mirror_xdp_tests::cli::{attach_policy, generation, run, run_ok}
-use mirror_xdp_tests::require_root;;
+use mirror_xdp_tests::cli::{attach_policy, generation, run, run_ok};
 use mirror_xdp_tests::probe::ProbeResult;
+use mirror_xdp_tests::require_root;
 use mirror_xdp_tests::servers::TcpListenerSet;
 use mirror_xdp_tests::sweep::tcp_probe;
 use mirror_xdp_tests::testbed::{CLIENT_IF, Testbed};

@@ -1,6 +1,10 @@
 //! `mirror-xdp source` in the veth testbed: live denies and allows take effect at once,
 //! TTLs run out in the kernel without any command, entries survive detach + attach, and
 //! lists of 10,000 entries apply in seconds, all or nothing.
+#![expect(
+    unused_crate_dependencies,
+    reason = "an integration test links every dependency of the tests package and uses a few"
+)]
 
 use std::io::Write;
 use std::net::IpAddr;

@@ -2,6 +2,10 @@
 //! that would drop an established connection held open to port 22 of the server namespace, or
 //! the session named by `SSH_CONNECTION`; `--force` attaches anyway (and the connection then
 //! really is cut); a policy that admits the client, or monitor mode, is not refused.
+#![expect(
+    unused_crate_dependencies,
+    reason = "an integration test links every dependency of the tests package and uses a few"
+)]
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};

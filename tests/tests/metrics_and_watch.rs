@@ -1,5 +1,9 @@
 //! Prometheus metrics of an attached enforcer, scraped over HTTP, and the `stats --watch` and
 //! `stats --reset` commands, against UDP traffic we count ourselves.
+#![expect(
+    unused_crate_dependencies,
+    reason = "an integration test links every dependency of the tests package and uses a few"
+)]
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};

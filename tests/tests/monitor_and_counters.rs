@@ -1,5 +1,9 @@
 //! Counters against traffic we count ourselves: exact per-port and per-reason numbers
 //! (bytes included), and monitor mode passing everything while counting would-be drops.
+#![expect(
+    unused_crate_dependencies,
+    reason = "an integration test links every dependency of the tests package and uses a few"
+)]
 
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;

@@ -1,6 +1,10 @@
 //! Who may touch the enforcer: its pins and state files are root's alone (0700 folders,
 //! 0600 files), a non-root user gets a clear refusal from every command that needs root and
 //! cannot open a pinned map through bpffs, and metrics listen on loopback by default.
+#![expect(
+    unused_crate_dependencies,
+    reason = "an integration test links every dependency of the tests package and uses a few"
+)]
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

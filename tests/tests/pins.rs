@@ -2,6 +2,10 @@
 //! of this build's name in another layout, is refused with what to do (exit 1) by every
 //! command that would reuse or read it, and the policy in force stays as it was; a policy
 //! generation of another version is migrated by a reload.
+#![expect(
+    unused_crate_dependencies,
+    reason = "an integration test links every dependency of the tests package and uses a few"
+)]
 
 use std::path::Path;
 use std::process::Command;

@@ -2,6 +2,10 @@
 //! counted); reload times for a small and a 100,000-entry policy; counters survive a
 //! reload and exactly one generation stays pinned; a prepared spare generation is used, and
 //! a reload without one still works. Under traffic: tests/tests/reload_under_traffic.rs.
+#![expect(
+    unused_crate_dependencies,
+    reason = "an integration test links every dependency of the tests package and uses a few"
+)]
 
 use std::net::UdpSocket;
 use std::path::Path;

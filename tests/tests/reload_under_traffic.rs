@@ -1,5 +1,9 @@
 //! `mirror-xdp reload` under steady traffic in the veth testbed: 100 policy swaps lose no
 //! allowed datagram and leak no denied one, measured against a baseline run without reloads.
+#![expect(
+    unused_crate_dependencies,
+    reason = "an integration test links every dependency of the tests package and uses a few"
+)]
 
 use std::io::ErrorKind;
 use std::net::{SocketAddr, UdpSocket};

@@ -1,6 +1,10 @@
 //! Return traffic: replies to connections the server opens pass (reason `return`) although
 //! their ports are unlisted, while unsolicited packets to the same kind of port are dropped,
 //! and with `return_traffic = false` the server's own outbound connections fail.
+#![expect(
+    unused_crate_dependencies,
+    reason = "an integration test links every dependency of the tests package and uses a few"
+)]
 
 use std::io::ErrorKind;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};

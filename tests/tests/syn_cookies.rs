@@ -3,6 +3,10 @@
 //! in (the flood is answered with cookie SYN-ACKs from XDP); without, it gets in only when
 //! its SYN finds the budget unspent (hping3 paces in bursts, so that happens) or not at all.
 //! Every flood is bounded in packets and seconds.
+#![expect(
+    unused_crate_dependencies,
+    reason = "an integration test links every dependency of the tests package and uses a few"
+)]
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};

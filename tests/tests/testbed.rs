@@ -1,5 +1,9 @@
 //! The test support itself, end to end with no XDP attached: the testbed, every server and
 //! every probe work over both address families, and nothing is left behind.
+#![expect(
+    unused_crate_dependencies,
+    reason = "an integration test links every dependency of the tests package and uses a few"
+)]
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;

@@ -4,13 +4,12 @@
 //! debounced, plus a content fingerprint so that events that change nothing cause no reload.
 
 use std::collections::{HashMap, HashSet};
-use std::ffi::{CString, OsStr, OsString};
+use std::ffi::{OsStr, OsString};
 use std::hash::{Hash, Hasher};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
+use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask};
 use tokio::io::{Interest, unix::AsyncFd};
 use tokio::time::Instant;
 
@@ -20,15 +19,18 @@ pub const DEBOUNCE: Duration = Duration::from_millis(300);
 /// Events that never stop (a file rewritten in a loop) delay a reload at most this long.
 const MAX_DELAY: Duration = Duration::from_secs(2);
 
-const MASK: u32 = libc::IN_CREATE
-    | libc::IN_DELETE
-    | libc::IN_MODIFY
-    | libc::IN_CLOSE_WRITE
-    | libc::IN_MOVED_FROM
-    | libc::IN_MOVED_TO
-    | libc::IN_DELETE_SELF
-    | libc::IN_MOVE_SELF
-    | libc::IN_ONLYDIR;
+const MASK: WatchMask = WatchMask::CREATE
+    .union(WatchMask::DELETE)
+    .union(WatchMask::MODIFY)
+    .union(WatchMask::CLOSE_WRITE)
+    .union(WatchMask::MOVED_FROM)
+    .union(WatchMask::MOVED_TO)
+    .union(WatchMask::DELETE_SELF)
+    .union(WatchMask::MOVE_SELF)
+    .union(WatchMask::ONLYDIR);
+
+/// Room for many events with a full-length name (the inotify crate reads them unaligned).
+const EVENT_BUFFER: usize = 16 * 1024;
 
 /// The policy file and the set files it names, as the reload will read them.
 pub fn files(policy: &Path) -> Vec<PathBuf> {
@@ -100,9 +102,9 @@ fn interest(files: &[PathBuf]) -> HashMap<PathBuf, HashSet<OsString>> {
 /// Watches the folders of the policy and its set files.
 pub struct Watcher {
     policy: PathBuf,
-    fd: AsyncFd<OwnedFd>,
-    /// Watch descriptor -> folder and the names of interest in it.
-    watches: HashMap<i32, (PathBuf, HashSet<OsString>)>,
+    inotify: AsyncFd<Inotify>,
+    /// Watch -> folder and the names of interest in it.
+    watches: HashMap<WatchDescriptor, (PathBuf, HashSet<OsString>)>,
     /// A folder went away (deleted, moved): re-add the watches on the next refresh.
     stale: bool,
     /// When the pending change counts, and when its first event came.
@@ -112,18 +114,14 @@ pub struct Watcher {
 
 impl Watcher {
     pub fn new(policy: &Path) -> std::io::Result<Watcher> {
-        // SAFETY: no pointers; the result is checked.
-        let raw = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
-        if raw < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        // SAFETY: a descriptor we just opened and own alone.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        // SAFETY: the AsyncFd owns the descriptor, which stays open as long as it does.
-        let fd = unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }?;
+        // Non-blocking and close-on-exec, as AsyncFd needs.
+        let inotify = Inotify::init()?;
+        // SAFETY: the Inotify owns its descriptor and closes it only when dropped, which the
+        // AsyncFd does; `as_raw_fd` returns that one descriptor throughout.
+        let inotify = unsafe { AsyncFd::register_with_interest(inotify, Interest::READABLE) }?;
         Ok(Watcher {
             policy: policy.to_path_buf(),
-            fd,
+            inotify,
             watches: HashMap::new(),
             stale: false,
             due: None,
@@ -136,17 +134,19 @@ impl Watcher {
     pub fn refresh(&mut self) -> (Vec<PathBuf>, Vec<String>) {
         let wanted = interest(&files(&self.policy));
         let mut problems = Vec::new();
+        let mut watches = self.inotify.get_ref().watches();
         if self.stale {
             for wd in self.watches.keys() {
-                // SAFETY: plain integers; an already removed watch only returns EINVAL.
-                unsafe { libc::inotify_rm_watch(self.fd.get_ref().as_raw_fd(), *wd) };
+                // An already removed watch (its folder is gone) only returns EINVAL.
+                let _ = watches.remove(wd.clone());
             }
             self.watches.clear();
             self.stale = false;
         }
         let mut kept = HashMap::new();
         for (dir, names) in wanted {
-            match self.add_watch(&dir) {
+            // Adding a watch on a folder already watched returns its descriptor again.
+            match watches.add(&dir, MASK) {
                 Ok(wd) => {
                     kept.insert(wd, (dir, names));
                 }
@@ -159,8 +159,7 @@ impl Watcher {
         }
         for wd in self.watches.keys() {
             if !kept.contains_key(wd) {
-                // SAFETY: as above.
-                unsafe { libc::inotify_rm_watch(self.fd.get_ref().as_raw_fd(), *wd) };
+                let _ = watches.remove(wd.clone());
             }
         }
         self.watches = kept;
@@ -169,30 +168,26 @@ impl Watcher {
         (dirs, problems)
     }
 
-    fn add_watch(&self, dir: &Path) -> std::io::Result<i32> {
-        let c = CString::new(dir.as_os_str().as_bytes())?;
-        // SAFETY: a valid NUL-terminated path; the kernel copies it.
-        let wd =
-            unsafe { libc::inotify_add_watch(self.fd.get_ref().as_raw_fd(), c.as_ptr(), MASK) };
-        if wd < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(wd)
-    }
-
     /// Waits until a change to the policy or its set files has settled. Cancel-safe (a
     /// `select!` branch): pending state lives in `self`.
     pub async fn changed(&mut self) {
         loop {
             let due = self.due;
             tokio::select! {
-                ready = self.fd.readable() => {
+                ready = self.inotify.readable_mut() => {
                     let relevant = match ready {
-                        Ok(mut guard) => match guard.try_io(|fd| read_events(fd.get_ref())) {
-                            Ok(Ok(events)) => self.relevant(&events),
-                            Ok(Err(_)) => true,
-                            Err(_would_block) => false,
-                        },
+                        Ok(mut guard) => {
+                            // Used and dropped before the next await: not kept in the future.
+                            let mut buffer = [0u8; EVENT_BUFFER];
+                            match guard.try_io(|inotify| inotify.get_mut().read_events(&mut buffer)) {
+                                Ok(Ok(events)) => {
+                                    let events = events.map(|e| (e.wd, e.mask, e.name));
+                                    relevant(&self.watches, &mut self.stale, events)
+                                }
+                                Ok(Err(_)) => true,
+                                Err(_would_block) => false,
+                            }
+                        }
                         // Not expected of inotify; check the files rather than miss a change.
                         Err(_) => true,
                     };
@@ -210,27 +205,33 @@ impl Watcher {
             }
         }
     }
+}
 
-    fn relevant(&mut self, events: &[Event]) -> bool {
-        let mut any = false;
-        for e in events {
-            if e.mask & libc::IN_Q_OVERFLOW != 0 {
-                any = true;
-                continue;
-            }
-            if e.mask & (libc::IN_IGNORED | libc::IN_DELETE_SELF | libc::IN_MOVE_SELF) != 0 {
-                self.stale = true;
-                any = true;
-                continue;
-            }
-            if let Some((_, names)) = self.watches.get(&e.wd)
-                && names.contains(e.name.as_os_str())
-            {
-                any = true;
-            }
+/// Whether the events may change what a reload reads: a name of interest in a watched
+/// folder changed, a folder went away (then `stale` is set), or events were lost.
+fn relevant<'a>(
+    watches: &HashMap<WatchDescriptor, (PathBuf, HashSet<OsString>)>,
+    stale: &mut bool,
+    events: impl Iterator<Item = (WatchDescriptor, EventMask, Option<&'a OsStr>)>,
+) -> bool {
+    let mut any = false;
+    for (wd, mask, name) in events {
+        if mask.contains(EventMask::Q_OVERFLOW) {
+            any = true;
+            continue;
         }
-        any
+        if mask.intersects(EventMask::IGNORED | EventMask::DELETE_SELF | EventMask::MOVE_SELF) {
+            *stale = true;
+            any = true;
+            continue;
+        }
+        if let (Some((_, names)), Some(name)) = (watches.get(&wd), name)
+            && names.contains(name)
+        {
+            any = true;
+        }
     }
+    any
 }
 
 async fn sleep_until(due: Option<Instant>) {
@@ -238,48 +239,6 @@ async fn sleep_until(due: Option<Instant>) {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
-}
-
-struct Event {
-    wd: i32,
-    mask: u32,
-    name: OsString,
-}
-
-/// Reads the queued events (WouldBlock when there are none).
-fn read_events(fd: &OwnedFd) -> std::io::Result<Vec<Event>> {
-    // Aligned for `inotify_event`; room for many events with a full-length name.
-    #[repr(C, align(8))]
-    struct Buf([u8; 16 * 1024]);
-    let mut buf = Buf([0; 16 * 1024]);
-    // SAFETY: reading into a buffer we own, of the length given.
-    let n = unsafe { libc::read(fd.as_raw_fd(), buf.0.as_mut_ptr().cast(), buf.0.len()) };
-    if n < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(parse_events(&buf.0[..n as usize]))
-}
-
-/// Splits a read of `inotify_event` records: wd, mask, cookie, len, then `len` name bytes
-/// (NUL-padded).
-fn parse_events(bytes: &[u8]) -> Vec<Event> {
-    const HEAD: usize = 16;
-    let word = |at: usize| u32::from_ne_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
-    let mut out = Vec::new();
-    let mut at = 0;
-    while at + HEAD <= bytes.len() {
-        let len = word(at + 12) as usize;
-        let end = (at + HEAD + len).min(bytes.len());
-        let name = &bytes[at + HEAD..end];
-        let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];
-        out.push(Event {
-            wd: word(at) as i32,
-            mask: word(at + 4),
-            name: OsStr::from_bytes(name).to_os_string(),
-        });
-        at += HEAD + len;
-    }
-    out
 }
 
 #[cfg(test)]
@@ -346,26 +305,59 @@ deny = ["192.0.2.0/24", { file = "sub/block.txt" }]
         assert_eq!(names.len(), 2);
     }
 
+    /// Runs `f` on a current-thread runtime with timers and I/O.
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    /// Whether `changed` returns within `limit`.
+    async fn changes_within(watcher: &mut Watcher, limit: Duration) -> bool {
+        tokio::time::timeout(limit, watcher.changed()).await.is_ok()
+    }
+
     #[test]
-    fn events_parse_with_padded_names() {
-        let mut bytes = Vec::new();
-        for (wd, mask, name) in [
-            (1i32, libc::IN_MOVED_TO, "policy.toml"),
-            (2, libc::IN_IGNORED, ""),
-        ] {
-            let padded = if name.is_empty() { 0 } else { 16 };
-            bytes.extend_from_slice(&wd.to_ne_bytes());
-            bytes.extend_from_slice(&mask.to_ne_bytes());
-            bytes.extend_from_slice(&0u32.to_ne_bytes());
-            bytes.extend_from_slice(&(padded as u32).to_ne_bytes());
-            let mut n = name.as_bytes().to_vec();
-            n.resize(padded, 0);
-            bytes.extend_from_slice(&n);
-        }
-        let events = parse_events(&bytes);
-        assert_eq!(events.len(), 2);
-        assert_eq!((events[0].wd, events[0].mask), (1, libc::IN_MOVED_TO));
-        assert_eq!(events[0].name, "policy.toml");
-        assert_eq!((events[1].wd, events[1].name.len()), (2, 0));
+    fn a_renamed_policy_is_noticed_and_an_unrelated_file_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let policy = dir.path().join("policy.toml");
+        std::fs::write(&policy, "version = 1\n").unwrap();
+        block_on(async {
+            let mut watcher = Watcher::new(&policy).unwrap();
+            let (dirs, problems) = watcher.refresh();
+            assert_eq!(dirs, [dir.path()]);
+            assert!(problems.is_empty(), "{problems:?}");
+
+            std::fs::write(dir.path().join("notes.txt"), "unrelated").unwrap();
+            assert!(!changes_within(&mut watcher, 3 * DEBOUNCE).await);
+
+            // An editor's save: a new file renamed over the policy.
+            let new = dir.path().join(".policy.toml.swp");
+            std::fs::write(&new, "version = 1\n# edited\n").unwrap();
+            std::fs::rename(&new, &policy).unwrap();
+            assert!(changes_within(&mut watcher, MAX_DELAY * 2).await);
+        });
+    }
+
+    #[test]
+    fn a_removed_folder_marks_the_watches_stale_and_refresh_reports_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("conf");
+        std::fs::create_dir(&sub).unwrap();
+        let policy = sub.join("policy.toml");
+        std::fs::write(&policy, "version = 1\n").unwrap();
+        block_on(async {
+            let mut watcher = Watcher::new(&policy).unwrap();
+            assert_eq!(watcher.refresh().0, std::slice::from_ref(&sub));
+            std::fs::remove_dir_all(&sub).unwrap();
+            assert!(changes_within(&mut watcher, MAX_DELAY * 2).await);
+            assert!(watcher.stale);
+            let (dirs, problems) = watcher.refresh();
+            assert!(dirs.is_empty(), "{dirs:?}");
+            assert_eq!(problems.len(), 1, "{problems:?}");
+            assert!(problems[0].starts_with(&format!("cannot watch {}", sub.display())));
+        });
     }
 }

@@ -117,47 +117,17 @@ pub fn inbound(sockets: &[TcpSocket]) -> Vec<Session> {
 
 /// The addresses of this network namespace's interfaces; `None` if they cannot be read.
 pub fn local_addresses() -> Option<HashSet<IpAddr>> {
-    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: getifaddrs fills `head` with a list we free below.
-    if unsafe { libc::getifaddrs(&mut head) } != 0 {
-        return None;
-    }
-    let mut out = HashSet::new();
-    let mut cur = head;
-    while !cur.is_null() {
-        // SAFETY: `cur` is a node of the list getifaddrs returned, not yet freed.
-        let entry = unsafe { &*cur };
-        // SAFETY: a non-null ifa_addr points to a sockaddr whose family says its type.
-        if let Some(ip) = unsafe { sockaddr_ip(entry.ifa_addr) } {
-            out.insert(ip);
-        }
-        cur = entry.ifa_next;
-    }
-    // SAFETY: the list came from getifaddrs and is freed once.
-    unsafe { libc::freeifaddrs(head) };
-    Some(out)
-}
-
-/// # Safety
-/// `addr` is null or points to a valid sockaddr of the size its family implies.
-unsafe fn sockaddr_ip(addr: *const libc::sockaddr) -> Option<IpAddr> {
-    if addr.is_null() {
-        return None;
-    }
-    // SAFETY: the caller's contract; the family selects the sockaddr type read.
-    unsafe {
-        match i32::from((*addr).sa_family) {
-            libc::AF_INET => {
-                let sin = &*(addr as *const libc::sockaddr_in);
-                Some(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)).into())
+    let interfaces = nix::ifaddrs::getifaddrs().ok()?;
+    let ips = interfaces
+        .filter_map(|entry| entry.address)
+        .filter_map(|addr| {
+            if let Some(v4) = addr.as_sockaddr_in() {
+                Some(IpAddr::V4(v4.ip()))
+            } else {
+                addr.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip()))
             }
-            libc::AF_INET6 => {
-                let sin6 = &*(addr as *const libc::sockaddr_in6);
-                Some(Ipv6Addr::from(sin6.sin6_addr.s6_addr).into())
-            }
-            _ => None,
-        }
-    }
+        });
+    Some(ips.collect())
 }
 
 #[cfg(test)]

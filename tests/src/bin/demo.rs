@@ -4,12 +4,17 @@
 //!
 //! Usage: demo --policy FILE --mirror-xdp BIN. Exits 1 if any port's after-state differs
 //! from what the policy expects.
+#![expect(
+    unused_crate_dependencies,
+    reason = "a binary of the tests package links all its dependencies and uses a few"
+)]
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use clap::Parser;
 use mirror_xdp::policy::{Policy, Proto};
 use mirror_xdp_tests::{
     probe::{ProbeResult, UdpResult, tcp_connect, udp_probe},
@@ -41,8 +46,23 @@ fn main() {
     }
 }
 
+/// A throwaway veth testbed: every port probed before and after `mirror-xdp attach`.
+#[derive(Parser)]
+#[command(name = "demo")]
+struct Args {
+    /// The policy to attach.
+    #[arg(long, value_name = "FILE")]
+    policy: PathBuf,
+    /// The mirror-xdp binary to run.
+    #[arg(long = "mirror-xdp", value_name = "BIN")]
+    mirror_xdp: PathBuf,
+}
+
 fn run() -> Result<()> {
-    let (policy_path, bin) = args()?;
+    let args = Args::parse();
+    let policy_path = std::fs::canonicalize(&args.policy)
+        .with_context(|| format!("policy file {}", args.policy.display()))?;
+    let bin = args.mirror_xdp;
     let policy = Policy::load(&policy_path).map_err(|e| anyhow::anyhow!("{e}"))?;
     println!("demo: building a testbed (namespaces, veth pair, servers)");
     let bed = Testbed::new()?;
@@ -102,24 +122,6 @@ fn run() -> Result<()> {
     }
     println!("demo: every port behaves as the policy says");
     Ok(())
-}
-
-fn args() -> Result<(PathBuf, PathBuf)> {
-    let mut policy = None;
-    let mut bin = None;
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let value = args
-            .next()
-            .with_context(|| format!("{arg} needs a value"))?;
-        match arg.as_str() {
-            "--policy" => policy = Some(PathBuf::from(value)),
-            "--mirror-xdp" => bin = Some(PathBuf::from(value)),
-            _ => bail!("unknown argument {arg} (usage: demo --policy FILE --mirror-xdp BIN)"),
-        }
-    }
-    let policy = std::fs::canonicalize(policy.context("--policy is required")?)?;
-    Ok((policy, bin.context("--mirror-xdp is required")?))
 }
 
 /// Every listening port from the ordinary client, plus the admin's view of SSH and the

@@ -2,6 +2,10 @@
 //! BPF_PROG_TEST_RUN, next to bare `XDP_DROP` and `XDP_PASS` programs, measured side by side
 //! in interleaved rounds on 60-byte frames. Prints a Markdown table; with `--out FILE` also
 //! writes it there.
+#![expect(
+    unused_crate_dependencies,
+    reason = "a binary of the tests package links all its dependencies and uses a few"
+)]
 
 mod chart;
 mod control_plane;
@@ -12,9 +16,10 @@ mod scaling;
 mod xdp_filter;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use clap::{ArgGroup, Parser};
 use mirror_xdp::{
     model::{ModelState, classify, flow_key, parse},
     policy::Policy,
@@ -58,24 +63,47 @@ enum Subject {
     XdpFilter(Vec<u8>),
 }
 
+/// Measures the enforcer's verdict paths, deny-list scaling, veth end-to-end rates and the
+/// control plane; prints the report as Markdown (needs root).
+#[derive(Parser)]
+#[command(name = "bench")]
+#[command(group(ArgGroup::new("part").args([
+    "paths_only", "end_to_end_only", "control_plane_only", "deny_list_only", "out"
+])))]
+struct Args {
+    /// Also write the report to FILE, and the chart next to it (FILE with `.png`).
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+    /// Only the per-path table, for a quick look while optimising.
+    #[arg(long)]
+    paths_only: bool,
+    /// Only the end-to-end veth table.
+    #[arg(long)]
+    end_to_end_only: bool,
+    /// Only the control-plane table.
+    #[arg(long)]
+    control_plane_only: bool,
+    /// Only the deny-list end-to-end table.
+    #[arg(long)]
+    deny_list_only: bool,
+}
+
 fn main() -> Result<()> {
-    // `--end-to-end-only`, `--deny-list-only`: one veth table alone, for a quick look.
-    if std::env::args().any(|a| a == "--end-to-end-only") {
+    let args = Args::parse();
+    // One veth table alone, for a quick look.
+    if args.end_to_end_only {
         print!("{}", end_to_end::table(&end_to_end::run(POLICY)?));
         return Ok(());
     }
-    if std::env::args().any(|a| a == "--control-plane-only") {
+    if args.control_plane_only {
         print!("{}", control_plane::table(&control_plane::run(POLICY)?));
         return Ok(());
     }
-    if std::env::args().any(|a| a == "--deny-list-only") {
+    if args.deny_list_only {
         print!("{}", deny_list_e2e::table(&deny_list_e2e::run()?));
         return Ok(());
     }
-    let out = std::env::args()
-        .skip_while(|a| a != "--out")
-        .nth(1)
-        .map(std::path::PathBuf::from);
+    let out = args.out;
     let policy = Policy::parse(POLICY, Path::new("bench-policy.toml"))
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut enforcer = TestProgram::load(&policy)?;
@@ -210,8 +238,7 @@ fn main() -> Result<()> {
         ));
     }
     drop(xdp_filter);
-    // `--paths-only`: the per-path table alone, for a quick look while optimising.
-    if std::env::args().any(|a| a == "--paths-only") {
+    if args.paths_only {
         print!("{table}");
         return Ok(());
     }
@@ -302,7 +329,7 @@ fn main() -> Result<()> {
 
 /// Draws docs/benchmarks.png next to the report; returns the report's line about it.
 fn chart_note(
-    out: &Option<std::path::PathBuf>,
+    out: &Option<PathBuf>,
     subjects: &[(&str, Subject)],
     samples: &[Vec<u64>],
     end_to_end: &end_to_end::Outcome,

@@ -1,0 +1,268 @@
+//! The tiered source entries: random sets against the brute-force reference and the
+//! kernel's walk, edge cases by hand, and (ignored) timings of large lists.
+
+mod oracle;
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::time::Instant;
+
+use ipnet::{Ipv4Net, Ipv6Net};
+use mirror_xdp_common::source_flag::{DENIED, TRUSTED};
+use mirror_xdp_common::sources::TIERS_V6;
+
+use super::{tiers_v4, tiers_v6};
+use oracle::*;
+
+#[test]
+fn random_v4_sets_walk_to_the_flags_of_all_containing_prefixes() {
+    let mut rng = Rng(0x5eed_0004);
+    for _ in 0..2000 {
+        let prefixes = random_v4_set(&mut rng);
+        let entries = check_v4(&mut rng, &prefixes);
+        assert_eq!(entries, reference_v4(&prefixes), "{prefixes:?}");
+    }
+}
+
+#[test]
+fn random_v6_sets_walk_to_the_flags_of_all_containing_prefixes() {
+    let mut rng = Rng(0x5eed_0006);
+    for _ in 0..1000 {
+        let prefixes = random_v6_set(&mut rng);
+        let entries = check_v6(&mut rng, &prefixes);
+        assert_eq!(entries, reference_v6(&prefixes), "{prefixes:?}");
+    }
+}
+
+#[test]
+fn empty_lists_give_no_entries() {
+    assert!(tiers_v4(&[]).is_empty());
+    assert!(tiers_v6(&[]).is_empty());
+}
+
+#[test]
+fn a_v4_slash_0_fills_the_first_tier() {
+    let mut rng = Rng(1);
+    let prefixes = [(v4("0.0.0.0/0"), DENIED), (v4("192.0.2.7/32"), TRUSTED)];
+    let entries = check_v4(&mut rng, &prefixes);
+    // 256 /8 blocks, and the chain down to the /32 below one of them.
+    assert_eq!(entries.len(), 256 + 3);
+    assert!(entries[..256].iter().all(|(k, _)| k.tier == 8));
+    let map: HashMap<_, _> = entries.into_iter().collect();
+    assert_eq!(map[&k4(8, "10.0.0.0")], entry(DENIED, 0));
+    assert_eq!(map[&k4(8, "192.0.0.0")], entry(DENIED, 1));
+    assert_eq!(map[&k4(16, "192.0.0.0")], entry(DENIED, 1));
+    assert_eq!(map[&k4(24, "192.0.2.0")], entry(DENIED, 1));
+    assert_eq!(map[&k4(32, "192.0.2.7")], entry(DENIED | TRUSTED, 0));
+    assert_eq!(walk_v4(&map, "192.0.2.8".parse().unwrap()), DENIED);
+}
+
+#[test]
+fn a_v6_slash_0_fills_the_first_tier() {
+    let mut rng = Rng(2);
+    let prefixes = [(v6("::/0"), TRUSTED), (v6("2001:db8::1/128"), DENIED)];
+    let entries = check_v6(&mut rng, &prefixes);
+    assert_eq!(entries.len(), 256 + 15);
+}
+
+#[test]
+fn a_slash_32_alone_is_a_chain_of_four() {
+    let mut rng = Rng(3);
+    let entries = check_v4(&mut rng, &[(v4("198.51.100.9/32"), DENIED)]);
+    assert_eq!(
+        entries,
+        vec![
+            (k4(8, "198.0.0.0"), entry(0, 1)),
+            (k4(16, "198.51.0.0"), entry(0, 1)),
+            (k4(24, "198.51.100.0"), entry(0, 1)),
+            (k4(32, "198.51.100.9"), entry(DENIED, 0)),
+        ]
+    );
+}
+
+#[test]
+fn a_slash_128_alone_is_a_chain_of_sixteen() {
+    let mut rng = Rng(4);
+    let entries = check_v6(&mut rng, &[(v6("2001:db8::5/128"), TRUSTED)]);
+    assert_eq!(entries.len(), 16);
+    for (i, (key, e)) in entries.iter().enumerate() {
+        assert_eq!(key.tier, TIERS_V6[i]);
+        let last = i == 15;
+        assert_eq!(*e, entry(if last { TRUSTED } else { 0 }, u8::from(!last)));
+    }
+}
+
+#[test]
+fn an_allow_inside_a_deny_gets_both_and_the_rest_only_deny() {
+    let mut rng = Rng(5);
+    let prefixes = [
+        (v4("198.51.0.0/16"), DENIED),
+        (v4("198.51.100.0/24"), TRUSTED),
+        (v4("198.51.100.128/25"), DENIED),
+    ];
+    let entries = check_v4(&mut rng, &prefixes);
+    let map: HashMap<_, _> = entries.into_iter().collect();
+    let walk = |s: &str| walk_v4(&map, s.parse().unwrap());
+    assert_eq!(walk("198.51.1.1"), DENIED);
+    assert_eq!(walk("198.51.100.1"), DENIED | TRUSTED);
+    assert_eq!(walk("198.51.100.200"), DENIED | TRUSTED);
+    assert_eq!(walk("198.52.0.1"), 0);
+    assert_eq!(map[&k4(16, "198.51.0.0")], entry(DENIED, 1));
+    assert_eq!(map[&k4(24, "198.51.100.0")], entry(DENIED | TRUSTED, 1));
+    assert_eq!(map[&k4(32, "198.51.100.200")], entry(DENIED | TRUSTED, 0));
+    assert!(!map.contains_key(&k4(32, "198.51.100.1")));
+}
+
+#[test]
+fn an_allow_v6_inside_a_deny_gets_both() {
+    let mut rng = Rng(6);
+    let prefixes = [
+        (v6("2001:db8::/32"), DENIED),
+        (v6("2001:db8:1::/48"), TRUSTED),
+        (v6("2001:db8:1:2::/63"), DENIED),
+    ];
+    let entries = check_v6(&mut rng, &prefixes);
+    let map: HashMap<_, _> = entries.into_iter().collect();
+    let walk = |s: &str| walk_v6(&map, s.parse().unwrap());
+    assert_eq!(walk("2001:db8:2::1"), DENIED);
+    assert_eq!(walk("2001:db8:1::1"), DENIED | TRUSTED);
+    assert_eq!(walk("2001:db8:1:3::1"), DENIED | TRUSTED);
+    assert_eq!(walk("2001:db9::1"), 0);
+}
+
+#[test]
+fn duplicates_merge_into_one_entry() {
+    let mut rng = Rng(7);
+    let prefixes = [
+        (v4("203.0.113.0/24"), DENIED),
+        (v4("203.0.113.0/24"), DENIED),
+        (v4("203.0.113.0/24"), TRUSTED),
+    ];
+    let entries = check_v4(&mut rng, &prefixes);
+    assert_eq!(entries.len(), 3);
+    assert_eq!(
+        entries[2],
+        (k4(24, "203.0.113.0"), entry(DENIED | TRUSTED, 0))
+    );
+}
+
+#[test]
+fn a_slash_7_is_two_slash_8_blocks() {
+    let mut rng = Rng(8);
+    let entries = check_v4(&mut rng, &[(v4("10.0.0.0/7"), DENIED)]);
+    assert_eq!(
+        entries,
+        vec![
+            (k4(8, "10.0.0.0"), entry(DENIED, 0)),
+            (k4(8, "11.0.0.0"), entry(DENIED, 0)),
+        ]
+    );
+}
+
+#[test]
+fn a_slash_9_is_128_slash_16_blocks_under_a_flagless_slash_8() {
+    let mut rng = Rng(9);
+    let entries = check_v4(&mut rng, &[(v4("10.128.0.0/9"), TRUSTED)]);
+    assert_eq!(entries.len(), 129);
+    assert_eq!(entries[0], (k4(8, "10.0.0.0"), entry(0, 1)));
+    assert_eq!(entries[1], (k4(16, "10.128.0.0"), entry(TRUSTED, 0)));
+    assert_eq!(entries[128], (k4(16, "10.255.0.0"), entry(TRUSTED, 0)));
+}
+
+#[test]
+fn a_slash_25_under_a_slash_24() {
+    let mut rng = Rng(10);
+    let prefixes = [(v4("192.0.2.0/24"), DENIED), (v4("192.0.2.0/25"), TRUSTED)];
+    let entries = check_v4(&mut rng, &prefixes);
+    assert_eq!(entries.len(), 3 + 128);
+    let map: HashMap<_, _> = entries.into_iter().collect();
+    assert_eq!(map[&k4(24, "192.0.2.0")], entry(DENIED, 1));
+    assert_eq!(map[&k4(32, "192.0.2.127")], entry(DENIED | TRUSTED, 0));
+    assert!(!map.contains_key(&k4(32, "192.0.2.128")));
+    assert_eq!(walk_v4(&map, "192.0.2.200".parse().unwrap()), DENIED);
+}
+
+#[test]
+fn prefixes_of_one_tier_nested_in_each_other() {
+    // A /17 and a /20 inside it both expand to /24 blocks: the /20's blocks carry both.
+    let mut rng = Rng(11);
+    let prefixes = [
+        (v4("10.1.0.0/17"), DENIED),
+        (v4("10.1.16.0/20"), TRUSTED),
+        (v4("10.1.17.0/24"), DENIED),
+    ];
+    let entries = check_v4(&mut rng, &prefixes);
+    assert_eq!(entries.len(), 2 + 128);
+    let map: HashMap<_, _> = entries.into_iter().collect();
+    assert_eq!(map[&k4(24, "10.1.15.0")], entry(DENIED, 0));
+    assert_eq!(map[&k4(24, "10.1.16.0")], entry(DENIED | TRUSTED, 0));
+    assert_eq!(map[&k4(24, "10.1.17.0")], entry(DENIED | TRUSTED, 0));
+}
+
+/// 1,000,000 IPv4 prefixes like a large deny list: half /32, a third /24, the rest
+/// /16../23. Run with `cargo test --release -- --ignored --nocapture`.
+#[test]
+#[ignore = "timing; run in release"]
+fn timing_1m_v4() {
+    let mut rng = Rng(42);
+    let prefixes: Vec<(Ipv4Net, u8)> = (0..1_000_000)
+        .map(|_| {
+            let roll = rng.below(6);
+            let len = match roll {
+                0..=2 => 32,
+                3 | 4 => 24,
+                _ => 16 + rng.below(8) as u8,
+            };
+            let net = Ipv4Net::new(Ipv4Addr::from(rng.next() as u32), len).unwrap();
+            (
+                net.trunc(),
+                if rng.below(10) == 0 { TRUSTED } else { DENIED },
+            )
+        })
+        .collect();
+    let start = Instant::now();
+    let entries = tiers_v4(&prefixes);
+    let took = start.elapsed();
+    println!(
+        "tiers_v4: 1,000,000 prefixes -> {} entries in {took:?}",
+        entries.len()
+    );
+    let map: HashMap<_, _> = entries.into_iter().collect();
+    for (net, _) in prefixes.iter().take(200) {
+        let addr = net.network();
+        assert_eq!(walk_v4(&map, addr), expect_v4(&prefixes, addr));
+    }
+}
+
+/// 100,000 IPv6 prefixes: half /32../64, half /128.
+#[test]
+#[ignore = "timing; run in release"]
+fn timing_100k_v6() {
+    let mut rng = Rng(43);
+    let prefixes: Vec<(Ipv6Net, u8)> = (0..100_000)
+        .map(|_| {
+            let len = if rng.below(2) == 0 {
+                128
+            } else {
+                32 + rng.below(33) as u8
+            };
+            let net = Ipv6Net::new(Ipv6Addr::from(rng.u128()), len).unwrap();
+            (
+                net.trunc(),
+                if rng.below(10) == 0 { TRUSTED } else { DENIED },
+            )
+        })
+        .collect();
+    let start = Instant::now();
+    let entries = tiers_v6(&prefixes);
+    let took = start.elapsed();
+    println!(
+        "tiers_v6: 100,000 prefixes -> {} entries in {took:?}",
+        entries.len()
+    );
+    let map: HashMap<_, _> = entries.into_iter().collect();
+    for (net, _) in prefixes.iter().take(200) {
+        let addr = net.network();
+        assert_eq!(walk_v6(&map, addr), expect_v6(&prefixes, addr));
+    }
+}

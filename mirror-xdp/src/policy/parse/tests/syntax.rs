@@ -1,0 +1,107 @@
+//! The document as a whole: `version`, TOML syntax errors, unknown keys, a BOM, CRLF.
+
+use super::*;
+use crate::policy::Mode;
+
+#[test]
+fn version_is_required_and_must_be_1() {
+    assert_eq!(
+        err("[settings]\nmode = \"enforce\"\n"),
+        "policy.toml:1:1: missing `version = 1`: a policy starts by naming its format version"
+    );
+    assert_eq!(
+        err(""),
+        "policy.toml:1:1: missing `version = 1`: a policy starts by naming its format version"
+    );
+    // Checked before the rest, so a newer file's new keys do not hide the reason.
+    assert_eq!(
+        err("# v2\nversion = 2\n[quotas]\nx = 1\n"),
+        "policy.toml:2:11: unsupported policy version 2: this mirror-xdp reads version 1"
+    );
+    assert_eq!(
+        err("version = \"1\"\n"),
+        "policy.toml:1:11: version must be the integer 1, not \"1\""
+    );
+    assert_eq!(
+        err("version = 1.0\n"),
+        "policy.toml:1:11: version must be the integer 1, not 1.0"
+    );
+}
+
+#[test]
+fn toml_syntax_errors_have_positions() {
+    let e = err("version = 1\n[settings\nmode = \"monitor\"\n");
+    assert!(
+        e.starts_with("policy.toml:2:10: invalid table header"),
+        "{e}"
+    );
+    assert!(!e.contains('\n'), "{e}");
+    let e = err("version = 1\nversion = 1\n");
+    assert_eq!(
+        e,
+        "policy.toml:2:1: duplicate key `version` in document root"
+    );
+    // An unclosed array is noticed at the end of the file.
+    let e = err("version = 1\n[[ports]]\nproto = \"tcp\"\nports = [80,\n");
+    assert_eq!(e, "policy.toml:5:1: invalid array; expected `]`");
+}
+
+#[test]
+fn unknown_keys_anywhere() {
+    assert_eq!(
+        err("version = 1\n\nport = [80]\n"),
+        "policy.toml:3:1: unknown field `port`, expected one of `version`, `settings`, \
+         `sets`, `ports`, `sources`, `limits`"
+    );
+    assert_eq!(
+        err("version = 1\n[settings]\n  defaults = \"drop\"\n"),
+        "policy.toml:3:3: unknown field `defaults`, expected one of `mode`, `default`, \
+         `icmp`, `fragments`, `other_protocols`, `return_traffic`"
+    );
+    assert_eq!(
+        err("version = 1\n[[ports]]\nproto = \"tcp\"\nports = [22]\nsource = [\"a\"]\n"),
+        "policy.toml:5:1: unknown field `source`, expected one of `proto`, `ports`, `from`"
+    );
+    assert_eq!(
+        err("version = 1\n[sources]\ntrust = []\n"),
+        "policy.toml:3:1: unknown field `trust`, expected `allow` or `deny`"
+    );
+    assert_eq!(
+        err("version = 1\n[limits]\nsyn_rate = 5\n"),
+        "policy.toml:3:1: unknown field `syn_rate`, expected one of `per_source_pps`, \
+         `per_source_burst`, `per_source_syn_rate`, `per_source_syn_burst`, \
+         `global_syn_rate`, `ban_seconds`, `source_prefix_v4`, `source_prefix_v6`, \
+         `syn_cookies`"
+    );
+    assert_eq!(
+        err("version = 1\n[sets]\na = { file = \"a.txt\", optional = true }\n"),
+        "policy.toml:3:23: unknown field `optional`, expected `file`"
+    );
+    assert_eq!(
+        err("version = 1\n[sources]\ndeny = [{ path = \"a.txt\" }]\n"),
+        "policy.toml:3:11: unknown field `path`, expected `file`"
+    );
+    assert_eq!(
+        err("version = 1\n[sources]\ndeny = [{}]\n"),
+        "policy.toml:3:9: missing field `file`"
+    );
+}
+
+#[test]
+fn bom_in_the_policy_is_ignored() {
+    let p = ok("\u{feff}version = 1\n[settings]\nmode = \"monitor\"\n");
+    assert_eq!(p.settings.mode, Mode::Monitor);
+    assert_eq!(
+        err("\u{feff}version = 1\nbogus = 1\n"),
+        "policy.toml:2:1: unknown field `bogus`, expected one of `version`, `settings`, \
+         `sets`, `ports`, `sources`, `limits`"
+    );
+}
+
+#[test]
+fn crlf_policy_positions() {
+    assert_eq!(
+        err("version = 1\r\n[settings]\r\nmode = \"x\"\r\n"),
+        "policy.toml:3:8: mode must be \"enforce\" or \"monitor\", not \"x\""
+    );
+}
