@@ -1,34 +1,32 @@
 //! mirror-xdp: an XDP port-whitelist firewall for mirror servers.
 //!
-//! The library holds everything but argument parsing: the policy ([`policy`]), its
-//! compilation to map entries ([`compile`]), the reference classifier ([`model`]), the
-//! lifecycle of the kernel programs: attach, reload, detach and crash recovery
-//! ([`lifecycle`], over [`maps`] and [`state`]), live source entries ([`live`]) and port rules
-//! ([`live_ports`]), counters ([`stats`]) and test runs of the program ([`testrun`]).
+//! The library holds everything but argument parsing and output formatting (`src/cli`).
+//! Its groups, bottom to top; a group imports only from groups above it in this list:
+//! - [`policy`]: the policy file, parsed and validated (errors with file:line:col); pure.
+//! - [`compile`]: a policy compiled to map entries; pure.
+//! - [`model`]: the reference classifier, the same verdict order in plain Rust (the tests'
+//!   oracle and the lock-out judge's); pure.
+//! - [`state`]: the folders an enforcer lives in, its state record, the command lock and
+//!   atomic writes.
+//! - [`kernel`]: kernel I/O: typed maps, batched writes, the syncookie sysctl.
+//! - [`lifecycle`]: attach, reload and detach, crash-safe, and the recovery that finishes
+//!   or rolls back a killed command; the lock-out check they run first.
+//! - [`live`]: live `source` entries and `port` rules changed between reloads.
+//! - [`observe`]: counters, metrics, test runs of the program and the bypass audit.
+//! - [`daemon`]: `mirror-xdp run`, the foreground daemon.
 //!
 //! The `test-support` feature adds what only the tests use: crash points
 //! ([`lifecycle::fault`]), the traffic generator and the bare baseline programs.
 
-pub mod audit;
-pub mod batch;
-pub mod checksum;
 pub mod compile;
 pub mod daemon;
+pub mod kernel;
 pub mod lifecycle;
 pub mod live;
-pub mod live_ports;
-pub mod lockout;
-pub mod maps;
-pub mod metrics;
 pub mod model;
+pub mod observe;
 pub mod policy;
 pub mod state;
-pub mod statedir;
-pub mod stats;
-pub mod syncookies;
-pub mod testrun;
-#[cfg(feature = "test-support")]
-pub mod trafficgen;
 
 // Cargo gives the library the binary's dependencies too: man pages and shell completions
 // (src/cli).

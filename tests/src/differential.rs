@@ -5,10 +5,10 @@
 use std::collections::BTreeMap;
 
 use mirror_xdp::{
-    maps::ReasonCount,
+    kernel::maps::ReasonCount,
     model::{self, ModelState, Parsed, classify},
+    observe::testrun::{TestProgram, XDP_DROP, XDP_PASS, XDP_TX},
     policy::{Policy, Proto},
-    testrun::{TestProgram, XDP_DROP, XDP_PASS, XDP_TX},
 };
 use mirror_xdp_common::{Reason, port_index};
 

@@ -1,5 +1,5 @@
 //! Attack traffic from the client namespace: SYN floods from the live-frames generator
-//! (`mirror_xdp::trafficgen`), UDP blasts from a socket, and a legitimate client connecting
+//! (`mirror_xdp::kernel::trafficgen`), UDP blasts from a socket, and a legitimate client connecting
 //! over and over; every flood bounded in packets and seconds.
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use mirror_xdp::trafficgen::{Flood, Randomise, Sent, TrafficGen, ifindex};
+use mirror_xdp::kernel::trafficgen::{Flood, Randomise, Sent, TrafficGen, ifindex};
 
 use crate::frames::{Frame, Ipv4, Ipv6, L4, tcp_flag};
 use crate::netns::{Netns, checked};

@@ -1,7 +1,7 @@
 //! Attacks on the veth testbed: a UDP blast over the per-source packet rate (rate limit,
 //! ban, expiry), SYN floods from one and from spoofed random sources against the SYN
 //! budgets while legitimate clients connect, and a deny list of a million prefixes.
-//! Floods come from the live-frames generator (`mirror_xdp::trafficgen`); each is bounded
+//! Floods come from the live-frames generator (`mirror_xdp::kernel::trafficgen`); each is bounded
 //! in packets and seconds.
 #![expect(
     unused_crate_dependencies,
@@ -14,7 +14,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use mirror_xdp::trafficgen::{Randomise, Sent};
+use mirror_xdp::kernel::trafficgen::{Randomise, Sent};
 use mirror_xdp_tests::cli::{attach_policy, reason, stats, stats_when, try_attach, write_policy};
 use mirror_xdp_tests::flood::{
     Connects, SynFlood, connect_loop, send_frames, snmp, syn_flood, syn_template, template,

@@ -18,10 +18,10 @@ use std::path::Path;
 
 use ipnet::IpNet;
 use mirror_xdp::{
-    live::{Clock, Expiry, LiveSet},
+    live::sources::{Clock, Expiry, LiveSet},
     model::{self, ModelState, Parsed},
+    observe::testrun::TestProgram,
     policy::Policy,
-    testrun::TestProgram,
 };
 use mirror_xdp_common::Reason;
 use mirror_xdp_tests::cpu::pin_to_cpu;

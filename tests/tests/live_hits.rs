@@ -11,10 +11,10 @@ use std::{net::SocketAddr, path::Path, thread};
 use aya::programs::{TestRun, TestRunOptions};
 use ipnet::IpNet;
 use mirror_xdp::{
-    live::{Action, Expiry, Hits, LiveSet},
-    lockout::segment,
+    lifecycle::lockout::segment,
+    live::sources::{Action, Expiry, Hits, LiveSet},
+    observe::testrun::{TestProgram, XDP_DROP},
     policy::Policy,
-    testrun::{TestProgram, XDP_DROP},
 };
 use mirror_xdp_common::tcp_flag;
 use mirror_xdp_tests::require_root;

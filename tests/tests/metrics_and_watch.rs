@@ -11,10 +11,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use mirror_xdp::maps::Maps;
-use mirror_xdp::metrics::{self, ReloadCounts};
+use mirror_xdp::kernel::maps::Maps;
+use mirror_xdp::observe::metrics::{self, ReloadCounts};
+use mirror_xdp::observe::stats::Stats;
 use mirror_xdp::state::{Paths, Record};
-use mirror_xdp::stats::Stats;
 use mirror_xdp_common::Reason;
 use mirror_xdp_tests::cli::{attach_policy, port_counts, reason, run_ok, stats, stats_when};
 use mirror_xdp_tests::probe::send_echoed;

@@ -11,7 +11,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use mirror_xdp::testrun::Baseline;
+use mirror_xdp::observe::testrun::Baseline;
 use mirror_xdp_tests::cli::{attach_policy, port_counts, reason, run_ok, stats};
 use mirror_xdp_tests::cpu::pin_to_cpu;
 use mirror_xdp_tests::netns::{ChildGuard, Netns};

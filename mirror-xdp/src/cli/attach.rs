@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use super::{Failure, load_policy};
 use mirror_xdp::{
+    lifecycle::lockout,
     lifecycle::{self, AttachMode},
-    lockout,
     state::Paths,
 };
 

@@ -2,7 +2,7 @@
 //! verdict is not what the policy intends, and offload warnings.
 
 use super::Failure;
-use mirror_xdp::{audit, state::Paths};
+use mirror_xdp::{observe::audit, state::Paths};
 
 /// Run a corpus of evasive frames (VLAN/QinQ tags, IPv4 options, tiny and overlapping
 /// fragments, IPv6 extension chains, bogus TCP offsets, NULL/FIN/Xmas scans, zero and

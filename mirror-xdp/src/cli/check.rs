@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use super::{Failure, load_policy};
 use mirror_xdp::{
     compile::{compile, possible_cpus},
-    lockout,
+    lifecycle::lockout,
     state::Paths,
 };
 

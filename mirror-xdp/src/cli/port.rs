@@ -2,7 +2,7 @@
 //! kept in the state folder so they survive reload, re-attach and restart.
 
 use mirror_xdp::{
-    live_ports::{self, Added, LivePorts, LivePortsError, LiveRule, PortSpec, from_text},
+    live::ports::{self, Added, LivePorts, LivePortsError, LiveRule, PortSpec, from_text},
     policy::{ListItem, Policy},
     state::Paths,
 };
@@ -57,7 +57,7 @@ fn allow(paths: &Paths, spec: PortSpec, from: Vec<ListItem>) -> Result<(), Failu
         spec,
         from: (!from.is_empty()).then_some(from),
     };
-    let done = live_ports::allow(paths, rule.clone()).map_err(fail)?;
+    let done = ports::allow(paths, rule.clone()).map_err(fail)?;
     let what = match done.added {
         Added::New => "added",
         Added::Replaced => "updated",
@@ -75,7 +75,7 @@ fn allow(paths: &Paths, spec: PortSpec, from: Vec<ListItem>) -> Result<(), Failu
 }
 
 fn remove(paths: &Paths, spec: PortSpec) -> Result<(), Failure> {
-    let done = live_ports::remove(paths, spec).map_err(fail)?;
+    let done = ports::remove(paths, spec).map_err(fail)?;
     let ports = spec.ports.hi - spec.ports.lo + 1;
     let closed = usize::from(ports) - done.still_listed;
     if !done.attached {
@@ -148,7 +148,7 @@ fn strings<T: ToString>(items: &[T]) -> Vec<String> {
 }
 
 fn list(paths: &Paths, json: bool) -> Result<(), Failure> {
-    let (policy, live) = live_ports::snapshot(paths).map_err(fail)?;
+    let (policy, live) = ports::snapshot(paths).map_err(fail)?;
     let rows = rows(policy.as_ref(), &live);
     if json {
         let doc = serde_json::json!({ "ports": rows });

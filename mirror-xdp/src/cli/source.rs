@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use ipnet::IpNet;
 use mirror_xdp::{
-    live::{
+    live::sources::{
         self, Action, Change, Clock, Expiry, LiveError,
         command::{self, Entries, Op, SourceError},
     },
@@ -30,7 +30,7 @@ pub enum SourceCommand {
         #[command(flatten)]
         target: Target,
         /// The entry expires after this long: 30s, 10m, 2h, 1d, 1h30m, or seconds.
-        #[arg(long, value_name = "DURATION", value_parser = live::parse_duration)]
+        #[arg(long, value_name = "DURATION", value_parser = sources::parse_duration)]
         ttl: Option<u64>,
     },
     /// Trust a source: pass it whatever the port; wins over every deny.
@@ -93,7 +93,7 @@ fn read_input(target: &Target) -> Result<Entries, Failure> {
             .map_err(|e| Failure::invalid(format!("cannot read {}: {e}", path.display())))?;
         (path.display().to_string(), bytes)
     };
-    let nets = live::parse_list(&label, &bytes).map_err(|lines| {
+    let nets = sources::parse_list(&label, &bytes).map_err(|lines| {
         fail(
             LiveError::BadLines {
                 file: label.clone(),

@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 use super::Failure;
 use mirror_xdp::{
     compile::proto_slot,
-    maps::Maps,
+    kernel::maps::Maps,
+    observe::stats::Stats,
     policy::Proto,
     state::{Paths, Record},
-    stats::Stats,
 };
 use mirror_xdp_common::port_index;
 
@@ -183,7 +183,7 @@ pub fn attached(paths: &Paths) -> Result<Record, Failure> {
 mod tests {
     use std::path::PathBuf;
 
-    use mirror_xdp::{state::PolicyRecord, stats::PortStats};
+    use mirror_xdp::{observe::stats::PortStats, state::PolicyRecord};
 
     use super::*;
 

@@ -18,7 +18,7 @@ use super::{
 };
 use crate::{
     compile::{compile, possible_cpus},
-    maps::Maps,
+    kernel::maps::Maps,
     policy::Policy,
     state::{InterfaceRecord, Paths, PolicyRecord, PortRecord, Record},
 };
@@ -46,7 +46,7 @@ pub fn attach(
 ) -> Result<Record, LifecycleError> {
     // Held to the end: a `port` or `source` command waits until the maps hold what it
     // would change, and recovery sees no attach at work.
-    let live_lock = crate::statedir::lock(&paths.state_dir)?;
+    let live_lock = crate::state::dir::lock(&paths.state_dir)?;
     recover(paths, &live_lock, Recovery::RollBackAttach, progress)?;
     if let Some(record) = Record::load(paths)? {
         return Err(LifecycleError::AlreadyAttached {
@@ -59,7 +59,7 @@ pub fn attach(
         }
     }
     // Live `port` rules outlive attachments: compiled with the policy's.
-    let live_ports = crate::live_ports::LivePorts::load(paths)?;
+    let live_ports = crate::live::ports::LivePorts::load(paths)?;
     let merged;
     let policy = if live_ports.rules.is_empty() {
         policy
@@ -85,7 +85,7 @@ pub fn attach(
     let mut maps = Maps::from_ebpf(&mut ebpf)?;
     let mut config = maps.write_fresh(&image)?;
     // Live `source` entries outlive attachments: in force before the program judges a packet.
-    config.flags |= crate::live::restore_locked(paths, &mut maps)?;
+    config.flags |= crate::live::sources::restore_locked(paths, &mut maps)?;
     maps.enable(&config)?;
     fault::point("attach:maps-filled");
     let prog_id = object::load_and_pin_xdp(&mut ebpf, &generation_dir)?;
@@ -94,7 +94,7 @@ pub fn attach(
     drop(maps);
     fault::point("attach:egress-program-pinned");
 
-    let syncookies = Path::new(crate::syncookies::SYSCTL);
+    let syncookies = Path::new(crate::kernel::syncookie_sysctl::SYSCTL);
     let mut record = Record {
         mode: policy.settings.mode.name().to_string(),
         interfaces: Vec::new(),
@@ -108,7 +108,7 @@ pub fn attach(
             .flat_map(|r| r.ports.iter().map(|p| PortRecord::new(r.proto, *p)))
             .collect(),
         tcp_syncookies_before: match policy.limits.syn_cookies {
-            true => Some(crate::syncookies::read(syncookies)?),
+            true => Some(crate::kernel::syncookie_sysctl::read(syncookies)?),
             false => None,
         },
         limiter_entries: sizes.limiter_entries,
@@ -119,11 +119,11 @@ pub fn attach(
     fault::point("attach:pending-written");
     if policy.limits.syn_cookies {
         // Before the first cookie goes out: the kernel must accept the ACKs that answer it.
-        let before = crate::syncookies::enable(syncookies)?;
+        let before = crate::kernel::syncookie_sysctl::enable(syncookies)?;
         progress(&format!(
             "syn_cookies: net.ipv4.tcp_syncookies set to {} in this network namespace \
              (was {before}; detach restores it)",
-            crate::syncookies::REQUIRED
+            crate::kernel::syncookie_sysctl::REQUIRED
         ));
         rollback.syncookies_before = Some(before);
         fault::point("attach:sysctl-set");

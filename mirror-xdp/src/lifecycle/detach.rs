@@ -19,7 +19,7 @@ pub fn detach(
     iface: Option<&str>,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Vec<String>, LifecycleError> {
-    let lock = crate::statedir::lock(&paths.state_dir)?;
+    let lock = crate::state::dir::lock(&paths.state_dir)?;
     let recovered = recover(paths, &lock, Recovery::RollBackAttach, progress)?;
     let Some(mut record) = Record::load(paths)? else {
         return match recovered {

@@ -15,12 +15,13 @@
 //! - [`attach`], [`detach`], [`reload`]: the commands.
 //!
 //! Outside the module, [`crate::state`] (the folders and the state record) and
-//! [`crate::maps`] (the maps' contents) sit below it.
+//! [`crate::kernel::maps`] (the maps' contents) sit below it.
 
 pub mod attach;
 pub mod compat;
 pub mod detach;
 pub mod fault;
+pub mod lockout;
 pub mod object;
 pub mod pending;
 pub mod pins;
@@ -138,7 +139,7 @@ pub enum LifecycleError {
     Invalid(#[from] crate::policy::PolicyError),
     /// The policy would cut the admin's session: nothing changed.
     #[error(transparent)]
-    Lockout(#[from] crate::lockout::LockoutRefused),
+    Lockout(#[from] crate::lifecycle::lockout::LockoutRefused),
     #[error("swapping the program on {iface}: {message}")]
     Swap { iface: String, message: String },
     #[error("opening the programs pinned in {dir} to swap them in: {message}")]
@@ -157,19 +158,19 @@ pub enum LifecycleError {
     Unfinished(String),
 
     #[error(transparent)]
-    Maps(#[from] crate::maps::MapsError),
+    Maps(#[from] crate::kernel::maps::MapsError),
     #[error(transparent)]
     Compile(#[from] crate::compile::CompileError),
     #[error(transparent)]
     State(#[from] crate::state::StateError),
     #[error(transparent)]
-    Lock(#[from] crate::statedir::LockError),
+    Lock(#[from] crate::state::dir::LockError),
     #[error(transparent)]
-    Live(#[from] crate::live::LiveError),
+    Live(#[from] crate::live::sources::LiveError),
     #[error(transparent)]
-    LivePorts(#[from] crate::live_ports::LivePortsError),
+    LivePorts(#[from] crate::live::ports::LivePortsError),
     #[error(transparent)]
-    Syncookies(#[from] crate::syncookies::SyncookiesError),
+    Syncookies(#[from] crate::kernel::syncookie_sysctl::SyncookiesError),
 }
 
 impl LifecycleError {

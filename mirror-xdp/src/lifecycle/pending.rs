@@ -31,7 +31,7 @@ pub fn write(
     deny: &[IpNet],
 ) -> Result<(), LifecycleError> {
     let pending = pending_paths(paths);
-    crate::live::save_policy_sources(&pending, allow, deny)?;
+    crate::live::sources::save_policy_sources(&pending, allow, deny)?;
     record.save(&pending)?;
     Ok(())
 }
@@ -106,7 +106,7 @@ mod tests {
         commit(&paths).unwrap();
         assert_eq!(Record::load(&paths).unwrap(), Some(record(2)));
         assert_eq!(load(&paths).unwrap(), None);
-        let sources = crate::live::load_policy_sources(&paths).unwrap();
+        let sources = crate::live::sources::load_policy_sources(&paths).unwrap();
         assert_eq!(
             sources.allow,
             vec!["192.0.2.0/24".parse::<IpNet>().unwrap()]

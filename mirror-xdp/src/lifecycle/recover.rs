@@ -44,7 +44,7 @@ pub enum Recovery {
 /// live lock is the caller's proof that no other command is at work.
 pub fn recover(
     paths: &Paths,
-    _lock: &crate::statedir::Lock,
+    _lock: &crate::state::dir::Lock,
     level: Recovery,
     progress: &mut dyn FnMut(&str),
 ) -> Result<bool, LifecycleError> {
@@ -222,7 +222,7 @@ pub fn for_reading(
     paths: &Paths,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Option<Record>, LifecycleError> {
-    let lock = crate::statedir::lock(&paths.state_dir)?;
+    let lock = crate::state::dir::lock(&paths.state_dir)?;
     recover(paths, &lock, Recovery::FinishOnly, progress)?;
     let Some(record) = Record::load(paths)? else {
         return Ok(None);

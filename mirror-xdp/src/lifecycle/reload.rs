@@ -22,9 +22,9 @@ use super::{
 };
 use crate::{
     compile::{MapImage, compile, possible_cpus},
-    live,
-    live_ports::LivePorts,
-    maps::Maps,
+    kernel::maps::Maps,
+    live::ports::LivePorts,
+    live::sources as live,
     policy::Policy,
     state::{Paths, PortRecord, Record},
 };
@@ -39,7 +39,7 @@ pub struct Reloaded {
 
 /// Re-reads the policy of the attached enforcer (or `policy_path`, which then becomes its
 /// policy) and swaps it in, unless it would lock out the admin's session (`force`
-/// overrides, see [`crate::lockout`]). Counts the outcome in the state record. What an
+/// overrides, see [`crate::lifecycle::lockout`]). Counts the outcome in the state record. What an
 /// earlier reload left half-done is finished or thrown away first ([`super::recover`]), and
 /// pins this build cannot read are refused ([`super::compat`]).
 pub fn reload(
@@ -49,7 +49,7 @@ pub fn reload(
     progress: &mut dyn FnMut(&str),
 ) -> Result<Reloaded, LifecycleError> {
     // No live `source` change, and no other reload, between reading and swapping.
-    let lock = crate::statedir::lock(&paths.state_dir)?;
+    let lock = crate::state::dir::lock(&paths.state_dir)?;
     recover(paths, &lock, Recovery::FinishOnly, progress)?;
     let mut record = Record::load(paths)?
         .ok_or_else(|| LifecycleError::NothingToReload(paths.state_dir.clone()))?;
@@ -67,7 +67,8 @@ pub fn reload(
     let (loaded, sessions, notes) = std::thread::scope(|scope| {
         let sessions = scope.spawn(|| {
             let mut notes = Vec::new();
-            let sessions = crate::lockout::collect(&mut |note| notes.push(note.to_string()));
+            let sessions =
+                crate::lifecycle::lockout::collect(&mut |note| notes.push(note.to_string()));
             (sessions, notes)
         });
         let loaded = Policy::load(&path)
@@ -85,7 +86,7 @@ pub fn reload(
         progress(note);
     }
     let policy = match loaded.and_then(|policy| {
-        crate::lockout::refuse_lockout_of(&policy, paths, force, &sessions, progress)?;
+        crate::lifecycle::lockout::refuse_lockout_of(&policy, paths, force, &sessions, progress)?;
         Ok(policy)
     }) {
         Ok(policy) => policy,

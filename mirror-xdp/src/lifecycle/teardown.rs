@@ -48,6 +48,9 @@ pub fn finish_detach(paths: &Paths, record: &Record) -> Result<(), LifecycleErro
 
 /// Puts `net.ipv4.tcp_syncookies` back to what it was before attach set it.
 pub fn restore_syncookies(before: &str) -> Result<(), LifecycleError> {
-    crate::syncookies::restore(Path::new(crate::syncookies::SYSCTL), before)?;
+    crate::kernel::syncookie_sysctl::restore(
+        Path::new(crate::kernel::syncookie_sysctl::SYSCTL),
+        before,
+    )?;
     Ok(())
 }

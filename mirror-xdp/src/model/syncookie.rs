@@ -4,7 +4,7 @@
 //! secret) comes from outside.
 
 use super::parse::{L4, Parsed, parse};
-use crate::checksum::checksum;
+use mirror_xdp_common::wire::checksum;
 
 /// The MSS values a cookie can encode (the kernel's `msstab` for IPv4 and IPv6).
 const MSS_V4: [u16; 4] = [536, 1300, 1440, 1460];

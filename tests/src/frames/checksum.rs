@@ -1,6 +1,6 @@
 //! The Internet checksum (RFC 1071) for the builder's IPv4 header and L4 checksums.
 
-pub use mirror_xdp::checksum::checksum;
+pub use mirror_xdp_common::wire::checksum;
 
 /// Fills the checksum at `at` (zero beforehand) over the pseudo-header and `l4`. UDP sends
 /// a computed 0 as 0xFFFF, since 0 means "no checksum" there.

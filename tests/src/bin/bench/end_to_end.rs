@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use mirror_xdp::{testrun::Baseline, trafficgen::Randomise};
+use mirror_xdp::{kernel::trafficgen::Randomise, observe::testrun::Baseline};
 use mirror_xdp_tests::{
     flood::{send_frames, syn_template},
     netns::{Netns, is_root},

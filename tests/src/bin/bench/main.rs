@@ -22,8 +22,8 @@ use anyhow::{Context, Result, bail};
 use clap::{ArgGroup, Parser};
 use mirror_xdp::{
     model::{ModelState, classify, flow_key, parse},
+    observe::testrun::{Baseline, TestProgram, XDP_DROP, XDP_PASS},
     policy::Policy,
-    testrun::{Baseline, TestProgram, XDP_DROP, XDP_PASS},
 };
 use mirror_xdp_tests::frames::{Frame, Ipv4, Ipv6, L4};
 
@@ -186,7 +186,7 @@ fn main() -> Result<()> {
     {
         enforcer
             .maps
-            .insert_flow(&key, mirror_xdp::maps::monotonic_ns())?;
+            .insert_flow(&key, mirror_xdp::kernel::maps::monotonic_ns())?;
         state.flows.insert(key);
     }
     // Each enforcer frame must take the path it is named after.

@@ -5,7 +5,7 @@ use std::net::Ipv4Addr;
 use std::time::Instant;
 
 use anyhow::Result;
-use mirror_xdp::{policy::Policy, testrun::TestProgram};
+use mirror_xdp::{observe::testrun::TestProgram, policy::Policy};
 use mirror_xdp_tests::frames::{Frame, Ipv4, L4};
 
 pub const SIZES: [usize; 4] = [10, 10_000, 100_000, 1_000_000];

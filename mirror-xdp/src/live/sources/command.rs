@@ -1,0 +1,196 @@
+//! `mirror-xdp source` as transactions. Each takes the command lock first (attach and reload
+//! hold it throughout), then opens the maps of the generation in force, so a concurrent
+//! reload can neither build its generation from the file without this change nor retire
+//! the generation the change went into. The kernel is changed before the file; if either
+//! fails, the kernel gets the previous entries back.
+//!
+//! Above the live store and the lifecycle (it runs recovery); nothing below imports it.
+
+use std::path::PathBuf;
+
+use ipnet::IpNet;
+
+use super::{
+    BadLine, Change, Clock, Expiry, Hits, LiveError, LiveSet, PolicySources, load_policy_sources,
+    open_in_force,
+};
+use crate::lifecycle::LifecycleError;
+use crate::lifecycle::compat::{self, Scope};
+use crate::lifecycle::recover::{self, Recovery};
+use crate::state::dir::{self, LockError};
+use crate::state::{Paths, Record, StateError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error(transparent)]
+    Live(#[from] LiveError),
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// Recovering what a crashed command left, or pins this build cannot read.
+    #[error(transparent)]
+    Lifecycle(#[from] LifecycleError),
+    #[error("nothing is attached (no state in {0}); run `mirror-xdp attach` first")]
+    NotAttached(PathBuf),
+}
+
+impl SourceError {
+    /// Whether the user's input is at fault (exit 2) rather than the system (exit 1).
+    pub fn is_invalid_input(&self) -> bool {
+        matches!(self, SourceError::Live(e) if e.is_invalid_input())
+    }
+}
+
+/// What a change does to the entries it names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// For `ttl_secs` seconds, or for good.
+    Deny {
+        ttl_secs: Option<u64>,
+    },
+    Allow,
+    /// Live entries only, every one named (or nothing is removed).
+    Remove,
+}
+
+/// The prefixes a command names: from the command line (`file: None`, line 0) or from the
+/// lines of a list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entries {
+    pub file: Option<String>,
+    pub nets: Vec<(usize, IpNet)>,
+}
+
+/// What a change did.
+#[derive(Clone, Copy, Debug)]
+pub struct Applied {
+    pub change: Change,
+    /// The expiry a deny gave its entries.
+    pub expires: Option<Expiry>,
+    /// Expired entries dropped on the way.
+    pub pruned: usize,
+    pub clock: Clock,
+}
+
+/// Applies `op` to `entries` in the generation in force, then in the state file. Notes
+/// (recovery, a failed undo) go to `say`.
+pub fn change(
+    paths: &Paths,
+    op: Op,
+    entries: &Entries,
+    say: &mut dyn FnMut(&str),
+) -> Result<Applied, SourceError> {
+    let lock = dir::lock(&paths.state_dir)?;
+    recover::recover(paths, &lock, Recovery::FinishOnly, say)?;
+    let record =
+        Record::load(paths)?.ok_or_else(|| SourceError::NotAttached(paths.state_dir.clone()))?;
+    let scope = Scope::Reading(record.policy.generation);
+    compat::check_pins(paths, scope, record.limiter_entries)?;
+    let mut maps = open_in_force(paths, &record).map_err(LiveError::from)?;
+
+    let clock = Clock::now();
+    let before = LiveSet::load(paths)?;
+    let mut after = before.clone();
+    let pruned = after.prune(&clock);
+    let nets: Vec<IpNet> = entries.nets.iter().map(|(_, net)| *net).collect();
+    let (change, expires) = match op {
+        Op::Deny { ttl_secs } => {
+            let expires = ttl_secs.map_or(Expiry::Never, |secs| clock.expiry_after(secs));
+            (after.deny(&nets, expires), Some(expires))
+        }
+        Op::Allow => (after.allow(&nets), None),
+        Op::Remove => {
+            all_live(&after, entries, paths)?;
+            (after.remove(&nets), None)
+        }
+    };
+    let result = after.apply(&mut maps).and_then(|_| after.save(paths));
+    if let Err(e) = result {
+        if let Err(again) = before.apply(&mut maps) {
+            say(&format!(
+                "mirror-xdp: restoring the previous live entries failed too: {again}"
+            ));
+        }
+        return Err(e.into());
+    }
+    Ok(Applied {
+        change,
+        expires,
+        pruned,
+        clock,
+    })
+}
+
+/// A remove names live entries only, every one of them.
+fn all_live(set: &LiveSet, entries: &Entries, paths: &Paths) -> Result<(), LiveError> {
+    let missing: Vec<&(usize, IpNet)> = entries
+        .nets
+        .iter()
+        .filter(|(_, net)| !set.contains(net))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let policy = load_policy_sources(paths)?;
+    let Some(file) = &entries.file else {
+        let prefix = missing[0].1;
+        let in_policy = policy.contains(&prefix);
+        return Err(LiveError::NotLive { prefix, in_policy });
+    };
+    let lines = missing
+        .iter()
+        .map(|(line, net)| BadLine {
+            file: file.clone(),
+            line: *line,
+            message: LiveError::NotLive {
+                prefix: *net,
+                in_policy: policy.contains(net),
+            }
+            .to_string(),
+        })
+        .collect();
+    Err(LiveError::BadLines {
+        file: file.clone(),
+        lines,
+    })
+}
+
+/// What `source list` shows.
+#[derive(Clone, Debug)]
+pub struct Listing {
+    pub live: LiveSet,
+    /// The kernel's hit counts; `None` when nothing is attached.
+    pub hits: Option<Hits>,
+    /// The attached policy's entries; empty when nothing is attached.
+    pub policy: PolicySources,
+    pub clock: Clock,
+}
+
+/// The live entries (expired ones pruned, in the kernel too) and, with an enforcer
+/// attached, the policy's entries and the hit counts.
+pub fn list(paths: &Paths) -> Result<Listing, SourceError> {
+    let _lock = dir::lock(&paths.state_dir)?;
+    let record = Record::load(paths)?;
+    let clock = Clock::now();
+    let mut live = LiveSet::load(paths)?;
+    let pruned = live.prune(&clock);
+    let (hits, policy) = match &record {
+        Some(record) => {
+            let mut maps = open_in_force(paths, record).map_err(LiveError::from)?;
+            // Pruning reaches the kernel too, as after every command.
+            live.apply_at(&mut maps, &clock)?;
+            (Some(Hits::read(&maps)?), load_policy_sources(paths)?)
+        }
+        None => (None, PolicySources::default()),
+    };
+    if pruned > 0 {
+        live.save(paths)?;
+    }
+    Ok(Listing {
+        live,
+        hits,
+        policy,
+        clock,
+    })
+}

@@ -1,0 +1,8 @@
+//! Seeing what the enforcer does: its counters ([`stats`]), the Prometheus exposition
+//! ([`metrics`]), running frames through the program with BPF_PROG_TEST_RUN ([`testrun`])
+//! and the bypass audit built on it ([`audit`]).
+
+pub mod audit;
+pub mod metrics;
+pub mod stats;
+pub mod testrun;

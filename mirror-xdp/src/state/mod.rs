@@ -1,0 +1,211 @@
+//! Where an attached enforcer keeps its records: the pin folder on bpffs (maps, links) and
+//! the state file (interfaces, policy, generation) that later commands read.
+
+pub mod dir;
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::policy::{PortRange, Proto};
+
+/// The default pin folder on bpffs.
+pub const DEFAULT_BPFFS_DIR: &str = "/sys/fs/bpf/mirror-xdp";
+/// The default folder of the state file.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/mirror-xdp";
+const STATE_FILE: &str = "state.json";
+
+/// The two folders an enforcer lives in. Tests give each testbed its own pair. The names of
+/// the pins in `bpffs` are [`crate::lifecycle::pins`]'s.
+#[derive(Clone, Debug)]
+pub struct Paths {
+    pub bpffs: PathBuf,
+    pub state_dir: PathBuf,
+}
+
+impl Paths {
+    pub fn state_file(&self) -> PathBuf {
+        self.state_dir.join(STATE_FILE)
+    }
+}
+
+/// What `status` and `stats` report about the attached enforcer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    pub mode: String,
+    pub interfaces: Vec<InterfaceRecord>,
+    pub policy: PolicyRecord,
+    /// The port rules in force, for the per-port counters.
+    pub ports: Vec<PortRecord>,
+    /// `net.ipv4.tcp_syncookies` before `attach` set it for `syn_cookies`: `detach` puts it
+    /// back. Absent when the policy has no SYN cookies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp_syncookies_before: Option<String>,
+    /// The size of the limiter table (a reload must ask for the same to reuse it).
+    #[serde(default = "default_limiter_entries")]
+    pub limiter_entries: u32,
+    /// Reloads since attach, by outcome (`mirror_xdp_reloads_total`).
+    #[serde(default)]
+    pub reloads: ReloadCounts,
+}
+
+fn default_limiter_entries() -> u32 {
+    mirror_xdp_common::capacity::LIMITS
+}
+
+/// How many reloads succeeded and failed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReloadCounts {
+    pub ok: u64,
+    pub error: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InterfaceRecord {
+    pub name: String,
+    pub xdp_mode: String,
+    pub prog_id: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyRecord {
+    pub path: PathBuf,
+    pub generation: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortRecord {
+    pub proto: ProtoName,
+    pub lo: u16,
+    pub hi: u16,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProtoName {
+    Tcp,
+    Udp,
+}
+
+impl From<Proto> for ProtoName {
+    fn from(p: Proto) -> Self {
+        match p {
+            Proto::Tcp => ProtoName::Tcp,
+            Proto::Udp => ProtoName::Udp,
+        }
+    }
+}
+
+impl From<ProtoName> for Proto {
+    fn from(p: ProtoName) -> Self {
+        match p {
+            ProtoName::Tcp => Proto::Tcp,
+            ProtoName::Udp => Proto::Udp,
+        }
+    }
+}
+
+impl PortRecord {
+    pub fn new(proto: Proto, range: PortRange) -> Self {
+        PortRecord {
+            proto: proto.into(),
+            lo: range.lo,
+            hi: range.hi,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is damaged ({source}); it is left in place for inspection")]
+    Corrupt {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl Record {
+    /// The interfaces it is attached to, as `eth0, eth1`.
+    pub fn interface_names(&self) -> String {
+        self.interfaces
+            .iter()
+            .map(|i| i.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The record of the attached enforcer, or `None` when nothing is attached.
+    pub fn load(paths: &Paths) -> Result<Option<Record>, StateError> {
+        let path = paths.state_file();
+        // Bytes, not text: a file that is not even UTF-8 is damaged, not unreadable.
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(StateError::Read { path, source }),
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|source| StateError::Corrupt { path, source })
+    }
+
+    /// Writes the record atomically (a temporary file renamed over the old one), readable by
+    /// root only.
+    pub fn save(&self, paths: &Paths) -> Result<(), StateError> {
+        let path = paths.state_file();
+        let err = |source| StateError::Write {
+            path: path.clone(),
+            source,
+        };
+        let text = serde_json::to_string_pretty(self).expect("a record always serialises");
+        crate::state::dir::write_atomic(&path, text.as_bytes()).map_err(err)
+    }
+
+    pub fn remove(paths: &Paths) -> Result<(), StateError> {
+        let path = paths.state_file();
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(StateError::Write { path, source: e })
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+pub use crate::state::dir::create_private_dir;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_damaged_record_is_reported_and_left_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = Paths {
+            bpffs: dir.path().join("bpffs"),
+            state_dir: dir.path().to_path_buf(),
+        };
+        let damaged: [&[u8]; 4] = [b"", b"{\"mode\": \"enf", b"\xff\xfe{}", b"[1, 2, 3]"];
+        for bytes in damaged {
+            std::fs::write(paths.state_file(), bytes).unwrap();
+            let err = Record::load(&paths).unwrap_err();
+            assert!(
+                matches!(err, StateError::Corrupt { .. }),
+                "{bytes:?}: {err}"
+            );
+            let shown = err.to_string();
+            assert!(shown.contains("state.json is damaged"), "{shown}");
+            assert!(shown.contains("left in place for inspection"), "{shown}");
+            assert_eq!(std::fs::read(paths.state_file()).unwrap(), bytes);
+        }
+    }
+}
