@@ -1,7 +1,7 @@
 //! mirror-xdp: an XDP port-whitelist firewall for mirror servers.
 //!
 //! The library holds everything but argument parsing and output formatting (`src/cli`).
-//! Its groups, bottom to top; a group imports only from groups above it in this list:
+//! Its groups, bottom to top; each imports only from the groups listed before it:
 //! - [`policy`]: the policy file, parsed and validated (errors with file:line:col); pure.
 //! - [`compile`]: a policy compiled to map entries; pure.
 //! - [`model`]: the reference classifier, the same verdict order in plain Rust (the tests'
@@ -9,9 +9,12 @@
 //! - [`state`]: the folders an enforcer lives in, its state record, the command lock and
 //!   atomic writes.
 //! - [`kernel`]: kernel I/O: typed maps, batched writes, the syncookie sysctl.
+//! - [`live`]: the persisted live `source` entries and `port` rules, and writing them into
+//!   a generation's maps.
 //! - [`lifecycle`]: attach, reload and detach, crash-safe, and the recovery that finishes
 //!   or rolls back a killed command; the lock-out check they run first.
-//! - [`live`]: live `source` entries and `port` rules changed between reloads.
+//! - [`control`]: the `source` and `port` commands, under the command lock, on the
+//!   generation in force.
 //! - [`observe`]: counters, metrics, test runs of the program and the bypass audit.
 //! - [`daemon`]: `mirror-xdp run`, the foreground daemon.
 //!
@@ -19,6 +22,7 @@
 //! ([`lifecycle::fault`]), the traffic generator and the bare baseline programs.
 
 pub mod compile;
+pub mod control;
 pub mod daemon;
 pub mod kernel;
 pub mod lifecycle;

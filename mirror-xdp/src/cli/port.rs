@@ -2,7 +2,8 @@
 //! kept in the state folder so they survive reload, re-attach and restart.
 
 use mirror_xdp::{
-    live::ports::{self, Added, LivePorts, LivePortsError, LiveRule, PortSpec, from_text},
+    control,
+    live::ports::{Added, LivePorts, LivePortsError, LiveRule, PortSpec, from_text},
     policy::{ListItem, Policy},
     state::Paths,
 };
@@ -57,7 +58,7 @@ fn allow(paths: &Paths, spec: PortSpec, from: Vec<ListItem>) -> Result<(), Failu
         spec,
         from: (!from.is_empty()).then_some(from),
     };
-    let done = ports::allow(paths, rule.clone()).map_err(fail)?;
+    let done = control::ports::allow(paths, rule.clone()).map_err(fail)?;
     let what = match done.added {
         Added::New => "added",
         Added::Replaced => "updated",
@@ -75,7 +76,7 @@ fn allow(paths: &Paths, spec: PortSpec, from: Vec<ListItem>) -> Result<(), Failu
 }
 
 fn remove(paths: &Paths, spec: PortSpec) -> Result<(), Failure> {
-    let done = ports::remove(paths, spec).map_err(fail)?;
+    let done = control::ports::remove(paths, spec).map_err(fail)?;
     let ports = spec.ports.hi - spec.ports.lo + 1;
     let closed = usize::from(ports) - done.still_listed;
     if !done.attached {
@@ -148,7 +149,7 @@ fn strings<T: ToString>(items: &[T]) -> Vec<String> {
 }
 
 fn list(paths: &Paths, json: bool) -> Result<(), Failure> {
-    let (policy, live) = ports::snapshot(paths).map_err(fail)?;
+    let (policy, live) = control::ports::snapshot(paths).map_err(fail)?;
     let rows = rows(policy.as_ref(), &live);
     if json {
         let doc = serde_json::json!({ "ports": rows });

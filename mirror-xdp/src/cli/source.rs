@@ -6,10 +6,11 @@ use std::path::PathBuf;
 
 use ipnet::IpNet;
 use mirror_xdp::{
-    live::sources::{
-        self, Action, Change, Clock, Expiry, LiveError,
-        command::{self, Entries, Op, SourceError},
+    control::{
+        self,
+        sources::{Entries, Op, SourceError},
     },
+    live::sources::{self, Action, Change, Clock, Expiry, LiveError},
     state::Paths,
 };
 use serde::Serialize;
@@ -110,8 +111,8 @@ fn read_input(target: &Target) -> Result<Entries, Failure> {
 
 fn change(paths: &Paths, target: &Target, op: Op) -> Result<(), Failure> {
     let entries = read_input(target)?;
-    let done =
-        command::change(paths, op, &entries, &mut |note| eprintln!("{note}")).map_err(fail)?;
+    let done = control::sources::change(paths, op, &entries, &mut |note| eprintln!("{note}"))
+        .map_err(fail)?;
     let verb = match op {
         Op::Deny { .. } => "deny",
         Op::Allow => "allow",
@@ -171,12 +172,12 @@ struct Row {
 const POLICY_ROWS_SHOWN: usize = 50;
 
 fn list(paths: &Paths, json: bool) -> Result<(), Failure> {
-    let command::Listing {
+    let control::sources::Listing {
         live: set,
         hits,
         policy,
         clock,
-    } = command::list(paths).map_err(fail)?;
+    } = control::sources::list(paths).map_err(fail)?;
     let attached = hits.is_some();
 
     let live_rows = set

@@ -1,7 +1,7 @@
-//! Live changes between reloads: `mirror-xdp source` entries ([`sources`]) and `mirror-xdp
-//! port` rules ([`ports`]). Each keeps a persisted store in the state folder that attach and
-//! reload write into every new generation, and commands that take the command lock, then
-//! change the maps of the generation in force and the store.
+//! The persisted live changes: `source` entries ([`sources`]) and `port` rules ([`ports`]),
+//! kept in the state folder, and writing them into a generation's maps. Attach and reload
+//! write them into every new generation; the locked commands that change them are in
+//! [`crate::control`], above the lifecycle.
 
 pub mod ports;
 pub mod sources;

@@ -36,7 +36,7 @@ pub fn live_rules(
 
 /// Like [`live_rules`], but a rule with a problem is left out and reported instead: a
 /// removal must not be blocked by another rule that an edit of the policy file broke.
-pub(super) fn merge(
+pub fn merge(
     policy: &Policy,
     live: &LivePorts,
     new: Option<&PortSpec>,

@@ -4,11 +4,10 @@
 //! Attach and reload compile them together with the policy ([`Policy::with_live_ports`],
 //! in [`merge`]); between reloads a change goes straight into the ports array and `from`
 //! tries of the generation in force ([`kernel`]), under the lock a reload holds too
-//! ([`change`]).
+//! (`crate::control::ports`).
 
-mod change;
-mod kernel;
-mod merge;
+pub mod kernel;
+pub mod merge;
 
 use std::path::PathBuf;
 
@@ -20,7 +19,6 @@ use crate::live::sources::{self, LiveError};
 use crate::policy::{ListItem, PolicyError, PortRange, Proto, parse_port_range};
 use crate::state::{Paths, StateError};
 
-pub use change::{Allowed, Removed, allow, remove, snapshot};
 pub use kernel::{KernelPorts, Plan, Want};
 pub use merge::live_rules;
 

@@ -6,7 +6,6 @@
 //! commands on top of it are in [`command`]. Deny expiries are wall-clock Unix seconds here, because the monotonic
 //! clock the kernel compares against restarts at boot.
 
-pub mod command;
 mod fold;
 mod input;
 mod kernel;

@@ -4,11 +4,13 @@
 //! list. If a step fails, the slots get back
 //! what they said before.
 
-use super::kernel::{self, Want};
-use super::merge::merge;
-use super::{Added, LivePorts, LivePortsError, LiveRule, PortSpec, live_rules};
 use crate::compile::proto_slot;
 use crate::kernel::maps::Maps;
+use crate::live::ports::kernel::{self, Want};
+use crate::live::ports::merge::merge;
+use crate::live::ports::{
+    Added, LivePorts, LivePortsError, LiveRule, PortSpec, from_key, live_rules,
+};
 use crate::live::sources;
 use crate::policy::{Policy, PortRule};
 use crate::state::dir;
@@ -163,7 +165,7 @@ fn wants(policy: &Policy, live: &[PortRule], spec: &PortSpec) -> Vec<(u32, Want)
             let want = match rule.map(|r| &r.from) {
                 None => Want::Closed,
                 Some(None) => Want::Any,
-                Some(Some(nets)) => Want::From(super::from_key(nets)),
+                Some(Some(nets)) => Want::From(from_key(nets)),
             };
             (port_index(slot, port), want)
         })

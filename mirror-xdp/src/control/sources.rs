@@ -10,13 +10,13 @@ use std::path::PathBuf;
 
 use ipnet::IpNet;
 
-use super::{
-    BadLine, Change, Clock, Expiry, Hits, LiveError, LiveSet, PolicySources, load_policy_sources,
-    open_in_force,
-};
 use crate::lifecycle::LifecycleError;
 use crate::lifecycle::compat::{self, Scope};
 use crate::lifecycle::recover::{self, Recovery};
+use crate::live::sources::{
+    BadLine, Change, Clock, Expiry, Hits, LiveError, LiveSet, PolicySources, load_policy_sources,
+    open_in_force,
+};
 use crate::state::dir::{self, LockError};
 use crate::state::{Paths, Record, StateError};
 
