@@ -34,6 +34,22 @@ pub fn run(extra: &[String]) -> Result<()> {
              namespaces; the steps before passed; rerun `cargo xtask test` as root"
         );
     }
+    // The library's own root tests (BPF maps) are #[ignore]d so that a plain `cargo test`
+    // lists them as ignored instead of passing them; here they run, with the release-only
+    // timing tests that are ignored for the same reason. Before the CLI build below: this
+    // builds the CLI too (for mirror-xdp's own integration tests), without test support.
+    step(
+        "ignored unit tests (root, release timings)",
+        cargo().args([
+            "test",
+            "--workspace",
+            "--exclude",
+            "mirror-xdp-tests",
+            "--release",
+            "--",
+            "--ignored",
+        ]),
+    )?;
     // The namespace tests drive the real CLI binary, which `cargo test` does not build;
     // with test-support, so tests/tests/faults.rs can kill it at its crash points
     // (`MIRROR_XDP_FAULT`). A shipped build (`cargo build --release -p mirror-xdp`) has none.
@@ -46,21 +62,6 @@ pub fn run(extra: &[String]) -> Result<()> {
             "mirror-xdp",
             "--features",
             "test-support",
-        ]),
-    )?;
-    // The library's own root tests (BPF maps) are #[ignore]d so that a plain `cargo test`
-    // lists them as ignored instead of passing them; here they run, with the release-only
-    // timing tests that are ignored for the same reason.
-    step(
-        "ignored unit tests (root, release timings)",
-        cargo().args([
-            "test",
-            "--workspace",
-            "--exclude",
-            "mirror-xdp-tests",
-            "--release",
-            "--",
-            "--ignored",
         ]),
     )?;
     // `tests` is not a default member, so it is named here; a root test that cannot run
