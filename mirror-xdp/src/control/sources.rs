@@ -74,15 +74,15 @@ pub struct Applied {
 }
 
 /// Applies `op` to `entries` in the generation in force, then in the state file. Notes
-/// (recovery, a failed undo) go to `say`.
+/// (recovery, a failed undo) go to `progress`.
 pub fn change(
     paths: &Paths,
     op: Op,
     entries: &Entries,
-    say: &mut dyn FnMut(&str),
+    progress: &mut dyn FnMut(&str),
 ) -> Result<Applied, SourceError> {
     let lock = dir::lock(&paths.state_dir)?;
-    recover::recover(paths, &lock, Recovery::FinishOnly, say)?;
+    recover::recover(paths, &lock, Recovery::FinishOnly, progress)?;
     let record =
         Record::load(paths)?.ok_or_else(|| SourceError::NotAttached(paths.state_dir.clone()))?;
     let scope = Scope::Reading(record.policy.generation);
@@ -108,7 +108,7 @@ pub fn change(
     let result = after.apply(&mut maps).and_then(|_| after.save(paths));
     if let Err(e) = result {
         if let Err(again) = before.apply(&mut maps) {
-            say(&format!(
+            progress(&format!(
                 "mirror-xdp: restoring the previous live entries failed too: {again}"
             ));
         }

@@ -158,7 +158,7 @@ fn start(
     policy_path: &Path,
     policy: &Policy,
 ) -> Result<(), DaemonError> {
-    let mut say = |m: &str| log(m);
+    let mut progress = |m: &str| log(m);
     let record = Record::load(paths).map_err(operational)?;
     match record.filter(|r| {
         r.interfaces
@@ -168,14 +168,14 @@ fn start(
         Some(record) => adopt(paths, opts, policy_path, &record),
         None => {
             // (An adoption's reload makes this check itself.)
-            lockout::refuse_lockout(policy, paths, opts.force, &mut say)?;
+            lockout::refuse_lockout(policy, paths, opts.force, &mut progress)?;
             let record = lifecycle::attach(
                 paths,
                 &opts.ifaces,
                 policy,
                 opts.xdp_mode,
                 Sizes::default(),
-                &mut say,
+                &mut progress,
             )
             .map_err(operational)?;
             for i in &record.interfaces {

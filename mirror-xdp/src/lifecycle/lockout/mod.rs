@@ -36,16 +36,16 @@ pub struct LockoutRefused {
 }
 
 /// What `attach`, `check`, `reload` and `run` call once the policy has validated: prints
-/// each finding through `say` and refuses, or with `force` prints them as warnings and lets
-/// the caller go on. Notes (an unreadable file, a malformed `SSH_CONNECTION`) go to `say` too.
+/// each finding through `progress` and refuses, or with `force` prints them as warnings and lets
+/// the caller go on. Notes (an unreadable file, a malformed `SSH_CONNECTION`) go to `progress` too.
 pub fn refuse_lockout(
     policy: &Policy,
     paths: &Paths,
     force: bool,
-    say: &mut dyn FnMut(&str),
+    progress: &mut dyn FnMut(&str),
 ) -> Result<(), LockoutRefused> {
-    let sessions = collect(say);
-    refuse_lockout_of(policy, paths, force, &sessions, say)
+    let sessions = collect(progress);
+    refuse_lockout_of(policy, paths, force, &sessions, progress)
 }
 
 /// [`refuse_lockout`] for sessions [`collect`]ed already (a reload reads them while it
@@ -55,21 +55,21 @@ pub fn refuse_lockout_of(
     paths: &Paths,
     force: bool,
     sessions: &[Session],
-    say: &mut dyn FnMut(&str),
+    progress: &mut dyn FnMut(&str),
 ) -> Result<(), LockoutRefused> {
-    let findings = check_sessions(policy, paths, sessions, say);
+    let findings = check_sessions(policy, paths, sessions, progress);
     if findings.is_empty() {
         return Ok(());
     }
     let prefix = if force { "warning: " } else { "" };
     for finding in findings.iter().take(SHOWN) {
-        say(&format!("{prefix}{}", finding.message));
+        progress(&format!("{prefix}{}", finding.message));
     }
     if findings.len() > SHOWN {
-        say(&format!("{prefix}... and {} more", findings.len() - SHOWN));
+        progress(&format!("{prefix}... and {} more", findings.len() - SHOWN));
     }
     if force {
-        say("warning: applying it anyway (--force)");
+        progress("warning: applying it anyway (--force)");
         return Ok(());
     }
     Err(LockoutRefused { findings })
@@ -77,13 +77,13 @@ pub fn refuse_lockout_of(
 
 /// The sessions of this host that `policy` would cut, with the live source entries of the
 /// enforcer at `paths` applied as `attach` would restore them.
-pub fn check(policy: &Policy, paths: &Paths, say: &mut dyn FnMut(&str)) -> Vec<Finding> {
+pub fn check(policy: &Policy, paths: &Paths, progress: &mut dyn FnMut(&str)) -> Vec<Finding> {
     // Monitor mode passes every packet; nothing to judge.
     if policy.settings.mode == Mode::Monitor {
         return Vec::new();
     }
-    let sessions = collect(say);
-    check_sessions(policy, paths, &sessions, say)
+    let sessions = collect(progress);
+    check_sessions(policy, paths, &sessions, progress)
 }
 
 /// [`check`] for sessions [`collect`]ed already.
@@ -91,7 +91,7 @@ pub fn check_sessions(
     policy: &Policy,
     paths: &Paths,
     sessions: &[Session],
-    say: &mut dyn FnMut(&str),
+    progress: &mut dyn FnMut(&str),
 ) -> Vec<Finding> {
     if policy.settings.mode == Mode::Monitor {
         return Vec::new();
@@ -99,7 +99,7 @@ pub fn check_sessions(
     // An unreadable live set (check runs without root) only loses entries that could make
     // a session safe or unsafe: judge by the policy alone rather than not at all.
     let live = LiveSet::load(paths).unwrap_or_else(|e| {
-        say(&format!(
+        progress(&format!(
             "note: live source entries not considered in the lock-out check: {e}"
         ));
         LiveSet::default()
@@ -109,7 +109,7 @@ pub fn check_sessions(
 
 /// The SSH session of this command's environment and the established inbound connections
 /// of this network namespace.
-pub fn collect(say: &mut dyn FnMut(&str)) -> Vec<Session> {
+pub fn collect(progress: &mut dyn FnMut(&str)) -> Vec<Session> {
     let ssh = std::env::var("SSH_CONNECTION").ok();
     let mut sockets = Vec::new();
     for file in PROC_TCP {
@@ -117,12 +117,17 @@ pub fn collect(say: &mut dyn FnMut(&str)) -> Vec<Session> {
             Ok(text) => sockets.extend(parse_proc_net_tcp(&text)),
             // No tcp6 when IPv6 is disabled.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => say(&format!(
+            Err(e) => progress(&format!(
                 "note: cannot read {file} ({e}); its connections are not checked"
             )),
         }
     }
-    sessions_from(ssh.as_deref(), &sockets, local_addresses().as_ref(), say)
+    sessions_from(
+        ssh.as_deref(),
+        &sockets,
+        local_addresses().as_ref(),
+        progress,
+    )
 }
 
 /// The sessions worth judging. Without the local addresses (`None`) every session counts.
@@ -130,19 +135,19 @@ fn sessions_from(
     ssh: Option<&str>,
     sockets: &[TcpSocket],
     local: Option<&HashSet<IpAddr>>,
-    say: &mut dyn FnMut(&str),
+    progress: &mut dyn FnMut(&str),
 ) -> Vec<Session> {
     // Traffic from this host to itself runs over loopback, which no enforcer is attached to.
     let from_here = |ip: IpAddr| ip.is_loopback() || local.is_some_and(|l| l.contains(&ip));
     let mut out: Vec<Session> = Vec::new();
     if let Some(value) = ssh {
         match parse_ssh_connection(value) {
-            None => say(&format!(
+            None => progress(&format!(
                 "note: ignoring SSH_CONNECTION \"{value}\": not \"client_ip client_port server_ip server_port\""
             )),
             // A session to an address of another namespace (or host) never crosses the
             // interfaces of this one.
-            Some((_, server)) if !from_here(server.ip()) && local.is_some() => say(&format!(
+            Some((_, server)) if !from_here(server.ip()) && local.is_some() => progress(&format!(
                 "note: SSH_CONNECTION's server address {} is not an address of this network namespace; that session is not checked",
                 server.ip()
             )),

@@ -234,8 +234,8 @@ fn sessions_skip_loopback_foreign_servers_and_duplicates() {
         socket("198.51.100.1:22", "198.51.100.2:40002", 0x01),
     ];
     let mut notes = Vec::new();
-    let mut say = |m: &str| notes.push(m.to_string());
-    let got = sessions_from(Some(SSH), &sockets, Some(&local), &mut say);
+    let mut note = |m: &str| notes.push(m.to_string());
+    let got = sessions_from(Some(SSH), &sockets, Some(&local), &mut note);
     assert_eq!(
         got,
         [
@@ -247,10 +247,10 @@ fn sessions_skip_loopback_foreign_servers_and_duplicates() {
         Some("203.0.113.9 1 192.0.2.1 22"),
         &[],
         Some(&local),
-        &mut say,
+        &mut note,
     );
     assert_eq!(foreign, []);
-    let bad = sessions_from(Some("nonsense"), &[], Some(&local), &mut say);
+    let bad = sessions_from(Some("nonsense"), &[], Some(&local), &mut note);
     assert_eq!(bad, []);
     assert_eq!(notes.len(), 2, "{notes:?}");
     assert!(notes[0].contains("192.0.2.1 is not an address of this network namespace"));
