@@ -11,8 +11,7 @@ use std::path::PathBuf;
 use ipnet::IpNet;
 
 use crate::lifecycle::LifecycleError;
-use crate::lifecycle::compat::{self, Scope};
-use crate::lifecycle::recover::{self, Recovery};
+use crate::lifecycle::recover;
 use crate::live::sources::{
     BadLine, Change, Clock, Expiry, Hits, LiveError, LiveSet, PolicySources, load_policy_sources,
     open_in_force,
@@ -81,12 +80,8 @@ pub fn change(
     entries: &Entries,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Applied, SourceError> {
-    let lock = dir::lock(&paths.state_dir)?;
-    recover::recover(paths, &lock, Recovery::FinishOnly, progress)?;
-    let record =
-        Record::load(paths)?.ok_or_else(|| SourceError::NotAttached(paths.state_dir.clone()))?;
-    let scope = Scope::Reading(record.policy.generation);
-    compat::check_pins(paths, scope, record.limiter_entries)?;
+    let (_lock, record) = recover::locked_in_force(paths, progress)?;
+    let record = record.ok_or_else(|| SourceError::NotAttached(paths.state_dir.clone()))?;
     let mut maps = open_in_force(paths, &record).map_err(LiveError::from)?;
 
     let clock = Clock::now();

@@ -143,7 +143,7 @@ pub fn remove_dir_pins(dir: &Path) {
 
 /// Creates a folder for pins (a generation's, a spare's), private to root.
 pub fn create_pin_dir(dir: &Path) -> Result<(), LifecycleError> {
-    crate::state::create_private_dir(dir).map_err(|source| LifecycleError::Bpffs {
+    crate::state::dir::create_private_dir(dir).map_err(|source| LifecycleError::Bpffs {
         path: dir.to_path_buf(),
         source,
     })

@@ -27,7 +27,7 @@ use super::{
     swap::{Programs, promote_staging, running, swap_links},
     teardown::{finish_detach, remove_pins, restore_syncookies},
 };
-use crate::state::{Paths, Record};
+use crate::state::{Paths, Record, dir::Lock};
 
 /// How far recovery may go.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,7 +44,7 @@ pub enum Recovery {
 /// live lock is the caller's proof that no other command is at work.
 pub fn recover(
     paths: &Paths,
-    _lock: &crate::state::dir::Lock,
+    _lock: &Lock,
     level: Recovery,
     progress: &mut dyn FnMut(&str),
 ) -> Result<bool, LifecycleError> {
@@ -222,12 +222,22 @@ pub fn for_reading(
     paths: &Paths,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Option<Record>, LifecycleError> {
+    locked_in_force(paths, progress).map(|(_lock, record)| record)
+}
+
+/// [`for_reading`] for a command that changes the generation in force: the command lock
+/// comes back with the record, so no attach or reload can retire that generation until
+/// the caller drops it.
+pub fn locked_in_force(
+    paths: &Paths,
+    progress: &mut dyn FnMut(&str),
+) -> Result<(Lock, Option<Record>), LifecycleError> {
     let lock = crate::state::dir::lock(&paths.state_dir)?;
     recover(paths, &lock, Recovery::FinishOnly, progress)?;
     let Some(record) = Record::load(paths)? else {
-        return Ok(None);
+        return Ok((lock, None));
     };
     let scope = Scope::Reading(record.policy.generation);
     compat::check_pins(paths, scope, record.limiter_entries)?;
-    Ok(Some(record))
+    Ok((lock, Some(record)))
 }

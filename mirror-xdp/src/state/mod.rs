@@ -181,8 +181,6 @@ impl Record {
     }
 }
 
-pub use crate::state::dir::create_private_dir;
-
 #[cfg(test)]
 mod tests {
     use super::*;
