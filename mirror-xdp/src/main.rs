@@ -7,6 +7,9 @@ mod cli;
 use aya as _;
 use aya_obj as _;
 use inotify as _;
+use netlink_packet_core as _;
+use netlink_packet_route as _;
+use netlink_sys as _;
 use nix as _;
 #[cfg(test)]
 use tempfile as _;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use super::{Failure, load_policy};
 use mirror_xdp::{
     lifecycle::lockout,
-    lifecycle::{self, AttachMode},
+    lifecycle::{self, AttachMode, EgressChoice},
     state::Paths,
 };
 
@@ -22,6 +22,10 @@ pub struct Args {
     /// XDP attach mode: `auto` tries native and falls back to skb.
     #[arg(long, value_enum, default_value = "auto")]
     pub xdp_mode: AttachMode,
+    /// Egress program hook: `auto` tries TCX (Linux 6.6+) and falls back to a tc clsact
+    /// filter; `attach` says which each interface got, and why.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub egress_hook: EgressChoice,
     /// Sources the per-source limits track at once (an LRU table; each entry costs about
     /// 100 bytes).
     #[arg(long, default_value_t = mirror_xdp_common::capacity::LIMITS, value_parser = clap::value_parser!(u32).range(1024..))]
@@ -44,6 +48,7 @@ pub fn run(args: Args, paths: &Paths) -> Result<(), Failure> {
         &args.ifaces,
         &policy,
         args.xdp_mode,
+        args.egress_hook,
         sizes,
         &mut |msg| eprintln!("{msg}"),
     )
@@ -54,10 +59,11 @@ pub fn run(args: Args, paths: &Paths) -> Result<(), Failure> {
     })?;
     for i in &record.interfaces {
         println!(
-            "attached to {} ({} mode, program {}), policy {} in {} mode",
+            "attached to {} ({} mode, program {}, egress {}), policy {} in {} mode",
             i.name,
             i.xdp_mode,
             i.prog_id,
+            i.egress.name(),
             record.policy.path.display(),
             record.mode
         );

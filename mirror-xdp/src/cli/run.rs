@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use super::Failure;
 use mirror_xdp::{
     daemon::{self, DaemonError, Options},
-    lifecycle::AttachMode,
+    lifecycle::{AttachMode, EgressChoice},
     state::Paths,
 };
 
@@ -27,6 +27,10 @@ pub struct Args {
     /// XDP attach mode for a new attachment: `auto` tries native and falls back to skb.
     #[arg(long, value_enum, default_value = "auto")]
     pub xdp_mode: AttachMode,
+    /// Egress hook for a new attachment: `auto` tries TCX and falls back to a tc clsact
+    /// filter.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub egress_hook: EgressChoice,
     /// Apply a policy even if it would drop the current SSH session or established inbound
     /// connections (they are logged as warnings).
     #[arg(long)]
@@ -39,6 +43,7 @@ pub fn run(args: Args, paths: &Paths) -> Result<(), Failure> {
         policy: args.policy,
         metrics: args.metrics,
         xdp_mode: args.xdp_mode,
+        egress_hook: args.egress_hook,
         force: args.force,
     };
     daemon::run(paths.clone(), opts).map_err(|e| match e {

@@ -1,9 +1,9 @@
 //! `mirror-xdp status`: what is attached where, with which policy.
 
 use super::Failure;
-use mirror_xdp::state::{Paths, Record};
+use mirror_xdp::state::{EgressHook, Paths, Record};
 
-/// Show the interfaces, attach modes, program id, policy path and generation.
+/// Show the interfaces, attach modes, egress hooks, program id, policy path and generation.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Machine-readable output.
@@ -20,6 +20,7 @@ pub fn run(args: Args, paths: &Paths) -> Result<(), Failure> {
         );
         return Ok(());
     }
+    println!("kernel: {}", kernel_release());
     println!("mode: {}", record.mode);
     println!(
         "policy: {} (generation {})",
@@ -27,8 +28,15 @@ pub fn run(args: Args, paths: &Paths) -> Result<(), Failure> {
         record.policy.generation
     );
     for i in &record.interfaces {
+        let egress = match &i.egress {
+            EgressHook::Tcx => "TCX link".to_string(),
+            EgressHook::Tc(f) => format!(
+                "tc clsact filter pref {} handle {:#x}",
+                f.priority, f.handle
+            ),
+        };
         println!(
-            "interface {}: {} mode, program {}",
+            "interface {}: {} mode, program {}, egress: {egress}",
             i.name, i.xdp_mode, i.prog_id
         );
     }
@@ -37,8 +45,16 @@ pub fn run(args: Args, paths: &Paths) -> Result<(), Failure> {
 
 fn status_json(record: &Record) -> serde_json::Value {
     serde_json::json!({
+        "kernel": kernel_release(),
         "mode": record.mode,
         "interfaces": record.interfaces,
         "policy": record.policy,
     })
+}
+
+/// `uname -r`.
+fn kernel_release() -> String {
+    nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_else(|e| format!("unknown ({e})"))
 }

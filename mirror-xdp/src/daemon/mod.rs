@@ -16,7 +16,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
     lifecycle::lockout::{self, LockoutRefused},
-    lifecycle::{self, AttachMode, LifecycleError, Sizes},
+    lifecycle::{self, AttachMode, EgressChoice, LifecycleError, Sizes},
     observe::metrics,
     policy::Policy,
     state::{Paths, Record},
@@ -32,6 +32,8 @@ pub struct Options {
     pub policy: PathBuf,
     pub metrics: SocketAddr,
     pub xdp_mode: AttachMode,
+    /// The egress program's hook for a new attachment.
+    pub egress_hook: EgressChoice,
     /// Apply policies that would cut the admin's session (warn instead of refusing).
     pub force: bool,
 }
@@ -174,16 +176,18 @@ fn start(
                 &opts.ifaces,
                 policy,
                 opts.xdp_mode,
+                opts.egress_hook,
                 Sizes::default(),
                 &mut progress,
             )
             .map_err(operational)?;
             for i in &record.interfaces {
                 log(&format!(
-                    "attached to {} ({} mode, program {}): policy {} in {} mode, generation {}",
+                    "attached to {} ({} mode, program {}, egress {}): policy {} in {} mode, generation {}",
                     i.name,
                     i.xdp_mode,
                     i.prog_id,
+                    i.egress.name(),
                     record.policy.path.display(),
                     record.mode,
                     record.policy.generation
@@ -310,7 +314,7 @@ fn modes(record: &Record) -> String {
     let modes: Vec<String> = record
         .interfaces
         .iter()
-        .map(|i| format!("{} mode", i.xdp_mode))
+        .map(|i| format!("{} mode, egress {}", i.xdp_mode, i.egress.name()))
         .collect();
     modes.join(", ")
 }

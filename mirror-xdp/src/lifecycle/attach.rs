@@ -3,24 +3,24 @@
 
 use std::path::{Path, PathBuf};
 
-use aya::programs::{
-    LinkOrder, SchedClassifier, TcAttachType, Xdp, XdpMode, links::FdLink, tc::TcAttachOptions,
-};
+use aya::programs::{SchedClassifier, Xdp, XdpMode, links::FdLink};
 
 use super::{
-    LifecycleError, fault,
+    LifecycleError,
+    egress::{self, EgressChoice},
+    fault,
     object::{self, Sizes},
     pending,
     pins::create_pin_dir,
     recover::{Recovery, recover},
     spare,
-    teardown::{remove_pins, restore_syncookies},
+    teardown::{remove_egress_hooks, remove_pins, restore_syncookies},
 };
 use crate::{
     compile::{compile, possible_cpus},
     kernel::maps::Maps,
     policy::Policy,
-    state::{InterfaceRecord, Paths, PolicyRecord, PortRecord, Record},
+    state::{EgressHook, InterfaceRecord, Paths, PolicyRecord, PortRecord, Record},
 };
 
 /// How to attach XDP: `auto` tries native (driver) mode and falls back to skb (generic).
@@ -41,6 +41,7 @@ pub fn attach(
     ifaces: &[String],
     policy: &Policy,
     mode: AttachMode,
+    egress_choice: EgressChoice,
     sizes: Sizes,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Record, LifecycleError> {
@@ -135,21 +136,21 @@ pub fn attach(
         let egress: &mut SchedClassifier =
             object::program_mut(&mut ebpf, mirror_xdp_common::program_name::EGRESS)?;
         for iface in ifaces {
-            let link = attach_egress(egress, iface, paths)?;
-            pin_link(link, &paths.egress_link_pin(iface))?;
+            let hook = link_egress(egress, iface, egress_choice, paths, progress, &mut |hook| {
+                // Before a tc filter or qdisc exists: what recovery has to remove.
+                set_egress(&mut record, iface, prog_id, hook);
+                pending::write(paths, &record, &policy.allow, &policy.deny)
+            })?;
+            set_egress(&mut record, iface, prog_id, hook);
             fault::point("attach:egress-linked");
         }
     }
     {
         let xdp: &mut Xdp = object::program_mut(&mut ebpf, mirror_xdp_common::program_name::XDP)?;
-        for iface in ifaces {
+        for (iface, entry) in ifaces.iter().zip(record.interfaces.iter_mut()) {
             let (link, mode_name) = attach_xdp(xdp, iface, mode, progress)?;
             pin_link(link, &paths.xdp_link_pin(iface))?;
-            record.interfaces.push(InterfaceRecord {
-                name: iface.clone(),
-                xdp_mode: mode_name.to_string(),
-                prog_id,
-            });
+            entry.xdp_mode = mode_name.to_string();
             fault::point("attach:xdp-linked");
         }
     }
@@ -167,27 +168,59 @@ pub fn attach(
     Ok(record)
 }
 
-fn attach_egress(
+/// The interface's entry with its egress hook (added, or updated when the hook's record
+/// changes). Its XDP mode is filled in once XDP is linked.
+fn set_egress(record: &mut Record, iface: &str, prog_id: u32, egress: EgressHook) {
+    match record.interfaces.iter_mut().find(|i| i.name == iface) {
+        Some(entry) => entry.egress = egress,
+        None => record.interfaces.push(InterfaceRecord {
+            name: iface.to_string(),
+            xdp_mode: String::new(),
+            prog_id,
+            egress,
+        }),
+    }
+}
+
+/// Links the egress program to `iface` by the hook `choice` asks for (`auto`: TCX if the
+/// kernel accepts it, else tc) and says which and why. Before a tc filter or qdisc is
+/// added, `record` writes the pending record that names them.
+fn link_egress(
     egress: &mut SchedClassifier,
     iface: &str,
+    choice: EgressChoice,
     paths: &Paths,
-) -> Result<FdLink, LifecycleError> {
-    let fail = |source| LifecycleError::AttachEgress {
-        iface: iface.to_string(),
-        source,
+    progress: &mut dyn FnMut(&str),
+    record: &mut dyn FnMut(EgressHook) -> Result<(), LifecycleError>,
+) -> Result<EgressHook, LifecycleError> {
+    let why = match choice {
+        EgressChoice::Tcx | EgressChoice::Auto => match egress::attach_tcx(egress, iface, paths) {
+            Ok(()) => {
+                progress(&format!("egress on {iface}: TCX link"));
+                return Ok(EgressHook::Tcx);
+            }
+            Err(e) if choice == EgressChoice::Tcx => return Err(e),
+            Err(LifecycleError::AttachEgress { source, .. }) => {
+                format!("this kernel refused TCX: {}", super::chain(&source))
+            }
+            Err(e) => return Err(e),
+        },
+        EgressChoice::Tc => "--egress-hook tc".to_string(),
     };
-    let id = egress
-        .attach_with_options(
-            iface,
-            TcAttachType::Egress,
-            TcAttachOptions::TcxOrder(LinkOrder::default()),
-        )
-        .map_err(fail)?;
-    let link = egress.take_link(id).map_err(fail)?;
-    FdLink::try_from(link).map_err(|e| LifecycleError::Pin {
-        path: paths.egress_link_pin(iface),
-        message: e.to_string(),
-    })
+    let mut filter = egress::plan_tc(iface)?;
+    record(EgressHook::Tc(filter))?;
+    fault::point("attach:tc-pending-written");
+    if filter.clsact_created && !egress::add_clsact(iface)? {
+        // Someone else added it meanwhile: it is not ours to remove.
+        filter.clsact_created = false;
+        record(EgressHook::Tc(filter))?;
+    }
+    egress::create_tc(egress, iface, &filter)?;
+    progress(&format!(
+        "egress on {iface}: tc clsact filter pref {} handle {:#x} ({why})",
+        filter.priority, filter.handle
+    ));
+    Ok(EgressHook::Tc(filter))
 }
 
 fn attach_xdp(
@@ -244,6 +277,10 @@ struct Rollback<'a> {
 impl Drop for Rollback<'_> {
     fn drop(&mut self) {
         if self.armed {
+            // The pending record names the tc filters and qdiscs this attach added.
+            if let Ok(Some(pending)) = pending::load(self.paths) {
+                let _ = remove_egress_hooks(self.paths, &pending.interfaces, &mut |_| {});
+            }
             remove_pins(self.paths);
             pending::discard(self.paths);
             if let Some(before) = &self.syncookies_before {

@@ -1,8 +1,9 @@
-//! Detaching the enforcer from one interface or from all; with none left, its pins, the
-//! sysctl and the state file go too.
+//! Detaching the enforcer from one interface or from all (its XDP link, then its egress
+//! hook: TCX link or tc filter); with none left, its pins, the sysctl and the state file go
+//! too.
 
 use super::{
-    LifecycleError, fault,
+    LifecycleError, egress, fault,
     pins::unpin_link,
     recover::{Recovery, recover},
     teardown::finish_detach,
@@ -43,8 +44,13 @@ pub fn detach(
         unpin_link(&paths.xdp_link_pin(name));
         fault::point("detach:xdp-unpinned");
     }
-    for name in &targets {
-        unpin_link(&paths.egress_link_pin(name));
+    for iface in record
+        .interfaces
+        .iter()
+        .filter(|i| targets.contains(&i.name))
+    {
+        // The TCX link, or our tc filter (and the clsact qdisc if we added it).
+        egress::remove(paths, iface, progress)?;
         fault::point("detach:egress-unpinned");
     }
     record.interfaces.retain(|i| !targets.contains(&i.name));

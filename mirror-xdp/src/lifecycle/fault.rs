@@ -3,7 +3,8 @@
 //! environment, mirror-xdp kills itself with SIGKILL when it reaches STEP: at once, with no
 //! unwinding, no destructors and no rollback, as a real crash (an OOM kill, `kill -9`) would.
 //! It only ends the process whose own environment names a step. `tests/tests/faults.rs`
-//! kills `attach`, `reload` (on both of its paths) and `detach` at every step and checks that
+//! kills `attach`, `reload` (on both of its paths) and `detach` at every step, on both
+//! egress hooks (TCX and tc), and checks that
 //! the interface enforces the old or the new policy entirely, and that the next command
 //! recovers ([`super::recover`]).
 
@@ -11,7 +12,9 @@
 pub const ENV: &str = "MIRROR_XDP_FAULT";
 
 /// The steps of `attach`, in order. Nothing is linked before `attach:egress-linked`, and the
-/// XDP program is linked only with its maps complete and enabled.
+/// XDP program is linked only with its maps complete and enabled. On the tc egress hook, the
+/// pending record names the filter before the clsact qdisc and the filter are added
+/// ([`TC_ONLY`]).
 pub const ATTACH: &[&str] = &[
     "attach:maps-pinned",
     "attach:maps-filled",
@@ -19,6 +22,8 @@ pub const ATTACH: &[&str] = &[
     "attach:egress-program-pinned",
     "attach:pending-written",
     "attach:sysctl-set",
+    "attach:tc-pending-written",
+    "attach:clsact-added",
     "attach:egress-linked",
     "attach:xdp-linked",
     "attach:state-written",
@@ -53,12 +58,22 @@ pub const RELOAD_SWAP: &[&str] = &[
     "reload:state-written",
 ];
 
-/// The steps of `detach` (from every interface), in order.
+/// The steps of `detach` (from every interface), in order. `detach:egress-unpinned` follows
+/// the removal of the egress hook (TCX link, or tc filter and the qdisc we added).
 pub const DETACH: &[&str] = &[
     "detach:xdp-unpinned",
+    "detach:tc-filter-deleted",
     "detach:egress-unpinned",
     "detach:pins-removed",
     "detach:sysctl-restored",
+];
+
+/// The steps only the tc egress hook reaches (`attach:clsact-added` only where attach adds
+/// the qdisc).
+pub const TC_ONLY: &[&str] = &[
+    "attach:tc-pending-written",
+    "attach:clsact-added",
+    "detach:tc-filter-deleted",
 ];
 
 /// Every step, of every command.
@@ -108,6 +123,7 @@ mod tests {
         ] {
             assert!(steps.iter().all(|s| s.starts_with(command)), "{steps:?}");
         }
+        assert!(TC_ONLY.iter().all(|s| all.contains(s)), "{TC_ONLY:?}");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! - [`pins`]: the names of everything in the pin folder, and bpffs folder helpers;
 //! - [`object`]: the embedded eBPF object, loading it and pinning its programs;
 //! - [`compat`]: whether this build can adopt or read the pins it finds;
+//! - [`egress`]: the egress program's hook on an interface (TCX link or tc filter);
 //! - [`spare`]: a next generation built ahead, so a reload need not verify the programs;
 //! - [`swap`]: pointing the pinned links at another generation's programs;
 //! - [`pending`]: the state files an attach or reload will commit;
@@ -20,6 +21,7 @@
 pub mod attach;
 pub mod compat;
 pub mod detach;
+pub mod egress;
 pub mod fault;
 pub mod lockout;
 pub mod object;
@@ -35,6 +37,7 @@ use std::path::PathBuf;
 
 pub use attach::{AttachMode, attach};
 pub use detach::detach;
+pub use egress::EgressChoice;
 pub use object::Sizes;
 pub use recover::for_reading;
 pub use reload::{Reloaded, reload};
@@ -69,13 +72,27 @@ pub enum LifecycleError {
         source: aya::programs::ProgramError,
     },
     #[error(
-        "attaching the egress program to {iface} failed (needs TCX, kernel 6.6+): {}",
-        chain(source)
+        "attaching the egress program to {iface} ({hook}) failed: {}{hint}",
+        chain(source),
+        hint = if *hook == "TCX" { " (try --egress-hook tc)" } else { "" }
     )]
     AttachEgress {
         iface: String,
-        source: aya::programs::ProgramError,
+        hook: &'static str,
+        source: Box<aya::programs::ProgramError>,
     },
+    #[error(
+        "the egress filter priority {priority} on {iface} is taken by {holder}: mirror-xdp's \
+         tc filter needs it (see the README, \"How it works\"); remove that filter or use \
+         --egress-hook tcx"
+    )]
+    TcTaken {
+        iface: String,
+        priority: u16,
+        holder: String,
+    },
+    #[error(transparent)]
+    Tc(#[from] crate::kernel::tc::TcError),
     #[error("pinning {path} failed: {message}")]
     Pin { path: PathBuf, message: String },
     #[error("bpffs folder {path}: {source}")]

@@ -4,30 +4,31 @@
 //! one still at work. What each crash leaves, and what becomes of it:
 //! - attach: nothing is in force before the first link; after it, each linked interface
 //!   enforces the new policy entirely (the program is linked only once its maps are complete).
-//!   The pending record tells an attach was under way: `attach`, `detach` and `run` roll it
-//!   back (unlink, unpin, put the sysctl back) and go on; other commands say what to run.
+//!   The pending record tells an attach was under way, and names each tc filter (and clsact
+//!   qdisc) before it is added: `attach`, `detach` and `run` roll it back (unlink, delete our
+//!   tc filters and the qdiscs we added, unpin, put the sysctl back) and go on; other
+//!   commands say what to run.
 //! - reload: until the first link update the old generation is in force, and the half-built
 //!   `gen-N-new` is thrown away; from the first update on, the swap is finished with the
 //!   programs pinned in `gen-N-new`, which is then renamed `gen-N`, and the pending record is
 //!   committed. Each link runs one generation's program with that generation's maps.
-//! - detach: an interface whose XDP link pin is gone is no longer attached; with none left,
-//!   the detach is finished (pins, sysctl, state file).
+//! - detach: an interface whose XDP link pin is gone is no longer attached: its egress hook
+//!   goes too (TCX link, or tc filter and the qdisc we added); with none left, the detach is
+//!   finished (pins, sysctl, state file).
 //!
 //! Generations no link runs are removed, with the pending state of a reload that never began
 //! its swap.
 
-use std::path::PathBuf;
-
 use super::{
     LifecycleError,
     compat::{self, Scope},
-    pending,
-    pins::{self, file_name, generation_dirs, link_pins, remove_dir_pins, unpin_link},
+    egress, pending,
+    pins::{self, file_name, generation_dirs, link_pins, remove_dir_pins},
     spare,
     swap::{Programs, promote_staging, running, swap_links},
-    teardown::{finish_detach, remove_pins, restore_syncookies},
+    teardown::{finish_detach, remove_egress_hooks, remove_pins, restore_syncookies},
 };
-use crate::state::{Paths, Record, dir::Lock};
+use crate::state::{EgressHook, Paths, Record, dir::Lock};
 
 /// How far recovery may go.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,19 +63,32 @@ fn unattached(
     level: Recovery,
     progress: &mut dyn FnMut(&str),
 ) -> Result<bool, LifecycleError> {
-    let links = link_pins(paths);
+    let mut links: Vec<String> = link_pins(paths).iter().map(|p| file_name(p)).collect();
     if pending.is_none() && !pins::has_pins(paths) {
         return Ok(false);
+    }
+    let pending_interfaces = pending
+        .as_ref()
+        .map(|p| p.interfaces.as_slice())
+        .unwrap_or_default();
+    for iface in pending_interfaces {
+        if let EgressHook::Tc(filter) = &iface.egress
+            && egress::tc_linked(paths, &iface.name, filter)
+        {
+            links.push(format!("the tc filter on {}", iface.name));
+        }
     }
     if !links.is_empty() && level == Recovery::FinishOnly {
         return Err(LifecycleError::Unfinished(format!(
             "an attach did not finish (the process ended half-way): {} in {} hold it in part. \
              Run `mirror-xdp attach` again (it rolls the unfinished one back first) or \
              `mirror-xdp detach` to remove it",
-            names(&links),
+            links.join(", "),
             paths.bpffs.display()
         )));
     }
+    // Our tc filters and qdiscs first: the programs' pins tell them from others'.
+    remove_egress_hooks(paths, pending_interfaces, progress)?;
     remove_pins(paths);
     let before = pending
         .as_ref()
@@ -96,7 +110,7 @@ fn unattached(
     let unlinked = if links.is_empty() {
         String::new()
     } else {
-        format!(" (unlinked {})", names(&links))
+        format!(" (unlinked {})", links.join(", "))
     };
     progress(&format!("note: {what}{unlinked}{sysctl}"));
     Ok(true)
@@ -116,8 +130,8 @@ fn attached(
         .map(|i| i.name.clone())
         .collect();
     if !gone.is_empty() {
-        for name in &gone {
-            unpin_link(&paths.egress_link_pin(name));
+        for iface in record.interfaces.iter().filter(|i| gone.contains(&i.name)) {
+            egress::remove(paths, iface, progress)?;
         }
         record.interfaces.retain(|i| !gone.contains(&i.name));
         if record.interfaces.is_empty() {
@@ -206,13 +220,6 @@ fn remove_dead_generations(
         ));
     }
     Ok(!removed.is_empty() || stale)
-}
-
-fn names(pins: &[PathBuf]) -> String {
-    pins.iter()
-        .map(|p| file_name(p))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// For a command that reads the attached enforcer: recovers what a crashed command left

@@ -1,5 +1,6 @@
 //! The swap at the heart of a reload: BPF_LINK_UPDATE points each pinned link at another
-//! generation's programs, atomically per link, and the staging folder then becomes the
+//! generation's programs, atomically per link (a tc egress filter: a netlink replace of the
+//! same priority and handle, as atomic), and the staging folder then becomes the
 //! generation's folder. A reload swaps forwards; recovery finishes a swap a killed reload
 //! began ([`super::recover`]); both tell by program ids which generation a link runs.
 
@@ -8,12 +9,11 @@ use std::path::Path;
 use aya::programs::{
     ProgramInfo, SchedClassifier, Xdp,
     links::{FdLink, PinnedLink},
-    tc::SchedClassifierLink,
     xdp::XdpLink,
 };
 
 use super::{
-    LifecycleError, fault,
+    LifecycleError, egress, fault,
     pins::{EGRESS_PROGRAM_PIN, XDP_PROGRAM_PIN},
 };
 use crate::state::{Paths, Record};
@@ -45,8 +45,13 @@ pub fn running(paths: &Paths, record: &Record) -> Vec<u32> {
     record
         .interfaces
         .iter()
-        .flat_map(|i| [paths.xdp_link_pin(&i.name), paths.egress_link_pin(&i.name)])
-        .filter_map(|pin| link_program(&pin))
+        .flat_map(|i| {
+            [
+                link_program(&paths.xdp_link_pin(&i.name)),
+                egress::program(paths, i),
+            ]
+        })
+        .flatten()
         .collect()
 }
 
@@ -56,7 +61,7 @@ fn link_program(pin: &Path) -> Option<u32> {
 }
 
 /// Points every link of `record`'s interfaces at the programs pinned in `dir` (BPF_LINK_UPDATE,
-/// atomic per link): egress links first, so each interface records its own connections by the
+/// atomic per link; tc filters replaced in place): egress hooks first, so each interface records its own connections by the
 /// new policy before it judges by it. Links that run them already are left alone.
 pub fn swap_links(paths: &Paths, record: &Record, dir: &Path) -> Result<(), LifecycleError> {
     let programs_err = |e: &dyn std::fmt::Display| LifecycleError::SwapPrograms {
@@ -64,7 +69,7 @@ pub fn swap_links(paths: &Paths, record: &Record, dir: &Path) -> Result<(), Life
         message: e.to_string(),
     };
     let wanted = Programs::read(dir).ok_or_else(|| programs_err(&"no programs pinned there"))?;
-    let mut egress =
+    let mut egress_prog =
         SchedClassifier::from_pin(dir.join(EGRESS_PROGRAM_PIN)).map_err(|e| programs_err(&e))?;
     let mut xdp = Xdp::from_pin(
         dir.join(XDP_PROGRAM_PIN),
@@ -79,16 +84,10 @@ pub fn swap_links(paths: &Paths, record: &Record, dir: &Path) -> Result<(), Life
         }
     };
     for iface in &record.interfaces {
-        let pin = paths.egress_link_pin(&iface.name);
-        if link_program(&pin) == Some(wanted.egress) {
+        if egress::program(paths, iface) == Some(wanted.egress) {
             continue;
         }
-        let err = swap_err(&iface.name);
-        let link = open_link(&pin).map_err(|e| err(&e))?;
-        let link = SchedClassifierLink::try_from(link).map_err(|e| err(&e))?;
-        let id = egress.attach_to_link(link).map_err(|e| err(&e))?;
-        // The pin keeps the link; this process's handle can go.
-        drop(egress.take_link(id).map_err(|e| err(&e))?);
+        egress::swap(&mut egress_prog, paths, iface).map_err(|e| swap_err(&iface.name)(&e))?;
         fault::point("reload:egress-swapped");
     }
     for iface in &record.interfaces {

@@ -1,14 +1,14 @@
-//! Taking an enforcer down: its pins (links first, so no program runs with its maps half
-//! gone), the sysctl attach set, and the state file. Detach, recovery and a failed attach's
-//! rollback end this way.
+//! Taking an enforcer down: its egress hooks and pins (links and tc filters first, so no
+//! program runs with its maps half gone), the sysctl attach set, and the state file. Detach,
+//! recovery and a failed attach's rollback end this way.
 
 use std::path::Path;
 
 use super::{
-    LifecycleError, fault, pending,
+    LifecycleError, egress, fault, pending,
     pins::{entries, generation_dirs, is_ours, link_pins, remove_dir_pins, spare_dirs, unpin_link},
 };
-use crate::state::{Paths, Record};
+use crate::state::{InterfaceRecord, Paths, Record};
 
 /// Removes every pin of ours in the bpffs folder (links first, so no program runs with maps
 /// half gone), and the folder if it is then empty. Pins of other versions (`mx_*_vN`) too.
@@ -25,6 +25,23 @@ pub fn remove_pins(paths: &Paths) {
         }
     }
     let _ = std::fs::remove_dir(&paths.bpffs);
+}
+
+/// Removes the egress hooks of `interfaces` (TCX link pins; our tc filters, and the clsact
+/// qdiscs we added), before [`remove_pins`] takes the programs' pins that tell our filters
+/// from others'. Tries every interface; the first error is returned.
+pub fn remove_egress_hooks(
+    paths: &Paths,
+    interfaces: &[InterfaceRecord],
+    progress: &mut dyn FnMut(&str),
+) -> Result<(), LifecycleError> {
+    let mut first = Ok(());
+    for iface in interfaces {
+        if let Err(e) = egress::remove(paths, iface, progress) {
+            first = first.and(Err(e));
+        }
+    }
+    first
 }
 
 /// Removes one generation's pins.

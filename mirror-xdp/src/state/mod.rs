@@ -60,11 +60,94 @@ pub struct ReloadCounts {
     pub error: u64,
 }
 
+/// One attached interface. In JSON (the state file, `status --json`, `stats --json`):
+/// `"egress": "tcx"|"tc"`, and for tc a `"tc_filter"` object.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "InterfaceJson", into = "InterfaceJson")]
 pub struct InterfaceRecord {
     pub name: String,
     pub xdp_mode: String,
+    /// The XDP program's id.
     pub prog_id: u32,
+    /// Where the egress program hangs.
+    pub egress: EgressHook,
+}
+
+/// [`InterfaceRecord`] as JSON has it; a record of a build before the tc hook has no
+/// `egress`: TCX.
+#[derive(Clone, Serialize, Deserialize)]
+struct InterfaceJson {
+    name: String,
+    xdp_mode: String,
+    prog_id: u32,
+    #[serde(default)]
+    egress: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tc_filter: Option<TcFilter>,
+}
+
+impl TryFrom<InterfaceJson> for InterfaceRecord {
+    type Error = String;
+
+    fn try_from(j: InterfaceJson) -> Result<Self, String> {
+        let egress = match (j.egress.as_deref(), j.tc_filter) {
+            (None | Some("tcx"), _) => EgressHook::Tcx,
+            (Some("tc"), Some(filter)) => EgressHook::Tc(filter),
+            (Some("tc"), None) => return Err(format!("{}: egress tc without tc_filter", j.name)),
+            (Some(other), _) => return Err(format!("{}: unknown egress hook {other:?}", j.name)),
+        };
+        Ok(InterfaceRecord {
+            name: j.name,
+            xdp_mode: j.xdp_mode,
+            prog_id: j.prog_id,
+            egress,
+        })
+    }
+}
+
+impl From<InterfaceRecord> for InterfaceJson {
+    fn from(r: InterfaceRecord) -> Self {
+        InterfaceJson {
+            egress: Some(r.egress.name().to_string()),
+            tc_filter: match r.egress {
+                EgressHook::Tcx => None,
+                EgressHook::Tc(filter) => Some(filter),
+            },
+            name: r.name,
+            xdp_mode: r.xdp_mode,
+            prog_id: r.prog_id,
+        }
+    }
+}
+
+/// The hook the egress program of an interface uses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum EgressHook {
+    /// A TCX link, pinned as `link_egress_IFACE` (Linux 6.6+).
+    #[default]
+    Tcx,
+    /// A cls_bpf filter (direct action) on the clsact qdisc's egress hook.
+    Tc(TcFilter),
+}
+
+impl EgressHook {
+    /// `tcx` or `tc`, as `status` says it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            EgressHook::Tcx => "tcx",
+            EgressHook::Tc(_) => "tc",
+        }
+    }
+}
+
+/// Our tc filter on an interface, and what detach must remove with it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TcFilter {
+    pub priority: u16,
+    pub handle: u32,
+    /// Whether the clsact qdisc was added for this filter (detach removes it then, if no
+    /// other filter is on it) or was there before (detach leaves it).
+    pub clsact_created: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -184,6 +267,38 @@ impl Record {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_interface_without_an_egress_field_uses_tcx_and_tc_round_trips() {
+        let old = r#"{"name": "eth0", "xdp_mode": "native", "prog_id": 42}"#;
+        let read: InterfaceRecord = serde_json::from_str(old).unwrap();
+        assert_eq!(read.egress, EgressHook::Tcx);
+        let tc = InterfaceRecord {
+            egress: EgressHook::Tc(TcFilter {
+                priority: 7,
+                handle: 9,
+                clsact_created: true,
+            }),
+            ..read
+        };
+        let text = serde_json::to_string(&tc).unwrap();
+        assert!(
+            text.contains(r#""egress":"tc","tc_filter":{"priority":7"#),
+            "{text}"
+        );
+        assert_eq!(serde_json::from_str::<InterfaceRecord>(&text).unwrap(), tc);
+        let tcx = serde_json::to_string(&InterfaceRecord {
+            egress: EgressHook::Tcx,
+            ..tc
+        })
+        .unwrap();
+        assert!(
+            tcx.contains(r#""egress":"tcx""#) && !tcx.contains("tc_filter"),
+            "{tcx}"
+        );
+        let bad = r#"{"name": "eth0", "xdp_mode": "native", "prog_id": 1, "egress": "tc"}"#;
+        assert!(serde_json::from_str::<InterfaceRecord>(bad).is_err());
+    }
 
     #[test]
     fn a_damaged_record_is_reported_and_left_in_place() {

@@ -234,6 +234,7 @@ mod tests {
             interfaces: vec![InterfaceRecord {
                 name: "eth0".into(),
                 xdp_mode: "native".into(),
+                egress: Default::default(),
                 prog_id: 42,
             }],
             policy: PolicyRecord {
