@@ -8,6 +8,7 @@ pub mod testbed;
 pub mod cli;
 pub mod cpu;
 pub mod differential;
+pub mod egress_hook;
 pub mod flood;
 pub mod pinned;
 pub mod reload;

@@ -4,7 +4,10 @@
 //! and the fresh one, chosen deliberately), `detach` and `run` adopting are killed with SIGKILL
 //! at every step. Real traffic then shows that the interface enforces the old policy or the new one entirely
 //! (never none, never a mix), and the next command recovers: it succeeds and leaves no pin
-//! of a dead generation, no half-built generation and no pending state behind.
+//! of a dead generation, no half-built generation and no pending state behind. Each matrix
+//! runs on both egress hooks: `auto` (TCX where the kernel has it) and the tc clsact filter,
+//! whose extra steps (the qdisc, the filter) are killed too; after detach no filter of ours
+//! and no qdisc it added is left.
 #![expect(
     unused_crate_dependencies,
     reason = "an integration test links every dependency of the tests package and uses a few"
@@ -17,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use mirror_xdp::lifecycle::fault;
 use mirror_xdp_tests::cli::{Run, cli_bin, generation, run, run_ok, status, write_policy};
+use mirror_xdp_tests::egress_hook::{self, HOOKS};
 use mirror_xdp_tests::pinned::names;
 use mirror_xdp_tests::probe::UdpResult;
 use mirror_xdp_tests::require_root;
@@ -82,24 +86,37 @@ fn crash(bed: &Testbed, step: &str, args: &[&str]) {
     );
 }
 
-fn attach_args(policy: &Path) -> Vec<&str> {
+fn attach_args<'a>(policy: &'a Path, hook: &'a str) -> Vec<&'a str> {
     vec![
         "attach",
         "--iface",
         SERVER_IF,
         "--policy",
         policy.to_str().expect("UTF-8 path"),
+        "--egress-hook",
+        hook,
     ]
+}
+
+/// The steps of `steps` that a command on the egress hook `got` (`tcx` or `tc`) reaches.
+fn reached<'a>(steps: &[&'a str], got: &str) -> Vec<&'a str> {
+    steps
+        .iter()
+        .copied()
+        .filter(|s| got == "tc" || !fault::TC_ONLY.contains(s))
+        .collect()
 }
 
 fn syncookies(bed: &Testbed) -> String {
     bed.server.sysctl("net.ipv4.tcp_syncookies")
 }
 
-/// An attached enforcer with nothing left over: one generation (the record's), two links,
-/// no pending state.
-fn assert_clean_attached(bed: &Testbed, what: &str) {
-    let generation = status(bed)["policy"]["generation"]
+/// An attached enforcer with nothing left over: one generation (the record's), the XDP link
+/// and the egress hook `got` (a TCX link, or one tc filter of ours), no pending state.
+fn assert_clean_attached(bed: &Testbed, got: &str, what: &str) {
+    let doc = status(bed);
+    assert_eq!(doc["interfaces"][0]["egress"], got, "{what}: {doc}");
+    let generation = doc["policy"]["generation"]
         .as_u64()
         .expect("generation in status");
     let pins = names(bed.bpffs_dir(), "");
@@ -110,14 +127,22 @@ fn assert_clean_attached(bed: &Testbed, what: &str) {
         "{what}: {pins:?}"
     );
     let links: Vec<&String> = pins.iter().filter(|n| n.starts_with("link_")).collect();
-    assert_eq!(
-        links,
-        [
-            &format!("link_egress_{SERVER_IF}"),
-            &format!("link_xdp_{SERVER_IF}")
-        ],
-        "{what}"
-    );
+    let egress_link = format!("link_egress_{SERVER_IF}");
+    let xdp_link = format!("link_xdp_{SERVER_IF}");
+    let filters = egress_hook::our_filters(&bed.server, SERVER_IF);
+    match got {
+        "tc" => {
+            assert_eq!(links, [&xdp_link], "{what}");
+            assert_eq!(filters.len(), 1, "{what}: our tc filter: {filters:?}");
+        }
+        _ => {
+            assert_eq!(links, [&egress_link, &xdp_link], "{what}");
+            assert!(
+                filters.is_empty(),
+                "{what}: a tc filter on TCX: {filters:?}"
+            );
+        }
+    }
     let program_pins = names(&bed.bpffs_dir().join(format!("gen-{generation}")), "");
     assert!(
         program_pins.contains(&"prog_xdp".to_string()),
@@ -129,9 +154,12 @@ fn assert_clean_attached(bed: &Testbed, what: &str) {
     );
 }
 
-/// Nothing attached, nothing left: no pins, no state, the sysctl as it was.
+/// Nothing attached, nothing left: no pins, no state, no tc filter and no clsact qdisc (the
+/// testbed's veth has none of its own), the sysctl as it was.
 fn assert_clean_detached(bed: &Testbed, sysctl_before: &str, what: &str) {
     assert_eq!(names(bed.bpffs_dir(), ""), Vec::<String>::new(), "{what}");
+    let qdiscs = egress_hook::qdiscs(&bed.server, SERVER_IF);
+    assert!(!qdiscs.contains("clsact"), "{what}: {qdiscs}");
     let state = names(bed.state_dir(), "");
     assert!(
         !state.contains(&"state.json".to_string()) && !state.contains(&"pending".to_string()),
@@ -147,17 +175,29 @@ fn stderr_has(r: &Run, text: &str, what: &str) {
 
 #[test]
 fn attach_killed_at_each_step_enforces_nothing_or_all_and_attach_recovers() {
+    attach_killed_at_each_step(HOOKS[0]);
+}
+
+#[test]
+fn attach_killed_at_each_step_on_the_tc_hook_enforces_nothing_or_all_and_attach_recovers() {
+    attach_killed_at_each_step(HOOKS[1]);
+}
+
+fn attach_killed_at_each_step(hook: &str) {
     require_root();
     let bed = Testbed::new().expect("testbed");
     let _echo = UdpEchoSet::start(&bed.server, &[A_PORT, B_PORT]).expect("udp echo");
     let a = write_policy(&bed, "a.toml", &policy(A_PORT));
     let sysctl_before = syncookies(&bed);
-    let linked_from = fault::ATTACH
+    let got = egress_hook::expected(hook, &bed.server, SERVER_IF);
+    let steps = reached(fault::ATTACH, got);
+    let linked_from = steps
         .iter()
         .position(|s| *s == "attach:xdp-linked")
         .expect("step");
-    for (i, step) in fault::ATTACH.iter().enumerate() {
-        crash(&bed, step, &attach_args(&a));
+    for (i, step) in steps.iter().enumerate() {
+        crash(&bed, step, &attach_args(&a, hook));
+        let what = &format!("{step} (--egress-hook {hook})");
         // Before the XDP link nothing was attached before (the old state); from it on, the
         // whole policy.
         let want = if i < linked_from {
@@ -165,27 +205,27 @@ fn attach_killed_at_each_step_enforces_nothing_or_all_and_attach_recovers() {
         } else {
             InForce::PolicyA
         };
-        assert_eq!(in_force(&bed), want, "after a crash at {step}");
-        let last = i + 1 == fault::ATTACH.len();
+        assert_eq!(in_force(&bed), want, "after a crash at {what}");
+        let last = i + 1 == steps.len();
         if last {
             // The state file is written: the attach is complete.
             run_ok(&bed, &["status"]);
         } else {
             if i >= linked_from {
                 let r = run(&bed, &["status"]);
-                assert_eq!(r.code, Some(1), "status after {step}: {r:?}");
-                stderr_has(&r, "an attach did not finish", step);
+                assert_eq!(r.code, Some(1), "status after {what}: {r:?}");
+                stderr_has(&r, "an attach did not finish", what);
             }
-            let r = run(&bed, &attach_args(&a));
-            assert_eq!(r.code, Some(0), "attach after a crash at {step}: {r:?}");
+            let r = run(&bed, &attach_args(&a, hook));
+            assert_eq!(r.code, Some(0), "attach after a crash at {what}: {r:?}");
             if i > 0 {
-                stderr_has(&r, "note: ", step);
+                stderr_has(&r, "note: ", what);
             }
         }
-        assert_eq!(in_force(&bed), InForce::PolicyA, "recovered from {step}");
-        assert_clean_attached(&bed, step);
+        assert_eq!(in_force(&bed), InForce::PolicyA, "recovered from {what}");
+        assert_clean_attached(&bed, got, what);
         run_ok(&bed, &["detach"]);
-        assert_clean_detached(&bed, &sysctl_before, step);
+        assert_clean_detached(&bed, &sysctl_before, what);
     }
 }
 
@@ -226,12 +266,23 @@ fn choose_path(bed: &Testbed, path: ReloadPath, current: (&Path, InForce)) {
 
 #[test]
 fn reload_killed_at_each_step_of_both_paths_keeps_one_policy_whole_and_the_next_command_recovers() {
+    reload_killed_at_each_step(HOOKS[0]);
+}
+
+#[test]
+fn reload_killed_at_each_step_on_the_tc_hook_keeps_one_policy_whole_and_the_next_command_recovers()
+{
+    reload_killed_at_each_step(HOOKS[1]);
+}
+
+fn reload_killed_at_each_step(hook: &str) {
     require_root();
     let bed = Testbed::new().expect("testbed");
     let _echo = UdpEchoSet::start(&bed.server, &[A_PORT, B_PORT]).expect("udp echo");
     let a = write_policy(&bed, "a.toml", &policy(A_PORT));
     let b = write_policy(&bed, "b.toml", &policy(B_PORT));
-    run_ok(&bed, &attach_args(&a));
+    run_ok(&bed, &attach_args(&a, hook));
+    let got = egress_hook::expected(hook, &bed.server, SERVER_IF);
     let (mut old, mut new) = ((&a, InForce::PolicyA), (&b, InForce::PolicyB));
     let paths = [
         (ReloadPath::Spare, fault::RELOAD_SPARE),
@@ -241,7 +292,7 @@ fn reload_killed_at_each_step_of_both_paths_keeps_one_policy_whole_and_the_next_
     for (path, build_steps) in paths {
         let steps = [build_steps, fault::RELOAD_SWAP].concat();
         for step in steps {
-            let what = format!("{step} ({path:?} path)");
+            let what = format!("{step} ({path:?} path, --egress-hook {hook})");
             choose_path(&bed, path, (old.0.as_path(), old.1));
             let before = generation(&bed);
             let target = new.0.to_str().unwrap();
@@ -276,7 +327,7 @@ fn reload_killed_at_each_step_of_both_paths_keeps_one_policy_whole_and_the_next_
             assert_eq!(in_force(&bed), want, "recovered from {what}");
             let expected = before + u64::from(finished) + u64::from(reloaded);
             assert_eq!(generation(&bed), expected, "generation after {what}");
-            assert_clean_attached(&bed, &what);
+            assert_clean_attached(&bed, got, &what);
             if finished || reloaded {
                 std::mem::swap(&mut old, &mut new);
             }
@@ -287,40 +338,61 @@ fn reload_killed_at_each_step_of_both_paths_keeps_one_policy_whole_and_the_next_
 
 #[test]
 fn detach_killed_at_each_step_leaves_the_policy_or_nothing_and_is_finished_later() {
+    detach_killed_at_each_step(HOOKS[0]);
+}
+
+#[test]
+fn detach_killed_at_each_step_on_the_tc_hook_leaves_the_policy_or_nothing_and_is_finished_later() {
+    detach_killed_at_each_step(HOOKS[1]);
+}
+
+fn detach_killed_at_each_step(hook: &str) {
     require_root();
     let bed = Testbed::new().expect("testbed");
     let _echo = UdpEchoSet::start(&bed.server, &[A_PORT, B_PORT]).expect("udp echo");
     let a = write_policy(&bed, "a.toml", &policy(A_PORT));
     let sysctl_before = syncookies(&bed);
-    for (i, step) in fault::DETACH.iter().enumerate() {
-        run_ok(&bed, &attach_args(&a));
-        assert_eq!(in_force(&bed), InForce::PolicyA, "attached before {step}");
+    let got = egress_hook::expected(hook, &bed.server, SERVER_IF);
+    for (i, step) in reached(fault::DETACH, got).into_iter().enumerate() {
+        let what = &format!("{step} (--egress-hook {hook})");
+        run_ok(&bed, &attach_args(&a, hook));
+        assert_eq!(in_force(&bed), InForce::PolicyA, "attached before {what}");
         crash(&bed, step, &["detach"]);
         // The XDP link goes first: from then on the interface is detached (the new state).
-        assert_eq!(in_force(&bed), InForce::Nothing, "after a crash at {step}");
+        assert_eq!(in_force(&bed), InForce::Nothing, "after a crash at {what}");
         // Either the next detach finishes it, or the next attach does and then attaches.
         if i % 2 == 0 {
             let r = run_ok(&bed, &["detach"]);
-            stderr_has(&r, "did not finish", step);
+            stderr_has(&r, "did not finish", what);
         } else {
-            let r = run_ok(&bed, &attach_args(&a));
-            stderr_has(&r, "did not finish", step);
-            assert_eq!(in_force(&bed), InForce::PolicyA, "re-attached after {step}");
-            assert_clean_attached(&bed, step);
+            let r = run_ok(&bed, &attach_args(&a, hook));
+            stderr_has(&r, "did not finish", what);
+            assert_eq!(in_force(&bed), InForce::PolicyA, "re-attached after {what}");
+            assert_clean_attached(&bed, got, what);
             run_ok(&bed, &["detach"]);
         }
-        assert_clean_detached(&bed, &sysctl_before, step);
+        assert_clean_detached(&bed, &sysctl_before, what);
     }
 }
 
 #[test]
 fn run_adopting_finishes_a_reload_that_was_killed_half_way() {
+    run_adopting_finishes_a_killed_reload(HOOKS[0]);
+}
+
+#[test]
+fn run_adopting_finishes_a_reload_that_was_killed_half_way_on_the_tc_hook() {
+    run_adopting_finishes_a_killed_reload(HOOKS[1]);
+}
+
+fn run_adopting_finishes_a_killed_reload(hook: &str) {
     require_root();
     let bed = Testbed::new().expect("testbed");
     let _echo = UdpEchoSet::start(&bed.server, &[A_PORT, B_PORT]).expect("udp echo");
     let a = write_policy(&bed, "a.toml", &policy(A_PORT));
     let b = write_policy(&bed, "b.toml", &policy(B_PORT));
-    run_ok(&bed, &attach_args(&a));
+    run_ok(&bed, &attach_args(&a, hook));
+    let got = egress_hook::expected(hook, &bed.server, SERVER_IF);
     let run_args = |policy: &PathBuf| {
         vec![
             "run".to_string(),
@@ -356,6 +428,6 @@ fn run_adopting_finishes_a_reload_that_was_killed_half_way() {
     daemon.stop().expect("stopping run");
     // Generation 1 attached, 2 finished by recovery, 3 the adoption's own reload.
     assert_eq!(status(&bed)["policy"]["generation"], 3);
-    assert_clean_attached(&bed, "run");
+    assert_clean_attached(&bed, got, "run");
     run_ok(&bed, &["detach"]);
 }
