@@ -78,6 +78,18 @@ pub fn try_attach(bed: &Testbed, policy: &Path, extra: &[&str]) -> Run {
     run(bed, &args)
 }
 
+/// Writes the policy and attaches it to the server's veth with `--egress-hook hook`; panics
+/// unless that works and `status` shows the hook `hook` asks for on this kernel.
+pub fn attach_policy_on(bed: &Testbed, text: &str, hook: &str) -> PathBuf {
+    let path = write_policy(bed, "policy.toml", text);
+    let r = try_attach(bed, &path, &["--egress-hook", hook]);
+    assert_eq!(r.code, Some(0), "attach --egress-hook {hook} failed: {r:?}");
+    let want = crate::egress_hook::expected(hook, &bed.server, SERVER_IF);
+    let doc = status(bed);
+    assert_eq!(doc["interfaces"][0]["egress"], want, "{doc}");
+    path
+}
+
 /// Writes the policy and attaches it to the server's veth; panics unless that works.
 pub fn attach_policy(bed: &Testbed, text: &str) -> PathBuf {
     let path = write_policy(bed, "policy.toml", text);

@@ -14,7 +14,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use mirror_xdp_tests::cli::{cli_bin, generation, reason, stats, write_policy};
+use mirror_xdp_tests::cli::{cli_bin, generation, reason, stats, status, write_policy};
+use mirror_xdp_tests::egress_hook::{self, HOOKS};
 use mirror_xdp_tests::flood::udp_blast;
 use mirror_xdp_tests::netns::ChildGuard;
 use mirror_xdp_tests::probe::UdpResult;
@@ -178,11 +179,20 @@ fn check_drop_log(bed: &Testbed, log: &Path) {
 
 #[test]
 fn run_restart_adopts_without_a_gap() {
+    run_restart_adopts(HOOKS[0]);
+}
+
+#[test]
+fn run_restart_adopts_without_a_gap_on_the_tc_hook() {
+    run_restart_adopts(HOOKS[1]);
+}
+
+fn run_restart_adopts(hook: &str) {
     require_root();
     let bed = Testbed::new().expect("testbed");
     let _echo = UdpEchoSet::start(&bed.server, &[OPEN, CLOSED]).expect("udp echo");
     let path = write_policy(&bed, "policy.toml", &policy(&[OPEN]));
-    let (mut first, first_log) = spawn_run(&bed, &path);
+    let (mut first, first_log) = spawn_run_on(&bed, &path, hook);
     wait_enforced(&bed, &mut first, &first_log, CLOSED);
     for _ in 0..10 {
         assert!(answered(&bed, OPEN));
@@ -224,7 +234,7 @@ fn run_restart_adopts_without_a_gap() {
             || probed(5, 2),
         );
         let started = Instant::now();
-        let (second, log) = spawn_run(&bed, &path);
+        let (second, log) = spawn_run_on(&bed, &path, hook);
         let adopted = poll_until(Duration::from_secs(10), || {
             read(&log).contains("adopted the enforcer")
         });
@@ -279,6 +289,13 @@ fn run_restart_adopts_without_a_gap() {
     );
     let body = scrape(&bed).expect("metrics of the restarted daemon");
     assert_eq!(metric(&body, "mirror_xdp_policy_generation"), Some(2));
+    let want = egress_hook::expected(hook, &bed.server, SERVER_IF);
+    assert_eq!(status(&bed)["interfaces"][0]["egress"], want);
+    if want == "tc" {
+        // The adoption replaced the program of our one filter: no second filter.
+        let ours = egress_hook::our_filters(&bed.server, SERVER_IF);
+        assert_eq!(ours.len(), 1, "{ours:?}");
+    }
     drop(first);
     drop(second);
 }
@@ -320,6 +337,11 @@ fn run_follows_a_configmap_symlink_swap() {
 
 /// `run` on the server's veth with the metrics on the server namespace's loopback.
 fn spawn_run(bed: &Testbed, policy: &Path) -> (ChildGuard, PathBuf) {
+    spawn_run_on(bed, policy, "auto")
+}
+
+/// `run` with `--egress-hook hook` (for a new attachment; an adoption keeps the hook).
+fn spawn_run_on(bed: &Testbed, policy: &Path, hook: &str) -> (ChildGuard, PathBuf) {
     let metrics = format!("127.0.0.1:{METRICS_PORT}");
     let args = [
         "run",
@@ -329,6 +351,8 @@ fn spawn_run(bed: &Testbed, policy: &Path) -> (ChildGuard, PathBuf) {
         policy.to_str().expect("UTF-8 path"),
         "--metrics",
         &metrics,
+        "--egress-hook",
+        hook,
     ];
     bed.spawn_cli(&cli_bin(), &args).expect("starting run")
 }

@@ -10,7 +10,8 @@ use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use mirror_xdp_tests::cli::{attach_policy, generation, write_policy};
+use mirror_xdp_tests::cli::{attach_policy_on, generation, write_policy};
+use mirror_xdp_tests::egress_hook::HOOKS;
 use mirror_xdp_tests::reload::*;
 use mirror_xdp_tests::require_root;
 use mirror_xdp_tests::servers::{TcpListenerSet, UdpCounter, UdpEchoSet};
@@ -228,6 +229,15 @@ fn assert_clean(t: &Traffic, what: &str) {
 
 #[test]
 fn reloads_under_traffic_lose_and_leak_nothing() {
+    reloads_under_traffic(HOOKS[0]);
+}
+
+#[test]
+fn reloads_under_traffic_lose_and_leak_nothing_on_the_tc_hook() {
+    reloads_under_traffic(HOOKS[1]);
+}
+
+fn reloads_under_traffic(hook: &str) {
     require_root();
     let test_started = Instant::now();
     let bed = Testbed::new().expect("testbed");
@@ -253,7 +263,7 @@ fn reloads_under_traffic_lose_and_leak_nothing() {
     assert_eq!(receiver.count(), 5);
 
     write_deny_file(&bed, "deny-10k.txt", 10_000, &[]);
-    let a = attach_policy(&bed, POLICY_A);
+    let a = attach_policy_on(&bed, POLICY_A, hook);
     let b = write_policy(&bed, "b.toml", POLICY_B);
 
     // The two policies do differ where they should.
@@ -343,7 +353,7 @@ fn reloads_under_traffic_lose_and_leak_nothing() {
         [format!("gen-{}", generation(&bed))]
     );
     eprintln!(
-        "reload under traffic: test took {:?}",
+        "reload under traffic (--egress-hook {hook}): test took {:?}",
         test_started.elapsed()
     );
 }

@@ -10,7 +10,8 @@ use std::io::ErrorKind;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::Duration;
 
-use mirror_xdp_tests::cli::{attach_policy, reason, stats, stats_when};
+use mirror_xdp_tests::cli::{attach_policy, attach_policy_on, reason, run_ok, stats, stats_when};
+use mirror_xdp_tests::egress_hook::HOOKS;
 use mirror_xdp_tests::probe::{ProbeResult, UdpResult, tcp_connect, udp_probe};
 use mirror_xdp_tests::require_root;
 use mirror_xdp_tests::servers::{TcpListenerSet, UdpEchoSet, banner};
@@ -81,6 +82,17 @@ fn outbound(bed: &Testbed) -> Vec<(IpAddr, ProbeResult, UdpResult)> {
 
 #[test]
 fn replies_to_connections_the_server_opens_pass() {
+    replies_pass(HOOKS[0]);
+}
+
+#[test]
+fn replies_to_connections_the_server_opens_pass_on_the_tc_hook() {
+    replies_pass(HOOKS[1]);
+}
+
+/// With the egress program on `hook`: replies pass, and the flows it recorded outlive a
+/// reload (the new program is swapped in behind the same hook).
+fn replies_pass(hook: &str) {
     require_root();
     let bed = Testbed::new().expect("testbed");
     let _up_tcp = TcpListenerSet::start(&bed.client, &[UPSTREAM_TCP]).expect("client listener");
@@ -95,7 +107,7 @@ fn replies_to_connections_the_server_opens_pass() {
         "before attach the server's listener answers"
     );
 
-    attach_policy(&bed, POLICY);
+    let policy = attach_policy_on(&bed, POLICY, hook);
 
     for (src, tcp, udp) in outbound(&bed) {
         assert_eq!(
@@ -126,6 +138,27 @@ fn replies_to_connections_the_server_opens_pass() {
         (&buf[..n], from),
         (&b"hello upstream"[..], upstream(UPSTREAM_UDP, CLIENT_V4))
     );
+
+    // A reload swaps the programs behind the hook: the new egress program records the
+    // connections opened from then on (TCP and UDP, v4 and v6).
+    let returned = reason(&stats(&bed), "return", "packets");
+    run_ok(
+        &bed,
+        &["reload", "--policy", policy.to_str().expect("UTF-8 path")],
+    );
+    for (src, tcp, udp) in outbound(&bed) {
+        assert_eq!(
+            tcp,
+            ProbeResult::Open(banner(UPSTREAM_TCP)),
+            "tcp out from {src} after a reload"
+        );
+        assert_eq!(
+            udp,
+            UdpResult::Answered,
+            "udp out from {src} after a reload"
+        );
+    }
+    assert!(reason(&stats(&bed), "return", "packets") > returned);
 
     let dropped_before = reason(&stats(&bed), "port_closed", "drop_packets");
     // Same server port, but from a client port no flow names: unsolicited.
