@@ -96,7 +96,7 @@ _mirror__xdp() {
             return 0
             ;;
         mirror__subcmd__xdp__subcmd__attach)
-            opts="-h --iface --policy --xdp-mode --limiter-entries --force --bpffs --state-dir --help"
+            opts="-h --iface --policy --xdp-mode --egress-hook --limiter-entries --force --bpffs --state-dir --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -112,6 +112,10 @@ _mirror__xdp() {
                     ;;
                 --xdp-mode)
                     COMPREPLY=($(compgen -W "auto native skb" -- "${cur}"))
+                    return 0
+                    ;;
+                --egress-hook)
+                    COMPREPLY=($(compgen -W "auto tcx tc" -- "${cur}"))
                     return 0
                     ;;
                 --limiter-entries)
@@ -330,7 +334,7 @@ _mirror__xdp() {
             return 0
             ;;
         mirror__subcmd__xdp__subcmd__run)
-            opts="-h --iface --policy --metrics --xdp-mode --force --bpffs --state-dir --help"
+            opts="-h --iface --policy --metrics --xdp-mode --egress-hook --force --bpffs --state-dir --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -350,6 +354,10 @@ _mirror__xdp() {
                     ;;
                 --xdp-mode)
                     COMPREPLY=($(compgen -W "auto native skb" -- "${cur}"))
+                    return 0
+                    ;;
+                --egress-hook)
+                    COMPREPLY=($(compgen -W "auto tcx tc" -- "${cur}"))
                     return 0
                     ;;
                 --bpffs)

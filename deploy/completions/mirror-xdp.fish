@@ -36,18 +36,21 @@ complete -c mirror-xdp -n "__fish_mirror_xdp_needs_command" -f -a "port" -d 'Liv
 complete -c mirror-xdp -n "__fish_mirror_xdp_needs_command" -f -a "reload" -d 'Re-read the policy and apply it atomically (no packet meets half a policy). An invalid policy changes nothing and says where the problem is'
 complete -c mirror-xdp -n "__fish_mirror_xdp_needs_command" -f -a "run" -d 'Attach (or adopt the enforcer attached already, without a gap) and stay in the foreground: reload on policy file changes and SIGHUP, serve Prometheus metrics, log sampled drops. SIGTERM stops the daemon, not the protection'
 complete -c mirror-xdp -n "__fish_mirror_xdp_needs_command" -f -a "source" -d 'Live source entries: deny or trust sources at once, without re-attaching'
-complete -c mirror-xdp -n "__fish_mirror_xdp_needs_command" -f -a "status" -d 'Show the interfaces, attach modes, program id, policy path and generation'
+complete -c mirror-xdp -n "__fish_mirror_xdp_needs_command" -f -a "status" -d 'Show the interfaces, attach modes, egress hooks, program id, policy path and generation'
 complete -c mirror-xdp -n "__fish_mirror_xdp_needs_command" -f -a "stats" -d 'Show packet and byte counters per verdict reason and per rule port'
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand attach" -l iface -d 'Interface to protect (repeat for several)' -r
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand attach" -l policy -d 'The policy file (TOML)' -r -F
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand attach" -l xdp-mode -d 'XDP attach mode: `auto` tries native and falls back to skb' -r -f -a "auto\t''
 native\t''
 skb\t''"
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand attach" -l egress-hook -d 'Egress program hook: `auto` tries TCX (Linux 6.6+) and falls back to a tc clsact filter; `attach` says which each interface got, and why' -r -f -a "auto\t'TCX if the kernel accepts it, else a tc clsact filter'
+tcx\t'A TCX link (Linux 6.6+)'
+tc\t'A tc clsact egress filter (any supported kernel)'"
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand attach" -l limiter-entries -d 'Sources the per-source limits track at once (an LRU table; each entry costs about 100 bytes)' -r
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand attach" -l bpffs -d 'Folder on bpffs for the pinned maps and links' -r -F
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand attach" -l state-dir -d 'Folder of the state file' -r -F
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand attach" -l force -d 'Attach even if the policy would drop the current SSH session or established inbound connections (they are printed as warnings)'
-complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand attach" -s h -l help -d 'Print help'
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand attach" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand audit" -l iface -d 'Only this interface (default: every attached interface)' -r
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand audit" -l bpffs -d 'Folder on bpffs for the pinned maps and links' -r -F
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand audit" -l state-dir -d 'Folder of the state file' -r -F
@@ -90,10 +93,13 @@ complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand run" -l metrics -d
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand run" -l xdp-mode -d 'XDP attach mode for a new attachment: `auto` tries native and falls back to skb' -r -f -a "auto\t''
 native\t''
 skb\t''"
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand run" -l egress-hook -d 'Egress hook for a new attachment: `auto` tries TCX and falls back to a tc clsact filter' -r -f -a "auto\t'TCX if the kernel accepts it, else a tc clsact filter'
+tcx\t'A TCX link (Linux 6.6+)'
+tc\t'A tc clsact egress filter (any supported kernel)'"
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand run" -l bpffs -d 'Folder on bpffs for the pinned maps and links' -r -F
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand run" -l state-dir -d 'Folder of the state file' -r -F
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand run" -l force -d 'Apply a policy even if it would drop the current SSH session or established inbound connections (they are logged as warnings)'
-complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand run" -s h -l help -d 'Print help'
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand run" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand source; and not __fish_seen_subcommand_from deny allow remove list" -l bpffs -d 'Folder on bpffs for the pinned maps and links' -r -F
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand source; and not __fish_seen_subcommand_from deny allow remove list" -l state-dir -d 'Folder of the state file' -r -F
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand source; and not __fish_seen_subcommand_from deny allow remove list" -s h -l help -d 'Print help'
