@@ -273,3 +273,73 @@ fn request(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netlink_packet_core::DefaultNla;
+
+    /// A filter message as the kernel sends a cls_bpf filter in a dump: `TCA_KIND` "bpf" and
+    /// the cls_bpf attributes nested, unparsed, in `TCA_OPTIONS`.
+    fn bpf_filter_message(id: u32, name: &str) -> TcMessage {
+        let mut name_bytes = name.as_bytes().to_vec();
+        name_bytes.push(0);
+        // Emitted inside one TCA_OPTIONS, as the kernel nests them.
+        let options = [
+            DefaultNla::new(1, 7u32.to_ne_bytes().to_vec()),
+            DefaultNla::new(TCA_BPF_NAME, name_bytes),
+            DefaultNla::new(TCA_BPF_ID, id.to_ne_bytes().to_vec()),
+        ]
+        .map(TcOption::Other)
+        .to_vec();
+        let mut msg = TcMessage::default();
+        msg.header.index = 3;
+        msg.header.parent = TcHandle::from(EGRESS_PARENT);
+        msg.header.handle = TcHandle::from(0x4d58);
+        msg.header.info = (0x4d58 << 16) | 0x0300;
+        msg.attributes.push(TcAttribute::Kind("bpf".into()));
+        msg.attributes.push(TcAttribute::Options(options));
+        msg
+    }
+
+    #[test]
+    fn a_dumped_bpf_filter_gives_its_priority_handle_and_program() {
+        // Through the wire format and back, as a dump delivers it.
+        let sent = bpf_filter_message(4242, "mirror_egress");
+        let mut packet = NetlinkMessage::new(
+            NetlinkHeader::default(),
+            NetlinkPayload::from(RouteNetlinkMessage::NewTrafficFilter(sent)),
+        );
+        packet.finalize();
+        let mut bytes = vec![0; packet.buffer_len()];
+        packet.serialize(&mut bytes);
+        let received: NetlinkMessage<RouteNetlinkMessage> =
+            NetlinkMessage::deserialize(&bytes).unwrap();
+        let NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewTrafficFilter(msg)) =
+            received.payload
+        else {
+            panic!("not a filter: {received:?}");
+        };
+        assert_eq!(
+            filter(&msg),
+            Filter {
+                priority: 0x4d58,
+                handle: 0x4d58,
+                kind: "bpf".into(),
+                program_id: Some(4242),
+                program_name: Some("mirror_egress".into()),
+            }
+        );
+    }
+
+    #[test]
+    fn a_filter_of_another_kind_has_no_program() {
+        let mut msg = TcMessage::default();
+        msg.header.info = 5 << 16;
+        msg.header.handle = TcHandle::from(1);
+        msg.attributes.push(TcAttribute::Kind("matchall".into()));
+        let found = filter(&msg);
+        assert_eq!((found.priority, found.kind.as_str()), (5, "matchall"));
+        assert_eq!(found.program_id, None);
+    }
+}
