@@ -1,0 +1,106 @@
+//! Reading what a guest left in its results folder and saying, per kernel, which steps ran,
+//! passed, failed, and how long the VM took.
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::guest::{RESULTS_FILE, Step, log_name};
+use super::qemu::Outcome;
+
+/// Lines of a failed step's log shown on the host.
+const LOG_TAIL: usize = 40;
+
+pub struct Summary {
+    pub label: String,
+    pub passed: usize,
+    pub failed: Vec<String>,
+    pub wall: Duration,
+}
+
+impl Summary {
+    pub fn ok(&self) -> bool {
+        self.failed.is_empty()
+    }
+}
+
+/// Prints one line per step and the failures' log tails; a guest that ended early (did not
+/// boot, was killed) fails with its console tail.
+pub fn judge(label: &str, steps: &[Step], results: &Path, outcome: &Outcome) -> Summary {
+    let text = std::fs::read_to_string(results.join(RESULTS_FILE)).unwrap_or_default();
+    let mut ran: Vec<Option<(i32, u64)>> = vec![None; steps.len()];
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split('\t').collect();
+        if let [i, rc, ms] = fields[..]
+            && let (Ok(i), Ok(rc), Ok(ms)) = (i.parse::<usize>(), rc.parse(), ms.parse())
+            && i < ran.len()
+        {
+            ran[i] = Some((rc, ms));
+        }
+    }
+    let mut summary = Summary {
+        label: label.to_owned(),
+        passed: 0,
+        failed: Vec::new(),
+        wall: outcome.wall,
+    };
+    println!("vm {label}: results");
+    for (i, (step, result)) in steps.iter().zip(&ran).enumerate() {
+        let log = std::fs::read_to_string(results.join(log_name(i))).unwrap_or_default();
+        let verdict = match *result {
+            None => "did not run".to_owned(),
+            Some((0, _)) if !step.one_test || log.contains("test result: ok. 1 passed") => {
+                "ok".to_owned()
+            }
+            Some((0, _)) => "FAILED (the filter ran no test)".to_owned(),
+            Some((124, _)) => format!("TIMED OUT ({} s)", step.timeout_secs),
+            Some((rc, _)) => format!("FAILED (exit {rc})"),
+        };
+        let secs = result.map_or(0.0, |(_, ms)| ms as f64 / 1000.0);
+        println!("  {verdict:<12} {secs:>7.1} s  {}", step.label);
+        if verdict == "ok" {
+            summary.passed += 1;
+        } else {
+            summary.failed.push(step.label.clone());
+            if result.is_some() {
+                print_tail(&format!("{} (guest log)", step.label), &log, LOG_TAIL);
+            }
+        }
+    }
+    let all_ran = ran.iter().all(Option::is_some);
+    if !outcome.clean || !all_ran {
+        println!("vm {label}: {}", outcome.ended);
+        print_tail(
+            &format!("{label} console"),
+            &outcome.console_tail.join("\n"),
+            usize::MAX,
+        );
+        if outcome.clean && !all_ran {
+            summary
+                .failed
+                .push("the guest powered off before its last step".into());
+        } else if !outcome.clean {
+            summary.failed.push(outcome.ended.clone());
+        }
+    }
+    println!(
+        "vm {label}: {} passed, {} failed, VM wall time {}",
+        summary.passed,
+        summary.failed.len(),
+        minutes(outcome.wall)
+    );
+    summary
+}
+
+pub fn minutes(d: Duration) -> String {
+    format!("{}m{:02}s", d.as_secs() / 60, d.as_secs() % 60)
+}
+
+fn print_tail(what: &str, text: &str, lines: usize) {
+    let all: Vec<&str> = text.lines().collect();
+    let start = all.len().saturating_sub(lines);
+    println!("  --- last lines of {what} ---");
+    for line in &all[start..] {
+        println!("  | {line}");
+    }
+    println!("  ---");
+}
