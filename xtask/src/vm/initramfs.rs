@@ -35,7 +35,9 @@ const TMPFS: &[&str] = &["/tmp", "/run", "/var/tmp", "/var/lib/mirror-xdp"];
 
 pub fn build(layout: &Layout<'_>) -> Result<Vec<u8>> {
     let mut cpio = Archive::default();
-    for dir in ["/bin", "/sbin", "/dev", "/proc", "/sys", "/newroot", "/aside", "/modules"] {
+    for dir in [
+        "/bin", "/sbin", "/dev", "/proc", "/sys", "/newroot", "/aside", "/modules",
+    ] {
         cpio.dir(dir.trim_start_matches('/'));
     }
     // The kernel opens /dev/console for init's stdio before devtmpfs is mounted.

@@ -54,7 +54,9 @@ pub struct Kernel {
 
 impl Kernel {
     pub fn vmlinuz(&self) -> PathBuf {
-        self.root.join("boot").join(format!("vmlinuz-{}", self.release))
+        self.root
+            .join("boot")
+            .join(format!("vmlinuz-{}", self.release))
     }
 
     pub fn modules_dir(&self) -> PathBuf {
@@ -159,7 +161,10 @@ fn newest_package(series: Series) -> Result<String> {
     };
     let mut names = search()?;
     if names.is_empty() {
-        println!("vm: apt knows no {} kernel; refreshing its lists", series.label());
+        println!(
+            "vm: apt knows no {} kernel; refreshing its lists",
+            series.label()
+        );
         run_step(Command::new("apt-get").arg("update"))?;
         names = search()?;
     }

@@ -44,7 +44,11 @@ pub const MATRIX: &[Entry] = &[
         "",
         "probes by real clients (v4, v6, admin, client, TCP, UDP) and nmap",
     ),
-    entry("return_traffic", "", "the egress program: TCP and UDP replies"),
+    entry(
+        "return_traffic",
+        "",
+        "the egress program: TCP and UDP replies",
+    ),
     entry(
         "reload_under_traffic",
         "",
@@ -57,7 +61,11 @@ pub const MATRIX: &[Entry] = &[
     ),
     entry("live_ports", "", "live ports"),
     entry("live_sources", "", "live sources"),
-    entry("daemon", "", "the daemon: reload on edits, adopt after SIGKILL"),
+    entry(
+        "daemon",
+        "",
+        "the daemon: reload on edits, adopt after SIGKILL",
+    ),
     entry("syn_cookies", "", "SYN cookies (kfuncs) under a SYN flood"),
     entry("faults", "", "crash recovery at every step"),
     entry("audit", "", "the audit"),

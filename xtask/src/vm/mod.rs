@@ -175,7 +175,14 @@ fn build(work: &Work) -> Result<BTreeMap<String, PathBuf>> {
         "test-support",
     ]))?;
     if let Work::Bench = work {
-        run_step(cargo().args(["build", "--release", "-p", "mirror-xdp-tests", "--bin", "bench"]))?;
+        run_step(cargo().args([
+            "build",
+            "--release",
+            "-p",
+            "mirror-xdp-tests",
+            "--bin",
+            "bench",
+        ]))?;
         return Ok(BTreeMap::new());
     }
     let mut cmd = cargo();
@@ -278,11 +285,19 @@ fn bench(label: &str, kernel: &Kernel, vm_dir: &Path) -> Result<Summary> {
         timeout_secs: 1800,
         one_test: false,
     };
-    let summary = boot(label, kernel, vm_dir, std::slice::from_ref(&step), Vec::new(), |_| {
-        Ok(())
-    })?;
+    let summary = boot(
+        label,
+        kernel,
+        vm_dir,
+        std::slice::from_ref(&step),
+        Vec::new(),
+        |_| Ok(()),
+    )?;
     let log = vm_dir.join("runs").join(label).join(guest::log_name(0));
-    println!("vm {label}: the bench's per-path table in the guest ({}):", kernel.release);
+    println!(
+        "vm {label}: the bench's per-path table in the guest ({}):",
+        kernel.release
+    );
     print!("{}", std::fs::read_to_string(&log).unwrap_or_default());
     Ok(summary)
 }

@@ -68,7 +68,10 @@ pub fn run(label: &str, kernel: &Kernel, vm_dir: &Path) -> Result<Summary> {
             Ok(ChildGuard(echo))
         },
     )?;
-    let log = vm_dir.join("runs").join(label).join(super::guest::log_name(0));
+    let log = vm_dir
+        .join("runs")
+        .join(label)
+        .join(super::guest::log_name(0));
     print!("{}", std::fs::read_to_string(&log).unwrap_or_default());
     Ok(summary)
 }
