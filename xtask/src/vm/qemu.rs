@@ -120,8 +120,11 @@ impl Vm<'_> {
             }
         }
         let mut args: Vec<String> = [
+            // One host thread runs both vCPUs: with a thread per vCPU, a vCPU can run stale
+            // translated code while the kernel patches its text on the other one (XDP
+            // attach rewrites the BPF dispatcher), and 6.12 died with "Oops: int3" there.
             "-accel",
-            "tcg",
+            "tcg,thread=single",
             "-cpu",
             "max",
             "-M",
