@@ -3,6 +3,7 @@
 //! in matrix.rs), the bench's per-path test runs (`--bench`), or a virtio-net smoke run
 //! (`--nic`). `cargo xtask test` runs the matrix after the host suite.
 
+mod bench;
 mod cpio;
 mod guest;
 mod initramfs;
@@ -12,18 +13,17 @@ mod netns;
 mod nic;
 mod qemu;
 mod report;
+mod run;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
 use crate::{cargo, is_root, repo_root, run_step};
-use guest::Step;
-use kernel::{Kernel, Series};
-use qemu::{TapNic, Vm};
-use report::Summary;
+use kernel::Series;
+use run::{GuestRun, MAX_VM, MAX_VM_LONG};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum KernelChoice {
@@ -133,9 +133,10 @@ fn run_kernels(kernels: &[Series], work: &Work) -> Result<()> {
                         bail!("vm-test: --only matches no test");
                     }
                 }
-                boot(&label, &kernel, &vm_dir, &steps, Vec::new(), |_| Ok(()))?
+                let max = if *full { MAX_VM_LONG } else { MAX_VM };
+                GuestRun::new(&label, &kernel, &vm_dir, &steps, max).boot(|_| Ok(()))?
             }
-            Work::Bench => bench(&label, &kernel, &vm_dir)?,
+            Work::Bench => bench::run(&label, &kernel, &vm_dir)?,
             Work::Nic => nic::run(&label, &kernel, &vm_dir)?,
         };
         summaries.push(summary);
@@ -205,113 +206,16 @@ fn build(work: &Work) -> Result<BTreeMap<String, PathBuf>> {
     matrix::test_binaries(&String::from_utf8_lossy(&out.stdout))
 }
 
-/// Boots one VM that runs `steps`, then judges what it left.
-fn boot<G>(
-    label: &str,
-    kernel: &Kernel,
-    vm_dir: &Path,
-    steps: &[Step],
-    nics: Vec<TapNic>,
-    host_side: impl FnOnce(&netns::HostNetns) -> Result<G>,
-) -> Result<Summary> {
-    boot_with_env(label, kernel, vm_dir, steps, nics, &[], host_side)
-}
-
-/// Time for boot, module loading and power-off on top of the steps' own limits.
-const BOOT_ALLOWANCE: Duration = Duration::from_secs(180);
-/// No VM runs longer than this, whatever its steps' limits add up to.
-const MAX_VM: Duration = Duration::from_secs(100 * 60);
-
-fn boot_with_env<G>(
-    label: &str,
-    kernel: &Kernel,
-    vm_dir: &Path,
-    steps: &[Step],
-    nics: Vec<TapNic>,
-    env: &[(&str, String)],
-    host_side: impl FnOnce(&netns::HostNetns) -> Result<G>,
-) -> Result<Summary> {
-    let results = vm_dir.join("runs").join(label);
-    if results.exists() {
-        std::fs::remove_dir_all(&results)
-            .with_context(|| format!("removing {}", results.display()))?;
-    }
-    std::fs::create_dir_all(&results)?;
-    let script = results.join("guest.sh");
-    std::fs::write(&script, guest::script(&results, &kernel.root, env, steps))?;
-    let keep = keep_paths();
-    let initrd = results.join("initrd.cpio");
-    let layout = initramfs::Layout {
-        kernel,
-        keep,
-        results: &results,
-        script: &script,
-    };
-    std::fs::write(&initrd, initramfs::build(&layout)?)?;
-    let limits: Duration = steps
-        .iter()
-        .map(|s| Duration::from_secs(s.timeout_secs + 15))
-        .sum();
-    let vm = Vm {
-        label: label.to_owned(),
-        kernel,
-        initrd,
-        results: results.clone(),
-        nics,
-        cpus: 2,
-        memory_mib: 2048,
-        deadline: (BOOT_ALLOWANCE + limits).min(MAX_VM),
-    };
-    println!(
-        "vm {label}: booting {} with {} steps (deadline {} s); console in {}",
-        kernel.release,
-        steps.len(),
-        vm.deadline.as_secs(),
-        results.join("console.log").display()
-    );
-    let outcome = vm.run(host_side)?;
-    Ok(report::judge(label, steps, &results, &outcome))
-}
-
-/// The bench's per-path table (BPF test runs) in the guest, printed on the host.
-fn bench(label: &str, kernel: &Kernel, vm_dir: &Path) -> Result<Summary> {
-    let step = Step {
-        label: "bench --paths-only".into(),
-        argv: vec![
-            crate::release_dir().join("bench").display().to_string(),
-            "--paths-only".into(),
-        ],
-        cwd: repo_root(),
-        timeout_secs: 1800,
-        one_test: false,
-    };
-    let summary = boot(
-        label,
-        kernel,
-        vm_dir,
-        std::slice::from_ref(&step),
-        Vec::new(),
-        |_| Ok(()),
-    )?;
-    let log = vm_dir.join("runs").join(label).join(guest::log_name(0));
-    println!(
-        "vm {label}: the bench's per-path table in the guest ({}):",
-        kernel.release
-    );
-    print!("{}", std::fs::read_to_string(&log).unwrap_or_default());
-    Ok(summary)
-}
-
 /// Host folders the guest must see where its tmpfs would cover them: the repository and
 /// the target folder (without one that lies inside the other).
-fn keep_paths() -> Vec<PathBuf> {
+pub(super) fn keep_paths() -> Vec<PathBuf> {
     let mut paths = vec![repo_root(), target_dir()];
     paths.sort();
     paths.dedup_by(|inner, outer| inner.starts_with(outer));
     paths
 }
 
-fn target_dir() -> PathBuf {
+pub(super) fn target_dir() -> PathBuf {
     crate::release_dir()
         .parent()
         .expect("release dir has a parent")

@@ -8,11 +8,12 @@ use std::process::Stdio;
 
 use anyhow::{Context, Result};
 
-use super::guest::Step;
+use super::guest::{Step, log_name};
 use super::kernel::Kernel;
 use super::netns::ChildGuard;
 use super::qemu::TapNic;
 use super::report::Summary;
+use super::run::{GuestRun, MAX_VM};
 
 const TAP: &str = "mxtap0";
 const HOST_ADDR: &str = "192.0.2.1";
@@ -40,52 +41,42 @@ pub fn run(label: &str, kernel: &Kernel, vm_dir: &Path) -> Result<Summary> {
         timeout_secs: 300,
         one_test: false,
     };
-    let env = [
+    let mut run = GuestRun::new(label, kernel, vm_dir, std::slice::from_ref(&step), MAX_VM);
+    run.env = vec![
         ("MX_CLI", cli.display().to_string()),
         ("MX_POLICY", POLICY.to_owned()),
     ];
-    let nics = vec![TapNic {
+    run.nics = vec![TapNic {
         tap: TAP.into(),
         queues: 2,
     }];
-    let summary = super::boot_with_env(
-        label,
-        kernel,
-        vm_dir,
-        std::slice::from_ref(&step),
-        nics,
-        &env,
-        |ns| {
-            ns.ip(&["addr", "add", &format!("{HOST_ADDR}/24"), "dev", TAP])?;
-            ns.ip(&["link", "set", TAP, "up"])?;
-            // A UDP echo on the host side of the tap, stopped with the VM.
-            let echo = ns
-                .command("socat")
-                .arg(format!("UDP4-RECVFROM:{ECHO_PORT},reuseaddr,fork"))
-                .arg("PIPE")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .spawn()
-                .context("cannot start socat (package socat)")?;
-            let echo = ChildGuard(echo);
-            // Bounded: 600 datagrams, one every 0.5 s, at most 5 minutes.
-            let sender = ns
-                .command("hping3")
-                .args(["--udp", "-q", "-d", "8", "-c", "600", "-i", "u500000", "-p"])
-                .arg(CLOSED_PORT.to_string())
-                .arg(GUEST_ADDR)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .context("cannot start hping3 (package hping3)")?;
-            Ok((echo, ChildGuard(sender)))
-        },
-    )?;
-    let log = vm_dir
-        .join("runs")
-        .join(label)
-        .join(super::guest::log_name(0));
+    let log = run.results().join(log_name(0));
+    let summary = run.boot(|ns| {
+        ns.ip(&["addr", "add", &format!("{HOST_ADDR}/24"), "dev", TAP])?;
+        ns.ip(&["link", "set", TAP, "up"])?;
+        // A UDP echo on the host side of the tap, stopped with the VM.
+        let echo = ns
+            .command("socat")
+            .arg(format!("UDP4-RECVFROM:{ECHO_PORT},reuseaddr,fork"))
+            .arg("PIPE")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .context("cannot start socat (package socat)")?;
+        let echo = ChildGuard(echo);
+        // Bounded: 600 datagrams, one every 0.5 s, at most 5 minutes.
+        let sender = ns
+            .command("hping3")
+            .args(["--udp", "-q", "-d", "8", "-c", "600", "-i", "u500000", "-p"])
+            .arg(CLOSED_PORT.to_string())
+            .arg(GUEST_ADDR)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("cannot start hping3 (package hping3)")?;
+        Ok((echo, ChildGuard(sender)))
+    })?;
     if summary.ok() {
         print!("{}", std::fs::read_to_string(&log).unwrap_or_default());
     }
