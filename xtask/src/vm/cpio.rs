@@ -73,3 +73,24 @@ impl Archive {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_are_newc_headers_padded_to_four_bytes() {
+        let mut cpio = Archive::default();
+        cpio.file("init", 0o755, b"#!/bin/sh\n");
+        let bytes = cpio.finish();
+        assert_eq!(&bytes[..6], b"070701");
+        // mode, then the file size (10) and the name size ("init" and its NUL).
+        assert_eq!(&bytes[14..22], b"000081ed");
+        assert_eq!(&bytes[54..62], b"0000000a");
+        assert_eq!(&bytes[94..102], b"00000005");
+        // 110-byte header + 5-byte name, padded to 116; then the data.
+        assert_eq!(&bytes[116..126], b"#!/bin/sh\n");
+        assert!(bytes.len().is_multiple_of(4));
+        assert!(bytes.windows(10).any(|w| w == b"TRAILER!!!"));
+    }
+}

@@ -214,3 +214,25 @@ fn release_in(root: &Path) -> Result<String> {
         n => bail!("{} holds {n} kernel releases, expected one", dir.display()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn series_take_only_their_plain_amd64_packages() {
+        assert!(Series::V6_1.matches("linux-image-6.1.0-57-amd64"));
+        assert!(!Series::V6_1.matches("linux-image-6.1.0-57-cloud-amd64"));
+        assert!(!Series::V6_1.matches("linux-image-6.1.0-57-amd64-dbg"));
+        assert!(Series::V6_12.matches("linux-image-6.12.118+deb12-amd64-unsigned"));
+        assert!(!Series::V6_12.matches("linux-image-6.12.118+deb12-rt-amd64-unsigned"));
+        assert!(!Series::V6_12.matches("linux-image-6.1.0-57-amd64"));
+    }
+
+    #[test]
+    fn newer_builds_sort_last() {
+        let mut names = ["linux-image-6.1.0-57-amd64", "linux-image-6.1.0-9-amd64"];
+        names.sort_by_key(|n| version_key(n));
+        assert_eq!(names[1], "linux-image-6.1.0-57-amd64");
+    }
+}

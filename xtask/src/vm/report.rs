@@ -104,3 +104,47 @@ fn print_tail(what: &str, text: &str, lines: usize) {
     }
     println!("  ---");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(label: &str) -> Step {
+        Step {
+            label: label.into(),
+            argv: vec!["true".into()],
+            cwd: "/".into(),
+            timeout_secs: 10,
+            one_test: true,
+        }
+    }
+
+    fn outcome(clean: bool) -> Outcome {
+        Outcome {
+            wall: Duration::from_secs(5),
+            ended: "qemu exited".into(),
+            clean,
+            console_tail: vec!["mx-vm: init: cannot mount the host root over 9p".into()],
+        }
+    }
+
+    #[test]
+    fn a_guest_that_ran_nothing_fails_every_step_and_itself() {
+        let dir = std::env::temp_dir().join(format!("mx-vm-report-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let steps = [step("a::one")];
+        let summary = judge("t", &steps, &dir, &outcome(true));
+        assert!(!summary.ok());
+        assert_eq!(summary.failed.len(), 2, "{:?}", summary.failed);
+
+        // A step that exits 0 passes only if its log shows exactly one test passed.
+        std::fs::write(dir.join(RESULTS_FILE), "0\t0\t100\n").unwrap();
+        std::fs::write(dir.join(log_name(0)), "test result: ok. 0 passed;").unwrap();
+        assert!(!judge("t", &steps, &dir, &outcome(true)).ok());
+        std::fs::write(dir.join(log_name(0)), "test result: ok. 1 passed;").unwrap();
+        assert!(judge("t", &steps, &dir, &outcome(true)).ok());
+        // A killed qemu fails the run even when every step passed.
+        assert!(!judge("t", &steps, &dir, &outcome(false)).ok());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
