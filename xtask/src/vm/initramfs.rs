@@ -29,9 +29,14 @@ pub struct Layout<'a> {
     pub script: &'a Path,
 }
 
-/// Folders of the host's root that get an empty tmpfs in the guest: the tests' temp dirs,
-/// network namespaces and pid files, and the CLI's default state folder.
-const TMPFS: &[&str] = &["/tmp", "/run", "/var/tmp", "/var/lib/mirror-xdp"];
+/// Folders of the host's root that get an empty tmpfs in the guest (with its mode): the
+/// tests' temp dirs, network namespaces and pid files, and the CLI's default state folder.
+const TMPFS: &[(&str, &str)] = &[
+    ("/tmp", "1777"),
+    ("/run", "755"),
+    ("/var/tmp", "1777"),
+    ("/var/lib/mirror-xdp", "700"),
+];
 
 pub fn build(layout: &Layout<'_>) -> Result<Vec<u8>> {
     let mut cpio = Archive::default();
@@ -97,7 +102,7 @@ fn init_script(layout: &Layout<'_>) -> String {
     let hidden: Vec<&PathBuf> = layout
         .keep
         .iter()
-        .filter(|p| TMPFS.iter().any(|t| p.starts_with(t)))
+        .filter(|p| TMPFS.iter().any(|(t, _)| p.starts_with(t)))
         .collect();
     for (i, path) in hidden.iter().enumerate() {
         s += &format!(
@@ -105,10 +110,9 @@ fn init_script(layout: &Layout<'_>) -> String {
             p = quote(path)
         );
     }
-    for dir in TMPFS {
-        s += &format!("[ -d {r}{dir} ] && mount -t tmpfs -o mode=1777 tmpfs {r}{dir}\n");
+    for (dir, mode) in TMPFS {
+        s += &format!("[ -d {r}{dir} ] && mount -t tmpfs -o mode={mode} tmpfs {r}{dir}\n");
     }
-    s += &format!("chmod 755 {r}/run\n");
     for (i, path) in hidden.iter().enumerate() {
         s += &format!(
             "mkdir -p {r}{p} && mount --move /aside/{i} {r}{p} || fail 'cannot keep {p}'\n",

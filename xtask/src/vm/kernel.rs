@@ -139,6 +139,11 @@ pub fn fetch(series: Series, cache: &Path) -> Result<Kernel> {
     run_step(Command::new("depmod").arg("-b").arg(&partial).arg(&release))?;
     std::fs::rename(&partial, &root)?;
     std::fs::remove_dir_all(&download)?;
+    // Older builds of the series are not booted again.
+    for old in cached(series, cache).iter().filter(|n| **n != package) {
+        println!("vm: removing the older kernel {old}");
+        std::fs::remove_dir_all(cache.join(old))?;
+    }
     unpacked(&root).with_context(|| format!("{} is incomplete after unpacking", root.display()))
 }
 
@@ -182,13 +187,23 @@ fn version_key(name: &str) -> Vec<u64> {
 }
 
 fn newest_cached(series: Series, cache: &Path) -> Option<Kernel> {
+    cached(series, cache)
+        .iter()
+        .rev()
+        .find_map(|n| unpacked(&cache.join(n)))
+}
+
+/// The series' package folders in the cache, oldest first.
+fn cached(series: Series, cache: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(cache)
-        .ok()?
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| series.matches(n))
-        .collect();
+        .map(|dir| {
+            dir.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|n| series.matches(n))
+                .collect()
+        })
+        .unwrap_or_default();
     names.sort_by_key(|n| version_key(n));
-    names.iter().rev().find_map(|n| unpacked(&cache.join(n)))
+    names
 }
 
 /// The kernel in `root` if unpacking and depmod finished there.
