@@ -42,7 +42,7 @@ impl Entry {
     }
 }
 
-/// Every root test file, so the whole suite runs on each kernel (about 21 min in a 6.12
+/// Every root test file, so the whole suite runs on each kernel (about 19 min in a 6.12
 /// guest on a 2-core machine); left out are deploy.rs and deploy_host.rs, which check the
 /// deploy kit's files and touch no kernel.
 pub const MATRIX: &[Entry] = &[

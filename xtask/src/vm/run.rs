@@ -16,7 +16,7 @@ use super::report::{self, Summary};
 /// Time for boot, module loading and power-off on top of the steps' own limits.
 const BOOT_ALLOWANCE: Duration = Duration::from_secs(180);
 /// No VM runs longer than this, whatever its steps' limits add up to: the matrix takes
-/// about 21 min per kernel here, and CI must fit both kernels after the host suite in 90.
+/// about 19 min per kernel here, and CI must fit both kernels after the host suite in 90.
 pub const MAX_VM: Duration = Duration::from_secs(40 * 60);
 /// The same bound for `--full` and `--bench`, which are not part of CI.
 pub const MAX_VM_LONG: Duration = Duration::from_secs(100 * 60);
