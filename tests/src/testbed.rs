@@ -51,13 +51,17 @@ impl Testbed {
         let client = Netns::new("client")?;
         for ns in [&server, &client] {
             // Before the veth exists, so its addresses (link-local too) skip DAD and are
-            // usable at once instead of "tentative" for a second or two.
+            // usable at once instead of "tentative" for a second or two; and no router
+            // solicitations (sent 4 and 8 s after link-up: a slow kernel, e.g. in a VM, is
+            // still counting a test's packets then).
             ns.run_ok(
                 "sysctl",
                 &[
                     "-qw",
                     "net.ipv6.conf.all.accept_dad=0",
                     "net.ipv6.conf.default.accept_dad=0",
+                    "net.ipv6.conf.all.router_solicitations=0",
+                    "net.ipv6.conf.default.router_solicitations=0",
                 ],
             )?;
         }

@@ -1,4 +1,4 @@
-//! Project tasks (`cargo xtask ...`): setup, test, demo, bench, man. One file per task; shared
+//! Project tasks (`cargo xtask ...`): setup, test, vm-test, demo, bench, man. One file per task; shared
 //! helpers here.
 
 mod bench;
@@ -6,6 +6,7 @@ mod demo;
 mod man;
 mod setup;
 mod test;
+mod vm;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -24,7 +25,8 @@ struct Cli {
 enum Task {
     /// Install what is missing: apt packages, nightly + rust-src, bpf-linker, bpffs mount.
     Setup,
-    /// Setup, then fmt, clippy, unit tests and the root integration tests (stops at first failure).
+    /// Setup, then fmt, clippy, unit tests, the root integration tests, and the VM matrix on
+    /// 6.1 and 6.12 (stops at first failure).
     Test {
         /// Extra arguments for the integration test run (e.g. a test name filter).
         #[arg(last = true)]
@@ -39,6 +41,9 @@ enum Task {
         #[arg(long)]
         policy: Option<PathBuf>,
     },
+    /// Boot Debian's 6.1 and 6.12 kernels in qemu (software emulation) with the host's root
+    /// shared read-only and run the root tests built here inside (the VM matrix).
+    VmTest(vm::Args),
     /// Build the CLI and regenerate the man pages (docs/man) and the shell completions
     /// (deploy/completions) from its definition.
     Man,
@@ -51,6 +56,7 @@ fn main() -> ExitCode {
         Task::Test { args } => test::run(&args),
         Task::Demo { policy } => demo::run(policy),
         Task::Bench => bench::run(),
+        Task::VmTest(args) => vm::run(&args),
         Task::Man => man::run(),
     };
     match result {

@@ -8,7 +8,9 @@ use crate::{is_root, run_step};
 
 /// Debian packages: the LLVM 22 development files build bpf-linker; the rest are tools that
 /// the integration tests, the demo and the benchmarks run (servers, probes, traffic,
-/// inspection, and nftables and iptables to compare with).
+/// inspection, and nftables and iptables to compare with), and what `cargo xtask vm-test`
+/// boots other kernels with (qemu, a static busybox for the initramfs, xz for 6.12's
+/// modules; apt and dpkg fetch and unpack the kernels).
 const APT_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libpolly-22-dev",
@@ -28,6 +30,10 @@ const APT_PACKAGES: &[&str] = &[
     "procps",
     "nftables",
     "iptables",
+    "qemu-system-x86",
+    "busybox-static",
+    "xz-utils",
+    "kmod",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";

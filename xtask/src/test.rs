@@ -1,4 +1,5 @@
-//! `cargo xtask test`: the whole check CI runs, in order, stopping at the first failure.
+//! `cargo xtask test`: the whole check CI runs, in order, stopping at the first failure: the
+//! host's suite, then the VM matrix on the other supported kernels.
 
 use anyhow::{Result, bail};
 
@@ -73,6 +74,10 @@ pub fn run(extra: &[String]) -> Result<()> {
             .arg("--test-threads=1")
             .args(extra),
     )?;
+    // The same root tests on the kernels the project supports (Debian 12's 6.1, the 6.12
+    // series), each in a VM: the matrix in xtask/src/vm/matrix.rs.
+    println!("test: VM matrix (6.1, then 6.12)");
+    crate::vm::run_matrix().map_err(|e| e.context("test: step `VM matrix` failed"))?;
     println!("test: all steps passed");
     Ok(())
 }

@@ -1,0 +1,82 @@
+//! A network namespace on the host for one VM: qemu runs inside it, so the tap devices it
+//! makes live there and never in the host's own namespace. Deleted on drop.
+
+use std::process::{Child, Command, Stdio};
+
+use anyhow::{Context, Result, bail};
+
+pub struct HostNetns {
+    name: String,
+}
+
+impl HostNetns {
+    /// `mx-vm-<pid>-<label>`, with its loopback up.
+    pub fn new(label: &str) -> Result<Self> {
+        let name = format!("mx-vm-{}-{label}", std::process::id());
+        ip(&["netns", "add", &name])?;
+        // The guard exists from here on, so a failure below still deletes the namespace.
+        let ns = HostNetns { name };
+        ip(&["-n", &ns.name, "link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    /// `ip -n NAME ARGS`.
+    pub fn ip(&self, args: &[&str]) -> Result<()> {
+        let mut all = vec!["-n", &self.name];
+        all.extend_from_slice(args);
+        ip(&all)
+    }
+
+    /// A command that runs inside the namespace (`ip netns exec` execs it, so the child's
+    /// pid is the program's own).
+    pub fn command(&self, program: &str) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.name, program]);
+        cmd
+    }
+
+    /// Whether the interface exists in the namespace yet.
+    pub fn has_link(&self, name: &str) -> bool {
+        Command::new("ip")
+            .args(["-n", &self.name, "link", "show", "dev", name])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+}
+
+impl Drop for HostNetns {
+    fn drop(&mut self) {
+        if let Err(e) = ip(&["netns", "delete", &self.name]) {
+            eprintln!("vm: cannot delete network namespace {}: {e:#}", self.name);
+        }
+    }
+}
+
+fn ip(args: &[&str]) -> Result<()> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .context("cannot run ip (package iproute2)")?;
+    if !out.status.success() {
+        bail!(
+            "`ip {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// A child process killed (by its pid) and reaped on drop.
+pub struct ChildGuard(pub Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+        }
+        let _ = self.0.wait();
+    }
+}
