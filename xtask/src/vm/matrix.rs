@@ -66,6 +66,11 @@ pub const MATRIX: &[Entry] = &[
         "",
         "the egress program: TCP and UDP replies",
     ),
+    entry(
+        "egress_hooks",
+        "",
+        "the egress hook: TCX where the kernel has it, else a tc clsact filter",
+    ),
     // About 200 s in a 6.12 guest.
     entry(
         "reload_under_traffic",
