@@ -48,6 +48,8 @@ const UPSTREAM_UDP: u16 = 7001;
 const SERVER_UNLISTED_TCP: u16 = 7100;
 /// A fixed, unlisted local UDP port on the server.
 const SERVER_UDP_PORT: u16 = 40000;
+/// A plain UDP socket on the client that the server talks to before a reload.
+const PEER_UDP: u16 = 7003;
 
 fn upstream(port: u16, client: Ipv4Addr) -> SocketAddr {
     SocketAddr::new(client.into(), port)
@@ -139,12 +141,34 @@ fn replies_pass(hook: &str) {
         (&b"hello upstream"[..], upstream(UPSTREAM_UDP, CLIENT_V4))
     );
 
+    // A flow the old egress program recorded: the server talks to a peer port first.
+    let peer = bed
+        .client
+        .enter(|| UdpSocket::bind((CLIENT_V4, PEER_UDP)).expect("binding the client's peer port"));
+    peer.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    socket
+        .send_to(b"before the reload", upstream(PEER_UDP, CLIENT_V4))
+        .unwrap();
+    let (n, _) = peer.recv_from(&mut buf).expect("the peer hears the server");
+    assert_eq!(&buf[..n], b"before the reload");
+
     // A reload swaps the programs behind the hook: the new egress program records the
     // connections opened from then on (TCP and UDP, v4 and v6).
     let returned = reason(&stats(&bed), "return", "packets");
     run_ok(
         &bed,
         &["reload", "--policy", policy.to_str().expect("UTF-8 path")],
+    );
+    // The flow table outlives the reload: the peer's reply to the datagram sent before it
+    // passes, though the server sent nothing since.
+    peer.send_to(b"after the reload", (SERVER_V4, SERVER_UDP_PORT))
+        .unwrap();
+    let (n, from) = socket
+        .recv_from(&mut buf)
+        .expect("a reply on a flow recorded before the reload passes after it");
+    assert_eq!(
+        (&buf[..n], from),
+        (&b"after the reload"[..], upstream(PEER_UDP, CLIENT_V4))
     );
     for (src, tcp, udp) in outbound(&bed) {
         assert_eq!(
