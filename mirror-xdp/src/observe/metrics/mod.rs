@@ -137,7 +137,7 @@ pub fn render(stats: &Stats, reloads: ReloadCounts) -> String {
     header(
         &mut out,
         "mirror_xdp_interface_info",
-        "Interfaces the enforcer is attached to, with XDP mode and program id.",
+        "Interfaces the enforcer is attached to, with XDP mode, egress hook and program id.",
         "gauge",
     );
     for i in &stats.interfaces {
@@ -145,6 +145,7 @@ pub fn render(stats: &Stats, reloads: ReloadCounts) -> String {
         let labels = [
             ("iface", i.name.as_str()),
             ("xdp_mode", i.xdp_mode.as_str()),
+            ("egress", i.egress.name()),
             ("prog_id", prog_id.as_str()),
         ];
         sample(&mut out, "mirror_xdp_interface_info", &labels, 1);
@@ -280,7 +281,7 @@ mod tests {
             "# TYPE mirror_xdp_info gauge",
             "mirror_xdp_info{mode=\"enforce\"} 1",
             "# TYPE mirror_xdp_interface_info gauge",
-            "mirror_xdp_interface_info{iface=\"eth0\",xdp_mode=\"native\",prog_id=\"42\"} 1",
+            "mirror_xdp_interface_info{iface=\"eth0\",xdp_mode=\"native\",egress=\"tcx\",prog_id=\"42\"} 1",
         ] {
             assert!(l.contains(&want), "missing {want:?} in\n{text}");
         }
@@ -325,7 +326,7 @@ mod tests {
         let text = render(&s, ReloadCounts::default());
         assert!(
             text.lines().any(|l| l
-                == "mirror_xdp_interface_info{iface=\"we\\\"ird\\\\if\\n\",xdp_mode=\"native\",prog_id=\"42\"} 1"),
+                == "mirror_xdp_interface_info{iface=\"we\\\"ird\\\\if\\n\",xdp_mode=\"native\",egress=\"tcx\",prog_id=\"42\"} 1"),
             "{text}"
         );
         assert_eq!(escape_help("a\\b\nc \"q\""), "a\\\\b\\nc \"q\"");
