@@ -110,7 +110,7 @@ fn run_kernels(kernels: &[Series], work: &Work) -> Result<()> {
         matrix::print();
     }
     let vm_dir = target_dir().join("vm");
-    let mut summaries = Vec::new();
+    let mut guests = Vec::new();
     for &series in kernels {
         let kernel = kernel::fetch(series, &vm_dir.join("kernels"))?;
         println!(
@@ -119,28 +119,46 @@ fn run_kernels(kernels: &[Series], work: &Work) -> Result<()> {
             kernel.release,
             kernel.root.display()
         );
-        let label = match work {
-            Work::Tests { .. } => series.label().to_owned(),
-            Work::Bench => format!("{}-bench", series.label()),
-            Work::Nic => format!("{}-nic", series.label()),
-        };
-        let summary = match work {
-            Work::Tests { full, only } => {
-                let mut steps = matrix::steps(&binaries, &repo_root().join("tests"), *full)?;
-                if !only.is_empty() {
-                    steps.retain(|s| only.iter().any(|o| s.label.contains(o.as_str())));
-                    if steps.is_empty() {
-                        bail!("vm-test: --only matches no test");
-                    }
-                }
-                let max = if *full { MAX_VM_LONG } else { MAX_VM };
-                GuestRun::new(&label, &kernel, &vm_dir, &steps, max).boot(|_| Ok(()))?
-            }
-            Work::Bench => bench::run(&label, &kernel, &vm_dir)?,
-            Work::Nic => nic::run(&label, &kernel, &vm_dir)?,
-        };
-        summaries.push(summary);
+        guests.push((series, kernel));
     }
+    let summaries = match work {
+        Work::Tests { full, only } => {
+            let mut steps = matrix::steps(&binaries, &repo_root().join("tests"), *full)?;
+            if !only.is_empty() {
+                steps.retain(|s| only.iter().any(|o| s.label.contains(o.as_str())));
+                if steps.is_empty() {
+                    bail!("vm-test: --only matches no test");
+                }
+            }
+            let max = if *full { MAX_VM_LONG } else { MAX_VM };
+            // The kernels' VMs run side by side: each is one host thread (single-threaded
+            // TCG), so on a 2-core machine both fit in the time of the slower one.
+            std::thread::scope(|scope| {
+                let runs: Vec<_> = guests
+                    .iter()
+                    .map(|(series, kernel)| {
+                        let (vm_dir, steps) = (&vm_dir, &steps);
+                        scope.spawn(move || {
+                            GuestRun::new(series.label(), kernel, vm_dir, steps, max)
+                                .boot(|_| Ok(()))
+                        })
+                    })
+                    .collect();
+                runs.into_iter()
+                    .map(|run| run.join().expect("a VM's thread panicked"))
+                    .collect::<Result<Vec<_>>>()
+            })?
+        }
+        // One at a time: the bench measures, and the NIC runs are short.
+        Work::Bench => guests
+            .iter()
+            .map(|(s, k)| bench::run(&format!("{}-bench", s.label()), k, &vm_dir))
+            .collect::<Result<Vec<_>>>()?,
+        Work::Nic => guests
+            .iter()
+            .map(|(s, k)| nic::run(&format!("{}-nic", s.label()), k, &vm_dir))
+            .collect::<Result<Vec<_>>>()?,
+    };
     println!("vm: summary");
     for s in &summaries {
         let verdict = if s.ok() { "passed" } else { "FAILED" };
