@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::testbed::{SERVER_IF, Testbed};
+use crate::wait::stretched;
 
 /// The CLI under test: `MIRROR_XDP_BIN` if set, else `mirror-xdp` in the cargo profile
 /// folder this test executable was built into (`target/<profile>/deps/<test>` ->
@@ -163,7 +164,7 @@ pub fn port_counts(stats: &Value, proto: &str, port: u16) -> Option<(u64, u64)> 
 /// Reads stats until `done` holds or `timeout` passes (veth delivers asynchronously, so the
 /// last packets sent may be counted a moment after the sender returns); returns the last.
 pub fn stats_when(bed: &Testbed, timeout: Duration, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + timeout;
+    let deadline = Instant::now() + stretched(timeout);
     loop {
         let s = stats(bed);
         if done(&s) || Instant::now() >= deadline {

@@ -11,6 +11,7 @@ use anyhow::{Context, Result, bail};
 use tempfile::TempDir;
 
 use crate::netns::{ChildGuard, Netns, checked};
+use crate::wait::stretched;
 
 /// veth end in the server namespace (where XDP attaches).
 pub const SERVER_IF: &str = "mxs0";
@@ -177,14 +178,15 @@ impl Testbed {
 /// A veth's carrier comes up only once both ends are up; wait for it (bounded) so the first
 /// probe of a test does not race link setup.
 fn wait_up(ns: &Netns, dev: &str) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let limit = stretched(Duration::from_secs(5));
+    let deadline = Instant::now() + limit;
     loop {
         let out = ip(ns, &["-o", "link", "show", "dev", dev])?;
         if String::from_utf8_lossy(&out.stdout).contains("LOWER_UP") {
             return Ok(());
         }
         if Instant::now() >= deadline {
-            bail!("{dev} in {} did not come up within 5 s", ns.name());
+            bail!("{dev} in {} did not come up within {limit:?}", ns.name());
         }
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -23,7 +23,7 @@ use mirror_xdp_tests::require_root;
 use mirror_xdp_tests::servers::UdpEchoSet;
 use mirror_xdp_tests::sweep::udp_probe_within;
 use mirror_xdp_tests::testbed::*;
-use mirror_xdp_tests::wait::{poll_until, wait_until};
+use mirror_xdp_tests::wait::{poll_until, stretched, wait_until};
 
 const OPEN: u16 = 5140;
 /// Echoed by a server, but closed by the first policy: answered once a policy opens it.
@@ -70,7 +70,7 @@ fn run_reloads_on_edits_and_sighup_and_samples_drops() {
     let latency = poll_until(Duration::from_secs(5), || answered(&bed, LATER))
         .unwrap_or_else(|| panic!("port {LATER} not opened by the edit:\n{}", read(&log)));
     println!("reload after an editor-style rename: enforced within {latency:?}");
-    assert!(latency <= Duration::from_secs(2), "{latency:?}");
+    assert!(latency <= stretched(Duration::from_secs(2)), "{latency:?}");
     assert_eq!(generation(&bed), 2);
     assert!(!answered(&bed, CLOSED));
 
@@ -325,7 +325,7 @@ fn run_follows_a_configmap_symlink_swap() {
     let latency = poll_until(Duration::from_secs(5), || answered(&bed, LATER))
         .unwrap_or_else(|| panic!("the ..data swap was not applied:\n{}", read(&log)));
     println!("reload after a ConfigMap swap: enforced within {latency:?}");
-    assert!(latency <= Duration::from_secs(2), "{latency:?}");
+    assert!(latency <= stretched(Duration::from_secs(2)), "{latency:?}");
     assert_eq!(generation(&bed), 2);
     std::fs::remove_dir_all(dir.join("..v1")).unwrap();
     // Removing the old version changes nothing the policy reads: no reload. The test is
@@ -367,7 +367,13 @@ fn wait_enforced(bed: &Testbed, daemon: &mut ChildGuard, log: &Path, closed: u16
         }
         !answered(bed, closed) && scrape(bed).is_some()
     })
-    .unwrap_or_else(|| panic!("not enforcing after 15 s:\n{}", read(log)));
+    .unwrap_or_else(|| {
+        panic!(
+            "not enforcing after {:?}:\n{}",
+            started.elapsed(),
+            read(log)
+        )
+    });
     println!(
         "run: enforcing and serving metrics {:?} after the start",
         started.elapsed()

@@ -16,7 +16,7 @@
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Output;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mirror_xdp::lifecycle::fault;
 use mirror_xdp_tests::cli::{Run, cli_bin, generation, run, run_ok, status, write_policy};
@@ -27,6 +27,7 @@ use mirror_xdp_tests::require_root;
 use mirror_xdp_tests::servers::UdpEchoSet;
 use mirror_xdp_tests::sweep::{parallel, udp_probe_within};
 use mirror_xdp_tests::testbed::*;
+use mirror_xdp_tests::wait::wait_until;
 
 /// Open in policy A only, and in policy B only; both have UDP echo listeners.
 const A_PORT: u16 = 7001;
@@ -412,15 +413,12 @@ fn run_adopting_finishes_a_killed_reload(hook: &str) {
 
     // Restarted, it finishes that swap, then adopts with its own policy (B again).
     let (mut daemon, log) = bed.spawn_cli(&cli_bin(), &args).expect("starting run");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !std::fs::read_to_string(&log)
-        .unwrap_or_default()
-        .contains("running (pid")
-    {
+    wait_until(Duration::from_secs(10), "run starting", || {
         daemon.ensure_running().expect("run exited");
-        assert!(Instant::now() < deadline, "run did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("running (pid")
+    });
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(text.contains("did not finish"), "{text}");
     assert!(text.contains("adopted the enforcer"), "{text}");

@@ -1,5 +1,6 @@
-//! `mirror-xdp reload` under steady traffic in the veth testbed: 100 policy swaps lose no
-//! allowed datagram and leak no denied one, measured against a baseline run without reloads.
+//! `mirror-xdp reload` under steady traffic in the veth testbed: 100 policy swaps (fewer in
+//! the VM matrix) lose no allowed datagram and leak no denied one, measured against a
+//! baseline run without reloads.
 #![expect(
     unused_crate_dependencies,
     reason = "an integration test links every dependency of the tests package and uses a few"
@@ -17,16 +18,26 @@ use mirror_xdp_tests::require_root;
 use mirror_xdp_tests::servers::{TcpListenerSet, UdpCounter, UdpEchoSet};
 use mirror_xdp_tests::sweep::assert_enforcing;
 use mirror_xdp_tests::testbed::*;
-use mirror_xdp_tests::wait::{poll_until, wait_until};
+use mirror_xdp_tests::wait::{poll_until, slowdown, stretched, wait_until};
 
 /// Between two datagrams of one sender: 500 per second each, far below what veth takes.
 const INTERVAL: Duration = Duration::from_millis(2);
 /// How long the echo reader may wait for late echoes after the senders stop (it stops as
 /// soon as every datagram sent has come back).
 const STRAGGLERS: Duration = Duration::from_secs(2);
-/// Upper bound of one traffic run; reaching it fails the run (the reloads took too long).
-const TRAFFIC_LIMIT: Duration = Duration::from_secs(240);
-const RELOADS_UNDER_TRAFFIC: usize = 100;
+/// Upper bound of one traffic run ([`stretched`] in the VM); reaching it fails the run
+/// (the reloads took too long).
+fn traffic_limit() -> Duration {
+    stretched(Duration::from_secs(240))
+}
+
+/// 100 on the host; under emulation a reload takes seconds, not milliseconds, so the VM
+/// matrix swaps 100 / [`slowdown`] times (each swap is still a chance to lose a datagram
+/// sent every 2 ms). Even, so that the swaps end on the policy they started from.
+fn reload_count() -> usize {
+    let n = (100 / slowdown() as usize).max(4);
+    n - n % 2
+}
 const MAGIC: &[u8; 8] = b"mx-rload";
 
 /// What one run of steady traffic saw.
@@ -49,16 +60,17 @@ struct Traffic {
     elapsed: Duration,
 }
 
-/// Sends once per [`INTERVAL`] until `stop` is set or the bounds ([`TRAFFIC_LIMIT`], and
+/// Sends once per [`INTERVAL`] until `stop` is set or the bounds ([`traffic_limit`], and
 /// the count that fits in it) are reached; `send(i)` says whether datagram `i` went out.
 /// Returns how many were tried and whether a bound ended the loop.
 fn paced(stop: &AtomicBool, mut send: impl FnMut(u64) -> bool) -> (u64, bool) {
-    let max = (TRAFFIC_LIMIT.as_micros() / INTERVAL.as_micros()) as u64;
+    let limit = traffic_limit();
+    let max = (limit.as_micros() / INTERVAL.as_micros()) as u64;
     let started = Instant::now();
     let mut next = started;
     let mut i = 0;
     while !stop.load(Ordering::Relaxed) {
-        if i >= max || started.elapsed() >= TRAFFIC_LIMIT {
+        if i >= max || started.elapsed() >= limit {
             return (i, true);
         }
         send(i);
@@ -146,7 +158,7 @@ fn with_traffic<R>(
             let mut seqs = Vec::new();
             let mut errors = 0u64;
             let mut buf = [0u8; 64];
-            let bound = TRAFFIC_LIMIT + Duration::from_secs(5);
+            let bound = traffic_limit() + Duration::from_secs(5);
             while !stop_reader.load(Ordering::Relaxed) && started.elapsed() < bound {
                 match reader.recv(&mut buf) {
                     Ok(32) if &buf[..8] == MAGIC => {
@@ -206,7 +218,8 @@ fn with_traffic<R>(
 fn assert_clean(t: &Traffic, what: &str) {
     assert!(
         !t.hit_limit,
-        "{what}: traffic hit its bound ({TRAFFIC_LIMIT:?}): {t:?}"
+        "{what}: traffic hit its bound ({:?}): {t:?}",
+        traffic_limit()
     );
     assert!(
         t.allowed_sent > 0 && t.denied_sent > 0,
@@ -293,9 +306,10 @@ fn reloads_under_traffic(hook: &str) {
     );
 
     let generation_before = generation(&bed);
+    let reloads = reload_count();
     let (traffic, runs) = with_traffic(&bed, &receiver, || {
-        let mut runs = Vec::with_capacity(RELOADS_UNDER_TRAFFIC);
-        for i in 0..RELOADS_UNDER_TRAFFIC {
+        let mut runs = Vec::with_capacity(reloads);
+        for i in 0..reloads {
             let policy = if i % 2 == 0 { &b } else { &a };
             let started = Instant::now();
             let r = reload(&bed, policy);
@@ -309,14 +323,9 @@ fn reloads_under_traffic(hook: &str) {
         runs
     });
     for (i, (r, _)) in runs.iter().enumerate() {
-        assert_eq!(
-            r.code,
-            Some(0),
-            "reload {} of {RELOADS_UNDER_TRAFFIC}: {r:?}",
-            i + 1
-        );
+        assert_eq!(r.code, Some(0), "reload {} of {reloads}: {r:?}", i + 1);
     }
-    assert_eq!(runs.len(), RELOADS_UNDER_TRAFFIC);
+    assert_eq!(runs.len(), reloads);
     let mut reported: Vec<u64> = runs
         .iter()
         .map(|(r, _)| reported_ms(r).unwrap_or_else(|| panic!("no time in {r:?}")))
@@ -325,7 +334,7 @@ fn reloads_under_traffic(hook: &str) {
     let (med, min, max) = spread(&mut reported);
     let (wmed, wmin, wmax) = spread_ms(&walls);
     eprintln!(
-        "{RELOADS_UNDER_TRAFFIC} reloads under traffic in {:?}: allowed {} sent / {} echoed \
+        "{reloads} reloads under traffic in {:?}: allowed {} sent / {} echoed \
          ({} lost, {} duplicates), denied {} sent / {} leaked; reload (CLI-reported) median {med} ms, \
          min {min} ms, max {max} ms; wall median {wmed} ms, min {wmin} ms, max {wmax} ms",
         traffic.elapsed,
@@ -336,17 +345,14 @@ fn reloads_under_traffic(hook: &str) {
         traffic.denied_sent,
         traffic.leaked
     );
-    assert_clean(&traffic, "during 100 reloads");
+    assert_clean(&traffic, &format!("during {reloads} reloads"));
     assert_eq!(
         traffic.recv_errors, 0,
         "unexpected echoes or errors: {traffic:?}"
     );
 
     // Ended on A (B, A, ... B, A); every reload counted as a generation.
-    assert_eq!(
-        generation(&bed),
-        generation_before + RELOADS_UNDER_TRAFFIC as u64
-    );
+    assert_eq!(generation(&bed), generation_before + reloads as u64);
     assert_enforcing(&bed, A_ONLY, B_ONLY, "after the reloads (policy A)");
     assert_eq!(
         pinned_generations(&bed),

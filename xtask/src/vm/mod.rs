@@ -57,8 +57,8 @@ pub struct Args {
     /// ping and UDP across it, then the enforcer attached in native mode.
     #[arg(long, conflicts_with = "full")]
     pub nic: bool,
-    /// Every root test of every test binary, not only the matrix (slow: about 30 min and
-    /// more per kernel).
+    /// Every root test of every test binary, not only the matrix (slow: about 90 min per
+    /// kernel).
     #[arg(long)]
     pub full: bool,
     /// Run only the tests whose "binary::name" contains this (repeatable).
