@@ -38,6 +38,7 @@ fn reload_count() -> usize {
     let n = (100 / slowdown() as usize).max(4);
     n - n % 2
 }
+
 const MAGIC: &[u8; 8] = b"mx-rload";
 
 /// What one run of steady traffic saw.
