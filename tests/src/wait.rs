@@ -9,7 +9,7 @@ const POLL: Duration = Duration::from_millis(20);
 /// Set by the VM matrix (`cargo xtask vm-test`): the guest runs under software emulation,
 /// several times slower than the host, so every bound on time is this many times longer.
 /// On the host it is unset and the bounds are the ones the README promises.
-pub const SLOWDOWN_VAR: &str = "MIRROR_XDP_TEST_SLOWDOWN";
+const SLOWDOWN_VAR: &str = "MIRROR_XDP_TEST_SLOWDOWN";
 
 /// The factor from [`SLOWDOWN_VAR`] (1 when unset); a value that is not a positive whole
 /// number fails the test rather than silently meaning 1.

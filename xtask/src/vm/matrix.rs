@@ -51,7 +51,7 @@ impl Entry {
 
 const ALL: &[&str] = &[];
 
-/// About 50 min in a 6.1 guest, 20 in a 6.12 guest, side by side on a 2-core machine.
+/// About 48 min in a 6.1 guest, 14 in a 6.12 guest, side by side on a 2-core machine.
 pub const MATRIX: &[Entry] = &[
     entry(
         "cli",
@@ -117,7 +117,7 @@ pub const MATRIX: &[Entry] = &[
         &["syn_cookies_let_clients_in_during_a_syn_flood"],
         "SYN cookies from XDP under a SYN flood",
     ),
-    // About 25 min in a 6.1 guest (its verifier needs 16 s per program load there, and
+    // About 22 min in a 6.1 guest (its verifier needs 16 s per program load there, and
     // the attach and reload tests load hundreds of times).
     entry(
         "faults",
