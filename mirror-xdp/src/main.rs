@@ -7,6 +7,7 @@ mod cli;
 use aya as _;
 use aya_obj as _;
 use inotify as _;
+use memchr as _;
 use netlink_packet_core as _;
 use netlink_packet_route as _;
 use netlink_sys as _;

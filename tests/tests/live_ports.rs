@@ -261,3 +261,50 @@ fn clashes_policy_ports_and_bad_input_are_refused() {
     run_ok(&bed, &["reload"]);
     assert_open(&bed, client(), 8082, "the policy's rule after the reload");
 }
+
+/// The file on disk is not the policy in force: a `port remove` after an edit that was
+/// not reloaded must close what the policy in force does not list, and `status` and
+/// `port list` say the file differs while it does.
+#[test]
+fn port_commands_judge_by_the_policy_in_force_not_the_edited_file() {
+    require_root();
+    let bed = Testbed::new().expect("testbed");
+    let _tcp = TcpListenerSet::start(&bed.server, &[80, 8443]).expect("tcp listeners");
+    let policy = attach_policy(&bed, POLICY);
+    let in_force = generation(&bed);
+    change(&bed, &["port", "allow", "8443/tcp", "--from", "admins"]);
+    assert_open(&bed, admin(), 8443, "live rule for the admins");
+    assert_blocked(&bed, client(), 8443, "live rule for the admins");
+
+    // 8443 public in the file, not reloaded.
+    let edited = POLICY.replace("ports = [80]", "ports = [80, 8443]");
+    std::fs::write(&policy, &edited).expect("edit the policy");
+    let status = run_ok(&bed, &["status"]);
+    assert!(status.stdout.contains("changed on disk"), "{status:?}");
+    let removed = change(&bed, &["port", "remove", "8443/tcp"]);
+    assert!(
+        removed
+            .stdout
+            .contains("removed live rule 8443/tcp from admins: closed"),
+        "{removed:?}"
+    );
+    assert_blocked(&bed, client(), 8443, "removed, the edit not reloaded");
+    assert_blocked(&bed, admin(), 8443, "removed, the edit not reloaded");
+    let listed = run_ok(&bed, &["port", "list"]);
+    assert!(!listed.stdout.contains("8443"), "{listed:?}");
+    assert!(listed.stderr.contains("changed on disk"), "{listed:?}");
+
+    // The edit undone: nothing of 8443 anywhere, and still the same generation.
+    std::fs::write(&policy, POLICY).expect("undo the edit");
+    assert_blocked(&bed, client(), 8443, "edit undone");
+    assert_blocked(&bed, admin(), 8443, "edit undone");
+    assert!(!list(&bed).iter().any(|r| r["ports"] == 8443));
+    assert_eq!(generation(&bed), in_force);
+    let status = run_ok(&bed, &["status"]);
+    assert!(!status.stdout.contains("changed on disk"), "{status:?}");
+
+    // A reload of the edited file opens 8443 to all: the file is read when reloading.
+    std::fs::write(&policy, &edited).expect("edit again");
+    run_ok(&bed, &["reload"]);
+    assert_open(&bed, client(), 8443, "reloaded with 8443 public");
+}

@@ -160,3 +160,20 @@ fn require_root() -> Result<(), Failure> {
 fn load_policy(path: &std::path::Path) -> Result<mirror_xdp::policy::Policy, Failure> {
     mirror_xdp::policy::Policy::load(path).map_err(Failure::invalid)
 }
+
+/// The policy files on disk that differ from the texts the policy in force was compiled
+/// from, as a note for commands that show that policy; `None` when they are the same.
+fn changed_on_disk(files: &mirror_xdp::policy::PolicyFiles) -> Option<String> {
+    let changed: Vec<String> = files
+        .changed_on_disk()
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    (!changed.is_empty()).then(|| {
+        format!(
+            "{} changed on disk since it was applied: commands use the policy in force; \
+             `mirror-xdp diff` shows what a reload would change",
+            changed.join(", ")
+        )
+    })
+}

@@ -156,8 +156,13 @@ fn list(paths: &Paths, json: bool) -> Result<(), Failure> {
         println!("{}", serde_json::to_string_pretty(&doc).expect("json"));
         return Ok(());
     }
-    if policy.is_none() {
-        eprintln!("note: nothing is attached; live rules apply at the next attach");
+    match &policy {
+        None => eprintln!("note: nothing is attached; live rules apply at the next attach"),
+        Some(policy) => {
+            if let Some(note) = super::changed_on_disk(&policy.files) {
+                eprintln!("note: {note}");
+            }
+        }
     }
     print!("{}", table(&rows));
     Ok(())

@@ -1,7 +1,6 @@
 //! `mirror-xdp source`: live allow and deny entries, in force within a second without
 //! re-attaching, kept in the state folder so they survive re-attach and restart.
 
-use std::io::Read;
 use std::path::PathBuf;
 
 use ipnet::IpNet;
@@ -11,6 +10,7 @@ use mirror_xdp::{
         sources::{Entries, Op, SourceError},
     },
     live::sources::{self, Action, Change, Clock, Expiry, LiveError},
+    policy::bounded,
     state::Paths,
 };
 use serde::Serialize;
@@ -83,14 +83,13 @@ fn read_input(target: &Target) -> Result<Entries, Failure> {
             nets: vec![(0, net)],
         });
     };
+    // Within the bounds policy files have: a device or a FIFO is refused at once.
     let (label, bytes) = if path.as_os_str() == "-" {
-        let mut bytes = Vec::new();
-        std::io::stdin()
-            .read_to_end(&mut bytes)
+        let bytes = bounded::read_stdin()
             .map_err(|e| Failure::invalid(format!("cannot read standard input: {e}")))?;
         ("<stdin>".to_string(), bytes)
     } else {
-        let bytes = std::fs::read(path)
+        let bytes = bounded::read_file(path)
             .map_err(|e| Failure::invalid(format!("cannot read {}: {e}", path.display())))?;
         (path.display().to_string(), bytes)
     };

@@ -1,7 +1,7 @@
 //! `mirror-xdp status`: what is attached where, with which policy.
 
 use super::Failure;
-use mirror_xdp::state::{EgressHook, Paths, Record};
+use mirror_xdp::state::{EgressHook, Paths, Record, in_force};
 
 /// Show the interfaces, attach modes, egress hooks, program id, policy path and generation.
 #[derive(Debug, clap::Args)]
@@ -27,6 +27,14 @@ pub fn run(args: Args, paths: &Paths) -> Result<(), Failure> {
         record.policy.path.display(),
         record.policy.generation
     );
+    match in_force::files(paths, &record) {
+        Ok(files) => {
+            if let Some(note) = super::changed_on_disk(&files) {
+                println!("  {note}");
+            }
+        }
+        Err(e) => println!("  {e}"),
+    }
     for i in &record.interfaces {
         let egress = match &i.egress {
             EgressHook::Tcx => "TCX link".to_string(),

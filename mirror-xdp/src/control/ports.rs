@@ -1,8 +1,8 @@
 //! `port allow` and `port remove` as transactions: under the command lock (which attach and
-//! reload hold too), check the rule against the attached policy, write the generation in
-//! force (opened only once the lock is held), then the state file and the record's port
-//! list. If a step fails, the slots get back
-//! what they said before.
+//! reload hold too), check the rule against the policy in force (the texts its generation
+//! was compiled from, not the policy file, which may have been edited since), write the
+//! generation in force (opened only once the lock is held), then the state file and the
+//! record's port list. If a step fails, the slots get back what they said before.
 
 use crate::compile::proto_slot;
 use crate::kernel::maps::Maps;
@@ -14,7 +14,7 @@ use crate::live::ports::{
 use crate::live::sources;
 use crate::policy::{Policy, PortRule};
 use crate::state::dir;
-use crate::state::{Paths, PortRecord, Record};
+use crate::state::{Paths, PortRecord, Record, in_force};
 use mirror_xdp_common::port_index;
 
 /// What `allow` did.
@@ -46,7 +46,7 @@ pub struct Removed {
 pub fn allow(paths: &Paths, rule: LiveRule) -> Result<Allowed, LivePortsError> {
     let _lock = dir::lock(&paths.state_dir)?;
     let mut record = attached(paths)?;
-    let policy = Policy::load(&record.policy.path)?;
+    let policy = in_force::policy(paths, &record)?;
     let before = LivePorts::load(paths)?;
     let (after, added) = before.with(rule.clone());
     let extra = live_rules(&policy, &after, Some(&rule.spec))?;
@@ -81,7 +81,7 @@ pub fn remove(paths: &Paths, spec: PortSpec) -> Result<Removed, LivePortsError> 
     let _lock = dir::lock(&paths.state_dir)?;
     let record = Record::load(paths)?;
     let policy = match &record {
-        Some(record) => Some(Policy::load(&record.policy.path)?),
+        Some(record) => Some(in_force::policy(paths, record)?),
         None => None,
     };
     let before = LivePorts::load(paths)?;
@@ -120,12 +120,12 @@ pub fn remove(paths: &Paths, spec: PortSpec) -> Result<Removed, LivePortsError> 
     })
 }
 
-/// The attached enforcer's policy (if any) and the live rules, read under the lock so
-/// they belong together.
+/// The policy in force (if anything is attached) and the live rules, read under the lock
+/// so they belong together.
 pub fn snapshot(paths: &Paths) -> Result<(Option<Policy>, LivePorts), LivePortsError> {
     let _lock = dir::lock(&paths.state_dir)?;
     let policy = match Record::load(paths)? {
-        Some(record) => Some(Policy::load(&record.policy.path)?),
+        Some(record) => Some(in_force::policy(paths, &record)?),
         None => None,
     };
     Ok((policy, LivePorts::load(paths)?))

@@ -13,6 +13,8 @@ use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask};
 use tokio::io::{Interest, unix::AsyncFd};
 use tokio::time::Instant;
 
+use crate::policy::bounded;
+
 /// Quiet time after the last event before the change counts: a save is several events
 /// (create, writes, rename), and a ConfigMap update several more.
 pub const DEBOUNCE: Duration = Duration::from_millis(300);
@@ -35,7 +37,8 @@ const EVENT_BUFFER: usize = 16 * 1024;
 /// The policy file and the set files it names, as the reload will read them.
 pub fn files(policy: &Path) -> Vec<PathBuf> {
     let mut out = vec![policy.to_path_buf()];
-    if let Ok(text) = std::fs::read_to_string(policy)
+    if let Ok(bytes) = bounded::read_file(policy)
+        && let Ok(text) = String::from_utf8(bytes)
         && let Ok(value) = text.parse::<toml::Table>()
     {
         let dir = policy.parent().unwrap_or(Path::new(""));
@@ -67,9 +70,11 @@ pub fn fingerprint(policy: &Path) -> u64 {
     let mut h = std::hash::DefaultHasher::new();
     for file in files(policy) {
         file.hash(&mut h);
-        match std::fs::read(&file) {
+        // Bounded: a set file that is /dev/zero must not hang the daemon (the reload
+        // refuses it and says why).
+        match bounded::read_file(&file) {
             Ok(bytes) => bytes.hash(&mut h),
-            Err(e) => e.kind().hash(&mut h),
+            Err(e) => e.to_string().hash(&mut h),
         }
     }
     h.finish()

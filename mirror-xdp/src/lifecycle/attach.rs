@@ -116,7 +116,7 @@ pub fn attach(
         reloads: Default::default(),
     };
     // Before anything outside the pin folder changes: what to undo if this process dies.
-    pending::write(paths, &record, &policy.allow, &policy.deny)?;
+    pending::write(paths, &record, policy)?;
     fault::point("attach:pending-written");
     if policy.limits.syn_cookies {
         // Before the first cookie goes out: the kernel must accept the ACKs that answer it.
@@ -139,7 +139,7 @@ pub fn attach(
             let hook = link_egress(egress, iface, egress_choice, paths, progress, &mut |hook| {
                 // Before a tc filter or qdisc exists: what recovery has to remove.
                 set_egress(&mut record, iface, prog_id, hook);
-                pending::write(paths, &record, &policy.allow, &policy.deny)
+                pending::write_record(paths, &record)
             })?;
             set_egress(&mut record, iface, prog_id, hook);
             fault::point("attach:egress-linked");
@@ -155,7 +155,7 @@ pub fn attach(
         }
     }
 
-    pending::write(paths, &record, &policy.allow, &policy.deny)?;
+    pending::write_record(paths, &record)?;
     pending::commit(paths)?;
     fault::point("attach:state-written");
     rollback.armed = false;

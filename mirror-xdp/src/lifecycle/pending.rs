@@ -6,10 +6,9 @@
 
 use std::path::{Path, PathBuf};
 
-use ipnet::IpNet;
-
 use super::LifecycleError;
-use crate::state::{Paths, Record, StateError};
+use crate::policy::Policy;
+use crate::state::{Paths, Record, StateError, in_force};
 
 const DIR: &str = "pending";
 /// The file that makes the folder complete; written last and moved last.
@@ -23,16 +22,18 @@ fn pending_paths(paths: &Paths) -> Paths {
     }
 }
 
-/// Writes the pending state: the source lists first, the record last.
-pub fn write(
-    paths: &Paths,
-    record: &Record,
-    allow: &[IpNet],
-    deny: &[IpNet],
-) -> Result<(), LifecycleError> {
+/// Writes the pending state: the policy's source lists and texts first, the record last.
+pub fn write(paths: &Paths, record: &Record, policy: &Policy) -> Result<(), LifecycleError> {
     let pending = pending_paths(paths);
-    crate::live::sources::save_policy_sources(&pending, allow, deny)?;
+    crate::live::sources::save_policy_sources(&pending, &policy.allow, &policy.deny)?;
+    in_force::save(&pending, record.policy.generation, &policy.files)?;
     record.save(&pending)?;
+    Ok(())
+}
+
+/// Writes a changed pending record after [`write`] wrote the rest.
+pub fn write_record(paths: &Paths, record: &Record) -> Result<(), LifecycleError> {
+    record.save(&pending_paths(paths))?;
     Ok(())
 }
 
@@ -100,7 +101,9 @@ mod tests {
             state_dir: dir.path().join("state"),
         };
         record(1).save(&paths).unwrap();
-        write(&paths, &record(2), &["192.0.2.0/24".parse().unwrap()], &[]).unwrap();
+        let text = "version = 1\n[sources]\nallow = [\"192.0.2.0/24\"]\n";
+        let policy = Policy::parse(text, &dir.path().join("policy.toml")).unwrap();
+        write(&paths, &record(2), &policy).unwrap();
         assert_eq!(load(&paths).unwrap(), Some(record(2)));
         assert_eq!(Record::load(&paths).unwrap(), Some(record(1)));
         commit(&paths).unwrap();
@@ -109,8 +112,11 @@ mod tests {
         let sources = crate::live::sources::load_policy_sources(&paths).unwrap();
         assert_eq!(
             sources.allow,
-            vec!["192.0.2.0/24".parse::<IpNet>().unwrap()]
+            vec!["192.0.2.0/24".parse::<ipnet::IpNet>().unwrap()]
         );
+        // The texts came along, for the generation committed.
+        assert_eq!(in_force::files(&paths, &record(2)).unwrap(), policy.files);
+        assert!(in_force::files(&paths, &record(1)).is_err());
         // Nothing pending: committing changes nothing.
         commit(&paths).unwrap();
         assert_eq!(Record::load(&paths).unwrap(), Some(record(2)));

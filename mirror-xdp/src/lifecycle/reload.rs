@@ -205,7 +205,7 @@ fn from_spare(
     let updated = &*updated;
     std::thread::scope(|scope| {
         let pending = scope.spawn(|| {
-            pending::write(paths, updated, &policy.allow, &policy.deny)?;
+            pending::write(paths, updated, policy)?;
             fault::point("reload:spare-pending-written");
             Ok::<(), LifecycleError>(())
         });
@@ -245,7 +245,7 @@ fn fresh(
     object::load_and_pin_egress(&mut ebpf, staging)?;
     fault::point("reload:fresh-egress-program-pinned");
     set_program(updated, prog_id);
-    pending::write(paths, updated, &policy.allow, &policy.deny)?;
+    pending::write(paths, updated, policy)?;
     fault::point("reload:fresh-pending-written");
     Ok(prog_id)
 }

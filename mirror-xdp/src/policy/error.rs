@@ -24,8 +24,20 @@ impl PolicyError {
     }
 
     /// A file that could not be read at all.
-    pub fn io(file: &Path, err: &std::io::Error) -> Self {
+    pub fn unreadable(file: &Path, err: &super::bounded::ReadError) -> Self {
         PolicyError::new(file, 0, 0, format!("cannot read: {err}"))
+    }
+
+    /// A file that is not UTF-8 text: at the first bad byte.
+    pub fn not_utf8(file: &Path, err: &std::string::FromUtf8Error) -> Self {
+        let valid = &err.as_bytes()[..err.utf8_error().valid_up_to()];
+        let line_start = valid.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        let line = valid.iter().filter(|&&b| b == b'\n').count() + 1;
+        let column = String::from_utf8_lossy(&valid[line_start..])
+            .chars()
+            .count()
+            + 1;
+        PolicyError::new(file, line, column, "not UTF-8 text")
     }
 }
 

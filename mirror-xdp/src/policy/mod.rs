@@ -4,7 +4,9 @@
 //! rejection is a [`PolicyError`] that names the file, line and column.
 
 mod addr;
+pub mod bounded;
 mod error;
+mod files;
 mod from_room;
 #[cfg(test)]
 mod fuzz_corpus;
@@ -24,6 +26,7 @@ use ipnet::IpNet;
 
 pub use addr::parse_prefix;
 pub use error::PolicyError;
+pub use files::PolicyFiles;
 
 /// A policy that parsed and validated: every address list is expanded to prefixes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,6 +45,8 @@ pub struct Policy {
     pub global_syn_rate_at: Option<(usize, usize)>,
     /// The resolved `[sets]` by name: live rules (`port allow --from SET`) name them too.
     pub sets: BTreeMap<String, Vec<IpNet>>,
+    /// The texts it was compiled from, which its generation keeps.
+    pub files: PolicyFiles,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -179,15 +184,26 @@ impl Limits {
 }
 
 impl Policy {
-    /// Reads and validates a policy file.
+    /// Reads and validates a policy file (and its set files) within the bounds of
+    /// [`bounded`].
     pub fn load(path: &Path) -> Result<Policy, PolicyError> {
-        let text = std::fs::read_to_string(path).map_err(|e| PolicyError::io(path, &e))?;
+        let bytes = bounded::read_file(path).map_err(|e| PolicyError::unreadable(path, &e))?;
+        let text = String::from_utf8(bytes).map_err(|e| PolicyError::not_utf8(path, &e))?;
         Policy::parse(&text, path)
     }
 
     /// Validates policy text as if it had been read from `path`.
     pub fn parse(text: &str, path: &Path) -> Result<Policy, PolicyError> {
-        parse::parse(text, path)
+        parse::parse(text, path, files::Reader::Disk(BTreeMap::new()))
+    }
+
+    /// Validates a policy again from the texts it was compiled from (a generation's copy),
+    /// without reading the disk.
+    pub fn from_files(files: &PolicyFiles) -> Result<Policy, PolicyError> {
+        let text = files.texts.get(&files.policy).ok_or_else(|| {
+            PolicyError::new(&files.policy, 0, 0, "the kept copy lacks the policy's text")
+        })?;
+        parse::parse(text, &files.policy, files::Reader::Kept(files))
     }
 
     /// The rule that lists (proto, port), if any. Validation guarantees rules that share a

@@ -7,6 +7,7 @@ use toml::Spanned;
 
 use super::PolicyError;
 use super::addr::{looks_like_address, parse_net};
+use super::files::Reader;
 use super::source::Source;
 
 /// Where `{ file = "..." }` points: relative names are relative to the policy file's folder.
@@ -19,13 +20,17 @@ pub(super) fn resolve(policy: &Path, file: &str) -> PathBuf {
 
 /// Reads and parses the set file that `file` (a value in `policy`) names. A file that cannot
 /// be read is an error at that value; a bad entry is an error inside the set file.
-pub(super) fn load(policy: &Source, file: &Spanned<String>) -> Result<Vec<IpNet>, PolicyError> {
+pub(super) fn load(
+    policy: &Source,
+    reader: &mut Reader,
+    file: &Spanned<String>,
+) -> Result<Vec<IpNet>, PolicyError> {
     let name = file.get_ref();
     if name.trim().is_empty() {
         return Err(policy.error(file, "empty set file name"));
     }
     let path = resolve(policy.path, name);
-    let bytes = std::fs::read(&path).map_err(|e| {
+    let bytes = reader.read(&path).map_err(|e| {
         let shown = path.display();
         policy.error(
             file,

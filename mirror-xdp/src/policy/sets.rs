@@ -8,25 +8,29 @@ use toml::Spanned;
 
 use super::PolicyError;
 use super::addr::{Entry, classify, dedup, is_identifier};
+use super::files::Reader;
 use super::raw::{RawItem, RawSetDef};
 use super::setfile;
 use super::source::Source;
 
 /// The resolved `[sets]`, and the set files read so far (each is read once).
-pub(super) struct Resolver<'a> {
+pub(super) struct Resolver<'a, 'k> {
     src: &'a Source<'a>,
+    reader: Reader<'k>,
     sets: BTreeMap<String, Vec<IpNet>>,
     files: HashMap<PathBuf, Vec<IpNet>>,
 }
 
-impl<'a> Resolver<'a> {
+impl<'a, 'k> Resolver<'a, 'k> {
     /// Resolves every set of `[sets]` (used or not), in the order the file lists them.
     pub fn new(
         src: &'a Source<'a>,
+        reader: Reader<'k>,
         raw: &BTreeMap<Spanned<String>, Spanned<RawSetDef>>,
     ) -> Result<Self, PolicyError> {
         let mut resolver = Resolver {
             src,
+            reader,
             sets: BTreeMap::new(),
             files: HashMap::new(),
         };
@@ -84,9 +88,9 @@ impl<'a> Resolver<'a> {
         Ok(dedup(nets))
     }
 
-    /// The resolved sets by name.
-    pub fn into_sets(self) -> BTreeMap<String, Vec<IpNet>> {
-        self.sets
+    /// The resolved sets by name, and the reader with the set files it read.
+    pub fn into_parts(self) -> (BTreeMap<String, Vec<IpNet>>, Reader<'k>) {
+        (self.sets, self.reader)
     }
 
     fn unknown(&self, name: &str) -> String {
@@ -104,7 +108,7 @@ impl<'a> Resolver<'a> {
             return Ok(nets.clone());
         }
         // A set file may list an entry twice (merged block lists do): once is enough.
-        let nets = dedup(setfile::load(self.src, file)?);
+        let nets = dedup(setfile::load(self.src, &mut self.reader, file)?);
         self.files.insert(path, nets.clone());
         Ok(nets)
     }

@@ -2,6 +2,7 @@
 //! the state file (interfaces, policy, generation) that later commands read.
 
 pub mod dir;
+pub mod in_force;
 
 use std::path::PathBuf;
 

@@ -42,6 +42,9 @@ pub enum LivePortsError {
         "the attached policy does not validate, so live rules cannot be checked against it: {0}"
     )]
     Policy(#[from] PolicyError),
+    /// The policy in force: what live rules are checked against and merged with.
+    #[error(transparent)]
+    InForce(#[from] crate::state::in_force::InForceError),
     /// A live rule that cannot join the policy: a port with two source lists, a set the
     /// policy does not define. The message says the way out.
     #[error("live rule {rule}: {message}")]

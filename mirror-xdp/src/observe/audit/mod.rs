@@ -12,12 +12,11 @@ pub mod program;
 pub mod report;
 pub mod targets;
 
-use std::collections::{BTreeSet, HashMap, hash_map::Entry};
+use std::collections::{HashMap, hash_map::Entry};
 
 use crate::live::ports::LivePorts;
 use crate::live::sources::LiveSet;
-use crate::policy::Policy;
-use crate::state::{Paths, PortRecord, Record};
+use crate::state::{Paths, Record, in_force};
 use intent::PolicyView;
 use program::{Action, AttachedProgram};
 use report::{ClassReport, Finding, InterfaceAudit, Report};
@@ -125,14 +124,14 @@ pub fn audit(paths: &Paths, iface: Option<&str>) -> Result<Report, AuditError> {
     })
 }
 
-/// The policy in force: its file with the live port rules merged in, and the live sources.
+/// The policy in force (the texts its generation was compiled from) with the live port
+/// rules merged in, and the live sources.
 fn policy_view(paths: &Paths, record: &Record) -> Result<PolicyView, AuditError> {
-    let path = &record.policy.path;
     let unreadable = |message: String| AuditError::Policy {
-        path: path.clone(),
+        path: record.policy.path.clone(),
         message,
     };
-    let policy = Policy::load(path).map_err(|e| unreadable(e.to_string()))?;
+    let policy = in_force::policy(paths, record).map_err(|e| unreadable(e.to_string()))?;
     let live_ports = LivePorts::load(paths)?;
     let policy = policy
         .with_live_ports(&live_ports)
@@ -143,33 +142,19 @@ fn policy_view(paths: &Paths, record: &Record) -> Result<PolicyView, AuditError>
     Ok(PolicyView::new(policy, &LiveSet::load(paths)?, now))
 }
 
-/// What the reader must know to trust the result: a policy file edited since it was
+/// What the reader must know to trust the result: policy files edited since they were
 /// applied, monitor mode, limits that the audit frames count against.
 fn policy_notes(view: &PolicyView, record: &Record) -> Vec<String> {
     let policy = &view.policy;
     let mut notes = Vec::new();
-    let file_ports: BTreeSet<_> = policy
-        .rules
-        .iter()
-        .flat_map(|r| {
-            r.ports
-                .iter()
-                .map(|p| port_key(PortRecord::new(r.proto, *p)))
-        })
-        .collect();
-    let live_ports: BTreeSet<_> = record.ports.iter().copied().map(port_key).collect();
-    if file_ports != live_ports {
+    let changed = policy.files.changed_on_disk();
+    if !changed.is_empty() {
+        let names: Vec<String> = changed.iter().map(|p| p.display().to_string()).collect();
         notes.push(format!(
-            "{} lists other ports than the enforcer has in force (edited since the last \
-             reload?): the audit judges against the file; run `mirror-xdp reload` first",
-            record.policy.path.display()
-        ));
-    }
-    if policy.settings.mode.name() != record.mode {
-        notes.push(format!(
-            "the policy file says mode {} but the enforcer runs in {} mode: reload first",
-            policy.settings.mode.name(),
-            record.mode
+            "{} changed on disk since generation {} was applied: the audit judges the policy \
+             in force; `mirror-xdp diff` shows what a reload would change",
+            names.join(", "),
+            record.policy.generation
         ));
     }
     if record.mode == "monitor" {
@@ -188,10 +173,6 @@ fn policy_notes(view: &PolicyView, record: &Record) -> Vec<String> {
         ));
     }
     notes
-}
-
-fn port_key(p: PortRecord) -> (bool, u16, u16) {
-    (p.proto == crate::state::ProtoName::Udp, p.lo, p.hi)
 }
 
 /// Groups the verdicts by class; a frame whose verdict is not the intended one is a

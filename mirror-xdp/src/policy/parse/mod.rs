@@ -4,6 +4,7 @@ use std::path::Path;
 
 use toml::Spanned;
 
+use super::files::Reader;
 use super::from_room::FromRoom;
 use super::ports::{PortOwners, from_key, port_range};
 use super::raw::{Int, RawLimits, RawList, RawPolicy, RawRule, RawSettings, RawVersion};
@@ -11,16 +12,17 @@ use super::sets::Resolver;
 use super::source::Source;
 use super::{Action, Limits, Mode, Policy, PolicyError, PortRule, Proto, Settings};
 
-/// Parses and validates policy text read from `path` (set files are relative to its folder).
-pub(super) fn parse(text: &str, path: &Path) -> Result<Policy, PolicyError> {
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+/// Parses and validates policy text read from `path` (set files are relative to its folder,
+/// read by `reader`).
+pub(super) fn parse(original: &str, path: &Path, reader: Reader) -> Result<Policy, PolicyError> {
+    let text = original.strip_prefix('\u{feff}').unwrap_or(original);
     let src = Source::new(path, text);
     let version: RawVersion = toml::from_str(text).map_err(|e| src.toml_error(&e))?;
     check_version(&src, version.version)?;
     let raw: RawPolicy = toml::from_str(text).map_err(|e| src.toml_error(&e))?;
 
     let settings = settings(&src, &raw.settings)?;
-    let mut resolver = Resolver::new(&src, &raw.sets)?;
+    let mut resolver = Resolver::new(&src, reader, &raw.sets)?;
     let rules = rules(&src, &mut resolver, &raw.ports)?;
     let mut list = |l: &Option<RawList>| match l {
         Some(l) => resolver.items(l.get_ref(), true),
@@ -34,6 +36,7 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Policy, PolicyError> {
         .global_syn_rate
         .as_ref()
         .map(|v| src.line_col(v.span().start));
+    let (sets, reader) = resolver.into_parts();
     Ok(Policy {
         path: path.to_path_buf(),
         settings,
@@ -42,7 +45,8 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Policy, PolicyError> {
         deny,
         limits,
         global_syn_rate_at,
-        sets: resolver.into_sets(),
+        sets,
+        files: reader.into_files(path, original),
     })
 }
 
