@@ -250,3 +250,53 @@ fn a_spare_generation_is_used_and_a_reload_without_one_still_works() {
     assert_eq!(r.code, Some(0), "detach: {r:?}");
     assert!(spares(&bed).is_empty(), "detach removes the spare");
 }
+
+/// `diff` is a dry run of `reload`: it shows what the edited file would change against the
+/// policy in force (exit 1), changes nothing, and `reload` prints the same summary.
+#[test]
+fn diff_shows_what_a_reload_changes_and_reload_prints_the_same() {
+    require_root();
+    let bed = Testbed::new().expect("testbed");
+    let _tcp = TcpListenerSet::start(&bed.server, &[A_ONLY, B_ONLY]).expect("tcp listeners");
+    let policy = attach_policy(&bed, POLICY_A);
+    let unchanged = run(&bed, &["diff"]);
+    assert_eq!(unchanged.code, Some(0), "{unchanged:?}");
+    assert!(unchanged.stdout.contains("no change"), "{unchanged:?}");
+
+    // Opens 9090 and closes 8080.
+    let edited = POLICY_A.replace("ports = [8080]", "ports = [9090]");
+    std::fs::write(&policy, &edited).expect("edit the policy");
+    let before = generation(&bed);
+    let shown = run(&bed, &["diff"]);
+    assert_eq!(shown.code, Some(1), "{shown:?}");
+    let expected = ["- 8080/tcp closed", "+ 9090/tcp opened to any source"];
+    for line in expected {
+        assert!(shown.stdout.contains(line), "{line:?} missing: {shown:?}");
+    }
+    assert!(shown.stderr.contains("2 change(s)"), "{shown:?}");
+    assert_eq!(generation(&bed), before, "diff changed nothing");
+    assert_enforcing(&bed, A_ONLY, B_ONLY, "after diff");
+    println!("diff output:\n{}", shown.stdout);
+
+    let bad = write_policy(
+        &bed,
+        "bad.toml",
+        "version = 1\n[[ports]]\nproto = \"tcp\"\n",
+    );
+    let r = run(&bed, &["diff", "--policy", bad.to_str().expect("UTF-8")]);
+    assert_eq!(r.code, Some(2), "{r:?}");
+    assert!(r.stderr.contains("bad.toml"), "{r:?}");
+
+    let r = reload(&bed, &policy);
+    assert_eq!(r.code, Some(0), "{r:?}");
+    for line in expected {
+        assert!(
+            r.stdout.contains(line),
+            "{line:?} missing from the reload: {r:?}"
+        );
+    }
+    println!("reload output:\n{}", r.stdout);
+    assert_enforcing(&bed, B_ONLY, A_ONLY, "after the reload");
+    let r = run(&bed, &["diff"]);
+    assert_eq!(r.code, Some(0), "in force now: {r:?}");
+}

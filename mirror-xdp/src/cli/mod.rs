@@ -5,6 +5,7 @@ mod attach;
 mod audit;
 mod check;
 mod detach;
+mod diff;
 mod generate_docs;
 mod port;
 mod reload;
@@ -39,6 +40,7 @@ pub enum Command {
     Audit(audit::Args),
     Check(check::Args),
     Detach(detach::Args),
+    Diff(diff::Args),
     Port(port::Args),
     Reload(reload::Args),
     Run(run::Args),
@@ -116,6 +118,10 @@ impl Cli {
             Command::Detach(args) => {
                 require_root()?;
                 detach::run(args, &paths)
+            }
+            Command::Diff(args) => {
+                require_root()?;
+                diff::run(args, &paths)
             }
             Command::Port(args) => {
                 require_root()?;

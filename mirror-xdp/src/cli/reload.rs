@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use super::Failure;
-use mirror_xdp::{lifecycle, state::Paths};
+use mirror_xdp::{lifecycle, policy::diff, state::Paths};
 
 /// Re-read the policy and apply it atomically (no packet meets half a policy). An invalid
 /// policy changes nothing and says where the problem is.
@@ -35,5 +35,8 @@ pub fn run(args: Args, paths: &Paths) -> Result<(), Failure> {
         done.record.policy.generation,
         done.elapsed.as_millis()
     );
+    for line in diff::summary(done.changes.as_deref()) {
+        println!("{line}");
+    }
     Ok(())
 }

@@ -260,13 +260,19 @@ async fn reload_now(paths: &Paths, policy: &Path, force: bool, why: &str) {
 /// which counts the failure (`mirror_xdp_reloads_total{result="error"}`).
 fn reload_blocking(paths: &Paths, policy: &Path, force: bool) {
     match lifecycle::reload(paths, Some(policy), force, &mut |m| log(m)) {
-        Ok(done) => log(&format!(
-            "reloaded {} in {} ms: generation {}, {} mode",
-            done.record.policy.path.display(),
-            done.elapsed.as_millis(),
-            done.record.policy.generation,
-            done.record.mode
-        )),
+        Ok(done) => {
+            log(&format!(
+                "reloaded {} in {} ms: generation {}, {} mode",
+                done.record.policy.path.display(),
+                done.elapsed.as_millis(),
+                done.record.policy.generation,
+                done.record.mode
+            ));
+            // The same summary as `mirror-xdp diff` and `reload`.
+            for line in crate::policy::diff::summary(done.changes.as_deref()) {
+                log(&format!("  {line}"));
+            }
+        }
         Err(e) => log(&format!("reload failed: {e}\n{}", unchanged(paths))),
     }
 }

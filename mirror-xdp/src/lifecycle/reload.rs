@@ -26,7 +26,8 @@ use crate::{
     live::ports::LivePorts,
     live::sources as live,
     policy::Policy,
-    state::{Paths, PortRecord, Record},
+    policy::diff::{Change, diff},
+    state::{Paths, PortRecord, Record, in_force},
 };
 
 /// A reload that went through.
@@ -35,6 +36,9 @@ pub struct Reloaded {
     pub record: Record,
     /// From reading the policy to the last link swapped.
     pub elapsed: Duration,
+    /// What changed against the policy that was in force; `None` when that one is unknown
+    /// (an older build attached it and kept no copy).
+    pub changes: Option<Vec<Change>>,
 }
 
 /// Re-reads the policy of the attached enforcer (or `policy_path`, which then becomes its
@@ -74,8 +78,12 @@ pub fn reload(
         let loaded = Policy::load(&path)
             .map_err(LifecycleError::from)
             .and_then(|policy| {
+                // The file's policy against the kept one: live rules are in neither.
+                let changes = in_force::policy(paths, &record)
+                    .ok()
+                    .map(|old| diff(&old, &policy));
                 let live = LivePorts::load(paths)?;
-                Ok(policy.with_live_ports(&live)?)
+                Ok((policy.with_live_ports(&live)?, changes))
             });
         let (sessions, notes) = sessions
             .join()
@@ -85,11 +93,11 @@ pub fn reload(
     for note in &notes {
         progress(note);
     }
-    let policy = match loaded.and_then(|policy| {
+    let (policy, changes) = match loaded.and_then(|(policy, changes)| {
         crate::lifecycle::lockout::refuse_lockout_of(&policy, paths, force, &sessions, progress)?;
-        Ok(policy)
+        Ok((policy, changes))
     }) {
-        Ok(policy) => policy,
+        Ok(loaded) => loaded,
         Err(e) => {
             record.reloads.error += 1;
             record.save(paths)?;
@@ -115,6 +123,7 @@ pub fn reload(
             Ok(Reloaded {
                 record: next,
                 elapsed,
+                changes,
             })
         }
         Err(e) => {

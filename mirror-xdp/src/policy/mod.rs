@@ -5,6 +5,7 @@
 
 mod addr;
 pub mod bounded;
+pub mod diff;
 mod error;
 mod files;
 mod from_room;

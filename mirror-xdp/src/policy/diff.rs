@@ -1,0 +1,345 @@
+//! What applying one policy instead of another changes: ports opened and closed, sources
+//! added and removed per port and in `[sources]`, settings and limits. `mirror-xdp diff`
+//! shows it before a reload, and `reload` and `run` print it after one.
+
+use std::collections::BTreeSet;
+
+use ipnet::IpNet;
+
+use super::{Policy, PortRange, Proto};
+
+/// One change, as a line of the summary.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change(pub String);
+
+impl std::fmt::Display for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The lines `reload` and `run` print after a reload: each change, or "no change".
+pub fn summary(changes: Option<&[Change]>) -> Vec<String> {
+    match changes {
+        None => vec!["changes: unknown (no copy of the previous policy was kept)".into()],
+        Some([]) => vec!["no change".into()],
+        Some(changes) => changes.iter().map(ToString::to_string).collect(),
+    }
+}
+
+/// A summary shows this many prefixes of a list that changed, then a count.
+const SHOWN: usize = 4;
+
+/// The changes from `old` (in force) to `new`, ports first; empty when they mean the same.
+pub fn diff(old: &Policy, new: &Policy) -> Vec<Change> {
+    let mut out = Vec::new();
+    for proto in [Proto::Tcp, Proto::Udp] {
+        ports(old, new, proto, &mut out);
+    }
+    for (name, old_list, new_list) in [
+        ("sources.allow", &old.allow, &new.allow),
+        ("sources.deny", &old.deny, &new.deny),
+    ] {
+        if let Some(change) = nets_changed(old_list, new_list) {
+            out.push(Change(format!("~ {name}: {change}")));
+        }
+    }
+    settings(old, new, &mut out);
+    out
+}
+
+/// What a port of one protocol says: closed, open to any source, or open from a list
+/// (sorted, so a reordered list is no change).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Port<'a> {
+    Closed,
+    Open(Option<&'a [IpNet]>),
+}
+
+/// Every port of one protocol: the rule that lists it (the first, as the compiler takes it)
+/// as an index into `froms`.
+struct Ports {
+    rule: Vec<Option<usize>>,
+    froms: Vec<Option<Vec<IpNet>>>,
+}
+
+impl Ports {
+    fn new(policy: &Policy, proto: Proto) -> Ports {
+        let mut rule = vec![None; usize::from(u16::MAX) + 1];
+        let mut froms = Vec::new();
+        for r in policy.rules.iter().filter(|r| r.proto == proto) {
+            let index = froms.len();
+            froms.push(r.from.as_ref().map(|nets| {
+                let mut sorted = nets.clone();
+                sorted.sort();
+                sorted
+            }));
+            for range in &r.ports {
+                for slot in &mut rule[usize::from(range.lo)..=usize::from(range.hi)] {
+                    slot.get_or_insert(index);
+                }
+            }
+        }
+        Ports { rule, froms }
+    }
+
+    fn get(&self, port: u16) -> Port<'_> {
+        match self.rule[usize::from(port)] {
+            None => Port::Closed,
+            Some(i) => Port::Open(self.froms[i].as_deref()),
+        }
+    }
+}
+
+/// Walks every port once and reports runs of ports that changed the same way as a range.
+fn ports(old: &Policy, new: &Policy, proto: Proto, out: &mut Vec<Change>) {
+    let (old, new) = (Ports::new(old, proto), Ports::new(new, proto));
+    let mut run: Option<(PortRange, Port, Port)> = None;
+    for number in 1..=u16::MAX {
+        let (was, is) = (old.get(number), new.get(number));
+        if let Some((range, w, i)) = &mut run {
+            if range.hi + 1 == number && (*w, *i) == (was, is) {
+                range.hi = number;
+                continue;
+            }
+            out.push(port_change(proto, *range, *w, *i));
+            run = None;
+        }
+        if was != is {
+            run = Some((
+                PortRange {
+                    lo: number,
+                    hi: number,
+                },
+                was,
+                is,
+            ));
+        }
+    }
+    if let Some((range, w, i)) = run {
+        out.push(port_change(proto, range, w, i));
+    }
+}
+
+fn port_change(proto: Proto, range: PortRange, was: Port, is: Port) -> Change {
+    let ports = if range.lo == range.hi {
+        format!("{}/{}", range.lo, proto.name())
+    } else {
+        format!("{}-{}/{}", range.lo, range.hi, proto.name())
+    };
+    Change(match (was, is) {
+        (Port::Closed, Port::Open(from)) => format!("+ {ports} opened {}", sources(from)),
+        (Port::Open(_), Port::Closed) => format!("- {ports} closed"),
+        (Port::Open(Some(a)), Port::Open(Some(b))) => {
+            let change = nets_changed(a, b).unwrap_or_default();
+            format!("~ {ports} sources: {change}")
+        }
+        (Port::Open(_), Port::Open(None)) => format!("~ {ports} now open to any source"),
+        (Port::Open(None), Port::Open(from)) => format!("~ {ports} now only {}", sources(from)),
+        (Port::Closed, Port::Closed) => unreachable!("an unchanged port is not a change"),
+    })
+}
+
+fn sources(from: Option<&[IpNet]>) -> String {
+    match from {
+        None => "to any source".to_string(),
+        Some(nets) => format!("from {}", shown(&nets.iter().collect::<Vec<_>>())),
+    }
+}
+
+/// "+2 (a, b), -1 (c)" for two lists of prefixes; `None` when they hold the same.
+fn nets_changed(old: &[IpNet], new: &[IpNet]) -> Option<String> {
+    let (old, new): (BTreeSet<&IpNet>, BTreeSet<&IpNet>) =
+        (old.iter().collect(), new.iter().collect());
+    let added: Vec<&IpNet> = new.difference(&old).copied().collect();
+    let removed: Vec<&IpNet> = old.difference(&new).copied().collect();
+    let mut parts = Vec::new();
+    if !added.is_empty() {
+        parts.push(format!("+{} ({})", added.len(), shown(&added)));
+    }
+    if !removed.is_empty() {
+        parts.push(format!("-{} ({})", removed.len(), shown(&removed)));
+    }
+    (!parts.is_empty()).then(|| parts.join(", "))
+}
+
+fn shown(nets: &[&IpNet]) -> String {
+    let head: Vec<String> = nets.iter().take(SHOWN).map(ToString::to_string).collect();
+    match nets.len().checked_sub(SHOWN) {
+        Some(more) if more > 0 => format!("{}, +{more} more", head.join(", ")),
+        _ => head.join(", "),
+    }
+}
+
+/// Settings and limits, one line each that changed.
+fn settings(old: &Policy, new: &Policy, out: &mut Vec<Change>) {
+    let (a, b) = (&old.settings, &new.settings);
+    let (la, lb) = (&old.limits, &new.limits);
+    let fields: [(&str, String, String); 15] = [
+        ("settings.mode", a.mode.name().into(), b.mode.name().into()),
+        ("settings.default", action(a.default), action(b.default)),
+        ("settings.icmp", action(a.icmp), action(b.icmp)),
+        (
+            "settings.fragments",
+            action(a.fragments),
+            action(b.fragments),
+        ),
+        (
+            "settings.other_protocols",
+            action(a.other_protocols),
+            action(b.other_protocols),
+        ),
+        (
+            "settings.return_traffic",
+            a.return_traffic.to_string(),
+            b.return_traffic.to_string(),
+        ),
+        (
+            "limits.per_source_pps",
+            n(la.per_source_pps),
+            n(lb.per_source_pps),
+        ),
+        (
+            "limits.per_source_burst",
+            n(la.per_source_burst),
+            n(lb.per_source_burst),
+        ),
+        (
+            "limits.per_source_syn_rate",
+            n(la.per_source_syn_rate),
+            n(lb.per_source_syn_rate),
+        ),
+        (
+            "limits.per_source_syn_burst",
+            n(la.per_source_syn_burst),
+            n(lb.per_source_syn_burst),
+        ),
+        (
+            "limits.global_syn_rate",
+            n(la.global_syn_rate),
+            n(lb.global_syn_rate),
+        ),
+        ("limits.ban_seconds", n(la.ban_seconds), n(lb.ban_seconds)),
+        (
+            "limits.source_prefix_v4",
+            n(la.source_prefix_v4.into()),
+            n(lb.source_prefix_v4.into()),
+        ),
+        (
+            "limits.source_prefix_v6",
+            n(la.source_prefix_v6.into()),
+            n(lb.source_prefix_v6.into()),
+        ),
+        (
+            "limits.syn_cookies",
+            la.syn_cookies.to_string(),
+            lb.syn_cookies.to_string(),
+        ),
+    ];
+    for (name, was, is) in fields {
+        if was != is {
+            out.push(Change(format!("~ {name}: {was} -> {is}")));
+        }
+    }
+}
+
+fn action(a: super::Action) -> String {
+    match a {
+        super::Action::Pass => "pass".into(),
+        super::Action::Drop => "drop".into(),
+    }
+}
+
+fn n(v: u64) -> String {
+    v.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn policy(text: &str) -> Policy {
+        Policy::parse(text, Path::new("/etc/mirror-xdp/policy.toml")).unwrap()
+    }
+
+    const IN_FORCE: &str = r#"version = 1
+[sets]
+admins = ["203.0.113.0/24"]
+[[ports]]
+proto = "tcp"
+ports = [80, 8080, "30001-30010"]
+[[ports]]
+proto = "tcp"
+ports = [22]
+from = ["admins"]
+[[ports]]
+proto = "udp"
+ports = [53]
+[sources]
+deny = ["192.0.2.0/24"]
+"#;
+
+    #[test]
+    fn the_same_policy_is_no_change_even_reordered() {
+        let reordered = IN_FORCE
+            .replace("[80, 8080, \"30001-30010\"]", "[\"30001-30010\", 8080, 80]")
+            .replace(
+                "\"203.0.113.0/24\"]",
+                "\"203.0.113.0/25\", \"203.0.113.128/25\"]",
+            );
+        assert_eq!(diff(&policy(IN_FORCE), &policy(IN_FORCE)), vec![]);
+        let a = policy(&reordered);
+        let b = policy(&reordered.replace(
+            "\"203.0.113.0/25\", \"203.0.113.128/25\"",
+            "\"203.0.113.128/25\", \"203.0.113.0/25\"",
+        ));
+        assert_eq!(diff(&a, &b), vec![]);
+        assert_eq!(
+            diff(
+                &policy(IN_FORCE),
+                &policy(&IN_FORCE.replace("[80, 8080,", "[8080, 80,"))
+            ),
+            vec![]
+        );
+    }
+
+    #[test]
+    fn ports_sources_settings_and_limits_each_get_a_line() {
+        let edited = IN_FORCE
+            .replace("[80, 8080, \"30001-30010\"]", "[80, 8443, \"30001-30005\"]")
+            .replace("admins = [\"203.0.113.0/24\"]", "admins = [\"203.0.113.0/24\", \"198.51.100.7\"]")
+            .replace("proto = \"udp\"\nports = [53]", "proto = \"udp\"\nports = [53]\nfrom = [\"admins\"]")
+            .replace("deny = [\"192.0.2.0/24\"]", "deny = [\"2001:db8::/32\"]\n[settings]\nmode = \"monitor\"\n[limits]\nper_source_pps = 1000");
+        let lines: Vec<String> = diff(&policy(IN_FORCE), &policy(&edited))
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                "~ 22/tcp sources: +1 (198.51.100.7/32)",
+                "- 8080/tcp closed",
+                "+ 8443/tcp opened to any source",
+                "- 30006-30010/tcp closed",
+                "~ 53/udp now only from 198.51.100.7/32, 203.0.113.0/24",
+                "~ sources.deny: +1 (2001:db8::/32), -1 (192.0.2.0/24)",
+                "~ settings.mode: enforce -> monitor",
+                "~ limits.per_source_pps: 0 -> 1000",
+            ]
+        );
+    }
+
+    #[test]
+    fn long_lists_are_cut_short_with_a_count() {
+        let nets: Vec<IpNet> = (0..10u8)
+            .map(|i| format!("10.0.{i}.0/24").parse().unwrap())
+            .collect();
+        assert_eq!(
+            nets_changed(&[], &nets).unwrap(),
+            "+10 (10.0.0.0/24, 10.0.1.0/24, 10.0.2.0/24, 10.0.3.0/24, +6 more)"
+        );
+        assert_eq!(nets_changed(&nets, &nets), None);
+    }
+}
