@@ -11,7 +11,7 @@ use ipnet::IpNet;
 use super::LifecycleError;
 use crate::state::{Paths, Record, StateError};
 
-const DIR: &str = "pending";
+pub const DIR: &str = "pending";
 /// The file that makes the folder complete; written last and moved last.
 const RECORD: &str = "state.json";
 
