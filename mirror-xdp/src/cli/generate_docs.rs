@@ -12,6 +12,8 @@ use clap_mangen::roff::{Roff, bold, roman};
 
 use super::{Cli, Failure};
 
+mod policy_page;
+
 /// The name the pages and completions are written for.
 const BIN: &str = "mirror-xdp";
 
@@ -24,7 +26,7 @@ const SHELLS: [Shell; 3] = [Shell::Bash, Shell::Zsh, Shell::Fish];
 /// Write man pages and shell completions generated from the command line definition.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Folder for the man pages: mirror-xdp.1 and one page per subcommand.
+    /// Folder for the man pages: mirror-xdp.1, one page per subcommand and mirror-xdp.toml.5.
     #[arg(long, value_name = "DIR")]
     pub man: PathBuf,
     /// Folder for the bash, zsh and fish completion scripts.
@@ -66,13 +68,16 @@ fn command() -> clap::Command {
 }
 
 /// One page for the command and one for every visible subcommand at any depth
-/// (`mirror-xdp-source-deny.1`); returns how many.
+/// (`mirror-xdp-source-deny.1`), and the policy format's (`mirror-xdp.toml.5`); returns how
+/// many.
 fn write_man_pages(dir: &Path) -> io::Result<usize> {
     std::fs::create_dir_all(dir)?;
     let root = command();
     let mut count = 0;
     write_page(&root, None, dir, &mut count)?;
-    Ok(count)
+    let policy = policy_page::render(env!("CARGO_PKG_VERSION"))?;
+    std::fs::write(dir.join(format!("{POLICY_PAGE}.5")), policy)?;
+    Ok(count + 1)
 }
 
 fn write_page(
