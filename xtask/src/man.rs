@@ -1,6 +1,6 @@
 //! `cargo xtask man`: regenerates the committed man pages (docs/man) and shell completions
-//! (deploy/completions) from the CLI definition, through the binary's hidden `generate-docs`
-//! subcommand. tests/tests/deploy_host.rs fails when the committed copies are out of date.
+//! (deploy/completions) from the CLI definition and the README's policy reference, through
+//! the binary's hidden `generate-docs` subcommand. tests/tests/deploy_host.rs fails when the committed copies are out of date.
 
 use std::process::Command;
 
@@ -27,7 +27,7 @@ pub fn run() -> Result<()> {
                 .file_name()
                 .and_then(|n| n.to_str())
                 .unwrap_or_default();
-            if name.starts_with("mirror-xdp") && name.ends_with(".1") {
+            if name.starts_with("mirror-xdp") && (name.ends_with(".1") || name.ends_with(".5")) {
                 std::fs::remove_file(&path)
                     .with_context(|| format!("removing {}", path.display()))?;
             }

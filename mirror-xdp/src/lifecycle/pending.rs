@@ -10,7 +10,7 @@ use super::LifecycleError;
 use crate::policy::Policy;
 use crate::state::{Paths, Record, StateError, in_force};
 
-const DIR: &str = "pending";
+pub const DIR: &str = "pending";
 /// The file that makes the folder complete; written last and moved last.
 const RECORD: &str = "state.json";
 

@@ -1,5 +1,7 @@
 //! One file's text and path: maps byte offsets to 1-based line:column and builds errors there.
 
+mod suggest;
+
 use std::ops::Range;
 use std::path::Path;
 
@@ -48,7 +50,7 @@ impl<'a> Source<'a> {
     }
 
     /// A TOML syntax or shape error, at the position the parser reported, on one line and in
-    /// TOML's words ("array", not serde's "sequence").
+    /// TOML's words ("array", not serde's "sequence"); a misspelled key gets the closest one.
     pub fn toml_error(&self, err: &toml::de::Error) -> PolicyError {
         let span = err.span().unwrap_or(0..0);
         let lines: Vec<&str> = err.message().lines().map(str::trim).collect();
@@ -60,6 +62,9 @@ impl<'a> Source<'a> {
             } else {
                 "invalid TOML".to_string()
             };
+        }
+        if let Some(hint) = suggest::unknown_key_hint(&message) {
+            message = format!("{message}; {hint}");
         }
         self.error_at(span, message)
     }

@@ -9,7 +9,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 /// The lock file in the state folder. The name predates the lock's wider use.
-const LOCK_FILE: &str = "live-sources.lock";
+pub const LOCK_FILE: &str = "live-sources.lock";
 
 /// Could not take the command lock.
 #[derive(Debug, thiserror::Error)]

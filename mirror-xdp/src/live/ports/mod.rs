@@ -22,7 +22,7 @@ use crate::state::{Paths, StateError};
 pub use kernel::{KernelPorts, Plan, Want};
 pub use merge::live_rules;
 
-const FILE: &str = "live-ports.json";
+pub const FILE: &str = "live-ports.json";
 const FORMAT_VERSION: u32 = 1;
 
 #[derive(Debug, thiserror::Error)]

@@ -24,8 +24,8 @@ pub use fold::fold_expiries;
 pub use input::{BadLine, parse_duration, parse_list};
 pub use kernel::{Clock, Hits};
 
-const LIVE_FILE: &str = "live-sources.json";
-const POLICY_SOURCES_FILE: &str = "policy-sources.json";
+pub const LIVE_FILE: &str = "live-sources.json";
+pub const POLICY_SOURCES_FILE: &str = "policy-sources.json";
 const FORMAT_VERSION: u32 = 1;
 
 /// What an entry does to its sources.

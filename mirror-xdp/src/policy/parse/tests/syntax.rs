@@ -51,12 +51,12 @@ fn unknown_keys_anywhere() {
     assert_eq!(
         err("version = 1\n\nport = [80]\n"),
         "policy.toml:3:1: unknown field `port`, expected one of `version`, `settings`, \
-         `sets`, `ports`, `sources`, `limits`"
+         `sets`, `ports`, `sources`, `limits`; did you mean `ports`?"
     );
     assert_eq!(
         err("version = 1\n[settings]\n  defaults = \"drop\"\n"),
         "policy.toml:3:3: unknown field `defaults`, expected one of `mode`, `default`, \
-         `icmp`, `fragments`, `other_protocols`, `return_traffic`"
+         `icmp`, `fragments`, `other_protocols`, `return_traffic`; did you mean `default`?"
     );
     assert_eq!(
         err("version = 1\n[[ports]]\nproto = \"tcp\"\nports = [22]\nsource = [\"a\"]\n"),
@@ -85,6 +85,72 @@ fn unknown_keys_anywhere() {
         err("version = 1\n[sources]\ndeny = [{}]\n"),
         "policy.toml:3:9: missing field `file`"
     );
+}
+
+/// The key an unknown key's error suggests, if any.
+fn suggestion(policy: &str) -> Option<String> {
+    let e = err(policy);
+    assert!(!e.contains('\n'), "{e}");
+    let (_, hint) = e.split_once("; did you mean `")?;
+    Some(
+        hint.strip_suffix("`?")
+            .unwrap_or_else(|| panic!("{e}"))
+            .to_string(),
+    )
+}
+
+#[test]
+fn misspelled_keys_get_the_closest_key_in_every_table() {
+    for (policy, closest) in [
+        ("version = 1\n[setings]\n", "settings"),
+        ("version = 1\n[Sources]\n", "sources"),
+        ("version = 1\n[settings]\nmdoe = \"monitor\"\n", "mode"),
+        (
+            "version = 1\n[settings]\nreturn_trafic = true\n",
+            "return_traffic",
+        ),
+        (
+            "version = 1\n[[ports]]\nproto = \"tcp\"\nport = [80]\n",
+            "ports",
+        ),
+        (
+            "version = 1\n[[ports]]\nprto = \"tcp\"\nports = [80]\n",
+            "proto",
+        ),
+        ("version = 1\n[sources]\nalow = []\n", "allow"),
+        ("version = 1\n[sources]\ndney = []\n", "deny"),
+        ("version = 1\n[limits]\nban_second = 5\n", "ban_seconds"),
+        (
+            "version = 1\n[limits]\nper_source_syn_burts = 5\n",
+            "per_source_syn_burst",
+        ),
+        ("version = 1\n[sets]\na = { flie = \"a.txt\" }\n", "file"),
+        (
+            "version = 1\n[sources]\ndeny = [{ files = \"a.txt\" }]\n",
+            "file",
+        ),
+    ] {
+        assert_eq!(suggestion(policy).as_deref(), Some(closest), "{policy}");
+    }
+    // The position and the list of keys stay as they were.
+    assert_eq!(
+        err("version = 1\n[sources]\nalow = []\n"),
+        "policy.toml:3:1: unknown field `alow`, expected `allow` or `deny`; did you mean `allow`?"
+    );
+}
+
+#[test]
+fn a_key_far_from_every_key_gets_no_suggestion() {
+    for policy in [
+        "version = 1\nbogus = 1\n",
+        "version = 1\n[settings]\nip = \"drop\"\n",
+        "version = 1\n[[ports]]\nproto = \"tcp\"\nports = [22]\nsource = [\"a\"]\n",
+        "version = 1\n[sources]\ntrust = []\n",
+        "version = 1\n[limits]\nsyn_rate = 5\n",
+        "version = 1\n[sets]\na = { path = \"a.txt\" }\n",
+    ] {
+        assert_eq!(suggestion(policy), None, "{policy}");
+    }
 }
 
 #[test]
