@@ -1,11 +1,11 @@
 //! A policy rejection that says where: file, line, column and what is wrong.
 
+use std::fmt;
 use std::path::{Path, PathBuf};
 
 /// Why a policy was rejected. `line` and `column` are 1-based; 0 means "the whole file"
 /// (it could not be read).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{}:{line}:{column}: {message}", file.display())]
 pub struct PolicyError {
     pub file: PathBuf,
     pub line: usize,
@@ -26,6 +26,18 @@ impl PolicyError {
     /// A file that could not be read at all.
     pub fn io(file: &Path, err: &std::io::Error) -> Self {
         PolicyError::new(file, 0, 0, format!("cannot read: {err}"))
+    }
+}
+
+/// `file:line:col: message`, or `file: message` when the error is about the whole file: a
+/// file that could not be read has no position to show.
+impl fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let file = self.file.display();
+        match self.line {
+            0 => write!(f, "{file}: {}", self.message),
+            line => write!(f, "{file}:{line}:{}: {}", self.column, self.message),
+        }
     }
 }
 
@@ -53,5 +65,12 @@ mod tests {
         let e = PolicyError::new(Path::new("p.toml"), 3, 11, "'10.0.\n0.1\t\r' is bad");
         assert_eq!(e.message, "'10.0.\\n0.1\\t\\r' is bad");
         assert_eq!(e.to_string(), "p.toml:3:11: '10.0.\\n0.1\\t\\r' is bad");
+    }
+
+    #[test]
+    fn an_unreadable_file_is_shown_without_line_and_column() {
+        let missing = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let e = PolicyError::io(Path::new("nonexist.toml"), &missing);
+        assert_eq!(e.to_string(), "nonexist.toml: cannot read: no such file");
     }
 }
