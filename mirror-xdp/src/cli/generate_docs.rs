@@ -124,7 +124,8 @@ fn root_sections(roff: &mut Roff) {
         ("0", "Success."),
         (
             "1",
-            "Operational failure: not root, attach failed, nothing attached.",
+            "Operational failure: not root, attach failed, nothing attached, an interface that \
+             is not attached.",
         ),
         (
             "2",
