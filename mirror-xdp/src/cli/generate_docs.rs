@@ -117,7 +117,7 @@ fn write_page(
     Ok(())
 }
 
-/// What the top page says beyond the options: exit codes (SPEC section 3) and files.
+/// What the top page says beyond the options: exit codes (README "Command line") and files.
 fn root_sections(roff: &mut Roff) {
     roff.control("SH", ["EXIT STATUS"]);
     for (code, meaning) in [

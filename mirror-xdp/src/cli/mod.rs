@@ -1,5 +1,5 @@
-//! The command line (SPEC section 3): one file per subcommand, clap derive with the doc
-//! comments as help text, and the exit codes of the contract.
+//! The command line (README, "Command line"): one file per subcommand, clap derive with
+//! the doc comments as help text, and the exit codes of the contract.
 
 mod attach;
 mod audit;
@@ -57,7 +57,7 @@ pub struct Failure {
     pub message: String,
 }
 
-/// Exit codes of SPEC section 3.
+/// Exit codes (README, "Command line").
 pub const EXIT_OPERATIONAL: u8 = 1;
 pub const EXIT_INVALID_INPUT: u8 = 2;
 /// Refused: the policy would lock out the admin's session or established connections.
