@@ -69,8 +69,13 @@ mod tests {
 
     #[test]
     fn an_unreadable_file_is_shown_without_line_and_column() {
-        let missing = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
-        let e = PolicyError::io(Path::new("nonexist.toml"), &missing);
+        // Line 0: the whole file, as for one that cannot be read.
+        let e = PolicyError::new(
+            Path::new("nonexist.toml"),
+            0,
+            0,
+            "cannot read: no such file",
+        );
         assert_eq!(e.to_string(), "nonexist.toml: cannot read: no such file");
     }
 }
