@@ -1,4 +1,5 @@
-//! Why a packet got its verdict: the reason names of SPEC section 2, in verdict order.
+//! Why a packet got its verdict: the reason names, in verdict order (README, "What happens
+//! to a packet").
 
 /// A verdict reason. The kernel writes `reason as u32`; user space turns codes back with
 /// [`Reason::from_code`]. Reasons that can pass or drop (`icmp`, `fragment`, `protocol`) are

@@ -1,4 +1,5 @@
-//! The verdict order of SPEC section 2 (see docs/semantics.md), one step after another.
+//! The verdict order (README, "What happens to a packet"; docs/semantics.md), one step
+//! after another.
 
 use aya_ebpf::maps::lpm_trie::Key;
 use mirror_xdp_common::{

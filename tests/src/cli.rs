@@ -105,7 +105,7 @@ fn json(bed: &Testbed, command: &str) -> Value {
         .unwrap_or_else(|e| panic!("`{command} --json` is not JSON ({e}): {}", r.stdout))
 }
 
-/// `stats --json` (SPEC section 4).
+/// `stats --json` (README, "Command line").
 pub fn stats(bed: &Testbed) -> Value {
     json(bed, "stats")
 }
@@ -142,7 +142,7 @@ pub fn assert_exit(r: &Run, code: i32, needle: &str) {
 }
 
 /// `reasons.<reason>.<field>` of a stats document; panics if the reason or field is missing,
-/// since SPEC section 4 lists every reason.
+/// since `stats --json` lists every reason (README, "Command line").
 pub fn reason(stats: &Value, reason: &str, field: &str) -> u64 {
     stats["reasons"][reason][field]
         .as_u64()

@@ -213,7 +213,7 @@ fn nothing_attached_and_unknown_interfaces_are_clear_errors() {
 
     attach_policy(&bed, &example_policy());
     let r = run(&bed, &["audit", "--iface", "mxnope0"]);
-    assert_eq!(r.code, Some(2), "{r:?}");
+    assert_eq!(r.code, Some(1), "{r:?}");
     assert!(
         r.stderr.contains(&format!(
             "interface mxnope0 is not attached (attached: {SERVER_IF})"

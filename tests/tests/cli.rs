@@ -10,7 +10,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::Command;
 
 use mirror_xdp_tests::cli::{
-    attach_policy, cli_bin, interfaces, run, run_ok, status, try_attach, write_policy,
+    assert_exit, attach_policy, cli_bin, interfaces, run, run_ok, status, try_attach, write_policy,
 };
 use mirror_xdp_tests::pinned::names;
 use mirror_xdp_tests::probe::{ProbeResult, tcp_connect};
@@ -198,6 +198,28 @@ fn detach_restores_reachability_and_removes_pins() {
     );
     let r = run(&bed, &["detach"]);
     assert_eq!(r.code, Some(1), "detach with nothing attached: {r:?}");
+}
+
+/// One rule for "not attached" (README, "Command line"): nothing attached, or an interface
+/// that is not attached, is an operational failure (exit 1) for `detach` and `audit` alike.
+#[test]
+fn not_attached_is_an_operational_failure() {
+    require_root();
+    let bed = Testbed::new().expect("testbed");
+    for args in [
+        &["detach", "--iface", "mxnope0"][..],
+        &["audit", "--iface", SERVER_IF],
+    ] {
+        let r = run(&bed, args);
+        assert_exit(&r, 1, "nothing is attached");
+    }
+    attach_policy(&bed, POLICY);
+    for command in ["detach", "audit"] {
+        let r = run(&bed, &[command, "--iface", "mxnope0"]);
+        assert_exit(&r, 1, "interface mxnope0 is not attached");
+    }
+    assert_eq!(interfaces(&status(&bed)).len(), 1, "still attached");
+    run_ok(&bed, &["detach"]);
 }
 
 #[test]

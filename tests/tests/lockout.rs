@@ -1,7 +1,8 @@
-//! Lock-out safety end to end (SPEC section 3, exit 3): `check` and `attach` refuse a policy
-//! that would drop an established connection held open to port 22 of the server namespace, or
-//! the session named by `SSH_CONNECTION`; `--force` attaches anyway (and the connection then
-//! really is cut); a policy that admits the client, or monitor mode, is not refused.
+//! Lock-out safety end to end (README, "Safety and limits"; exit 3): `check` and `attach`
+//! refuse a policy that would drop an established connection held open to port 22 of the
+//! server namespace, or the session named by `SSH_CONNECTION`; `--force` attaches anyway
+//! (and the connection then really is cut); a policy that admits the client, or monitor
+//! mode, is not refused.
 #![expect(
     unused_crate_dependencies,
     reason = "an integration test links every dependency of the tests package and uses a few"

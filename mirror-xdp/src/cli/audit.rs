@@ -9,7 +9,7 @@ use mirror_xdp::{observe::audit, state::Paths};
 /// broadcast addresses, IPv4-mapped IPv6 sources, tunnels) through the attached program
 /// with BPF test runs, and report every frame whose verdict differs from the live policy's
 /// intent; warn about NIC offloads that hide headers from XDP. Exit 0: no findings; 1:
-/// findings (or nothing attached).
+/// findings (or nothing attached, or an interface that is not attached).
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Only this interface (default: every attached interface).
@@ -21,8 +21,8 @@ pub struct Args {
 }
 
 pub fn run(args: Args, paths: &Paths) -> Result<(), Failure> {
-    let report = audit::audit(paths, args.iface.as_deref())
-        .map_err(|e| Failure::input_or_operational(e.is_invalid_input(), e))?;
+    // An interface that is not attached is an operational failure, as nothing attached is.
+    let report = audit::audit(paths, args.iface.as_deref()).map_err(Failure::operational)?;
     if args.json {
         println!(
             "{}",

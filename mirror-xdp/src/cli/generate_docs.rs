@@ -143,14 +143,15 @@ fn render_page(cmd: &clap::Command, parent: Option<&str>) -> io::Result<Vec<u8>>
     Ok(out)
 }
 
-/// What the top page says beyond the options: exit codes (SPEC section 3) and files.
+/// What the top page says beyond the options: exit codes (README "Command line") and files.
 fn root_sections(roff: &mut Roff) {
     roff.control("SH", ["EXIT STATUS"]);
     for (code, meaning) in [
         ("0", "Success."),
         (
             "1",
-            "Operational failure: not root, attach failed, nothing attached.",
+            "Operational failure: not root, attach failed, nothing attached, an interface that \
+             is not attached.",
         ),
         (
             "2",
@@ -372,8 +373,7 @@ mod tests {
             live::sources::POLICY_SOURCES_FILE,
             live::ports::FILE,
             lifecycle::pending::DIR,
-            // Written by the generation in force's attach or reload (policy/in_force).
-            "policy-in-force.json",
+            state::in_force::FILE,
         ] {
             assert!(files.contains(name), "FILES lacks {name}: {files}");
         }

@@ -1,5 +1,5 @@
-//! The command line (SPEC section 3): one file per subcommand, clap derive with the doc
-//! comments as help text, and the exit codes of the contract.
+//! The command line (README, "Command line"): one file per subcommand, clap derive with
+//! the doc comments as help text, and the exit codes of the contract.
 
 mod attach;
 mod audit;
@@ -59,7 +59,7 @@ pub struct Failure {
     pub message: String,
 }
 
-/// Exit codes of SPEC section 3.
+/// Exit codes (README, "Command line").
 pub const EXIT_OPERATIONAL: u8 = 1;
 pub const EXIT_INVALID_INPUT: u8 = 2;
 /// Refused: the policy would lock out the admin's session or established connections.
@@ -151,15 +151,21 @@ impl Cli {
     }
 }
 
-/// The BPF syscalls need CAP_BPF and CAP_NET_ADMIN; say so plainly instead of EPERM.
+/// The BPF syscalls need CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON; say so plainly instead
+/// of EPERM.
 fn require_root() -> Result<(), Failure> {
     // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        return Err(Failure::operational(
-            "mirror-xdp needs root (CAP_BPF and CAP_NET_ADMIN); run it with sudo",
-        ));
+    require_uid_0(unsafe { libc::geteuid() })
+}
+
+/// The message goes out after the program's name (`mirror-xdp: needs root ...`).
+fn require_uid_0(euid: libc::uid_t) -> Result<(), Failure> {
+    match euid {
+        0 => Ok(()),
+        _ => Err(Failure::operational(
+            "needs root (CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON); run it with sudo",
+        )),
     }
-    Ok(())
 }
 
 /// Reads and validates a policy; a rejection is invalid input (exit 2).
@@ -182,4 +188,20 @@ fn changed_on_disk(files: &mirror_xdp::policy::PolicyFiles) -> Option<String> {
             changed.join(", ")
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_root_is_refused_naming_every_capability() {
+        assert!(require_uid_0(0).is_ok());
+        let refused = require_uid_0(1000).expect_err("uid 1000 is not root");
+        assert_eq!(refused.code, EXIT_OPERATIONAL);
+        assert_eq!(
+            refused.message,
+            "needs root (CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON); run it with sudo"
+        );
+    }
 }

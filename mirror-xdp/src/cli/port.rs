@@ -34,6 +34,8 @@ pub enum PortCommand {
     /// Remove a live rule (exactly as it was allowed); policy ports change in the policy
     /// file.
     Remove {
+        /// The live rule's ports, exactly as allowed (a range goes whole): 8080/tcp,
+        /// 30001-30010/udp.
         #[arg(value_name = "PORT[-PORT]/PROTO", value_parser = PortSpec::parse)]
         spec: PortSpec,
     },
@@ -205,6 +207,21 @@ mod tests {
     use std::path::Path;
 
     use super::*;
+
+    const REMOVE_ARG_HELP: &str = "The live rule's ports, exactly as allowed";
+
+    /// `port remove --help` says what its argument is.
+    #[test]
+    fn remove_help_describes_its_argument() {
+        use clap::CommandFactory;
+        let mut cli = super::super::Cli::command();
+        let remove = cli
+            .find_subcommand_mut("port")
+            .and_then(|port| port.find_subcommand_mut("remove"))
+            .expect("port remove");
+        let help = remove.render_help().to_string();
+        assert!(help.contains(REMOVE_ARG_HELP), "{help}");
+    }
 
     fn rule(spec: &str, from: &[&str]) -> LiveRule {
         LiveRule {

@@ -250,7 +250,12 @@ fn expires_text(expires: Expiry, clock: &Clock) -> String {
     let Expiry::At(at) = expires else {
         return "never".to_string();
     };
-    let mut left = at.saturating_sub(clock.unix_secs()).max(1);
+    // Whole seconds left, rounded down: the expiry itself was rounded up, so a new entry
+    // shows its TTL, not one second more.
+    let left_ns = at
+        .saturating_mul(1_000_000_000)
+        .saturating_sub(clock.wall_ns);
+    let mut left = (left_ns / 1_000_000_000).max(1);
     let mut parts = Vec::new();
     for (unit, name) in [(86_400, "d"), (3600, "h"), (60, "m"), (1, "s")] {
         if left >= unit && parts.len() < 2 {
@@ -285,6 +290,22 @@ mod tests {
         assert_eq!(at(5400), "in 1h30m");
         assert_eq!(at(93_784), "in 1d2h");
         assert_eq!(at(86_400 + 300), "in 1d");
+    }
+
+    /// `deny --ttl 30s` answers "expires in 30s", whatever the fraction of the second it
+    /// runs at (the expiry is rounded up to a whole second).
+    #[test]
+    fn a_new_entry_expires_in_its_ttl() {
+        for fraction_ns in [0, 1, 400_000_000, 999_999_999] {
+            let clock = Clock {
+                wall_ns: 1_000 * 1_000_000_000 + fraction_ns,
+                mono_ns: 0,
+            };
+            for (ttl, text) in [(30, "in 30s"), (600, "in 10m"), (5400, "in 1h30m")] {
+                let expires = clock.expiry_after(ttl);
+                assert_eq!(expires_text(expires, &clock), text, "+{fraction_ns} ns");
+            }
+        }
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! The counters of an attached enforcer in the shape of SPEC section 4 (`stats --json`), and
-//! as a table for people.
+//! The counters of an attached enforcer in the shape of `stats --json` (README, "Command
+//! line"), and as a table for people.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;

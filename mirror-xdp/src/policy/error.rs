@@ -1,11 +1,11 @@
 //! A policy rejection that says where: file, line, column and what is wrong.
 
+use std::fmt;
 use std::path::{Path, PathBuf};
 
 /// Why a policy was rejected. `line` and `column` are 1-based; 0 means "the whole file"
 /// (it could not be read).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{}:{line}:{column}: {message}", file.display())]
 pub struct PolicyError {
     pub file: PathBuf,
     pub line: usize,
@@ -41,6 +41,18 @@ impl PolicyError {
     }
 }
 
+/// `file:line:col: message`, or `file: message` when the error is about the whole file: a
+/// file that could not be read has no position to show.
+impl fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let file = self.file.display();
+        match self.line {
+            0 => write!(f, "{file}: {}", self.message),
+            line => write!(f, "{file}:{line}:{}: {}", self.column, self.message),
+        }
+    }
+}
+
 /// Control characters quoted from the input (a TOML "\n" escape in a string, a stray CR in
 /// a set file) are shown escaped, so a message stays one readable line (found by fuzzing).
 fn one_line(message: String) -> String {
@@ -65,5 +77,17 @@ mod tests {
         let e = PolicyError::new(Path::new("p.toml"), 3, 11, "'10.0.\n0.1\t\r' is bad");
         assert_eq!(e.message, "'10.0.\\n0.1\\t\\r' is bad");
         assert_eq!(e.to_string(), "p.toml:3:11: '10.0.\\n0.1\\t\\r' is bad");
+    }
+
+    #[test]
+    fn an_unreadable_file_is_shown_without_line_and_column() {
+        // Line 0: the whole file, as for one that cannot be read.
+        let e = PolicyError::new(
+            Path::new("nonexist.toml"),
+            0,
+            0,
+            "cannot read: no such file",
+        );
+        assert_eq!(e.to_string(), "nonexist.toml: cannot read: no such file");
     }
 }

@@ -1,4 +1,4 @@
-//! The policy file (SPEC section 1): the validated form that the rest of the program uses.
+//! The policy file (README, "Policy reference"): the validated form the program uses.
 //!
 //! `parse` turns TOML text into a [`Policy`], resolving set names and set files; every
 //! rejection is a [`PolicyError`] that names the file, line and column.
@@ -61,7 +61,7 @@ pub struct Settings {
 }
 
 impl Default for Settings {
-    /// The SPEC's example values, which are also the defaults of an absent key.
+    /// The README's example values (Policy reference), also the defaults of an absent key.
     fn default() -> Self {
         Settings {
             mode: Mode::Enforce,

@@ -5,7 +5,8 @@ use ipnet::IpNet;
 use super::raw::RawPort;
 use super::{PortRange, Proto};
 
-/// Reads one entry of `ports`: a number, "n" or "lo-hi"; `Err` says what is wrong.
+/// Reads one entry of `ports`: a number, "n" or "lo-hi" (spaces around the numbers allowed,
+/// as the README says); `Err` says what is wrong.
 pub(super) fn port_range(item: &RawPort) -> Result<PortRange, String> {
     match item {
         RawPort::Number(n) => match u16::try_from(*n) {

@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 use super::{Paths, Record, StateError};
 use crate::policy::{Policy, PolicyError, PolicyFiles};
 
-const FILE: &str = "policy-in-force.json";
+/// The file in the state folder.
+pub const FILE: &str = "policy-in-force.json";
 
 /// The file's contents: the generation the texts belong to, and the texts.
 #[derive(Serialize, Deserialize)]

@@ -24,7 +24,7 @@ mod tests {
 
     use super::*;
 
-    /// The SPEC example without limits and set files.
+    /// A full example policy without limits and set files.
     const EXAMPLE: &str = r#"
 version = 1
 

@@ -1,6 +1,6 @@
-//! Lock-out safety (SPEC section 3): before a policy is applied, judge the admin's SSH
-//! session and the host's established inbound TCP connections with the reference model, and
-//! refuse (exit 3) a policy that would drop them, unless forced.
+//! Lock-out safety (README, "Safety and limits"): before a policy is applied, judge the
+//! admin's SSH session and the host's established inbound TCP connections with the
+//! reference model, and refuse (exit 3) a policy that would drop them, unless forced.
 //!
 //! XDP runs before sshd sees a packet, so a policy that drops the admin's session cuts the
 //! only way to fix it; checking costs a few milliseconds.

@@ -35,10 +35,6 @@ impl Clock {
         }
     }
 
-    pub fn unix_secs(&self) -> u64 {
-        self.wall_ns / 1_000_000_000
-    }
-
     /// The expiry of an entry added now for `ttl_secs`, rounded up to a whole second so it
     /// lasts at least that long.
     pub fn expiry_after(&self, ttl_secs: u64) -> Expiry {

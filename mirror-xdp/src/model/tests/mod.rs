@@ -35,7 +35,7 @@ pub(super) fn ports(list: &[(u16, u16)]) -> Vec<PortRange> {
     list.iter().map(|&(lo, hi)| PortRange { lo, hi }).collect()
 }
 
-/// The SPEC example, without limits: web/rsync open, SSH for admins, 9000 for one peer net.
+/// An example policy without limits: web/rsync open, SSH for admins, 9000 for one peer net.
 pub(super) fn policy() -> Policy {
     Policy {
         path: PathBuf::from("/etc/mirror-xdp/policy.toml"),

@@ -45,13 +45,6 @@ pub enum AuditError {
     TestRun(#[from] crate::observe::testrun::TestRunError),
 }
 
-impl AuditError {
-    /// Invalid input (exit 2) rather than an operational failure (exit 1).
-    pub fn is_invalid_input(&self) -> bool {
-        matches!(self, AuditError::UnknownInterface { .. })
-    }
-}
-
 /// Audits the enforcer on `iface`, or on every interface it is attached to.
 pub fn audit(paths: &Paths, iface: Option<&str>) -> Result<Report, AuditError> {
     let record =

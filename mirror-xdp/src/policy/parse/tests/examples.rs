@@ -1,11 +1,12 @@
-//! The SPEC's example policy and examples/mirror.toml parse to what they say.
+//! An example policy with every section (as in the README's "Policy reference") and
+//! examples/mirror.toml parse to what they say.
 
 use std::net::IpAddr;
 
 use super::*;
 use crate::policy::{Action, Limits, Mode, PortRule, Proto, Settings};
 
-const SPEC_EXAMPLE: &str = r#"version = 1
+const FULL_EXAMPLE: &str = r#"version = 1
 
 [settings]
 mode = "enforce"          # "enforce" | "monitor": monitor counts every would-be drop, passes all
@@ -47,9 +48,9 @@ const PEERS: &[u8] = b"# peers\n198.51.100.7\n2001:db8:b::/48\n";
 const BLOCKLIST: &[u8] = b"198.18.0.0/15\n2001:db8:dead::/48\n192.0.2.0/24\n";
 
 #[test]
-fn spec_example() {
+fn full_example() {
     let (_dir, path) = folder(&[
-        ("policy.toml", SPEC_EXAMPLE.as_bytes()),
+        ("policy.toml", FULL_EXAMPLE.as_bytes()),
         ("peers.txt", PEERS),
         ("blocklist.txt", BLOCKLIST),
     ]);
@@ -110,9 +111,9 @@ fn spec_example() {
 }
 
 #[test]
-fn spec_example_missing_set_file_points_at_its_name() {
+fn full_example_missing_set_file_points_at_its_name() {
     let (dir, path) = folder(&[
-        ("policy.toml", SPEC_EXAMPLE.as_bytes()),
+        ("policy.toml", FULL_EXAMPLE.as_bytes()),
         ("blocklist.txt", BLOCKLIST),
     ]);
     let e = Policy::load(&path).unwrap_err();

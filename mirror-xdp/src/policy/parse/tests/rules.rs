@@ -21,6 +21,25 @@ ports = [5140, "53", "6000-6010", 5140]
     );
 }
 
+/// The README's policy reference: a port may be a quoted number, and spaces around the
+/// numbers of a range (or a port) do not matter; policies in use rely on both.
+#[test]
+fn quoted_numbers_and_spaced_ranges_are_ports() {
+    let p = ok(r#"version = 1
+[[ports]]
+proto = "tcp"
+ports = [22, "22", "30001-30010", "30001 - 30010", " 8080 "]
+"#);
+    let ports = vec![
+        one(22),
+        one(22),
+        range(30001, 30010),
+        range(30001, 30010),
+        one(8080),
+    ];
+    assert_eq!(p.rules[0].ports, ports);
+}
+
 #[test]
 fn bad_ports() {
     let r = "version = 1\n[[ports]]\nproto = \"tcp\"\n";
