@@ -74,7 +74,7 @@ pub fn run(paths: Paths, opts: Options) -> Result<(), DaemonError> {
 
 async fn daemon(paths: Paths, opts: Options) -> Result<(), DaemonError> {
     // Drop events stamped before this are from before the daemon: the log marks them.
-    let started_ns = crate::observe::clock::monotonic_ns();
+    let started_ns = crate::kernel::maps::monotonic_ns();
     // First of all: a SIGHUP or SIGTERM during the start must not kill the process half-way.
     let mut hup = signal(SignalKind::hangup()).map_err(operational)?;
     let mut term = signal(SignalKind::terminate()).map_err(operational)?;

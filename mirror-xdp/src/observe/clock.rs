@@ -3,16 +3,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// CLOCK_MONOTONIC now, the programs' clock (the time since boot, suspend not counted).
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid clock id and a timespec to write to; it cannot fail with these.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
+use crate::kernel::maps::monotonic_ns;
 
 /// The wall-clock time of a CLOCK_MONOTONIC time, from both clocks as they stand now (so a
 /// step of the wall clock since then is taken into account), and how long ago it was.
