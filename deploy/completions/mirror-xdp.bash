@@ -502,7 +502,7 @@ _mirror__xdp() {
             return 0
             ;;
         mirror__subcmd__xdp__subcmd__stats)
-            opts="-h --json --watch --count --reset --bpffs --state-dir --help"
+            opts="-h --json --watch --count --nonzero --top --reset --bpffs --state-dir --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -513,6 +513,10 @@ _mirror__xdp() {
                     return 0
                     ;;
                 --count)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --top)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

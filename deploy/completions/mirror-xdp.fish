@@ -130,8 +130,10 @@ complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand status" -l json -d
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand status" -s h -l help -d 'Print help'
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand stats" -l watch -d 'Refresh every SECS seconds with per-second rates (the first screen shows totals); Ctrl-C stops' -r
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand stats" -l count -d 'With --watch: stop after N screens' -r
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand stats" -l top -d 'Only the N port rows with the most packets (passed + dropped), busiest first (with --watch, ranked by the rates over each interval). Reasons are all shown' -r
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand stats" -l bpffs -d 'Folder on bpffs for the pinned maps and links' -r -F
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand stats" -l state-dir -d 'Folder of the state file' -r -F
-complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand stats" -l json -d 'Machine-readable output (SPEC section 4)'
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand stats" -l json -d 'Machine-readable output (SPEC section 4); with --watch, one JSON object a line'
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand stats" -l nonzero -d 'Only rows with a nonzero number: reasons and ports that saw packets (with --watch, in the numbers on each screen: totals first, then rates)'
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand stats" -l reset -d 'Print the counters, then zero them all (with --json the JSON shows them as they were)'
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand stats" -s h -l help -d 'Print help'
