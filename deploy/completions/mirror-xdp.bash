@@ -28,6 +28,9 @@ _mirror__xdp() {
             mirror__xdp,detach)
                 cmd="mirror__xdp__subcmd__detach"
                 ;;
+            mirror__xdp,diff)
+                cmd="mirror__xdp__subcmd__diff"
+                ;;
             mirror__xdp,port)
                 cmd="mirror__xdp__subcmd__port"
                 ;;
@@ -74,7 +77,7 @@ _mirror__xdp() {
 
     case "${cmd}" in
         mirror__xdp)
-            opts="-h -V --bpffs --state-dir --help --version attach audit check detach port reload run source status stats"
+            opts="-h -V --bpffs --state-dir --help --version attach audit check detach diff port reload run source status stats"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -197,6 +200,32 @@ _mirror__xdp() {
             fi
             case "${prev}" in
                 --iface)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --bpffs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mirror__subcmd__xdp__subcmd__diff)
+            opts="-h --policy --bpffs --state-dir --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --policy)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -502,7 +531,7 @@ _mirror__xdp() {
             return 0
             ;;
         mirror__subcmd__xdp__subcmd__stats)
-            opts="-h --json --watch --count --reset --bpffs --state-dir --help"
+            opts="-h --json --watch --count --nonzero --top --reset --bpffs --state-dir --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -513,6 +542,10 @@ _mirror__xdp() {
                     return 0
                     ;;
                 --count)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --top)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -32,6 +32,7 @@ complete -c mirror-xdp -n "__fish_mirror_xdp_needs_command" -f -a "attach" -d 'L
 complete -c mirror-xdp -n "__fish_mirror_xdp_needs_command" -f -a "audit" -d 'Run a corpus of evasive frames (VLAN/QinQ tags, IPv4 options, tiny and overlapping fragments, IPv6 extension chains, bogus TCP offsets, NULL/FIN/Xmas scans, zero and broadcast addresses, IPv4-mapped IPv6 sources, tunnels) through the attached program with BPF test runs, and report every frame whose verdict differs from the live policy\'s intent; warn about NIC offloads that hide headers from XDP. Exit 0: no findings; 1: findings (or nothing attached, or an interface that is not attached)'
 complete -c mirror-xdp -n "__fish_mirror_xdp_needs_command" -f -a "check" -d 'Validate a policy file (syntax, addresses, sets, set files, rule conflicts) and check that it would not drop the current SSH session or this host\'s established inbound connections'
 complete -c mirror-xdp -n "__fish_mirror_xdp_needs_command" -f -a "detach" -d 'Detach the enforcer; without --iface from every interface (and remove its pins)'
+complete -c mirror-xdp -n "__fish_mirror_xdp_needs_command" -f -a "diff" -d 'Show what `reload` would change: ports opened and closed, sources added and removed per rule, settings and limits. Exit 0: no change; 1: changes; 2: an invalid policy, a policy a reload would refuse, or nothing attached'
 complete -c mirror-xdp -n "__fish_mirror_xdp_needs_command" -f -a "port" -d 'Live port rules: open ports (to everyone or to some sources) or close them again, at once, without re-attaching'
 complete -c mirror-xdp -n "__fish_mirror_xdp_needs_command" -f -a "reload" -d 'Re-read the policy and apply it atomically (no packet meets half a policy). An invalid policy changes nothing and says where the problem is'
 complete -c mirror-xdp -n "__fish_mirror_xdp_needs_command" -f -a "run" -d 'Attach (or adopt the enforcer attached already, without a gap) and stay in the foreground: reload on policy file changes and SIGHUP, serve Prometheus metrics, log sampled drops. SIGTERM stops the daemon, not the protection'
@@ -65,6 +66,10 @@ complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand detach" -l iface -
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand detach" -l bpffs -d 'Folder on bpffs for the pinned maps and links' -r -F
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand detach" -l state-dir -d 'Folder of the state file' -r -F
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand detach" -s h -l help -d 'Print help'
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand diff" -l policy -d 'The policy file to compare (default: the file of the policy in force)' -r -F
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand diff" -l bpffs -d 'Folder on bpffs for the pinned maps and links' -r -F
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand diff" -l state-dir -d 'Folder of the state file' -r -F
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand diff" -s h -l help -d 'Print help'
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand port; and not __fish_seen_subcommand_from allow remove list" -l bpffs -d 'Folder on bpffs for the pinned maps and links' -r -F
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand port; and not __fish_seen_subcommand_from allow remove list" -l state-dir -d 'Folder of the state file' -r -F
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand port; and not __fish_seen_subcommand_from allow remove list" -s h -l help -d 'Print help'
@@ -130,8 +135,10 @@ complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand status" -l json -d
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand status" -s h -l help -d 'Print help'
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand stats" -l watch -d 'Refresh every SECS seconds with per-second rates (the first screen shows totals); Ctrl-C stops' -r
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand stats" -l count -d 'With --watch: stop after N screens' -r
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand stats" -l top -d 'Only the N port rows with the most packets (passed + dropped), busiest first (with --watch, ranked by the rates over each interval). Reasons are all shown' -r
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand stats" -l bpffs -d 'Folder on bpffs for the pinned maps and links' -r -F
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand stats" -l state-dir -d 'Folder of the state file' -r -F
-complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand stats" -l json -d 'Machine-readable output (SPEC section 4)'
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand stats" -l json -d 'Machine-readable output; with --watch, one JSON object a line'
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand stats" -l nonzero -d 'Only rows with a nonzero number: reasons and ports that saw packets (with --watch, in the numbers on each screen: totals first, then rates)'
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand stats" -l reset -d 'Print the counters, then zero them all (with --json the JSON shows them as they were)'
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand stats" -s h -l help -d 'Print help'

@@ -1,7 +1,9 @@
 //! Sampled drop events: the record the XDP program puts in the drop ring buffer for a packet
 //! it drops (or, in monitor mode, would drop), and the kernel-side rate that bounds them.
 
-/// One dropped packet, as `run` logs it. 24 bytes; the ring buffer adds an 8-byte header.
+/// One dropped packet, as `run` logs it. 32 bytes; the ring buffer adds an 8-byte header.
+/// Builds before `time_ns` wrote the first 24 bytes only: the reader tells them by the
+/// record's length, so the ring buffer keeps its name across the change.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DropEvent {
@@ -18,14 +20,20 @@ pub struct DropEvent {
     /// `drop_event_flag::*` bits.
     pub flags: u8,
     pub _pad: [u8; 2],
+    /// When the packet was dropped: CLOCK_MONOTONIC (`bpf_ktime_get_ns`), never the test
+    /// clock; zero in a record of an older build.
+    pub time_ns: u64,
 }
+
+/// The size of a record from a build before `DropEvent::time_ns`.
+pub const DROP_EVENT_V1_BYTES: usize = 24;
 
 pub mod drop_event_flag {
     /// Monitor mode: the packet passed, but the policy would have dropped it.
     pub const WOULD_DROP: u8 = 1 << 0;
 }
 
-/// Size of the drop ring buffer: about 8,000 events, several seconds of the rate below on
+/// Size of the drop ring buffer: about 6,500 events, several seconds of the rate below on
 /// every CPU of a large host, so a reader that stalls briefly loses nothing.
 pub const DROP_RING_BYTES: u32 = 256 * 1024;
 

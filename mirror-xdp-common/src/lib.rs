@@ -135,7 +135,7 @@ const _: () = {
     assert!(size_of::<LimiterState>() == 24);
     assert!(size_of::<Counter>() == 16);
     assert!(size_of::<PortCounter>() == 16);
-    assert!(size_of::<DropEvent>() == 24);
+    assert!(size_of::<DropEvent>() == 32);
     assert!(size_of::<DropBucket>() == 16);
 };
 

@@ -13,6 +13,14 @@ pub fn now(config: &Config) -> u64 {
     unsafe { bpf_ktime_get_ns() }
 }
 
+/// The real CLOCK_MONOTONIC, whatever the test clock says: a drop event's time is for the
+/// log, which turns it into wall-clock time.
+#[inline(always)]
+pub fn real() -> u64 {
+    // SAFETY: the helper has no preconditions.
+    unsafe { bpf_ktime_get_ns() }
+}
+
 /// A cheaper clock of jiffy resolution (a few ms), for rate limits that need no more: the
 /// drop log's sampling. The test clock overrides it too.
 #[inline(always)]

@@ -77,6 +77,7 @@ pub fn emit(src: &[u8; 16], meta: u64) {
         reason: (meta >> 32) as u8,
         flags: (meta >> 40) as u8,
         _pad: [0; 2],
+        time_ns: clock::real(),
     });
     entry.submit(0);
 }

@@ -1,7 +1,8 @@
 //! `mirror-xdp run` end to end: it enforces, serves metrics on the server namespace's
 //! loopback, reloads when the policy is replaced editor-style or by a ConfigMap-style
 //! `..data` symlink swap and on SIGHUP, keeps the old policy when the new one is invalid,
-//! logs sampled drops without flooding, and leaves protection in force when it is killed or
+//! logs sampled drops without flooding (each line with its time, those from before it
+//! started marked as earlier), and leaves protection in force when it is killed or
 //! stopped; a restart adopts the attached enforcer without a gap and keeps its counters.
 #![expect(
     unused_crate_dependencies,
@@ -12,9 +13,12 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
-use mirror_xdp_tests::cli::{cli_bin, generation, reason, stats, status, write_policy};
+use mirror_xdp::observe::clock::rfc3339;
+use mirror_xdp_tests::cli::{
+    attach_policy, cli_bin, generation, reason, stats, stats_when, status, write_policy,
+};
 use mirror_xdp_tests::egress_hook::{self, HOOKS};
 use mirror_xdp_tests::flood::udp_blast;
 use mirror_xdp_tests::netns::ChildGuard;
@@ -148,15 +152,24 @@ fn check_drop_log(bed: &Testbed, log: &Path) {
     // The kernel samples a burst of up to 100 events, more than the log's 20 lines a
     // second: the rest are summed up in a `... N more` line when the log's second is over.
     poll_until(Duration::from_secs(5), || {
-        read(log).lines().any(|l| l.starts_with("... "))
+        read(log)
+            .lines()
+            .any(|l| body(l).is_some_and(|b| b.starts_with("... ")))
     })
     .unwrap_or_else(|| panic!("no summary of hidden drop lines:\n{}", read(log)));
     let text = read(log);
-    let shown = text.lines().filter(|l| *l == line).count() as u64;
+    assert!(
+        text.lines()
+            .filter(|l| l.contains(&line))
+            .all(|l| body(l) == Some(&line)),
+        "each drop line starts with its time:\n{text}"
+    );
+    let shown = text.lines().filter(|l| body(l) == Some(&line)).count() as u64;
     let hidden: u64 = text
         .lines()
         .filter_map(|l| {
-            l.strip_prefix("... ")?
+            body(l)?
+                .strip_prefix("... ")?
                 .split(' ')
                 .next()?
                 .parse::<u64>()
@@ -175,6 +188,98 @@ fn check_drop_log(bed: &Testbed, log: &Path) {
     // The kernel's bucket (100 a second per CPU, a burst of 100) let through far fewer
     // events than packets; the log's own cap then showed fewer still.
     assert!(shown + hidden < dropped / 2, "{} events", shown + hidden);
+}
+
+/// Drops while no daemon runs wait in the ring buffer: `run` logs them first, marked as
+/// earlier with the time they happened, and stamps each later line with its drop's time.
+#[test]
+fn run_marks_drops_from_before_it_started() {
+    const EARLY: u64 = 5;
+    require_root();
+    let bed = Testbed::new().expect("testbed");
+    let _echo = UdpEchoSet::start(&bed.server, &[OPEN, CLOSED]).expect("udp echo");
+    let path = attach_policy(&bed, &policy(&[OPEN]));
+    // Millisecond timestamps, and the two clocks read apart: a little slack.
+    let slack = Duration::from_millis(50);
+    let first = rfc3339(SystemTime::now() - slack);
+    let target = SocketAddr::from((SERVER_V4, FLOODED));
+    let sent = udp_blast(
+        &bed.client,
+        CLIENT_V4.into(),
+        target,
+        EARLY,
+        Duration::from_secs(5),
+    )
+    .expect("blast");
+    assert_eq!(sent, EARLY);
+    stats_when(&bed, Duration::from_secs(3), |s| {
+        reason(s, "port_closed", "drop_packets") > 0
+    });
+    let last = rfc3339(SystemTime::now() + slack);
+    // So that "how long ago" is at least a second.
+    std::thread::sleep(Duration::from_secs(1));
+
+    let (mut daemon, log) = spawn_run(&bed, &path);
+    wait_enforced(&bed, &mut daemon, &log, CLOSED);
+    // The first probes of the closed port may precede the daemon's start (the enforcer was
+    // attached): probe again once it runs, until one is logged as new.
+    poll_until(Duration::from_secs(5), || {
+        read(&log).contains("running (pid")
+    })
+    .unwrap_or_else(|| panic!("not running:\n{}", read(&log)));
+    let new = format!("drop port_closed {CLIENT_V4} -> udp/{CLOSED}");
+    poll_until(Duration::from_secs(5), || {
+        assert!(!answered(&bed, CLOSED), "a closed port answered");
+        read(&log).lines().any(|l| body(l) == Some(&new))
+    })
+    .unwrap_or_else(|| panic!("no line for the drops after the start:\n{}", read(&log)));
+    let text = read(&log);
+    println!("daemon log:\n{text}");
+
+    let old = format!("drop port_closed {CLIENT_V4} -> udp/{FLOODED}");
+    let earlier: Vec<(&str, &str)> = text
+        .lines()
+        .filter(|l| l.ends_with(&old))
+        .map(|l| {
+            let b = body(l).unwrap_or_else(|| panic!("no time: {l:?}"));
+            let ago = b
+                .strip_prefix("earlier (before this daemon started, ")
+                .and_then(|r| r.strip_suffix(&format!(" s ago): {old}")))
+                .unwrap_or_else(|| panic!("not marked as earlier: {l:?}"));
+            (&l[..TIME_LEN], ago)
+        })
+        .collect();
+    assert!(
+        !earlier.is_empty() && earlier.len() as u64 <= EARLY,
+        "{text}"
+    );
+    for (time, ago) in earlier {
+        assert!(
+            first.as_str() <= time && time <= last.as_str(),
+            "{time} not in {first}..{last}"
+        );
+        let ago: f64 = ago.parse().unwrap_or_else(|_| panic!("{ago:?}"));
+        assert!((1.0..60.0).contains(&ago), "{ago} s ago");
+    }
+    let now = rfc3339(SystemTime::now() + slack);
+    for l in text.lines().filter(|l| body(l) == Some(&new)) {
+        let time = &l[..TIME_LEN];
+        assert!(
+            last.as_str() < time && time <= now.as_str(),
+            "{l:?} not in {last}..{now}"
+        );
+    }
+}
+
+/// `2025-03-04T05:06:07.089Z`
+const TIME_LEN: usize = 24;
+
+/// A drop-log line without the time it starts with; None if it does not start with one.
+fn body(line: &str) -> Option<&str> {
+    let (time, rest) = line.split_once(' ')?;
+    let b = time.as_bytes();
+    let stamped = b.len() == TIME_LEN && b[10] == b'T' && b[19] == b'.' && time.ends_with('Z');
+    stamped.then_some(rest)
 }
 
 #[test]

@@ -1,5 +1,6 @@
-//! Prometheus metrics of an attached enforcer, scraped over HTTP, and the `stats --watch` and
-//! `stats --reset` commands, against UDP traffic we count ourselves.
+//! Prometheus metrics of an attached enforcer, scraped over HTTP, and the `stats --watch`
+//! (as tables and as JSON lines) and `stats --reset` commands, against UDP traffic we count
+//! ourselves.
 #![expect(
     unused_crate_dependencies,
     reason = "an integration test links every dependency of the tests package and uses a few"
@@ -61,7 +62,8 @@ fn metrics_watch_and_reset() {
 
     check_metrics(&bed);
     let watch_sent = check_watch(&bed, &socket, target);
-    check_reset(&bed, SENT + watch_sent);
+    let json_sent = check_watch_json(&bed, &socket, target);
+    check_reset(&bed, SENT + watch_sent + json_sent);
 }
 
 /// Serves the metrics of the testbed's enforcer from this process (the pins are on the
@@ -165,24 +167,7 @@ fn check_metrics(bed: &Testbed) {
 /// `stats --watch 1 --count 2` into a pipe: a totals block, then a rates block showing the
 /// traffic sent meanwhile. Returns how many datagrams were sent.
 fn check_watch(bed: &Testbed, socket: &UdpSocket, target: SocketAddr) -> u64 {
-    let sending = AtomicBool::new(true);
-    let (out, sent) = std::thread::scope(|scope| {
-        let sender = scope.spawn(|| {
-            // Fire and forget, 50 a second (the pace, not a wait), until the watch is over.
-            let mut sent = 0;
-            while sending.load(Ordering::Relaxed) {
-                if socket.send_to(PAYLOAD, target).is_ok() {
-                    sent += 1;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            sent
-        });
-        let out = run_ok(bed, &["stats", "--watch", "1", "--count", "2"]);
-        sending.store(false, Ordering::Relaxed);
-        (out, sender.join().expect("sender"))
-    });
-    let text = out.stdout;
+    let (text, sent) = run_while_sending(bed, socket, target, &["--count", "2"]);
     println!("stats --watch 1 --count 2:\n{text}");
     assert!(
         !text.contains('\x1b'),
@@ -229,6 +214,81 @@ fn check_watch(bed: &Testbed, socket: &UdpSocket, target: SocketAddr) -> u64 {
     assert!(row(rates, &["udp", &port])[0] > 5.0, "{rates}");
     assert_eq!(row(rates, &["tcp", "80"]), [0.0, 0.0], "{rates}");
     sent
+}
+
+/// `stats --watch 1 --count 2 --json --top 1`: two lines, each a whole `stats --json`
+/// object; the second adds the rates, and both list only the busiest port. Returns how many
+/// datagrams were sent.
+fn check_watch_json(bed: &Testbed, socket: &UdpSocket, target: SocketAddr) -> u64 {
+    let args = ["--count", "2", "--json", "--top", "1"];
+    let (text, sent) = run_while_sending(bed, socket, target, &args);
+    println!("stats --watch 1 {args:?}:\n{text}");
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?} in\n{text}")))
+        .collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    let port = |v: &serde_json::Value| -> Vec<(String, u64)> {
+        let ports = v["ports"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no ports: {v}"));
+        ports
+            .iter()
+            .map(|p| {
+                (
+                    p["proto"].as_str().unwrap().to_string(),
+                    p["port"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let busiest = vec![("udp".to_string(), u64::from(UDP_PORT))];
+    for line in &lines {
+        assert!(reason(line, "allowed", "packets") >= SENT, "{line}");
+        assert!(
+            line["time"].as_str().is_some_and(|t| t.ends_with('Z')),
+            "{line}"
+        );
+        assert_eq!(port(line), busiest, "--top 1: {line}");
+    }
+    assert!(lines[0]["rates"].is_null(), "{}", lines[0]);
+    let rates = &lines[1]["rates"];
+    assert_eq!(port(rates), busiest, "{rates}");
+    let allowed = rates["reasons"]["allowed"]["packets"]
+        .as_f64()
+        .unwrap_or(0.0);
+    assert!(
+        allowed > 5.0 && allowed < 500.0,
+        "about 50 a second: {rates}"
+    );
+    sent
+}
+
+/// `stats --watch 1 ARGS` while datagrams go to `target` at 50 a second: its output, and
+/// how many were sent.
+fn run_while_sending(
+    bed: &Testbed,
+    socket: &UdpSocket,
+    target: SocketAddr,
+    args: &[&str],
+) -> (String, u64) {
+    let sending = AtomicBool::new(true);
+    std::thread::scope(|scope| {
+        let sender = scope.spawn(|| {
+            // Fire and forget, 50 a second (the pace, not a wait), until the watch is over.
+            let mut sent = 0;
+            while sending.load(Ordering::Relaxed) {
+                if socket.send_to(PAYLOAD, target).is_ok() {
+                    sent += 1;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            sent
+        });
+        let out = run_ok(bed, &[&["stats", "--watch", "1"], args].concat());
+        sending.store(false, Ordering::Relaxed);
+        (out.stdout, sender.join().expect("sender"))
+    })
 }
 
 /// `stats --reset --json` prints the counters as they were, then every counter reads zero.

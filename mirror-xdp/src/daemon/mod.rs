@@ -38,7 +38,7 @@ pub struct Options {
     pub force: bool,
 }
 
-/// Why the daemon did not start; each maps to an exit code of SPEC section 3.
+/// Why the daemon did not start; each maps to an exit code (README, "Command line").
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
     /// The policy does not validate (exit 2).
@@ -73,6 +73,8 @@ pub fn run(paths: Paths, opts: Options) -> Result<(), DaemonError> {
 }
 
 async fn daemon(paths: Paths, opts: Options) -> Result<(), DaemonError> {
+    // Drop events stamped before this are from before the daemon: the log marks them.
+    let started_ns = crate::kernel::maps::monotonic_ns();
     // First of all: a SIGHUP or SIGTERM during the start must not kill the process half-way.
     let mut hup = signal(SignalKind::hangup()).map_err(operational)?;
     let mut term = signal(SignalKind::terminate()).map_err(operational)?;
@@ -102,7 +104,7 @@ async fn daemon(paths: Paths, opts: Options) -> Result<(), DaemonError> {
     }
     match drops::open(&paths) {
         Ok(ring) => {
-            tokio::spawn(drops::run(ring, log));
+            tokio::spawn(drops::run(ring, started_ns, log));
             log(&format!(
                 "drop log: sampled in the kernel (at most {} events a second per CPU), at most {} lines a second here",
                 mirror_xdp_common::events::DROP_EVENTS_PER_SEC,

@@ -89,7 +89,9 @@ pub fn render(stats: &Stats, reloads: ReloadCounts) -> String {
     header(
         &mut out,
         "mirror_xdp_reloads_total",
-        "Policy reloads by this daemon, per result.",
+        // The state record counts them, whoever reloaded: not only this daemon.
+        "Policy reloads since the enforcer was attached (the reload command, the daemon's \
+         reloads and adoptions), per result.",
         "counter",
     );
     for (result, value) in [("ok", reloads.ok), ("error", reloads.error)] {
@@ -275,6 +277,8 @@ mod tests {
             "mirror_xdp_port_packets_total{proto=\"tcp\",port=\"80\",verdict=\"drop\"} 2",
             "# TYPE mirror_xdp_policy_generation gauge",
             "mirror_xdp_policy_generation 3",
+            "# HELP mirror_xdp_reloads_total Policy reloads since the enforcer was attached \
+             (the reload command, the daemon's reloads and adoptions), per result.",
             "# TYPE mirror_xdp_reloads_total counter",
             "mirror_xdp_reloads_total{result=\"ok\"} 2",
             "mirror_xdp_reloads_total{result=\"error\"} 1",
