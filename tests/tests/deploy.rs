@@ -169,8 +169,14 @@ fn configmap_holds_the_example_policy() {
     let from_configmap = Policy::parse(text, &example)
         .unwrap_or_else(|e| panic!("the ConfigMap's policy.toml is invalid: {e}"));
     let from_example = Policy::load(&example).expect("examples/mirror.toml is valid");
+    // The same policy, whatever the comments say: the texts it was read from aside.
+    let meaning = |p: Policy| Policy {
+        files: Default::default(),
+        ..p
+    };
     assert_eq!(
-        from_configmap, from_example,
+        meaning(from_configmap),
+        meaning(from_example),
         "deploy/kubernetes/configmap.yaml and examples/mirror.toml hold different policies"
     );
 }

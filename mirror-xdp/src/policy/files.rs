@@ -20,6 +20,20 @@ pub struct PolicyFiles {
 }
 
 impl PolicyFiles {
+    /// The same files by absolute paths, so a copy kept by a command run in one folder
+    /// still names them for a command run in another.
+    pub fn absolute(&self) -> PolicyFiles {
+        let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+        PolicyFiles {
+            policy: absolute(&self.policy),
+            texts: self
+                .texts
+                .iter()
+                .map(|(path, text)| (absolute(path), text.clone()))
+                .collect(),
+        }
+    }
+
     /// The paths whose text on disk is no longer what was read (changed, gone, unreadable).
     pub fn changed_on_disk(&self) -> Vec<&Path> {
         self.texts
@@ -73,6 +87,9 @@ impl Reader<'_> {
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
+    use super::PolicyFiles;
     use crate::policy::Policy;
 
     #[test]
@@ -88,6 +105,7 @@ mod tests {
         std::fs::write(&set, "203.0.113.0/24\n").unwrap();
         let policy = Policy::load(&policy_path).unwrap();
         assert_eq!(policy.files.texts.len(), 2);
+        assert_eq!(policy.files.absolute(), policy.files);
         assert!(policy.files.changed_on_disk().is_empty());
 
         std::fs::write(&set, "0.0.0.0/0\n").unwrap();
@@ -97,6 +115,21 @@ mod tests {
         assert_eq!(kept, policy);
         std::fs::remove_file(&set).unwrap();
         assert_eq!(Policy::from_files(&policy.files).unwrap(), policy);
+    }
+
+    #[test]
+    fn relative_names_are_kept_as_absolute_ones() {
+        let texts = [("policy.toml", "a"), ("sets/admins.txt", "b")]
+            .map(|(p, t)| (PathBuf::from(p), t.to_string()));
+        let relative = PolicyFiles {
+            policy: "policy.toml".into(),
+            texts: texts.into_iter().collect(),
+        };
+        let cwd = std::env::current_dir().unwrap();
+        let absolute = relative.absolute();
+        assert_eq!(absolute.policy, cwd.join("policy.toml"));
+        assert_eq!(absolute.texts[&cwd.join("sets/admins.txt")], "b");
+        assert_eq!(absolute.texts.len(), 2);
     }
 
     #[test]

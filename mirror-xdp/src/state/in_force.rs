@@ -47,12 +47,13 @@ pub enum InForceError {
     },
 }
 
-/// Writes the texts of generation `generation` (into the pending folder, see above).
+/// Writes the texts of generation `generation` (into the pending folder, see above), by
+/// absolute paths.
 pub fn save(paths: &Paths, generation: u64, files: &PolicyFiles) -> Result<(), StateError> {
     let path = paths.state_dir.join(FILE);
     let kept = Kept {
         generation,
-        files: files.clone(),
+        files: files.absolute(),
     };
     let text = serde_json::to_vec(&kept).expect("texts always serialise");
     super::dir::write_atomic(&path, &text).map_err(|source| StateError::Write { path, source })
