@@ -30,6 +30,12 @@ pub const CLIENT_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 2);
 pub const ADMIN_V4: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
 pub const ADMIN_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xa, 0, 0, 0, 0, 0x10);
 
+/// A second veth pair between the namespaces ([`Testbed::add_second_link`]), on its own /26.
+pub const SERVER_IF2: &str = "mxs1";
+pub const CLIENT_IF2: &str = "mxc1";
+pub const SERVER2_V4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 65);
+pub const CLIENT2_V4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 66);
+
 const BPFFS: &str = "/sys/fs/bpf";
 static PIN_COUNTER: AtomicU32 = AtomicU32::new(0);
 
@@ -113,6 +119,23 @@ impl Testbed {
     }
 
     /// The CLI's bpffs pin directory (`MIRROR_XDP_BPFFS`).
+    /// Adds the second link ([`SERVER_IF2`] to [`CLIENT_IF2`]); it dies with the namespaces.
+    pub fn add_second_link(&self) -> Result<()> {
+        let client = self.client.name().to_string();
+        self.server.run_ok(
+            "ip",
+            &["link", "add", SERVER_IF2, "type", "veth", "peer", "name", CLIENT_IF2, "netns", &client],
+        )?;
+        let server_addr = format!("{SERVER2_V4}/26");
+        let client_addr = format!("{CLIENT2_V4}/26");
+        self.server.run_ok("ip", &["addr", "add", &server_addr, "dev", SERVER_IF2])?;
+        self.server.run_ok("ip", &["link", "set", SERVER_IF2, "up"])?;
+        self.client.run_ok("ip", &["addr", "add", &client_addr, "dev", CLIENT_IF2])?;
+        self.client.run_ok("ip", &["link", "set", CLIENT_IF2, "up"])?;
+        wait_up(&self.server, SERVER_IF2)?;
+        wait_up(&self.client, CLIENT_IF2)
+    }
+
     pub fn bpffs_dir(&self) -> &Path {
         &self.pin_dir.path
     }
@@ -168,6 +191,7 @@ impl Testbed {
     pub fn server_addr_for(src: IpAddr) -> IpAddr {
         match src {
             IpAddr::V4(a) if a == ADMIN_V4 => SERVER_ADMIN_V4.into(),
+            IpAddr::V4(a) if a == CLIENT2_V4 => SERVER2_V4.into(),
             IpAddr::V4(_) => SERVER_V4.into(),
             IpAddr::V6(a) if a == ADMIN_V6 => SERVER_ADMIN_V6.into(),
             IpAddr::V6(_) => SERVER_V6.into(),

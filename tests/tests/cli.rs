@@ -10,7 +10,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::Command;
 
 use mirror_xdp_tests::cli::{
-    assert_exit, attach_policy, cli_bin, interfaces, run, run_ok, status, try_attach, write_policy,
+    assert_exit, attach_policy, cli_bin, interfaces, reason, run, run_ok, stats, status,
+    try_attach, write_policy,
 };
 use mirror_xdp_tests::pinned::names;
 use mirror_xdp_tests::probe::{ProbeResult, tcp_connect};
@@ -226,33 +227,10 @@ fn not_attached_is_an_operational_failure() {
 fn two_interfaces_attach_and_detach_one_at_a_time() {
     require_root();
     let bed = Testbed::new().expect("testbed");
-    // A second link between the namespaces on its own /26; dies with the namespaces.
-    ip(
-        &bed,
-        &[
-            "link",
-            "add",
-            "mxs1",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "mxc1",
-            "netns",
-            bed.client.name(),
-        ],
-    );
-    ip(&bed, &["addr", "add", "198.51.100.65/26", "dev", "mxs1"]);
-    ip(&bed, &["link", "set", "mxs1", "up"]);
-    bed.client
-        .run_ok("ip", &["addr", "add", "198.51.100.66/26", "dev", "mxc1"])
-        .expect("client address");
-    bed.client
-        .run_ok("ip", &["link", "set", "mxc1", "up"])
-        .expect("client link up");
+    bed.add_second_link().expect("second link");
     let _tcp = TcpListenerSet::start(&bed.server, &[OPEN, CLOSED]).expect("tcp listeners");
-    let second = IpAddr::from(Ipv4Addr::new(198, 51, 100, 66));
-    let dst = SocketAddr::from((Ipv4Addr::new(198, 51, 100, 65), CLOSED));
+    let second = IpAddr::from(CLIENT2_V4);
+    let dst = SocketAddr::from((SERVER2_V4, CLOSED));
     let closed_via_second = || {
         tcp_connect(&bed.client, second, dst, PROBE_TIMEOUT).expect("probe over the second link")
     };
@@ -287,4 +265,62 @@ fn two_interfaces_attach_and_detach_one_at_a_time() {
     assert_enforcing(&bed, OPEN, CLOSED, "mxs0 still attached");
     let r = run(&bed, &["detach", "--iface", "mxs1"]);
     assert_eq!(r.code, Some(1), "mxs1 is no longer attached: {r:?}");
+}
+
+/// `attach --iface` with an enforcer attached adds the interface to it: the same generation
+/// and maps (counters go on), the first interface's link untouched; an interface attached
+/// already, or another policy, is refused and changes nothing.
+#[test]
+fn attach_adds_an_interface_to_the_running_enforcer() {
+    require_root();
+    let bed = Testbed::new().expect("testbed");
+    bed.add_second_link().expect("second link");
+    let _tcp = TcpListenerSet::start(&bed.server, &[OPEN, CLOSED]).expect("tcp listeners");
+    let via_second = |port: u16| {
+        let dst = SocketAddr::from((SERVER2_V4, port));
+        tcp_connect(&bed.client, CLIENT2_V4.into(), dst, PROBE_TIMEOUT).expect("probe")
+    };
+    let path = attach_policy(&bed, POLICY);
+    let policy = path.to_str().unwrap();
+    assert_enforcing(&bed, OPEN, CLOSED, "mxs0 attached");
+    let before = status(&bed);
+    let dropped_before = port_closed_drops(&bed);
+
+    let r = run_ok(
+        &bed,
+        &["attach", "--iface", SERVER_IF2, "--policy", policy],
+    );
+    assert!(r.stdout.contains("added to the enforcer in force (generation 1)"), "{r:?}");
+    let after = status(&bed);
+    let names: Vec<String> = interfaces(&after).into_iter().map(|i| i.0).collect();
+    assert_eq!(names, [SERVER_IF, SERVER_IF2]);
+    assert_eq!(after["policy"]["generation"], before["policy"]["generation"]);
+    // One program, the first interface's link as it was.
+    assert_eq!(after["interfaces"][0], before["interfaces"][0]);
+    assert_eq!(after["interfaces"][1]["prog_id"], before["interfaces"][0]["prog_id"]);
+    assert_eq!(via_second(OPEN), ProbeResult::Open(banner(OPEN)), "mxs1 added");
+    assert_eq!(via_second(CLOSED), ProbeResult::Timeout, "mxs1 added");
+    assert_enforcing(&bed, OPEN, CLOSED, "mxs0 after the add");
+    // The same counters: the drops on mxs1 add to those counted on mxs0 before.
+    assert!(port_closed_drops(&bed) > dropped_before);
+
+    let again = run(&bed, &["attach", "--iface", SERVER_IF2, "--policy", policy]);
+    assert_eq!(again.code, Some(1), "{again:?}");
+    assert!(again.stderr.contains("already attached"), "{again:?}");
+    let other = write_policy(&bed, "other.toml", &POLICY.replace("443", "8443"));
+    run_ok(&bed, &["detach", "--iface", SERVER_IF2]);
+    let r = run(
+        &bed,
+        &["attach", "--iface", SERVER_IF2, "--policy", other.to_str().unwrap()],
+    );
+    assert_eq!(r.code, Some(2), "{r:?}");
+    assert!(r.stderr.contains("adding an interface keeps that policy"), "{r:?}");
+    assert!(!xdp_on(&bed, SERVER_IF2), "a refused add links nothing");
+    assert_eq!(via_second(CLOSED), ProbeResult::Open(banner(CLOSED)), "refused add");
+    assert_enforcing(&bed, OPEN, CLOSED, "mxs0 after the refused add");
+}
+
+/// Drops of closed ports so far, from `stats --json`.
+fn port_closed_drops(bed: &Testbed) -> u64 {
+    reason(&stats(bed), "port_closed", "packets")
 }

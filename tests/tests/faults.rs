@@ -56,11 +56,20 @@ enum InForce {
 }
 
 fn in_force(bed: &Testbed) -> InForce {
+    in_force_from(bed, CLIENT_V4.into())
+}
+
+/// [`in_force`] over the second link.
+fn in_force_on_second(bed: &Testbed) -> InForce {
+    in_force_from(bed, CLIENT2_V4.into())
+}
+
+fn in_force_from(bed: &Testbed, src: std::net::IpAddr) -> InForce {
     let answered = parallel(&[A_PORT, B_PORT], |&port| {
-        match udp_probe_within(&bed.client, CLIENT_V4.into(), port, PROBE_TIMEOUT) {
+        match udp_probe_within(&bed.client, src, port, PROBE_TIMEOUT) {
             UdpResult::Answered => true,
             UdpResult::NoAnswer => false,
-            UdpResult::Refused => panic!("probing udp/{port}: refused"),
+            UdpResult::Refused => panic!("probing udp/{port} from {src}: refused"),
         }
     });
     match (answered[0], answered[1]) {
@@ -427,5 +436,70 @@ fn run_adopting_finishes_a_killed_reload(hook: &str) {
     // Generation 1 attached, 2 finished by recovery, 3 the adoption's own reload.
     assert_eq!(status(&bed)["policy"]["generation"], 3);
     assert_clean_attached(&bed, got, "run");
+    run_ok(&bed, &["detach"]);
+}
+
+#[test]
+fn adding_an_interface_killed_at_each_step_leaves_the_first_enforcing_and_is_rolled_back() {
+    add_killed_at_each_step(HOOKS[0]);
+}
+
+#[test]
+fn adding_an_interface_killed_at_each_step_on_the_tc_hook_is_rolled_back() {
+    add_killed_at_each_step(HOOKS[1]);
+}
+
+/// `attach --iface mxs1` added to the enforcer on mxs0, killed at each step: mxs0 enforces
+/// policy A throughout; the next attach rolls the half-done add back and adds mxs1 whole,
+/// and `detach --iface mxs1` then leaves nothing of it.
+fn add_killed_at_each_step(hook: &str) {
+    require_root();
+    let bed = Testbed::new().expect("testbed");
+    bed.add_second_link().expect("second link");
+    let _echo = UdpEchoSet::start(&bed.server, &[A_PORT, B_PORT]).expect("udp echo");
+    let a = write_policy(&bed, "a.toml", &policy(A_PORT));
+    let got = egress_hook::expected(hook, &bed.server, SERVER_IF2);
+    run_ok(&bed, &attach_args(&a, hook));
+    let add = {
+        let mut args = attach_args(&a, hook);
+        args[2] = SERVER_IF2;
+        args
+    };
+    // The add links the egress hook as attach does: on tc, attach's tc steps come with it.
+    let mut steps: Vec<&str> = fault::ADD.to_vec();
+    if got == "tc" {
+        steps.splice(1..1, ["attach:tc-pending-written", "attach:clsact-added"]);
+    }
+    for step in steps {
+        let what = &format!("{step} (--egress-hook {hook})");
+        crash(&bed, step, &add);
+        assert_eq!(in_force(&bed), InForce::PolicyA, "mxs0 after a crash at {what}");
+        if step == "add:state-written" {
+            run_ok(&bed, &["status"]);
+        } else {
+            if step == "add:xdp-linked" {
+                let r = run(&bed, &["status"]);
+                assert_eq!(r.code, Some(1), "status after {what}: {r:?}");
+                stderr_has(&r, "did not finish", what);
+            }
+            let r = run_ok(&bed, &add);
+            stderr_has(&r, "rolled it back", what);
+        }
+        let doc = status(&bed);
+        assert_eq!(doc["interfaces"][1]["name"], SERVER_IF2, "{what}: {doc}");
+        assert_eq!(doc["interfaces"][1]["egress"], got, "{what}: {doc}");
+        assert_eq!(in_force_on_second(&bed), InForce::PolicyA, "mxs1 added after {what}");
+        run_ok(&bed, &["detach", "--iface", SERVER_IF2]);
+        let left: Vec<String> = names(bed.bpffs_dir(), "")
+            .into_iter()
+            .filter(|n| n.ends_with(SERVER_IF2))
+            .collect();
+        assert!(left.is_empty(), "{what}: {left:?}");
+        let filters = egress_hook::our_filters(&bed.server, SERVER_IF2);
+        assert!(filters.is_empty(), "{what}: {filters:?}");
+        assert!(!bed.state_dir().join("pending").exists(), "{what}");
+        assert_eq!(in_force_on_second(&bed), InForce::Nothing, "mxs1 detached after {what}");
+        assert_eq!(in_force(&bed), InForce::PolicyA, "mxs0 at the end of {what}");
+    }
     run_ok(&bed, &["detach"]);
 }

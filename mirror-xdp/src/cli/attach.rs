@@ -10,7 +10,9 @@ use mirror_xdp::{
 };
 
 /// Load the enforcer with a policy, attach it to interfaces and pin it: protection stays in
-/// force after this command returns.
+/// force after this command returns. With an enforcer attached already, add the interfaces
+/// to it (same generation, same maps; the policy must be the one in force): the interfaces
+/// attached before never stop enforcing.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Interface to protect (repeat for several).
@@ -57,7 +59,8 @@ pub fn run(args: Args, paths: &Paths) -> Result<(), Failure> {
         true => Failure::invalid(e),
         false => Failure::operational(e),
     })?;
-    for i in &record.interfaces {
+    let before = record.interfaces.len() - args.ifaces.len();
+    for i in record.interfaces.iter().filter(|i| args.ifaces.contains(&i.name)) {
         println!(
             "attached to {} ({} mode, program {}, egress {}), policy {} in {} mode",
             i.name,
@@ -66,6 +69,13 @@ pub fn run(args: Args, paths: &Paths) -> Result<(), Failure> {
             i.egress.name(),
             record.policy.path.display(),
             record.mode
+        );
+    }
+    if before > 0 {
+        println!(
+            "added to the enforcer in force (generation {}): it protects {}",
+            record.policy.generation,
+            record.interface_names()
         );
     }
     Ok(())

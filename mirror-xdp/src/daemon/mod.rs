@@ -217,7 +217,8 @@ fn adopt(
     if have != want {
         log(&format!(
             "note: the attached enforcer protects {}, not {} as --iface says: adopting it as it is, nothing is detached \
-             (to change interfaces: `mirror-xdp detach`, then start `run` again)",
+             (`mirror-xdp attach --iface IF --policy FILE` adds an interface to it, \
+             `mirror-xdp detach --iface IF` removes one)",
             have.join(", "),
             want.join(", ")
         ));

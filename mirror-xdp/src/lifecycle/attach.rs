@@ -3,12 +3,13 @@
 
 use std::path::{Path, PathBuf};
 
-use aya::programs::{SchedClassifier, Xdp, XdpMode, links::FdLink};
+use aya::programs::{SchedClassifier, Xdp};
 
 use super::{
-    LifecycleError,
-    egress::{self, EgressChoice},
+    LifecycleError, add,
+    egress::EgressChoice,
     fault,
+    link::{AttachMode, attach_xdp, interface_exists, link_egress, pin_link, set_egress},
     object::{self, Sizes},
     pending,
     pins::create_pin_dir,
@@ -20,22 +21,15 @@ use crate::{
     compile::{compile, possible_cpus},
     kernel::maps::Maps,
     policy::Policy,
-    state::{EgressHook, InterfaceRecord, Paths, PolicyRecord, PortRecord, Record},
+    state::{Paths, PolicyRecord, PortRecord, Record},
 };
-
-/// How to attach XDP: `auto` tries native (driver) mode and falls back to skb (generic).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum AttachMode {
-    Auto,
-    Native,
-    Skb,
-}
 
 /// Attaches a policy to interfaces. Everything is pinned under `paths.bpffs`; on any failure
 /// what was done so far is undone, so the host is left as it was. Crash-safe: each interface
 /// is linked only once the maps are complete and enabled, so it enforces nothing or the whole
 /// policy; the pending record lets the next command roll an unfinished attach back
-/// ([`super::recover`]).
+/// ([`super::recover`]). With an enforcer attached already, the interfaces are added to it
+/// ([`add`]): the policy must then be the one in force.
 pub fn attach(
     paths: &Paths,
     ifaces: &[String],
@@ -50,9 +44,7 @@ pub fn attach(
     let live_lock = crate::state::dir::lock(&paths.state_dir)?;
     recover(paths, &live_lock, Recovery::RollBackAttach, progress)?;
     if let Some(record) = Record::load(paths)? {
-        return Err(LifecycleError::AlreadyAttached {
-            interfaces: record.interface_names(),
-        });
+        return add::add_interfaces(paths, record, ifaces, policy, mode, egress_choice, progress);
     }
     for iface in ifaces {
         if !interface_exists(iface) {
@@ -168,104 +160,6 @@ pub fn attach(
     Ok(record)
 }
 
-/// The interface's entry with its egress hook (added, or updated when the hook's record
-/// changes). Its XDP mode is filled in once XDP is linked.
-fn set_egress(record: &mut Record, iface: &str, prog_id: u32, egress: EgressHook) {
-    match record.interfaces.iter_mut().find(|i| i.name == iface) {
-        Some(entry) => entry.egress = egress,
-        None => record.interfaces.push(InterfaceRecord {
-            name: iface.to_string(),
-            xdp_mode: String::new(),
-            prog_id,
-            egress,
-        }),
-    }
-}
-
-/// Links the egress program to `iface` by the hook `choice` asks for (`auto`: TCX if the
-/// kernel accepts it, else tc) and says which and why. Before a tc filter or qdisc is
-/// added, `record` writes the pending record that names them.
-fn link_egress(
-    egress: &mut SchedClassifier,
-    iface: &str,
-    choice: EgressChoice,
-    paths: &Paths,
-    progress: &mut dyn FnMut(&str),
-    record: &mut dyn FnMut(EgressHook) -> Result<(), LifecycleError>,
-) -> Result<EgressHook, LifecycleError> {
-    let why = match choice {
-        EgressChoice::Tcx | EgressChoice::Auto => match egress::attach_tcx(egress, iface, paths) {
-            Ok(()) => {
-                progress(&format!("egress on {iface}: TCX link"));
-                return Ok(EgressHook::Tcx);
-            }
-            Err(e) if choice == EgressChoice::Tcx => return Err(e),
-            Err(LifecycleError::AttachEgress { source, .. }) => {
-                format!("this kernel refused TCX: {}", super::chain(&source))
-            }
-            Err(e) => return Err(e),
-        },
-        EgressChoice::Tc => "--egress-hook tc".to_string(),
-    };
-    let mut filter = egress::plan_tc(iface)?;
-    record(EgressHook::Tc(filter))?;
-    fault::point("attach:tc-pending-written");
-    if filter.clsact_created && !egress::add_clsact(iface)? {
-        // Someone else added it meanwhile: it is not ours to remove.
-        filter.clsact_created = false;
-        record(EgressHook::Tc(filter))?;
-    }
-    egress::create_tc(egress, iface, &filter)?;
-    progress(&format!(
-        "egress on {iface}: tc clsact filter pref {} handle {:#x} ({why})",
-        filter.priority, filter.handle
-    ));
-    Ok(EgressHook::Tc(filter))
-}
-
-fn attach_xdp(
-    xdp: &mut Xdp,
-    iface: &str,
-    mode: AttachMode,
-    progress: &mut dyn FnMut(&str),
-) -> Result<(FdLink, &'static str), LifecycleError> {
-    let try_mode = |xdp: &mut Xdp, xdp_mode, name: &'static str| {
-        let fail = |source| LifecycleError::AttachXdp {
-            iface: iface.to_string(),
-            mode: name,
-            source,
-        };
-        let id = xdp.attach(iface, xdp_mode).map_err(fail)?;
-        let link = xdp.take_link(id).map_err(fail)?;
-        FdLink::try_from(link)
-            .map(|l| (l, name))
-            .map_err(|e| LifecycleError::Pin {
-                path: PathBuf::from(iface),
-                message: format!("the XDP attachment is not a bpf_link ({e})"),
-            })
-    };
-    match mode {
-        AttachMode::Native => try_mode(xdp, XdpMode::Driver, "native"),
-        AttachMode::Skb => try_mode(xdp, XdpMode::Skb, "skb"),
-        AttachMode::Auto => match try_mode(xdp, XdpMode::Driver, "native") {
-            Ok(found) => Ok(found),
-            Err(e) => {
-                progress(&format!(
-                    "{e}\nfalling back to skb (generic) mode on {iface}"
-                ));
-                try_mode(xdp, XdpMode::Skb, "skb")
-            }
-        },
-    }
-}
-
-fn pin_link(link: FdLink, path: &Path) -> Result<(), LifecycleError> {
-    link.pin(path).map(drop).map_err(|e| LifecycleError::Pin {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })
-}
-
 /// Undoes a half-done attach when dropped armed.
 struct Rollback<'a> {
     paths: &'a Paths,
@@ -288,11 +182,6 @@ impl Drop for Rollback<'_> {
             }
         }
     }
-}
-
-/// Asks the kernel of this network namespace (/sys may show another one's interfaces).
-fn interface_exists(iface: &str) -> bool {
-    nix::net::if_::if_nametoindex(iface).is_ok()
 }
 
 fn absolute(path: &Path) -> PathBuf {

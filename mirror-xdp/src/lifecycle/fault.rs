@@ -29,6 +29,16 @@ pub const ATTACH: &[&str] = &[
     "attach:state-written",
 ];
 
+/// The steps of adding interfaces to the enforcer in force (`attach --iface` while it is
+/// attached). Nothing new is linked before `add:egress-linked`; the new interfaces enforce
+/// from `add:xdp-linked` on.
+pub const ADD: &[&str] = &[
+    "add:pending-written",
+    "add:egress-linked",
+    "add:xdp-linked",
+    "add:state-written",
+];
+
 /// The steps of a `reload` that takes the spare generation ([`super::spare`]), up to the
 /// swap; [`RELOAD_SWAP`] follows. The maps fill while the pending record is written, in
 /// another thread: each of the two has its own step.
@@ -78,7 +88,7 @@ pub const TC_ONLY: &[&str] = &[
 
 /// Every step, of every command.
 pub fn all_steps() -> Vec<&'static str> {
-    [ATTACH, RELOAD_SPARE, RELOAD_FRESH, RELOAD_SWAP, DETACH].concat()
+    [ATTACH, ADD, RELOAD_SPARE, RELOAD_FRESH, RELOAD_SWAP, DETACH].concat()
 }
 
 /// Crashes here if [`ENV`] names `step`.

@@ -12,17 +12,21 @@
 //! - [`swap`]: pointing the pinned links at another generation's programs;
 //! - [`pending`]: the state files an attach or reload will commit;
 //! - [`teardown`]: removing pins, the sysctl and the state file;
+//! - [`link`]: linking a generation's programs to an interface;
 //! - [`recover`]: finishing or rolling back what a killed command left;
+//! - [`add`]: adding an interface to the enforcer in force;
 //! - [`attach`], [`detach`], [`reload`]: the commands.
 //!
 //! Outside the module, [`crate::state`] (the folders and the state record) and
 //! [`crate::kernel::maps`] (the maps' contents) sit below it.
 
+pub mod add;
 pub mod attach;
 pub mod compat;
 pub mod detach;
 pub mod egress;
 pub mod fault;
+pub mod link;
 pub mod lockout;
 pub mod object;
 pub mod pending;
@@ -35,7 +39,9 @@ pub mod teardown;
 
 use std::path::PathBuf;
 
-pub use attach::{AttachMode, attach};
+pub use add::add_interfaces;
+pub use attach::attach;
+pub use link::AttachMode;
 pub use detach::detach;
 pub use egress::EgressChoice;
 pub use object::Sizes;
@@ -51,8 +57,24 @@ const ADOPT_ADVICE: &str = "this build cannot adopt the attached enforcer withou
 /// What can go wrong in attaching, reloading, detaching or recovering.
 #[derive(Debug, thiserror::Error)]
 pub enum LifecycleError {
-    #[error("an enforcer is already attached (to {interfaces}); run `mirror-xdp detach` first")]
+    #[error(
+        "already attached to {interfaces}: `attach --iface` adds other interfaces; \
+         `mirror-xdp detach --iface` removes one"
+    )]
     AlreadyAttached { interfaces: String },
+    #[error(
+        "the enforcer runs generation {generation} of {}, and adding an interface keeps that \
+         policy: {} is not it (or has changed since). Add the interface with --policy {}, \
+         or `mirror-xdp reload` first (`mirror-xdp diff` shows the difference)",
+        in_force.display(), given.display(), in_force.display()
+    )]
+    NotThePolicyInForce {
+        given: PathBuf,
+        in_force: PathBuf,
+        generation: u64,
+    },
+    #[error(transparent)]
+    InForce(#[from] crate::state::in_force::InForceError),
     #[error("nothing is attached (no state in {0})")]
     NotAttached(PathBuf),
     #[error("nothing is attached (no state in {0}); run `mirror-xdp attach` first")]
@@ -196,7 +218,7 @@ impl LifecycleError {
     /// [`LifecycleError::Lockout`]).
     pub fn is_invalid_input(&self) -> bool {
         match self {
-            LifecycleError::Invalid(_) => true,
+            LifecycleError::Invalid(_) | LifecycleError::NotThePolicyInForce { .. } => true,
             LifecycleError::LivePorts(e) => e.is_invalid_input(),
             // The policy does not fit this machine (a limit below the CPU count).
             LifecycleError::Compile(crate::compile::CompileError::Policy(_)) => true,

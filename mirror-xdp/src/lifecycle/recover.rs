@@ -12,6 +12,11 @@
 //!   `gen-N-new` is thrown away; from the first update on, the swap is finished with the
 //!   programs pinned in `gen-N-new`, which is then renamed `gen-N`, and the pending record is
 //!   committed. Each link runs one generation's program with that generation's maps.
+//! - adding an interface (`attach --iface` with an enforcer attached): the pending record of
+//!   the generation in force names the new interfaces before anything is linked; an add that
+//!   did not finish is rolled back (their links unpinned, their tc filters deleted), the
+//!   interfaces attached before untouched. Once an XDP link is pinned, only `attach`,
+//!   `detach` and `run` roll it back; other commands say what to run.
 //! - detach: an interface whose XDP link pin is gone is no longer attached: its egress hook
 //!   goes too (TCX link, or tc filter and the qdisc we added); with none left, the detach is
 //!   finished (pins, sysctl, state file).
@@ -28,7 +33,7 @@ use super::{
     swap::{Programs, promote_staging, running, swap_links},
     teardown::{finish_detach, remove_egress_hooks, remove_pins, restore_syncookies},
 };
-use crate::state::{EgressHook, Paths, Record, dir::Lock};
+use crate::state::{EgressHook, InterfaceRecord, Paths, Record, dir::Lock};
 
 /// How far recovery may go.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,7 +57,7 @@ pub fn recover(
     let pending = pending::load(paths)?;
     match Record::load(paths)? {
         None => unattached(paths, pending, level, progress),
-        Some(record) => attached(paths, record, pending, progress),
+        Some(record) => attached(paths, record, pending, level, progress),
     }
 }
 
@@ -121,8 +126,11 @@ fn attached(
     paths: &Paths,
     mut record: Record,
     pending: Option<Record>,
+    level: Recovery,
     progress: &mut dyn FnMut(&str),
 ) -> Result<bool, LifecycleError> {
+    let added = unfinished_add(paths, &record, pending.as_ref(), level, progress)?;
+    let pending = if added { None } else { pending };
     let gone: Vec<String> = record
         .interfaces
         .iter()
@@ -151,7 +159,75 @@ fn attached(
     }
     let finished = finish_reload(paths, &mut record, pending, progress)?;
     let removed = remove_dead_generations(paths, &record, progress)?;
-    Ok(!gone.is_empty() || finished || removed)
+    Ok(added || !gone.is_empty() || finished || removed)
+}
+
+/// An add of interfaces that did not finish: rolled back, unless it linked XDP somewhere
+/// and `level` only finishes.
+fn unfinished_add(
+    paths: &Paths,
+    record: &Record,
+    pending: Option<&Record>,
+    level: Recovery,
+    progress: &mut dyn FnMut(&str),
+) -> Result<bool, LifecycleError> {
+    let new = added_interfaces(record, pending);
+    let linked: Vec<&str> = new
+        .iter()
+        .filter(|i| paths.xdp_link_pin(&i.name).exists())
+        .map(|i| i.name.as_str())
+        .collect();
+    if !linked.is_empty() && level == Recovery::FinishOnly {
+        return Err(LifecycleError::Unfinished(format!(
+            "adding {} to the enforcer did not finish (the process ended half-way). Run \
+             `mirror-xdp attach` again (it rolls the unfinished add back first) or \
+             `mirror-xdp detach`",
+            linked.join(", ")
+        )));
+    }
+    roll_back_add(paths, record, pending, progress)
+}
+
+/// The interfaces a pending record of the generation in force names and `record` does not:
+/// an add under way.
+fn added_interfaces<'a>(record: &Record, pending: Option<&'a Record>) -> Vec<&'a InterfaceRecord> {
+    let Some(pending) = pending.filter(|p| p.policy.generation == record.policy.generation)
+    else {
+        return Vec::new();
+    };
+    pending
+        .interfaces
+        .iter()
+        .filter(|p| !record.interfaces.iter().any(|r| r.name == p.name))
+        .collect()
+}
+
+/// Unlinks the interfaces an add did not finish adding (XDP first, then the egress hook)
+/// and throws its pending record away; returns whether there were any.
+pub fn roll_back_add(
+    paths: &Paths,
+    record: &Record,
+    pending: Option<&Record>,
+    progress: &mut dyn FnMut(&str),
+) -> Result<bool, LifecycleError> {
+    let new = added_interfaces(record, pending);
+    if new.is_empty() {
+        return Ok(false);
+    }
+    for iface in &new {
+        pins::unpin_link(&paths.xdp_link_pin(&iface.name));
+    }
+    for iface in &new {
+        egress::remove(paths, iface, progress)?;
+    }
+    pending::discard(paths);
+    let names: Vec<&str> = new.iter().map(|i| i.name.as_str()).collect();
+    progress(&format!(
+        "note: adding {} to the enforcer did not finish: rolled it back (the interfaces \
+         attached before were not touched)",
+        names.join(", ")
+    ));
+    Ok(true)
 }
 
 /// Finishes a reload that swapped at least one link, or commits one that swapped them all.

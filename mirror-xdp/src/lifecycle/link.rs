@@ -1,0 +1,127 @@
+//! Linking the programs of a generation to an interface (egress hook first, then XDP) and
+//! recording what was linked: shared by `attach` and by adding an interface to a running
+//! enforcer ([`super::add`]).
+
+use std::path::{Path, PathBuf};
+
+use aya::programs::{SchedClassifier, Xdp, XdpMode, links::FdLink};
+
+use super::{
+    LifecycleError,
+    egress::{self, EgressChoice},
+    fault,
+};
+use crate::state::{EgressHook, InterfaceRecord, Paths, Record};
+
+/// How to attach XDP: `auto` tries native (driver) mode and falls back to skb (generic).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum AttachMode {
+    Auto,
+    Native,
+    Skb,
+}
+
+/// The interface's entry with its egress hook (added, or updated when the hook's record
+/// changes). Its XDP mode is filled in once XDP is linked.
+pub fn set_egress(record: &mut Record, iface: &str, prog_id: u32, egress: EgressHook) {
+    match record.interfaces.iter_mut().find(|i| i.name == iface) {
+        Some(entry) => entry.egress = egress,
+        None => record.interfaces.push(InterfaceRecord {
+            name: iface.to_string(),
+            xdp_mode: String::new(),
+            prog_id,
+            egress,
+        }),
+    }
+}
+
+/// Links the egress program to `iface` by the hook `choice` asks for (`auto`: TCX if the
+/// kernel accepts it, else tc) and says which and why. Before a tc filter or qdisc is
+/// added, `record` writes the pending record that names them.
+pub fn link_egress(
+    egress: &mut SchedClassifier,
+    iface: &str,
+    choice: EgressChoice,
+    paths: &Paths,
+    progress: &mut dyn FnMut(&str),
+    record: &mut dyn FnMut(EgressHook) -> Result<(), LifecycleError>,
+) -> Result<EgressHook, LifecycleError> {
+    let why = match choice {
+        EgressChoice::Tcx | EgressChoice::Auto => match egress::attach_tcx(egress, iface, paths) {
+            Ok(()) => {
+                progress(&format!("egress on {iface}: TCX link"));
+                return Ok(EgressHook::Tcx);
+            }
+            Err(e) if choice == EgressChoice::Tcx => return Err(e),
+            Err(LifecycleError::AttachEgress { source, .. }) => {
+                format!("this kernel refused TCX: {}", super::chain(&source))
+            }
+            Err(e) => return Err(e),
+        },
+        EgressChoice::Tc => "--egress-hook tc".to_string(),
+    };
+    let mut filter = egress::plan_tc(iface)?;
+    record(EgressHook::Tc(filter))?;
+    fault::point("attach:tc-pending-written");
+    if filter.clsact_created && !egress::add_clsact(iface)? {
+        // Someone else added it meanwhile: it is not ours to remove.
+        filter.clsact_created = false;
+        record(EgressHook::Tc(filter))?;
+    }
+    egress::create_tc(egress, iface, &filter)?;
+    progress(&format!(
+        "egress on {iface}: tc clsact filter pref {} handle {:#x} ({why})",
+        filter.priority, filter.handle
+    ));
+    Ok(EgressHook::Tc(filter))
+}
+
+pub fn attach_xdp(
+    xdp: &mut Xdp,
+    iface: &str,
+    mode: AttachMode,
+    progress: &mut dyn FnMut(&str),
+) -> Result<(FdLink, &'static str), LifecycleError> {
+    let try_mode = |xdp: &mut Xdp, xdp_mode, name: &'static str| {
+        let fail = |source| LifecycleError::AttachXdp {
+            iface: iface.to_string(),
+            mode: name,
+            source,
+        };
+        let id = xdp.attach(iface, xdp_mode).map_err(fail)?;
+        let link = xdp.take_link(id).map_err(fail)?;
+        FdLink::try_from(link)
+            .map(|l| (l, name))
+            .map_err(|e| LifecycleError::Pin {
+                path: PathBuf::from(iface),
+                message: format!("the XDP attachment is not a bpf_link ({e})"),
+            })
+    };
+    match mode {
+        AttachMode::Native => try_mode(xdp, XdpMode::Driver, "native"),
+        AttachMode::Skb => try_mode(xdp, XdpMode::Skb, "skb"),
+        AttachMode::Auto => match try_mode(xdp, XdpMode::Driver, "native") {
+            Ok(found) => Ok(found),
+            Err(e) => {
+                progress(&format!(
+                    "{e}\nfalling back to skb (generic) mode on {iface}"
+                ));
+                try_mode(xdp, XdpMode::Skb, "skb")
+            }
+        },
+    }
+}
+
+pub fn pin_link(link: FdLink, path: &Path) -> Result<(), LifecycleError> {
+    link.pin(path).map(drop).map_err(|e| LifecycleError::Pin {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+
+/// Asks the kernel of this network namespace (/sys may show another one's interfaces).
+pub fn interface_exists(iface: &str) -> bool {
+    nix::net::if_::if_nametoindex(iface).is_ok()
+}
+
