@@ -124,14 +124,21 @@ impl Testbed {
         let client = self.client.name().to_string();
         self.server.run_ok(
             "ip",
-            &["link", "add", SERVER_IF2, "type", "veth", "peer", "name", CLIENT_IF2, "netns", &client],
+            &[
+                "link", "add", SERVER_IF2, "type", "veth", "peer", "name", CLIENT_IF2, "netns",
+                &client,
+            ],
         )?;
         let server_addr = format!("{SERVER2_V4}/26");
         let client_addr = format!("{CLIENT2_V4}/26");
-        self.server.run_ok("ip", &["addr", "add", &server_addr, "dev", SERVER_IF2])?;
-        self.server.run_ok("ip", &["link", "set", SERVER_IF2, "up"])?;
-        self.client.run_ok("ip", &["addr", "add", &client_addr, "dev", CLIENT_IF2])?;
-        self.client.run_ok("ip", &["link", "set", CLIENT_IF2, "up"])?;
+        self.server
+            .run_ok("ip", &["addr", "add", &server_addr, "dev", SERVER_IF2])?;
+        self.server
+            .run_ok("ip", &["link", "set", SERVER_IF2, "up"])?;
+        self.client
+            .run_ok("ip", &["addr", "add", &client_addr, "dev", CLIENT_IF2])?;
+        self.client
+            .run_ok("ip", &["link", "set", CLIENT_IF2, "up"])?;
         wait_up(&self.server, SERVER_IF2)?;
         wait_up(&self.client, CLIENT_IF2)
     }

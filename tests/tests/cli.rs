@@ -6,7 +6,7 @@
     reason = "an integration test links every dependency of the tests package and uses a few"
 )]
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::process::Command;
 
 use mirror_xdp_tests::cli::{
@@ -286,19 +286,30 @@ fn attach_adds_an_interface_to_the_running_enforcer() {
     let before = status(&bed);
     let dropped_before = port_closed_drops(&bed);
 
-    let r = run_ok(
-        &bed,
-        &["attach", "--iface", SERVER_IF2, "--policy", policy],
+    let r = run_ok(&bed, &["attach", "--iface", SERVER_IF2, "--policy", policy]);
+    assert!(
+        r.stdout
+            .contains("added to the enforcer in force (generation 1)"),
+        "{r:?}"
     );
-    assert!(r.stdout.contains("added to the enforcer in force (generation 1)"), "{r:?}");
     let after = status(&bed);
     let names: Vec<String> = interfaces(&after).into_iter().map(|i| i.0).collect();
     assert_eq!(names, [SERVER_IF, SERVER_IF2]);
-    assert_eq!(after["policy"]["generation"], before["policy"]["generation"]);
+    assert_eq!(
+        after["policy"]["generation"],
+        before["policy"]["generation"]
+    );
     // One program, the first interface's link as it was.
     assert_eq!(after["interfaces"][0], before["interfaces"][0]);
-    assert_eq!(after["interfaces"][1]["prog_id"], before["interfaces"][0]["prog_id"]);
-    assert_eq!(via_second(OPEN), ProbeResult::Open(banner(OPEN)), "mxs1 added");
+    assert_eq!(
+        after["interfaces"][1]["prog_id"],
+        before["interfaces"][0]["prog_id"]
+    );
+    assert_eq!(
+        via_second(OPEN),
+        ProbeResult::Open(banner(OPEN)),
+        "mxs1 added"
+    );
     assert_eq!(via_second(CLOSED), ProbeResult::Timeout, "mxs1 added");
     assert_enforcing(&bed, OPEN, CLOSED, "mxs0 after the add");
     // The same counters: the drops on mxs1 add to those counted on mxs0 before.
@@ -311,12 +322,25 @@ fn attach_adds_an_interface_to_the_running_enforcer() {
     run_ok(&bed, &["detach", "--iface", SERVER_IF2]);
     let r = run(
         &bed,
-        &["attach", "--iface", SERVER_IF2, "--policy", other.to_str().unwrap()],
+        &[
+            "attach",
+            "--iface",
+            SERVER_IF2,
+            "--policy",
+            other.to_str().unwrap(),
+        ],
     );
     assert_eq!(r.code, Some(2), "{r:?}");
-    assert!(r.stderr.contains("adding an interface keeps that policy"), "{r:?}");
+    assert!(
+        r.stderr.contains("adding an interface keeps that policy"),
+        "{r:?}"
+    );
     assert!(!xdp_on(&bed, SERVER_IF2), "a refused add links nothing");
-    assert_eq!(via_second(CLOSED), ProbeResult::Open(banner(CLOSED)), "refused add");
+    assert_eq!(
+        via_second(CLOSED),
+        ProbeResult::Open(banner(CLOSED)),
+        "refused add"
+    );
     assert_enforcing(&bed, OPEN, CLOSED, "mxs0 after the refused add");
 }
 

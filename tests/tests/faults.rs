@@ -473,7 +473,11 @@ fn add_killed_at_each_step(hook: &str) {
     for step in steps {
         let what = &format!("{step} (--egress-hook {hook})");
         crash(&bed, step, &add);
-        assert_eq!(in_force(&bed), InForce::PolicyA, "mxs0 after a crash at {what}");
+        assert_eq!(
+            in_force(&bed),
+            InForce::PolicyA,
+            "mxs0 after a crash at {what}"
+        );
         if step == "add:state-written" {
             run_ok(&bed, &["status"]);
         } else {
@@ -488,7 +492,11 @@ fn add_killed_at_each_step(hook: &str) {
         let doc = status(&bed);
         assert_eq!(doc["interfaces"][1]["name"], SERVER_IF2, "{what}: {doc}");
         assert_eq!(doc["interfaces"][1]["egress"], got, "{what}: {doc}");
-        assert_eq!(in_force_on_second(&bed), InForce::PolicyA, "mxs1 added after {what}");
+        assert_eq!(
+            in_force_on_second(&bed),
+            InForce::PolicyA,
+            "mxs1 added after {what}"
+        );
         run_ok(&bed, &["detach", "--iface", SERVER_IF2]);
         let left: Vec<String> = names(bed.bpffs_dir(), "")
             .into_iter()
@@ -498,8 +506,16 @@ fn add_killed_at_each_step(hook: &str) {
         let filters = egress_hook::our_filters(&bed.server, SERVER_IF2);
         assert!(filters.is_empty(), "{what}: {filters:?}");
         assert!(!bed.state_dir().join("pending").exists(), "{what}");
-        assert_eq!(in_force_on_second(&bed), InForce::Nothing, "mxs1 detached after {what}");
-        assert_eq!(in_force(&bed), InForce::PolicyA, "mxs0 at the end of {what}");
+        assert_eq!(
+            in_force_on_second(&bed),
+            InForce::Nothing,
+            "mxs1 detached after {what}"
+        );
+        assert_eq!(
+            in_force(&bed),
+            InForce::PolicyA,
+            "mxs0 at the end of {what}"
+        );
     }
     run_ok(&bed, &["detach"]);
 }

@@ -60,7 +60,11 @@ pub fn run(args: Args, paths: &Paths) -> Result<(), Failure> {
         false => Failure::operational(e),
     })?;
     let before = record.interfaces.len() - args.ifaces.len();
-    for i in record.interfaces.iter().filter(|i| args.ifaces.contains(&i.name)) {
+    for i in record
+        .interfaces
+        .iter()
+        .filter(|i| args.ifaces.contains(&i.name))
+    {
         println!(
             "attached to {} ({} mode, program {}, egress {}), policy {} in {} mode",
             i.name,

@@ -61,10 +61,17 @@ pub fn add_interfaces(
     pending::write_record(paths, &next)?;
     fault::point("add:pending-written");
     for iface in ifaces {
-        let hook = link_egress(&mut egress, iface, egress_choice, paths, progress, &mut |hook| {
-            set_egress(&mut next, iface, prog_id, hook);
-            pending::write_record(paths, &next)
-        })?;
+        let hook = link_egress(
+            &mut egress,
+            iface,
+            egress_choice,
+            paths,
+            progress,
+            &mut |hook| {
+                set_egress(&mut next, iface, prog_id, hook);
+                pending::write_record(paths, &next)
+            },
+        )?;
         set_egress(&mut next, iface, prog_id, hook);
         pending::write_record(paths, &next)?;
         fault::point("add:egress-linked");

@@ -119,9 +119,7 @@ pub fn pin_link(link: FdLink, path: &Path) -> Result<(), LifecycleError> {
     })
 }
 
-
 /// Asks the kernel of this network namespace (/sys may show another one's interfaces).
 pub fn interface_exists(iface: &str) -> bool {
     nix::net::if_::if_nametoindex(iface).is_ok()
 }
-

@@ -41,9 +41,9 @@ use std::path::PathBuf;
 
 pub use add::add_interfaces;
 pub use attach::attach;
-pub use link::AttachMode;
 pub use detach::detach;
 pub use egress::EgressChoice;
+pub use link::AttachMode;
 pub use object::Sizes;
 pub use recover::for_reading;
 pub use reload::{Reloaded, reload};

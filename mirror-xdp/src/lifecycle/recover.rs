@@ -191,8 +191,7 @@ fn unfinished_add(
 /// The interfaces a pending record of the generation in force names and `record` does not:
 /// an add under way.
 fn added_interfaces<'a>(record: &Record, pending: Option<&'a Record>) -> Vec<&'a InterfaceRecord> {
-    let Some(pending) = pending.filter(|p| p.policy.generation == record.policy.generation)
-    else {
+    let Some(pending) = pending.filter(|p| p.policy.generation == record.policy.generation) else {
         return Vec::new();
     };
     pending

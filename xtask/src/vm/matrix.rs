@@ -60,8 +60,9 @@ pub const MATRIX: &[Entry] = &[
             "native_mode_works_on_veth",
             "jumbo_mtu_refuses_native_and_auto_falls_back_to_skb",
             "two_interfaces_attach_and_detach_one_at_a_time",
+            "attach_adds_an_interface_to_the_running_enforcer",
         ],
-        "attach/detach, native and skb modes, jumbo MTU fallback, two interfaces",
+        "attach/detach, native and skb modes, jumbo MTU fallback, two interfaces, adding one",
     ),
     entry(
         "enforcer",
@@ -122,7 +123,7 @@ pub const MATRIX: &[Entry] = &[
     entry(
         "faults",
         ALL,
-        "crash recovery at every step (attach, reload on both paths, detach, adopt)",
+        "crash recovery at every step (attach, adding an interface, reload on both paths, detach, adopt)",
     )
     .limit(1500),
     entry(
