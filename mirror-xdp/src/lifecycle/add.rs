@@ -5,16 +5,13 @@
 //! new interface before anything is linked, the egress hook goes first and XDP last, and
 //! the next command rolls an add that did not finish back ([`super::recover`]).
 
-use aya::programs::{SchedClassifier, Xdp};
-
 use super::{
     LifecycleError,
     egress::EgressChoice,
     fault,
     link::{AttachMode, attach_xdp, interface_exists, link_egress, pin_link, set_egress},
-    object::pinned_program_id,
+    object::{pinned_program_id, pinned_programs},
     pending,
-    pins::{EGRESS_PROGRAM_PIN, XDP_PROGRAM_PIN},
     recover::roll_back_add,
 };
 use crate::policy::Policy;
@@ -34,17 +31,7 @@ pub fn add_interfaces(
 ) -> Result<Record, LifecycleError> {
     check(paths, &record, ifaces, policy)?;
     let dir = paths.generation_dir(record.policy.generation);
-    let programs_err = |e: &dyn std::fmt::Display| LifecycleError::SwapPrograms {
-        dir: dir.clone(),
-        message: e.to_string(),
-    };
-    let mut egress =
-        SchedClassifier::from_pin(dir.join(EGRESS_PROGRAM_PIN)).map_err(|e| programs_err(&e))?;
-    let mut xdp = Xdp::from_pin(
-        dir.join(XDP_PROGRAM_PIN),
-        aya_obj::programs::XdpAttachType::Interface,
-    )
-    .map_err(|e| programs_err(&e))?;
+    let (mut egress, mut xdp) = pinned_programs(&dir)?;
     let prog_id = pinned_program_id(&dir)?;
 
     let mut next = record.clone();

@@ -213,3 +213,19 @@ pub fn layouts() -> Result<std::collections::HashMap<String, MapLayout>, Lifecyc
         })
         .collect())
 }
+
+/// The egress and XDP programs pinned in a generation's folder, ready to link or to swap
+/// in (verified already: nothing is loaded).
+pub fn pinned_programs(dir: &Path) -> Result<(SchedClassifier, Xdp), LifecycleError> {
+    let err = |e: &dyn std::fmt::Display| LifecycleError::SwapPrograms {
+        dir: dir.to_path_buf(),
+        message: e.to_string(),
+    };
+    let egress = SchedClassifier::from_pin(dir.join(EGRESS_PROGRAM_PIN)).map_err(|e| err(&e))?;
+    let xdp = Xdp::from_pin(
+        dir.join(XDP_PROGRAM_PIN),
+        aya_obj::programs::XdpAttachType::Interface,
+    )
+    .map_err(|e| err(&e))?;
+    Ok((egress, xdp))
+}

@@ -7,13 +7,14 @@
 use std::path::Path;
 
 use aya::programs::{
-    ProgramInfo, SchedClassifier, Xdp,
+    ProgramInfo,
     links::{FdLink, PinnedLink},
     xdp::XdpLink,
 };
 
 use super::{
     LifecycleError, egress, fault,
+    object::pinned_programs,
     pins::{EGRESS_PROGRAM_PIN, XDP_PROGRAM_PIN},
 };
 use crate::state::{Paths, Record};
@@ -69,13 +70,7 @@ pub fn swap_links(paths: &Paths, record: &Record, dir: &Path) -> Result<(), Life
         message: e.to_string(),
     };
     let wanted = Programs::read(dir).ok_or_else(|| programs_err(&"no programs pinned there"))?;
-    let mut egress_prog =
-        SchedClassifier::from_pin(dir.join(EGRESS_PROGRAM_PIN)).map_err(|e| programs_err(&e))?;
-    let mut xdp = Xdp::from_pin(
-        dir.join(XDP_PROGRAM_PIN),
-        aya_obj::programs::XdpAttachType::Interface,
-    )
-    .map_err(|e| programs_err(&e))?;
+    let (mut egress_prog, mut xdp) = pinned_programs(dir)?;
     let swap_err = |iface: &str| {
         let iface = iface.to_string();
         move |e: &dyn std::fmt::Display| LifecycleError::Swap {
