@@ -15,9 +15,13 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tempfile::TempDir;
 
 use crate::netns::{ChildGuard, Netns};
+use crate::wait::stretched;
 
-/// A server thread never outlives this, even if its guard is leaked.
-const MAX_LIFETIME: Duration = Duration::from_secs(600);
+/// A server thread never outlives this, even if its guard is leaked: 10 minutes, stretched
+/// under emulation (a 6.1 guest runs the reload fault test for over 10 minutes).
+fn max_lifetime() -> Duration {
+    stretched(Duration::from_secs(600))
+}
 const POLL: Duration = Duration::from_millis(20);
 
 /// Content of nginx's index.html, for `curl` checks.
@@ -106,7 +110,7 @@ impl TcpListenerSet {
         })?;
         let worker = Worker::start(move |stop| {
             let started = Instant::now();
-            while !stop.load(Ordering::Relaxed) && started.elapsed() < MAX_LIFETIME {
+            while !stop.load(Ordering::Relaxed) && started.elapsed() < max_lifetime() {
                 let mut idle = true;
                 for (port, listener) in &listeners {
                     if let Ok((stream, _)) = listener.accept() {
@@ -151,7 +155,7 @@ impl UdpEchoSet {
         let worker = Worker::start(move |stop| {
             let started = Instant::now();
             let mut buf = [0u8; 2048];
-            while !stop.load(Ordering::Relaxed) && started.elapsed() < MAX_LIFETIME {
+            while !stop.load(Ordering::Relaxed) && started.elapsed() < max_lifetime() {
                 let mut idle = true;
                 for socket in &sockets {
                     if let Ok((n, from)) = socket.recv_from(&mut buf) {
@@ -186,7 +190,7 @@ impl UdpCounter {
         let worker = Worker::start(move |stop| {
             let started = Instant::now();
             let mut buf = [0u8; 2048];
-            while !stop.load(Ordering::Relaxed) && started.elapsed() < MAX_LIFETIME {
+            while !stop.load(Ordering::Relaxed) && started.elapsed() < max_lifetime() {
                 if socket.recv_from(&mut buf).is_ok() {
                     counted.fetch_add(1, Ordering::Relaxed);
                 }
