@@ -21,15 +21,17 @@ pub struct Args {
 pub fn run(args: Args, paths: &Paths) -> Result<(), Failure> {
     // As diff(1): 1 means "differs", so every trouble is 2.
     let record = super::stats::attached(paths).map_err(|f| Failure::invalid(f.message))?;
-    let old = in_force::policy(paths, &record).map_err(Failure::invalid)?;
     let path = args.policy.unwrap_or_else(|| record.policy.path.clone());
-    let new = super::load_policy(&path)?;
-    // A reload also compiles the live `port` rules with the file: one that no longer fits
-    // makes it refuse.
+    // Both with the live `port` rules merged in, as a reload compares them; a file that a
+    // live rule no longer fits is one a reload refuses.
     let live = LivePorts::load(paths).map_err(Failure::invalid)?;
-    if let Err(e) = new.clone().with_live_ports(&live) {
-        return Err(Failure::invalid(format!("a reload would refuse it: {e}")));
-    }
+    let old = in_force::policy(paths, &record)
+        .map_err(Failure::invalid)?
+        .with_live_ports(&live)
+        .map_err(Failure::invalid)?;
+    let new = super::load_policy(&path)?
+        .with_live_ports(&live)
+        .map_err(|e| Failure::invalid(format!("a reload would refuse it: {e}")))?;
     println!(
         "policy in force: generation {} of {}",
         record.policy.generation,

@@ -9,7 +9,7 @@ use super::{
     LifecycleError,
     egress::EgressChoice,
     fault,
-    link::{AttachMode, attach_xdp, interface_exists, link_egress, pin_link, set_egress},
+    link::{AttachMode, interface_exists, link_egress_recorded, link_xdp, set_egress},
     object::{pinned_program_id, pinned_programs},
     pending,
     recover::roll_back_add,
@@ -48,27 +48,19 @@ pub fn add_interfaces(
     pending::write_record(paths, &next)?;
     fault::point("add:pending-written");
     for iface in ifaces {
-        let hook = link_egress(
+        link_egress_recorded(
             &mut egress,
             iface,
             egress_choice,
             paths,
+            &mut next,
+            prog_id,
             progress,
-            &mut |hook| {
-                set_egress(&mut next, iface, prog_id, hook);
-                pending::write_record(paths, &next)
-            },
         )?;
-        set_egress(&mut next, iface, prog_id, hook);
-        pending::write_record(paths, &next)?;
         fault::point("add:egress-linked");
     }
     for iface in ifaces {
-        let (link, mode_name) = attach_xdp(&mut xdp, iface, mode, progress)?;
-        pin_link(link, &paths.xdp_link_pin(iface))?;
-        if let Some(entry) = next.interfaces.iter_mut().find(|i| &i.name == iface) {
-            entry.xdp_mode = mode_name.to_string();
-        }
+        link_xdp(&mut xdp, iface, mode, paths, &mut next, progress)?;
         fault::point("add:xdp-linked");
     }
     pending::write_record(paths, &next)?;

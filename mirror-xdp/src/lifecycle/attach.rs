@@ -9,7 +9,7 @@ use super::{
     LifecycleError, add,
     egress::EgressChoice,
     fault,
-    link::{AttachMode, attach_xdp, interface_exists, link_egress, pin_link, set_egress},
+    link::{AttachMode, interface_exists, link_egress_recorded, link_xdp},
     object::{self, Sizes},
     pending,
     pins::create_pin_dir,
@@ -128,21 +128,22 @@ pub fn attach(
         let egress: &mut SchedClassifier =
             object::program_mut(&mut ebpf, mirror_xdp_common::program_name::EGRESS)?;
         for iface in ifaces {
-            let hook = link_egress(egress, iface, egress_choice, paths, progress, &mut |hook| {
-                // Before a tc filter or qdisc exists: what recovery has to remove.
-                set_egress(&mut record, iface, prog_id, hook);
-                pending::write_record(paths, &record)
-            })?;
-            set_egress(&mut record, iface, prog_id, hook);
+            link_egress_recorded(
+                egress,
+                iface,
+                egress_choice,
+                paths,
+                &mut record,
+                prog_id,
+                progress,
+            )?;
             fault::point("attach:egress-linked");
         }
     }
     {
         let xdp: &mut Xdp = object::program_mut(&mut ebpf, mirror_xdp_common::program_name::XDP)?;
-        for (iface, entry) in ifaces.iter().zip(record.interfaces.iter_mut()) {
-            let (link, mode_name) = attach_xdp(xdp, iface, mode, progress)?;
-            pin_link(link, &paths.xdp_link_pin(iface))?;
-            entry.xdp_mode = mode_name.to_string();
+        for iface in ifaces {
+            link_xdp(xdp, iface, mode, paths, &mut record, progress)?;
             fault::point("attach:xdp-linked");
         }
     }

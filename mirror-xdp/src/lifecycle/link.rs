@@ -9,7 +9,7 @@ use aya::programs::{SchedClassifier, Xdp, XdpMode, links::FdLink};
 use super::{
     LifecycleError,
     egress::{self, EgressChoice},
-    fault,
+    fault, pending,
 };
 use crate::state::{EgressHook, InterfaceRecord, Paths, Record};
 
@@ -35,10 +35,48 @@ pub fn set_egress(record: &mut Record, iface: &str, prog_id: u32, egress: Egress
     }
 }
 
+/// Links the egress program to `iface` and records the hook in `record`'s entry for it; the
+/// pending record is written before a tc filter or qdisc exists (what recovery has to
+/// remove).
+pub fn link_egress_recorded(
+    egress: &mut SchedClassifier,
+    iface: &str,
+    choice: EgressChoice,
+    paths: &Paths,
+    record: &mut Record,
+    prog_id: u32,
+    progress: &mut dyn FnMut(&str),
+) -> Result<(), LifecycleError> {
+    let hook = link_egress(egress, iface, choice, paths, progress, &mut |hook| {
+        set_egress(record, iface, prog_id, hook);
+        pending::write_record(paths, record)
+    })?;
+    set_egress(record, iface, prog_id, hook);
+    Ok(())
+}
+
+/// Links XDP to `iface` (in the mode `mode` allows), pins the link and records the mode in
+/// `record`'s entry for it: from here on the interface enforces the policy.
+pub fn link_xdp(
+    xdp: &mut Xdp,
+    iface: &str,
+    mode: AttachMode,
+    paths: &Paths,
+    record: &mut Record,
+    progress: &mut dyn FnMut(&str),
+) -> Result<(), LifecycleError> {
+    let (link, mode_name) = attach_xdp(xdp, iface, mode, progress)?;
+    pin_link(link, &paths.xdp_link_pin(iface))?;
+    if let Some(entry) = record.interfaces.iter_mut().find(|i| i.name == iface) {
+        entry.xdp_mode = mode_name.to_string();
+    }
+    Ok(())
+}
+
 /// Links the egress program to `iface` by the hook `choice` asks for (`auto`: TCX if the
 /// kernel accepts it, else tc) and says which and why. Before a tc filter or qdisc is
 /// added, `record` writes the pending record that names them.
-pub fn link_egress(
+fn link_egress(
     egress: &mut SchedClassifier,
     iface: &str,
     choice: EgressChoice,
@@ -76,7 +114,7 @@ pub fn link_egress(
     Ok(EgressHook::Tc(filter))
 }
 
-pub fn attach_xdp(
+fn attach_xdp(
     xdp: &mut Xdp,
     iface: &str,
     mode: AttachMode,
@@ -112,7 +150,7 @@ pub fn attach_xdp(
     }
 }
 
-pub fn pin_link(link: FdLink, path: &Path) -> Result<(), LifecycleError> {
+fn pin_link(link: FdLink, path: &Path) -> Result<(), LifecycleError> {
     link.pin(path).map(drop).map_err(|e| LifecycleError::Pin {
         path: path.to_path_buf(),
         message: e.to_string(),

@@ -25,8 +25,8 @@ use crate::{
     kernel::maps::Maps,
     live::ports::LivePorts,
     live::sources as live,
-    policy::Policy,
     policy::diff::{Change, diff},
+    policy::{Policy, PolicyFiles},
     state::{Paths, PortRecord, Record, in_force},
 };
 
@@ -78,12 +78,8 @@ pub fn reload(
         let loaded = Policy::load(&path)
             .map_err(LifecycleError::from)
             .and_then(|policy| {
-                // The file's policy against the kept one: live rules are in neither.
-                let changes = in_force::policy(paths, &record)
-                    .ok()
-                    .map(|old| diff(&old, &policy));
                 let live = LivePorts::load(paths)?;
-                Ok((policy.with_live_ports(&live)?, changes))
+                Ok((policy.with_live_ports(&live)?, live))
             });
         let (sessions, notes) = sessions
             .join()
@@ -93,9 +89,9 @@ pub fn reload(
     for note in &notes {
         progress(note);
     }
-    let (policy, changes) = match loaded.and_then(|(policy, changes)| {
+    let (policy, live) = match loaded.and_then(|(policy, live)| {
         crate::lifecycle::lockout::refuse_lockout_of(&policy, paths, force, &sessions, progress)?;
-        Ok((policy, changes))
+        Ok((policy, live))
     }) {
         Ok(loaded) => loaded,
         Err(e) => {
@@ -105,6 +101,8 @@ pub fn reload(
         }
     };
     let old = record.policy.generation;
+    // Only read here: it is parsed and compared after the swap, off the reload's path.
+    let kept = in_force::files(paths, &record).ok();
     match build_and_swap(paths, &record, &policy, progress) {
         Ok((next, image)) => {
             fault::point("reload:state-written");
@@ -123,7 +121,7 @@ pub fn reload(
             Ok(Reloaded {
                 record: next,
                 elapsed,
-                changes,
+                changes: changes(kept.as_ref(), &live, &policy),
             })
         }
         Err(e) => {
@@ -137,6 +135,14 @@ pub fn reload(
             Err(e)
         }
     }
+}
+
+/// What the reload changed: the kept policy that was in force against the new one, both
+/// with the live `port` rules merged in (so those cancel out); `None` when the old one is
+/// unknown.
+fn changes(kept: Option<&PolicyFiles>, live: &LivePorts, new: &Policy) -> Option<Vec<Change>> {
+    let old = Policy::from_files(kept?).ok()?.with_live_ports(live).ok()?;
+    Some(diff(&old, new))
 }
 
 /// Builds the next generation in its staging folder (from the spare, if one fits), swaps

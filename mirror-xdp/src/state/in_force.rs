@@ -91,3 +91,45 @@ pub fn policy(paths: &Paths, record: &Record) -> Result<Policy, InForceError> {
         source,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::PolicyRecord;
+
+    fn record(generation: u64) -> Record {
+        Record {
+            mode: "enforce".into(),
+            interfaces: Vec::new(),
+            policy: PolicyRecord {
+                path: "/etc/mirror-xdp/policy.toml".into(),
+                generation,
+            },
+            ports: Vec::new(),
+            tcp_syncookies_before: None,
+            limiter_entries: 1024,
+            reloads: Default::default(),
+        }
+    }
+
+    #[test]
+    fn a_missing_or_stale_copy_says_to_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = Paths {
+            bpffs: dir.path().join("bpffs"),
+            state_dir: dir.path().to_path_buf(),
+        };
+        let missing = files(&paths, &record(1)).unwrap_err().to_string();
+        assert!(
+            missing.contains("run `mirror-xdp reload` once"),
+            "{missing}"
+        );
+        save(&paths, 1, &PolicyFiles::default()).unwrap();
+        assert_eq!(files(&paths, &record(1)).unwrap(), PolicyFiles::default());
+        let stale = files(&paths, &record(2)).unwrap_err().to_string();
+        assert!(
+            stale.contains("holds generation 1, but generation 2"),
+            "{stale}"
+        );
+    }
+}
