@@ -17,7 +17,9 @@ mod sources;
 mod syncookie;
 mod verdict;
 
-use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
+use aya_ebpf::{
+    bindings::xdp_action, helpers::bpf_xdp_get_buff_len, macros::xdp, programs::XdpContext,
+};
 use mirror_xdp_common::{Reason, config_flag, drop_event_flag, stats_index};
 
 use crate::{
@@ -26,11 +28,15 @@ use crate::{
     verdict::{Verdict, judge},
 };
 
-#[xdp]
+/// Loaded as multi-buffer capable (`frags`): native mode attaches at any MTU, and a jumbo
+/// frame arrives as its first buffer plus fragments (see `Frame`).
+#[xdp(frags)]
 pub fn mirror_xdp(ctx: XdpContext) -> u32 {
     let frame = Frame {
         start: ctx.data(),
         end: ctx.data_end(),
+        // SAFETY: the helper reads the program's own context.
+        len: unsafe { bpf_xdp_get_buff_len(ctx.ctx) } as usize,
     };
     let Some(config) = CONFIG.get(0) else {
         return xdp_action::XDP_PASS;

@@ -93,10 +93,15 @@ pub enum Parsed {
     Ip(Packet),
 }
 
-/// The packet bytes between two addresses, as XDP and TC contexts give them.
+/// The packet bytes between two addresses, as XDP and TC contexts give them, and the
+/// whole frame's length. A multi-buffer XDP frame (jumbo MTU) or a non-linear skb holds
+/// only its first bytes between `start` and `end` and the rest in fragments: headers are
+/// read from the first part only (a header that does not lie there is malformed, see
+/// docs/semantics.md), lengths are checked against the whole frame.
 pub struct Frame {
     pub start: usize,
     pub end: usize,
+    pub len: usize,
 }
 
 impl Frame {
@@ -122,9 +127,10 @@ impl Frame {
         Some(unsafe { packet_load(p) })
     }
 
+    /// The whole frame's length, fragments included.
     #[inline(always)]
     pub fn len(&self) -> u64 {
-        (self.end - self.start) as u64
+        self.len as u64
     }
 }
 

@@ -12,7 +12,7 @@ use aya_ebpf::{
     bindings::{iphdr, ipv6hdr, tcphdr, xdp_md},
     helpers::{
         bpf_csum_diff, bpf_tcp_raw_gen_syncookie_ipv4, bpf_tcp_raw_gen_syncookie_ipv6,
-        bpf_xdp_adjust_tail,
+        bpf_xdp_adjust_tail, bpf_xdp_get_buff_len,
     },
     programs::XdpContext,
 };
@@ -53,7 +53,11 @@ pub fn answer(ctx: *mut xdp_md, ip_off: u32, v6: bool) -> bool {
     let Some(new_len) = new_len else {
         return false;
     };
-    let delta = new_len as i32 - (end - start) as i32;
+    // The whole frame's length: a SYN with a payload in fragments is trimmed to its first
+    // buffer's headers too (the helper frees the fragments).
+    // SAFETY: the helper reads the program's own context.
+    let whole = unsafe { bpf_xdp_get_buff_len(ctx) } as i32;
+    let delta = new_len as i32 - whole;
     // SAFETY: shrinking an XDP frame to at least its headers; no packet pointer is used after.
     delta == 0 || unsafe { bpf_xdp_adjust_tail(ctx, delta) } == 0
 }

@@ -6,11 +6,16 @@ use std::collections::BTreeMap;
 
 use mirror_xdp::{
     kernel::maps::ReasonCount,
-    model::{self, ModelState, Parsed, classify},
+    model::{self, ModelState, Parsed, classify_buffers},
     observe::testrun::{TestProgram, XDP_DROP, XDP_PASS, XDP_TX},
     policy::{Policy, Proto},
 };
 use mirror_xdp_common::{Reason, port_index};
+
+/// A test run puts at most this much of a frame in its first buffer and the rest in
+/// fragments: a page less the XDP headroom (256) and the shared info (320), as the kernel's
+/// `bpf_prog_test_run_xdp` lays out a multi-buffer frame for a frags-capable program.
+pub const TEST_RUN_FIRST_BUFFER: usize = 4096 - 256 - 320;
 
 /// Model tallies in the shape of the kernel counters.
 #[derive(Default)]
@@ -32,7 +37,8 @@ pub fn judge_one(
 ) {
     program.set_clock(state.now_ns).expect("set the test clock");
     let budget_before = state.global_syn_tat_ns;
-    let model = classify(frame, policy, state);
+    let first_buffer = frame.len().min(TEST_RUN_FIRST_BUFFER);
+    let model = classify_buffers(frame, first_buffer, policy, state);
     let (action, out) = program.run_output(frame).expect("test run");
     let (expected, name) = if model.tx {
         (XDP_TX, "tx")

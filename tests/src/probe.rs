@@ -127,7 +127,7 @@ pub fn send_echoed(socket: &UdpSocket, target: SocketAddr, payload: &[u8], n: u6
         .set_read_timeout(Some(Duration::from_millis(500)))
         .expect("setting the read timeout");
     let deadline = Instant::now() + Duration::from_secs(20);
-    let mut buf = [0u8; 2048];
+    let mut buf = vec![0u8; 65536];
     let mut echoed = 0;
     for _ in 0..n {
         socket.send_to(payload, target).expect("sending a datagram");

@@ -154,7 +154,8 @@ impl UdpEchoSet {
         })?;
         let worker = Worker::start(move |stop| {
             let started = Instant::now();
-            let mut buf = [0u8; 2048];
+            // Any datagram whole, jumbo ones too.
+            let mut buf = vec![0u8; 65536];
             while !stop.load(Ordering::Relaxed) && started.elapsed() < max_lifetime() {
                 let mut idle = true;
                 for socket in &sockets {
@@ -189,7 +190,7 @@ impl UdpCounter {
         let counted = Arc::clone(&count);
         let worker = Worker::start(move |stop| {
             let started = Instant::now();
-            let mut buf = [0u8; 2048];
+            let mut buf = vec![0u8; 65536];
             while !stop.load(Ordering::Relaxed) && started.elapsed() < max_lifetime() {
                 if socket.recv_from(&mut buf).is_ok() {
                     counted.fetch_add(1, Ordering::Relaxed);
@@ -254,6 +255,18 @@ fn tail(path: &Path) -> String {
     lines[lines.len().saturating_sub(10)..].join("\n")
 }
 
+/// Writes `files` (relative paths, folders made as needed) under `root`.
+fn write_tree(root: &Path, files: &[(&str, &[u8])]) -> Result<()> {
+    for (name, content) in files {
+        let path = root.join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&path, content).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
 /// nginx serving [`NGINX_INDEX`] on port 80 (IPv4 and IPv6), everything in a temp dir.
 /// One process (`master_process off`), so stopping its pid stops it all.
 pub struct Nginx {
@@ -263,10 +276,16 @@ pub struct Nginx {
 
 impl Nginx {
     pub fn start(ns: &Netns) -> Result<Self> {
+        Self::serving(ns, &[])
+    }
+
+    /// Serves `files` (paths under the web root) besides the index.
+    pub fn serving(ns: &Netns, files: &[(&str, &[u8])]) -> Result<Self> {
         let dir = open_tempdir("mx-nginx-")?;
         let d = dir.path().display();
         std::fs::create_dir(dir.path().join("www"))?;
         std::fs::write(dir.path().join("www/index.html"), NGINX_INDEX)?;
+        write_tree(&dir.path().join("www"), files)?;
         let conf = format!(
             "master_process off;\n\
              pid {d}/nginx.pid;\n\
@@ -321,11 +340,17 @@ pub struct RsyncDaemon {
 
 impl RsyncDaemon {
     pub fn start(ns: &Netns) -> Result<Self> {
+        Self::serving(ns, &[])
+    }
+
+    /// The module holds `files` (paths under its root) besides [`RSYNC_FILE`].
+    pub fn serving(ns: &Netns, files: &[(&str, &[u8])]) -> Result<Self> {
         let dir = open_tempdir("mx-rsync-")?;
         let d = dir.path().display();
         let module = dir.path().join("mirror");
         std::fs::create_dir(&module)?;
         std::fs::write(module.join(RSYNC_FILE), RSYNC_CONTENT)?;
+        write_tree(&module, files)?;
         let conf = format!(
             "port = 873\n\
              pid file = {d}/rsyncd.pid\n\

@@ -22,7 +22,7 @@ use mirror_xdp_common::{
 
 use crate::policy::{Action, Mode, Policy, Proto};
 
-pub use parse::{IpPacket, L4, Malformed, Parsed, flow_key, parse, tcp_flag};
+pub use parse::{IpPacket, L4, Malformed, Parsed, flow_key, parse, parse_buffers, tcp_flag};
 pub use syncookie::{cookie_mss, syn_ack, window};
 
 /// What the enforcer state adds to the policy: the clock, flows this host opened that are
@@ -60,7 +60,17 @@ pub struct Judgement {
 
 /// Judges one received frame.
 pub fn classify(frame: &[u8], policy: &Policy, state: &mut ModelState) -> Judgement {
-    let verdict = match parse(frame) {
+    classify_buffers(frame, frame.len(), policy, state)
+}
+
+/// Judges a multi-buffer frame whose first `first_buffer` bytes lie in its first buffer.
+pub fn classify_buffers(
+    frame: &[u8],
+    first_buffer: usize,
+    policy: &Policy,
+    state: &mut ModelState,
+) -> Judgement {
+    let verdict = match parse_buffers(frame, first_buffer) {
         Err(Malformed(_)) => Verdict::drop(Reason::Malformed),
         Ok(Parsed::NonIp { .. }) => Verdict::pass(Reason::NonIp),
         Ok(Parsed::Ip(packet)) => decide(&packet, policy, state),

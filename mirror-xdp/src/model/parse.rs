@@ -67,9 +67,18 @@ pub struct Malformed(pub &'static str);
 
 /// Parses a frame as docs/semantics.md describes.
 pub fn parse(frame: &[u8]) -> Result<Parsed, Malformed> {
+    parse_buffers(frame, frame.len())
+}
+
+/// Parses a multi-buffer frame whose first `first_buffer` bytes lie in its first buffer
+/// (docs/semantics.md, "Multi-buffer frames"): every header byte the filter reads must lie
+/// there; lengths count the whole frame.
+pub fn parse_buffers(frame: &[u8], first_buffer: usize) -> Result<Parsed, Malformed> {
     if frame.len() < ETH_HLEN {
         return Err(Malformed("frame shorter than an Ethernet header"));
     }
+    let first = First(first_buffer);
+    first.holds(12, 2)?;
     // `at` is the offset of the current EtherType field.
     let mut at = 12;
     let mut ethertype = be16(frame, at);
@@ -82,15 +91,32 @@ pub fn parse(frame: &[u8]) -> Result<Parsed, Malformed> {
         if at + 6 > frame.len() {
             return Err(Malformed("VLAN tag truncated"));
         }
+        first.holds(at + 4, 2)?;
         at += 4;
         ethertype = be16(frame, at);
         tags += 1;
     }
     let l3 = at + 2;
     match ethertype {
-        ethertype::IPV4 => ipv4(frame, l3).map(Parsed::Ip),
-        ethertype::IPV6 => ipv6(frame, l3).map(Parsed::Ip),
+        ethertype::IPV4 => ipv4(frame, first, l3).map(Parsed::Ip),
+        ethertype::IPV6 => ipv6(frame, first, l3).map(Parsed::Ip),
         other => Ok(Parsed::NonIp { ethertype: other }),
+    }
+}
+
+/// The length of a frame's first buffer: where the filter reads headers.
+#[derive(Clone, Copy)]
+struct First(usize);
+
+impl First {
+    /// The `len` header bytes at `at` lie in the first buffer.
+    fn holds(self, at: usize, len: usize) -> Result<(), Malformed> {
+        if at + len > self.0 {
+            return Err(Malformed(
+                "header beyond the first buffer of a multi-buffer frame",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -129,10 +155,11 @@ fn addr_bytes(addr: IpAddr) -> ([u8; 16], u8) {
     }
 }
 
-fn ipv4(frame: &[u8], o: usize) -> Result<IpPacket, Malformed> {
+fn ipv4(frame: &[u8], first: First, o: usize) -> Result<IpPacket, Malformed> {
     let h = frame
         .get(o..o + 20)
         .ok_or(Malformed("IPv4 header truncated"))?;
+    first.holds(o, 20)?;
     if h[0] >> 4 != 4 {
         return Err(Malformed("IPv4 version is not 4"));
     }
@@ -156,7 +183,13 @@ fn ipv4(frame: &[u8], o: usize) -> Result<IpPacket, Malformed> {
         L4::Fragment
     } else {
         // Bytes past the total length are link padding, not L4 data.
-        upper(&frame[o + header_len..o + total_len], h[9], ipproto::ICMP)?
+        upper(
+            &frame[o + header_len..o + total_len],
+            first,
+            o + header_len,
+            h[9],
+            ipproto::ICMP,
+        )?
     };
     Ok(IpPacket {
         src,
@@ -167,10 +200,11 @@ fn ipv4(frame: &[u8], o: usize) -> Result<IpPacket, Malformed> {
     })
 }
 
-fn ipv6(frame: &[u8], o: usize) -> Result<IpPacket, Malformed> {
+fn ipv6(frame: &[u8], first: First, o: usize) -> Result<IpPacket, Malformed> {
     let h = frame
         .get(o..o + 40)
         .ok_or(Malformed("IPv6 header truncated"))?;
+    first.holds(o, 40)?;
     if h[0] >> 4 != 6 {
         return Err(Malformed("IPv6 version is not 6"));
     }
@@ -200,14 +234,17 @@ fn ipv6(frame: &[u8], o: usize) -> Result<IpPacket, Malformed> {
         let len = match next {
             ipproto::HOPOPTS | ipproto::ROUTING | ipproto::DSTOPTS => {
                 let b = fit(frame, cur, 2, end)?;
+                first.holds(cur, 2)?;
                 (usize::from(b[1]) + 1) * 8
             }
             ipproto::AH => {
                 let b = fit(frame, cur, 2, end)?;
+                first.holds(cur, 2)?;
                 (usize::from(b[1]) + 2) * 4
             }
             ipproto::FRAGMENT => {
                 let b = fit(frame, cur, 8, end)?;
+                first.holds(cur, 8)?;
                 if be16(b, 2) & 0xFFF8 != 0 {
                     return packet(L4::Fragment, cur);
                 }
@@ -222,7 +259,10 @@ fn ipv6(frame: &[u8], o: usize) -> Result<IpPacket, Malformed> {
     if is_ext_header(next) {
         return Err(Malformed("IPv6 extension chain longer than 8 headers"));
     }
-    packet(upper(&frame[cur..end], next, ipproto::ICMPV6)?, cur)
+    packet(
+        upper(&frame[cur..end], first, cur, next, ipproto::ICMPV6)?,
+        cur,
+    )
 }
 
 /// `len` bytes at `cur`, if they end at or before `end`.
@@ -240,14 +280,16 @@ fn is_ext_header(proto: u8) -> bool {
     )
 }
 
-/// The L4 header of a packet that is not a non-first fragment. `icmp` is the protocol number
-/// that means ICMP in this IP version.
-fn upper(l4: &[u8], proto: u8, icmp: u8) -> Result<L4, Malformed> {
+/// The L4 header of a packet that is not a non-first fragment, at offset `at` of the frame.
+/// `icmp` is the protocol number that means ICMP in this IP version.
+fn upper(l4: &[u8], first: First, at: usize, proto: u8, icmp: u8) -> Result<L4, Malformed> {
     match proto {
         ipproto::TCP => {
             if l4.len() < 20 {
                 return Err(Malformed("TCP header truncated"));
             }
+            // The ports, flags and data offset: the first 16 bytes.
+            first.holds(at, 16)?;
             let data_offset = usize::from(l4[12] >> 4);
             if data_offset < 5 {
                 return Err(Malformed("TCP data offset < 5"));
@@ -265,6 +307,8 @@ fn upper(l4: &[u8], proto: u8, icmp: u8) -> Result<L4, Malformed> {
             if l4.len() < 8 {
                 return Err(Malformed("UDP header truncated"));
             }
+            // The ports.
+            first.holds(at, 4)?;
             Ok(L4::Udp {
                 src_port: be16(l4, 0),
                 dst_port: be16(l4, 2),
@@ -274,6 +318,7 @@ fn upper(l4: &[u8], proto: u8, icmp: u8) -> Result<L4, Malformed> {
             if l4.len() < 4 {
                 return Err(Malformed("ICMP header truncated"));
             }
+            first.holds(at, 4)?;
             Ok(L4::Icmp {
                 icmp_type: l4[0],
                 code: l4[1],

@@ -159,6 +159,9 @@ impl FrameGen {
 
     fn ext_header(&mut self) -> ExtHeader {
         match self.rng.u32(0..5) {
+            // Now and then a long one: two of them push the L4 header out of a test run's
+            // first buffer (a multi-buffer frame).
+            0 if self.chance(6) => ExtHeader::HopByHop(self.bytes(1800..=2040)),
             0 => ExtHeader::HopByHop(self.bytes(0..=14)),
             1 => ExtHeader::DestOpts(self.bytes(0..=22)),
             2 => ExtHeader::Routing {
@@ -223,13 +226,13 @@ impl FrameGen {
                 if self.chance(30) {
                     tcp.options = self.bytes(1..=40);
                 }
-                tcp.payload = self.bytes(0..=32);
+                tcp.payload = self.payload(32);
                 L4::Tcp(tcp)
             }
             40..65 => L4::Udp {
                 src_port: self.src_port(),
                 dst_port: self.dst_port(),
-                payload: self.bytes(0..=32),
+                payload: self.payload(32),
             },
             65..85 => {
                 // Essential and non-essential types of both families, then anything.
@@ -259,9 +262,19 @@ impl FrameGen {
                 };
                 L4::Other {
                     proto,
-                    payload: self.bytes(0..=40),
+                    payload: self.payload(40),
                 }
             }
+        }
+    }
+
+    /// An L4 payload of up to `max` bytes, or one time in 50 a jumbo one (a frame of up to
+    /// about 9000 bytes, multi-buffer in a test run as on an MTU 9000 link).
+    fn payload(&mut self, max: usize) -> Vec<u8> {
+        if self.chance(2) {
+            self.bytes(3400..=8900)
+        } else {
+            self.bytes(0..=max)
         }
     }
 

@@ -58,11 +58,11 @@ pub const MATRIX: &[Entry] = &[
         &[
             "detach_restores_reachability_and_removes_pins",
             "native_mode_works_on_veth",
-            "jumbo_mtu_refuses_native_and_auto_falls_back_to_skb",
+            "jumbo_mtu_attaches_in_native_mode",
             "two_interfaces_attach_and_detach_one_at_a_time",
             "attach_adds_an_interface_to_the_running_enforcer",
         ],
-        "attach/detach, native and skb modes, jumbo MTU fallback, two interfaces, adding one",
+        "attach/detach, native and skb modes, native at MTU 9000 (frags), two interfaces, adding one",
     ),
     entry(
         "enforcer",

@@ -4,6 +4,7 @@
 
 mod ipv4;
 mod ipv6;
+mod jumbo;
 mod link;
 mod tcp;
 
@@ -36,10 +37,11 @@ pub enum Class {
     ZeroBroadcastAddress,
     Ipv4MappedIpv6,
     IpInIp,
+    MultiBuffer,
 }
 
 impl Class {
-    pub const ALL: [Class; 16] = [
+    pub const ALL: [Class; 17] = [
         Class::Vlan,
         Class::Qinq,
         Class::VlanStacked,
@@ -56,6 +58,7 @@ impl Class {
         Class::ZeroBroadcastAddress,
         Class::Ipv4MappedIpv6,
         Class::IpInIp,
+        Class::MultiBuffer,
     ];
 
     /// The name in the report (the serde name).
@@ -77,6 +80,7 @@ impl Class {
             Class::ZeroBroadcastAddress => "zero-broadcast-address",
             Class::Ipv4MappedIpv6 => "ipv4-mapped-ipv6",
             Class::IpInIp => "ip-in-ip",
+            Class::MultiBuffer => "multi-buffer",
         }
     }
 }
@@ -102,6 +106,7 @@ pub fn build(view: &PolicyView, targets: &Targets) -> Vec<Probe> {
     ipv4::add(&mut corpus);
     ipv6::add(&mut corpus);
     tcp::add(&mut corpus);
+    jumbo::add(&mut corpus);
     corpus.probes
 }
 
