@@ -64,6 +64,7 @@ impl Baseline {
                 iface: iface.to_string(),
                 mode: "native",
                 source,
+                why: None,
             })
     }
 
