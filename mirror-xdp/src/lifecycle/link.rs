@@ -156,7 +156,7 @@ fn attach_xdp(
         let fail = |source| LifecycleError::AttachXdp {
             iface: iface.to_string(),
             mode: name,
-            source,
+            source: Box::new(source),
             why: None,
         };
         let id = xdp.attach(iface, xdp_mode).map_err(fail)?;

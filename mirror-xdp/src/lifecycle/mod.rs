@@ -92,7 +92,7 @@ pub enum LifecycleError {
     AttachXdp {
         iface: String,
         mode: &'static str,
-        source: aya::programs::ProgramError,
+        source: Box<aya::programs::ProgramError>,
         /// Why the driver refused native mode, and what to do ([`crate::kernel::nic::advice`]).
         why: Option<String>,
     },
