@@ -11,6 +11,7 @@ use super::{
     egress::{self, EgressChoice},
     fault, pending,
 };
+use crate::kernel::nic::{Nic, advice};
 use crate::state::{EgressHook, InterfaceRecord, Paths, Record};
 
 /// How to attach XDP: `auto` tries native (driver) mode and falls back to skb (generic).
@@ -65,8 +66,11 @@ pub fn link_xdp(
     record: &mut Record,
     progress: &mut dyn FnMut(&str),
 ) -> Result<(), LifecycleError> {
-    let (link, mode_name) = attach_xdp(xdp, iface, mode, progress)?;
+    // Read before XDP is linked: virtio-net's queue count changes once it is.
+    let (nic, notes) = Nic::read(iface);
+    let (link, mode_name) = attach_xdp(xdp, iface, mode, &nic, progress)?;
     pin_link(link, &paths.xdp_link_pin(iface))?;
+    warn_about_nic(iface, mode_name, &nic, &notes, progress);
     if let Some(entry) = record.interfaces.iter_mut().find(|i| i.name == iface) {
         entry.xdp_mode = mode_name.to_string();
     }
@@ -114,17 +118,46 @@ fn link_egress(
     Ok(EgressHook::Tc(filter))
 }
 
+/// What `attach` warns about on stderr once XDP is linked: offloads that hide headers from
+/// the program, and too few queues for lock-free XDP_TX ([`advice`]).
+fn warn_about_nic(
+    iface: &str,
+    mode_name: &str,
+    nic: &Nic,
+    notes: &[String],
+    progress: &mut dyn FnMut(&str),
+) {
+    let mut warnings = advice::offloads(iface, &nic.offloads, mode_name);
+    if mode_name == "native" {
+        let cpus = crate::compile::possible_cpus();
+        warnings.extend(advice::xdp_tx_queues(
+            iface,
+            nic.driver.as_deref(),
+            nic.channels,
+            cpus,
+        ));
+    }
+    for note in notes {
+        progress(&format!("warning: {note} (the NIC checks are left out)"));
+    }
+    for warning in warnings {
+        progress(&format!("warning: {warning}"));
+    }
+}
+
 fn attach_xdp(
     xdp: &mut Xdp,
     iface: &str,
     mode: AttachMode,
+    nic: &Nic,
     progress: &mut dyn FnMut(&str),
 ) -> Result<(FdLink, &'static str), LifecycleError> {
     let try_mode = |xdp: &mut Xdp, xdp_mode, name: &'static str| {
         let fail = |source| LifecycleError::AttachXdp {
             iface: iface.to_string(),
             mode: name,
-            source,
+            source: Box::new(source),
+            why: None,
         };
         let id = xdp.attach(iface, xdp_mode).map_err(fail)?;
         let link = xdp.take_link(id).map_err(fail)?;
@@ -136,18 +169,53 @@ fn attach_xdp(
             })
     };
     match mode {
-        AttachMode::Native => try_mode(xdp, XdpMode::Driver, "native"),
+        AttachMode::Native => try_mode(xdp, XdpMode::Driver, "native").map_err(|e| match e {
+            LifecycleError::AttachXdp { source, .. } => LifecycleError::AttachXdp {
+                why: Some(why_not_native(iface, nic, &source)),
+                iface: iface.to_string(),
+                mode: "native",
+                source,
+            },
+            e => e,
+        }),
         AttachMode::Skb => try_mode(xdp, XdpMode::Skb, "skb"),
         AttachMode::Auto => match try_mode(xdp, XdpMode::Driver, "native") {
             Ok(found) => Ok(found),
-            Err(e) => {
+            Err(LifecycleError::AttachXdp { source, .. }) => {
+                let why = why_not_native(iface, nic, &source);
                 progress(&format!(
-                    "{e}\nfalling back to skb (generic) mode on {iface}"
+                    "warning: {}",
+                    advice::skb_fallback(iface, &super::chain(&source), &why)
                 ));
                 try_mode(xdp, XdpMode::Skb, "skb")
             }
+            Err(e) => Err(e),
         },
     }
+}
+
+fn why_not_native(iface: &str, nic: &Nic, refusal: &aya::programs::ProgramError) -> String {
+    advice::why_not_native(
+        iface,
+        nic.driver.as_deref(),
+        nic.vlan_parent.as_deref(),
+        errno(refusal),
+    )
+}
+
+/// The errno somewhere in an error's cause chain (the failed bpf or netlink call's).
+fn errno(err: &(dyn std::error::Error + 'static)) -> Option<i32> {
+    let mut cause = Some(err);
+    while let Some(c) = cause {
+        if let Some(code) = c
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::raw_os_error)
+        {
+            return Some(code);
+        }
+        cause = c.source();
+    }
+    None
 }
 
 fn pin_link(link: FdLink, path: &Path) -> Result<(), LifecycleError> {

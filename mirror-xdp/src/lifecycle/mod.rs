@@ -84,14 +84,17 @@ pub enum LifecycleError {
     #[error("interface {0} does not exist")]
     NoSuchInterface(String),
     #[error(
-        "attaching XDP to {iface} in {mode} mode failed: {}{hint}",
+        "attaching XDP to {iface} in {mode} mode failed: {}{}{hint}",
         chain(source),
-        hint = if *mode == "native" { " (try --xdp-mode skb)" } else { "" }
+        why.as_ref().map_or(String::new(), |w| format!(": {w}")),
+        hint = if *mode == "native" { " (or try --xdp-mode skb)" } else { "" }
     )]
     AttachXdp {
         iface: String,
         mode: &'static str,
-        source: aya::programs::ProgramError,
+        source: Box<aya::programs::ProgramError>,
+        /// Why the driver refused native mode, and what to do ([`crate::kernel::nic::advice`]).
+        why: Option<String>,
     },
     #[error(
         "attaching the egress program to {iface} ({hook}) failed: {}{hint}",

@@ -71,12 +71,21 @@ impl Paths {
     }
 
     pub fn xdp_link_pin(&self, iface: &str) -> PathBuf {
-        self.bpffs.join(format!("{XDP_LINK_PREFIX}{iface}"))
+        self.bpffs
+            .join(format!("{XDP_LINK_PREFIX}{}", pin_safe(iface)))
     }
 
     pub fn egress_link_pin(&self, iface: &str) -> PathBuf {
-        self.bpffs.join(format!("{EGRESS_LINK_PREFIX}{iface}"))
+        self.bpffs
+            .join(format!("{EGRESS_LINK_PREFIX}{}", pin_safe(iface)))
     }
+}
+
+/// An interface name as a pin name: bpffs refuses names with a '.' (VLAN devices such as
+/// `eth0.100` have one), so '.' becomes `%2e` and '%' `%25`, one to one; other names stay
+/// as they are, so the pins of interfaces attached before keep their names.
+fn pin_safe(iface: &str) -> String {
+    iface.replace('%', "%25").replace('.', "%2e")
 }
 
 /// The link pins in the pin folder, XDP links first.
@@ -186,6 +195,7 @@ mod tests {
             paths.spare_dir(4, 0xab),
             paths.xdp_link_pin("eth0"),
             paths.egress_link_pin("eth0"),
+            paths.xdp_link_pin("eth0.100"),
         ] {
             let top = dir.path().join(
                 made.strip_prefix(dir.path())
@@ -207,5 +217,21 @@ mod tests {
         assert_eq!(paths.pinned_generations(), [3]);
         assert_eq!(generation_dirs(&paths).len(), 2);
         assert_eq!(spare_dirs(&paths), [paths.spare_dir(4, 0xab)]);
+    }
+
+    #[test]
+    fn interface_names_with_dots_make_pin_names_bpffs_takes() {
+        assert_eq!(pin_safe("eth0"), "eth0");
+        assert_eq!(pin_safe("eth0.100"), "eth0%2e100");
+        // One to one: a literal "%2e" in a name does not meet a dot's escape.
+        assert_ne!(pin_safe("a%2e"), pin_safe("a."));
+        let paths = Paths {
+            bpffs: PathBuf::from("/sys/fs/bpf/mirror-xdp"),
+            state_dir: PathBuf::new(),
+        };
+        assert_eq!(
+            file_name(&paths.egress_link_pin("b.1.2")),
+            "link_egress_b%2e1%2e2"
+        );
     }
 }

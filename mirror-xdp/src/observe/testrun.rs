@@ -63,7 +63,8 @@ impl Baseline {
             .map_err(|source| LifecycleError::AttachXdp {
                 iface: iface.to_string(),
                 mode: "native",
-                source,
+                source: Box::new(source),
+                why: None,
             })
     }
 

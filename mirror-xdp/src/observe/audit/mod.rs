@@ -2,18 +2,19 @@
 //! IPv6 extension chains, bogus TCP headers, scans, odd addresses, tunnels) through the
 //! program attached to each interface with BPF_PROG_TEST_RUN, and reports every frame
 //! whose verdict differs from what the live policy intends; also the NIC offloads that
-//! hide headers from XDP. docs/audit.md describes each class and its intent.
+//! hide headers from XDP (judged in [`crate::kernel::nic`], as `attach` does).
+//! docs/audit.md describes each class and its intent.
 
 pub mod corpus;
 pub mod frame;
 pub mod intent;
-pub mod offloads;
 pub mod program;
 pub mod report;
 pub mod targets;
 
 use std::collections::{HashMap, hash_map::Entry};
 
+use crate::kernel::nic::Offloads;
 use crate::live::ports::LivePorts;
 use crate::live::sources::LiveSet;
 use crate::state::{Paths, Record, in_force};
@@ -87,7 +88,7 @@ pub fn audit(paths: &Paths, iface: Option<&str>) -> Result<Report, AuditError> {
                 slot.insert(actions)
             }
         };
-        let (offloads, warnings) = match offloads::Offloads::read(&iface.name) {
+        let (offloads, warnings) = match Offloads::read(&iface.name) {
             Ok(o) => {
                 let warnings = o.warnings(&iface.name, &iface.xdp_mode);
                 (Some(o), warnings)

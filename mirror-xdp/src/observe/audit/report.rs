@@ -6,8 +6,8 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::corpus::Class;
-use super::offloads::Offloads;
 use super::targets::Targets;
+use crate::kernel::nic::Offloads;
 use crate::state::PolicyRecord;
 
 #[derive(Clone, Debug, Serialize)]
