@@ -154,7 +154,8 @@ impl UdpEchoSet {
         })?;
         let worker = Worker::start(move |stop| {
             let started = Instant::now();
-            let mut buf = [0u8; 2048];
+            // Whole jumbo datagrams (8,000 bytes over MTU 9000) come back whole.
+            let mut buf = vec![0u8; 65536];
             while !stop.load(Ordering::Relaxed) && started.elapsed() < max_lifetime() {
                 let mut idle = true;
                 for socket in &sockets {
