@@ -189,6 +189,7 @@ fn jumbo_mtu_on_virtio_net_in_the_mode_the_kernel_allows() {
             release()
         );
         assert!(r.stderr.contains("--xdp-mode skb"), "no hint: {r:?}");
+        eprintln!("native refused on {}: {}", release(), r.stderr.trim());
         let s = run(&bed, &["status"]);
         assert_eq!(
             s.code,
