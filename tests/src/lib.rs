@@ -1,9 +1,11 @@
 //! Shared test support: frame builders, network namespaces, servers.
+pub mod bond;
 pub mod frames;
 pub mod netns;
 pub mod probe;
 pub mod servers;
 pub mod testbed;
+pub mod virtio;
 
 pub mod cli;
 pub mod cpu;
@@ -14,6 +16,7 @@ pub mod pinned;
 pub mod reload;
 pub mod repo;
 pub mod sweep;
+pub mod syn_flood;
 pub mod tools;
 pub mod wait;
 

@@ -53,11 +53,27 @@ pub struct Testbed {
 
 impl Testbed {
     pub fn new() -> Result<Self> {
+        Self::with_link(|server, client| {
+            // Created inside the server namespace, peer moved straight into the client one:
+            // the host namespace never sees either end.
+            let link = format!(
+                "link add {SERVER_IF} mtu 1500 type veth peer name {CLIENT_IF} mtu 1500 netns {}",
+                client.name()
+            );
+            ip(server, &link.split_whitespace().collect::<Vec<_>>())?;
+            Ok(())
+        })
+    }
+
+    /// A testbed whose link `make_link` provides: it must leave an interface named
+    /// [`SERVER_IF`] in the server namespace and one named [`CLIENT_IF`] in the client one
+    /// (a veth pair, two NICs of a VM, two bonds); addresses, GRO and link-up are set here.
+    pub fn with_link(make_link: impl FnOnce(&Netns, &Netns) -> Result<()>) -> Result<Self> {
         let pin_dir = PinDir::new()?;
         let server = Netns::new("server")?;
         let client = Netns::new("client")?;
         for ns in [&server, &client] {
-            // Before the veth exists, so its addresses (link-local too) skip DAD and are
+            // Before the link exists, so its addresses (link-local too) skip DAD and are
             // usable at once instead of "tentative" for a second or two; and no router
             // solicitations (sent 4 and 8 s after link-up: a slow kernel, e.g. in a VM, is
             // still counting a test's packets then).
@@ -72,13 +88,7 @@ impl Testbed {
                 ],
             )?;
         }
-        // Created inside the server namespace, peer moved straight into the client one: the
-        // host namespace never sees either end.
-        let link = format!(
-            "link add {SERVER_IF} mtu 1500 type veth peer name {CLIENT_IF} mtu 1500 netns {}",
-            client.name()
-        );
-        ip(&server, &link.split_whitespace().collect::<Vec<_>>())?;
+        make_link(&server, &client)?;
         let server_addrs = [
             format!("{SERVER_V4}/24"),
             format!("{SERVER_ADMIN_V4}/24"),
@@ -206,9 +216,9 @@ impl Testbed {
     }
 }
 
-/// A veth's carrier comes up only once both ends are up; wait for it (bounded) so the first
+/// A link's carrier comes up only once both ends are up; wait for it (bounded) so the first
 /// probe of a test does not race link setup.
-fn wait_up(ns: &Netns, dev: &str) -> Result<()> {
+pub fn wait_up(ns: &Netns, dev: &str) -> Result<()> {
     let limit = stretched(Duration::from_secs(5));
     let deadline = Instant::now() + limit;
     loop {
@@ -223,7 +233,8 @@ fn wait_up(ns: &Netns, dev: &str) -> Result<()> {
     }
 }
 
-fn ip(ns: &Netns, args: &[&str]) -> Result<Output> {
+/// `ip -n NS ARGS`, failing with its stderr.
+pub fn ip(ns: &Netns, args: &[&str]) -> Result<Output> {
     checked(Command::new("ip").arg("-n").arg(ns.name()).args(args))
 }
 

@@ -8,67 +8,23 @@
     reason = "an integration test links every dependency of the tests package and uses a few"
 )]
 
-use std::net::{IpAddr, SocketAddr};
-use std::time::{Duration, Instant};
-
 use mirror_xdp::observe::testrun::Baseline;
-use mirror_xdp_tests::cli::{attach_policy, port_counts, reason, run_ok, stats};
-use mirror_xdp_tests::cpu::pin_to_cpu;
-use mirror_xdp_tests::netns::{ChildGuard, Netns};
-use mirror_xdp_tests::probe::{ProbeResult, tcp_connect};
+use mirror_xdp_tests::netns::Netns;
 use mirror_xdp_tests::require_root;
-use mirror_xdp_tests::servers::{TcpListenerSet, banner};
-use mirror_xdp_tests::testbed::*;
-use mirror_xdp_tests::wait::wait_until;
-
-const PORT: u16 = 8080;
-/// Sequential connects from the untrusted client over IPv4, then over IPv6 (the flood is
-/// IPv4, but the budget is for all SYNs: IPv6 ones over it get IPv6 cookies).
-const ATTEMPTS_V4: u32 = 100;
-const ATTEMPTS_V6: u32 = 20;
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// hping3: 40,000 SYNs, one every 200 us (about 5,000 a second, 100 times the budget), from
-/// random sources; `timeout` ends it after 15 s whatever happens.
-const FLOOD_SYNS: &str = "40000";
-const FLOOD_GAP: &str = "u200";
-const FLOOD_SECS: &str = "15";
-/// The client starts once the server has judged this many of the flood's SYNs over the
-/// budget (a cookie or a drop): the flood is under way.
-const FLOOD_UNDER_WAY: u64 = 100;
-/// The flood and the client share one CPU, so that the server's XDP judges both there, in
-/// one CPU's share of the global budget (25 a second of the 50 on a two-CPU machine).
-const CPU: usize = 0;
-
-fn policy(cookies: bool) -> String {
-    format!(
-        r#"
-version = 1
-[[ports]]
-proto = "tcp"
-ports = [{PORT}]
-[limits]
-global_syn_rate = 50
-syn_cookies = {cookies}
-"#
-    )
-}
+use mirror_xdp_tests::syn_flood::flood_and_connect;
+use mirror_xdp_tests::testbed::{CLIENT_IF, Testbed};
 
 #[test]
 fn syn_cookies_let_clients_in_during_a_syn_flood() {
     require_root();
-    let outcome = flood_and_connect(true);
+    let bed = Testbed::new().expect("testbed");
+    let _peer_xdp = pass_program(&bed.client);
+    let outcome = flood_and_connect(&bed, true);
     eprintln!(
         "with syn_cookies: IPv4 {}, IPv6 {}; {} SYNs answered with cookies, {} dropped",
         outcome.v4, outcome.v6, outcome.cookies, outcome.syn_flood
     );
-    for (connects, attempts) in [(&outcome.v4, ATTEMPTS_V4), (&outcome.v6, ATTEMPTS_V6)] {
-        assert_eq!(
-            connects.tried, attempts,
-            "the flood ended before the client was done"
-        );
-        assert!(connects.rate() >= 0.95, "only {connects}");
-    }
-    assert!(outcome.cookies > 0, "no SYN was answered with a cookie");
+    outcome.assert_clients_got_in();
 }
 
 /// The same flood without cookies, for comparison: the connect rates are reported, not
@@ -76,7 +32,9 @@ fn syn_cookies_let_clients_in_during_a_syn_flood() {
 #[test]
 fn without_syn_cookies_for_comparison() {
     require_root();
-    let outcome = flood_and_connect(false);
+    let bed = Testbed::new().expect("testbed");
+    let _peer_xdp = pass_program(&bed.client);
+    let outcome = flood_and_connect(&bed, false);
     eprintln!(
         "without syn_cookies: IPv4 {}, IPv6 {}; {} SYNs dropped as syn_flood",
         outcome.v4, outcome.v6, outcome.syn_flood
@@ -84,171 +42,6 @@ fn without_syn_cookies_for_comparison() {
     assert_eq!(outcome.cookies, 0, "cookies while syn_cookies is off");
     // The flood is 100 times the budget: without cookies, SYNs over it are dropped.
     assert!(outcome.syn_flood > 0, "no SYN dropped as syn_flood");
-}
-
-/// The connects of one address family: how many completed (banner read) of those tried.
-#[derive(Default)]
-struct Connects {
-    ok: u32,
-    tried: u32,
-    failures: Vec<String>,
-}
-
-impl Connects {
-    fn rate(&self) -> f64 {
-        f64::from(self.ok) / f64::from(self.tried.max(1))
-    }
-}
-
-impl std::fmt::Display for Connects {
-    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        write!(
-            f,
-            "{}/{} connects completed during the flood ({:.1}%)",
-            self.ok,
-            self.tried,
-            self.rate() * 100.0
-        )?;
-        if !self.failures.is_empty() {
-            write!(f, " [failures: {}]", self.failures.join("; "))?;
-        }
-        Ok(())
-    }
-}
-
-struct Outcome {
-    v4: Connects,
-    v6: Connects,
-    cookies: u64,
-    syn_flood: u64,
-}
-
-/// Attaches the policy, floods, connects from the untrusted client while the flood lasts
-/// (at most [`ATTEMPTS_V4`] + [`ATTEMPTS_V6`] times), checks the counters, and the sysctl's
-/// round trip through attach and detach.
-fn flood_and_connect(cookies: bool) -> Outcome {
-    pin_to_cpu(CPU);
-    let bed = Testbed::new().expect("testbed");
-    let _listeners = TcpListenerSet::start(&bed.server, &[PORT]).expect("listener");
-    let _peer_xdp = pass_program(&bed.client);
-    // Spoofed sources are routable on the Internet: the kernel answers the SYNs that reach
-    // it (the budget's and the keepalive's), and so keeps its cookie check alive.
-    let gateway = CLIENT_V4.to_string();
-    bed.server
-        .run_ok("ip", &["route", "add", "default", "via", &gateway])
-        .expect("default route");
-    let sysctl_before = syncookies(&bed.server);
-    attach_policy(&bed, &policy(cookies));
-    let expected = if cookies { "2" } else { sysctl_before.as_str() };
-    assert_eq!(
-        syncookies(&bed.server),
-        expected,
-        "tcp_syncookies after attach"
-    );
-
-    let mut flood = start_flood(&bed);
-    wait_until(
-        Duration::from_secs(5),
-        "the SYN flood going over the budget",
-        || {
-            let s = stats(&bed);
-            assert!(
-                flood.try_wait().expect("hping3").is_none(),
-                "hping3 ended early"
-            );
-            reason(&s, "syn_cookie", "packets") + reason(&s, "syn_flood", "drop_packets")
-                >= FLOOD_UNDER_WAY
-        },
-    );
-    let started = Instant::now();
-    let mut results = Vec::new();
-    for (src, dst, attempts) in [
-        (
-            IpAddr::from(CLIENT_V4),
-            IpAddr::from(SERVER_V4),
-            ATTEMPTS_V4,
-        ),
-        (CLIENT_V6.into(), SERVER_V6.into(), ATTEMPTS_V6),
-    ] {
-        let mut c = Connects::default();
-        while c.tried < attempts && flood.try_wait().expect("hping3").is_none() {
-            c.tried += 1;
-            match tcp_connect(
-                &bed.client,
-                src,
-                SocketAddr::new(dst, PORT),
-                CONNECT_TIMEOUT,
-            ) {
-                Ok(r) if r == ProbeResult::Open(banner(PORT)) => c.ok += 1,
-                Ok(r) => c.failures.push(format!("{r:?}")),
-                // A reset after the handshake: the kernel refused the cookie.
-                Err(e) => c.failures.push(format!("{e:#}")),
-            }
-        }
-        results.push(c);
-    }
-    let flooding = flood.try_wait().expect("hping3").is_none();
-    eprintln!(
-        "connects took {:.1} s; the flood was {} then",
-        started.elapsed().as_secs_f64(),
-        if flooding { "still running" } else { "over" }
-    );
-    drop(flood);
-
-    let s = stats(&bed);
-    let cookies_sent = reason(&s, "syn_cookie", "packets");
-    let syn_flood = reason(&s, "syn_flood", "drop_packets");
-    // Answered SYNs count as passed on their port; the drops there are the syn_flood ones.
-    let (pass, drop) = port_counts(&s, "tcp", PORT).expect("port 8080 listed");
-    assert!(
-        pass >= cookies_sent,
-        "port {PORT}: {pass} passed, {cookies_sent} cookies"
-    );
-    assert_eq!(drop, syn_flood, "port {PORT} drops against syn_flood drops");
-
-    run_ok(&bed, &["detach"]);
-    assert_eq!(
-        syncookies(&bed.server),
-        sysctl_before,
-        "detach restores tcp_syncookies"
-    );
-    let v6 = results.pop().expect("IPv6 connects");
-    let v4 = results.pop().expect("IPv4 connects");
-    Outcome {
-        v4,
-        v6,
-        cookies: cookies_sent,
-        syn_flood,
-    }
-}
-
-/// hping3 from the client namespace at the server, spoofed random sources, on [`CPU`].
-fn start_flood(bed: &Testbed) -> ChildGuard {
-    let port = PORT.to_string();
-    let target = SERVER_V4.to_string();
-    let cpu = CPU.to_string();
-    bed.client
-        .spawn(
-            "timeout",
-            &[
-                FLOOD_SECS,
-                "taskset",
-                "-c",
-                &cpu,
-                "hping3",
-                "-q",
-                "-S",
-                "-p",
-                &port,
-                "--rand-source",
-                "-i",
-                FLOOD_GAP,
-                "-c",
-                FLOOD_SYNS,
-                &target,
-            ],
-        )
-        .expect("start hping3 (installed by `cargo xtask setup`)")
 }
 
 /// `bare_pass` on the client's veth: a veth hands its peer's XDP_TX frames (the SYN-ACKs)
@@ -261,9 +54,4 @@ fn pass_program(client: &Netns) -> Baseline {
             .expect("attach bare_pass to the client veth");
         program
     })
-}
-
-/// `net.ipv4.tcp_syncookies` in a namespace.
-fn syncookies(ns: &Netns) -> String {
-    ns.sysctl("net.ipv4.tcp_syncookies")
 }

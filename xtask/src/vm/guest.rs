@@ -10,7 +10,7 @@ use super::qemu::REPORT_PREFIX;
 
 /// Modules loaded up front (autoloading works too, through the initramfs' modprobe hook,
 /// but explicit loads fail loudly; no udev loads drivers for devices): veth pairs, tc clsact
-/// with bpf filters, the virtio-net driver (vm-test --nic), the tun device,
+/// with bpf filters, the virtio-net driver (the VM's NICs, bridge.rs), the tun device,
 /// VLANs, bonds, and the nftables/iptables hooks the comparisons use.
 pub const MODULES: &[&str] = &[
     "veth",

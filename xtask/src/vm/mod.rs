@@ -1,16 +1,17 @@
 //! `cargo xtask vm-test`: boots Debian's kernels (6.1, 6.12) in qemu with the host's root
 //! shared read-only and runs the root tests built on the host inside each guest (the table
-//! in matrix.rs), the bench's per-path test runs (`--bench`), or a virtio-net smoke run
-//! (`--nic`). `cargo xtask test` runs the matrix after the host suite.
+//! in matrix.rs; the VM has two virtio-net NICs bridged on its host side, bridge.rs) or the
+//! bench's per-path test runs (`--bench`). `cargo xtask test` runs the matrix after the host
+//! suite.
 
 mod bench;
+mod bridge;
 mod cpio;
 mod guest;
 mod initramfs;
 mod kernel;
 mod matrix;
 mod netns;
-mod nic;
 mod qemu;
 mod report;
 mod run;
@@ -51,18 +52,14 @@ pub struct Args {
     pub kernel: KernelChoice,
     /// Run the bench's per-path BPF test runs in the guest and print its table, instead of
     /// the tests.
-    #[arg(long, conflicts_with_all = ["nic", "full"])]
-    pub bench: bool,
-    /// Smoke run of a virtio-net NIC backed by a tap device in the VM's host namespace:
-    /// ping and UDP across it, then the enforcer attached in native mode.
     #[arg(long, conflicts_with = "full")]
-    pub nic: bool,
+    pub bench: bool,
     /// Every root test of every test binary, not only the matrix (slow: about 90 min per
     /// kernel).
     #[arg(long)]
     pub full: bool,
     /// Run only the tests whose "binary::name" contains this (repeatable).
-    #[arg(long, value_name = "TEXT", conflicts_with_all = ["nic", "bench"])]
+    #[arg(long, value_name = "TEXT", conflicts_with = "bench")]
     pub only: Vec<String>,
 }
 
@@ -70,7 +67,6 @@ pub struct Args {
 enum Work {
     Tests { full: bool, only: Vec<String> },
     Bench,
-    Nic,
 }
 
 /// `cargo xtask vm-test`: setup, build, then the VM runs.
@@ -78,8 +74,6 @@ pub fn run(args: &Args) -> Result<()> {
     crate::setup::run()?;
     let work = if args.bench {
         Work::Bench
-    } else if args.nic {
-        Work::Nic
     } else {
         Work::Tests {
             full: args.full,
@@ -139,8 +133,9 @@ fn run_kernels(kernels: &[Series], work: &Work) -> Result<()> {
                     .map(|(series, kernel)| {
                         let (vm_dir, steps) = (&vm_dir, &steps);
                         scope.spawn(move || {
-                            GuestRun::new(series.label(), kernel, vm_dir, steps, max)
-                                .boot(|_| Ok(()))
+                            let mut run = GuestRun::new(series.label(), kernel, vm_dir, steps, max);
+                            run.nics = bridge::nics();
+                            run.boot(bridge::connect)
                         })
                     })
                     .collect();
@@ -149,14 +144,10 @@ fn run_kernels(kernels: &[Series], work: &Work) -> Result<()> {
                     .collect::<Result<Vec<_>>>()
             })?
         }
-        // One at a time: the bench measures, and the NIC runs are short.
+        // One at a time: the bench measures.
         Work::Bench => guests
             .iter()
             .map(|(s, k)| bench::run(&format!("{}-bench", s.label()), k, &vm_dir))
-            .collect::<Result<Vec<_>>>()?,
-        Work::Nic => guests
-            .iter()
-            .map(|(s, k)| nic::run(&format!("{}-nic", s.label()), k, &vm_dir))
             .collect::<Result<Vec<_>>>()?,
     };
     println!("vm: summary");

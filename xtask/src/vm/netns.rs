@@ -27,6 +27,24 @@ impl HostNetns {
         ip(&all)
     }
 
+    /// `sysctl -qw KEY=VALUE...` inside the namespace.
+    pub fn sysctl(&self, settings: &[&str]) -> Result<()> {
+        let out = self
+            .command("sysctl")
+            .arg("-qw")
+            .args(settings)
+            .output()
+            .context("cannot run sysctl (package procps)")?;
+        if !out.status.success() {
+            bail!(
+                "`sysctl -w {}` failed: {}",
+                settings.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(())
+    }
+
     /// A command that runs inside the namespace (`ip netns exec` execs it, so the child's
     /// pid is the program's own).
     pub fn command(&self, program: &str) -> Command {

@@ -26,6 +26,8 @@ pub struct TapNic {
     pub tap: String,
     /// Queue pairs (multi-queue when above 1).
     pub queues: u32,
+    /// How the guest finds it.
+    pub mac: &'static str,
 }
 
 /// What to boot and how.
@@ -172,7 +174,10 @@ impl Vm<'_> {
             } else {
                 "mq=off".into()
             };
-            args.push(format!("virtio-net-pci,netdev=n{i},{mq},romfile="));
+            args.push(format!(
+                "virtio-net-pci,netdev=n{i},{mq},mac={},romfile=",
+                nic.mac
+            ));
         }
         Ok(args)
     }
