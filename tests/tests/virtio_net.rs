@@ -255,3 +255,36 @@ fn kernel_at_least(major: u32, minor: u32) -> bool {
     let version = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
     version >= (major, minor)
 }
+
+/// With fewer queues than lock-free XDP_TX needs (the queue pairs in use plus one per CPU),
+/// `attach` says so and what to change; with enough it says nothing.
+#[test]
+#[ignore = "runs in the VM matrix: cargo xtask vm-test"]
+fn attach_warns_when_the_nic_has_too_few_queues_for_lock_free_xdp_tx() {
+    require_root();
+    let bed = virtio::testbed().expect(IN_VM);
+    let set_queues = |n: &str| {
+        bed.server
+            .run_ok("ethtool", &["-L", SERVER_IF, "combined", n])
+            .expect("ethtool -L");
+    };
+    let warning = "virtio-net needs one XDP TX queue per CPU";
+    // The server's NIC has 4 queue pairs and the VM 2 CPUs: 3 in use leave 1 for XDP.
+    set_queues("3");
+    let r = attach(&bed, "native");
+    assert_eq!(r.code, Some(0), "{r:?}");
+    assert!(r.stderr.contains(warning), "no queue warning: {r:?}");
+    let fix = format!("ethtool -L {SERVER_IF} combined");
+    assert!(r.stderr.contains(&fix), "no `{fix} N` advice: {r:?}");
+    assert_mode(&bed, "native");
+    run_ok(&bed, &["detach"]);
+
+    set_queues("2");
+    let r = attach(&bed, "native");
+    assert_eq!(r.code, Some(0), "{r:?}");
+    assert!(
+        !r.stderr.contains(warning),
+        "a queue warning with enough queues: {r:?}"
+    );
+    run_ok(&bed, &["detach"]);
+}

@@ -19,7 +19,7 @@ const BOOT_ALLOWANCE: Duration = Duration::from_secs(180);
 /// about 63 min in a 6.1 guest and 20 in a 6.12 guest here (side by side), and CI must fit
 /// it after the host suite (about 18 min) in 90; a CI machine a little slower than this one
 /// must not hit the bound.
-pub const MAX_VM: Duration = Duration::from_secs(70 * 60);
+pub const MAX_VM: Duration = Duration::from_secs(75 * 60);
 /// The same bound for `--full` and `--bench`, which are not part of CI.
 pub const MAX_VM_LONG: Duration = Duration::from_secs(100 * 60);
 
