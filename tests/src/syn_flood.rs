@@ -7,6 +7,8 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use mirror_xdp::observe::testrun::Baseline;
+
 use crate::cli::{attach_policy, port_counts, reason, run_ok, stats};
 use crate::cpu::pin_to_cpu;
 use crate::netns::{ChildGuard, Netns};
@@ -229,4 +231,16 @@ impl Outcome {
         }
         assert!(self.cookies > 0, "no SYN was answered with a cookie");
     }
+}
+
+/// `bare_pass` on the client's veth: a veth hands its peer's XDP_TX frames (the SYN-ACKs)
+/// on promptly only if it runs XDP itself, as a real NIC always would.
+pub fn pass_program(client: &Netns) -> Baseline {
+    client.enter(|| {
+        let mut program = Baseline::load("bare_pass").expect("load bare_pass");
+        program
+            .attach_native(CLIENT_IF)
+            .expect("attach bare_pass to the client veth");
+        program
+    })
 }

@@ -2,7 +2,7 @@
 //! and sync networks), where frames arrive in several buffers: nginx serves a large file
 //! intact, the mirror pulls a tree from its upstream by rsync (jumbo segments in, as return
 //! traffic), 8,000-byte datagrams reach an open port and not a closed one, nmap sees exactly
-//! the whitelisted ports, and the counters count whole frames.
+//! the whitelisted ports, the counters count whole frames, and SYN cookies answer a flood.
 #![expect(
     unused_crate_dependencies,
     reason = "an integration test links every dependency of the tests package and uses a few"
@@ -19,6 +19,7 @@ use mirror_xdp_tests::require_root;
 use mirror_xdp_tests::servers::{
     Nginx, RSYNC_FILE, RsyncDaemon, TcpListenerSet, UdpCounter, UdpEchoSet,
 };
+use mirror_xdp_tests::syn_flood::{flood_and_connect, pass_program};
 use mirror_xdp_tests::testbed::*;
 
 const POLICY: &str = r#"
@@ -193,4 +194,17 @@ fn jumbo_frames_in_native_mode_carry_files_and_datagrams_whole() {
         let open = probe::nmap(&bed.client, None, dst).expect("nmap");
         assert_eq!(open, [80, 873], "nmap of {dst}");
     }
+}
+
+/// SYN cookies over the jumbo link: the cookie SYN-ACKs leave by XDP_TX from the
+/// multi-buffer capable program, and the client gets in during a flood.
+#[test]
+fn syn_cookies_let_clients_in_over_a_jumbo_link() {
+    require_root();
+    let bed = Testbed::new().expect("testbed");
+    jumbo(&bed);
+    let _peer_xdp = pass_program(&bed.client);
+    let outcome = flood_and_connect(&bed, true);
+    assert!(outcome.cookies > 0, "no SYN answered with a cookie");
+    outcome.assert_clients_got_in();
 }

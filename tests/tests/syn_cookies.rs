@@ -8,11 +8,9 @@
     reason = "an integration test links every dependency of the tests package and uses a few"
 )]
 
-use mirror_xdp::observe::testrun::Baseline;
-use mirror_xdp_tests::netns::Netns;
 use mirror_xdp_tests::require_root;
-use mirror_xdp_tests::syn_flood::flood_and_connect;
-use mirror_xdp_tests::testbed::{CLIENT_IF, Testbed};
+use mirror_xdp_tests::syn_flood::{flood_and_connect, pass_program};
+use mirror_xdp_tests::testbed::Testbed;
 
 #[test]
 fn syn_cookies_let_clients_in_during_a_syn_flood() {
@@ -42,16 +40,4 @@ fn without_syn_cookies_for_comparison() {
     assert_eq!(outcome.cookies, 0, "cookies while syn_cookies is off");
     // The flood is 100 times the budget: without cookies, SYNs over it are dropped.
     assert!(outcome.syn_flood > 0, "no SYN dropped as syn_flood");
-}
-
-/// `bare_pass` on the client's veth: a veth hands its peer's XDP_TX frames (the SYN-ACKs)
-/// on promptly only if it runs XDP itself, as a real NIC always would.
-fn pass_program(client: &Netns) -> Baseline {
-    client.enter(|| {
-        let mut program = Baseline::load("bare_pass").expect("load bare_pass");
-        program
-            .attach_native(CLIENT_IF)
-            .expect("attach bare_pass to the client veth");
-        program
-    })
 }

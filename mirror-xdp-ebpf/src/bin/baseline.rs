@@ -1,5 +1,6 @@
 //! Bare XDP programs that do nothing but return a verdict: the yardstick the benchmarks and
-//! the closing figures measure the enforcer against.
+//! the closing figures measure the enforcer against. Multi-buffer capable (`frags`) like
+//! the enforcer, so they attach natively at any MTU the enforcer does.
 // On the host (clippy, `cargo check --workspace`) these are ordinary std binaries.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
@@ -8,12 +9,12 @@ use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 // Dependencies of the package's other programs; these bare ones need none of them.
 use {mirror_xdp_common as _, network_types as _};
 
-#[xdp]
+#[xdp(frags)]
 pub fn bare_drop(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_DROP
 }
 
-#[xdp]
+#[xdp(frags)]
 pub fn bare_pass(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
 }

@@ -1,8 +1,8 @@
 //! `cargo xtask vm-test`: boots Debian's kernels (6.1, 6.12) in qemu with the host's root
 //! shared read-only and runs the root tests built on the host inside each guest (the table
 //! in matrix.rs; the VM has two virtio-net NICs bridged on its host side, bridge.rs) or the
-//! bench's per-path test runs (`--bench`). `cargo xtask test` runs the matrix after the host
-//! suite.
+//! bench's per-path test runs and its end-to-end runs over virtio-net (`--bench`).
+//! `cargo xtask test` runs the matrix after the host suite.
 
 mod bench;
 mod bridge;
@@ -50,8 +50,8 @@ pub struct Args {
     /// Kernel to boot: Debian 12's stock 6.1, the 6.12 series, or both (6.1 first).
     #[arg(long, value_enum, default_value = "all")]
     pub kernel: KernelChoice,
-    /// Run the bench's per-path BPF test runs in the guest and print its table, instead of
-    /// the tests.
+    /// Run the bench in the guest instead of the tests: its per-path BPF test runs, and
+    /// mirror-xdp next to a bare XDP_DROP end to end over the VM's virtio-net NICs.
     #[arg(long, conflicts_with = "full")]
     pub bench: bool,
     /// Every root test of every test binary, not only the matrix (slow: about 90 min per

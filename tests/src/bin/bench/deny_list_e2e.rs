@@ -14,7 +14,8 @@ use mirror_xdp_tests::{
 };
 
 use crate::end_to_end::{
-    CLOSED_PORT, Dropper, ReceiverThread, attach_baseline, capacity, flood, stats, tool_present,
+    CLOSED_PORT, Dropper, FRAMES, ReceiverThread, attach_baseline, capacity, flood, stats,
+    tool_present,
 };
 use crate::scaling::{SIZES, deny_list, deny_list_text};
 
@@ -89,7 +90,7 @@ pub fn run() -> Result<Vec<Row>> {
 /// Receiver CPU ns per frame of one flood from random sources.
 fn receive(bed: &Testbed, dropper: Dropper, template: &[u8]) -> Result<f64> {
     let receiver = ReceiverThread::start(bed)?;
-    let sample = flood(bed, dropper, template, 32, &receiver);
+    let sample = flood(bed, dropper, template, 32, FRAMES, &receiver);
     receiver.stop(bed);
     let sample = sample?;
     // The stack's own few frames (neighbour discovery) pass; the flood must not.

@@ -103,7 +103,7 @@ pub fn run(policy_text: &str) -> Result<Outcome> {
         .collect();
     for rep in 0..REPETITIONS {
         for (i, &dropper) in droppers.iter().enumerate() {
-            let sample = measure(&bed, &bin, &policy, dropper, &template)
+            let sample = measure(&bed, &bin, &policy, dropper, &template, FRAMES)
                 .with_context(|| format!("{} (repetition {})", dropper.name(), rep + 1))?;
             rows[i].pps.push(sample.pps);
             rows[i].cpu_ns.push(sample.cpu_ns);
@@ -130,12 +130,15 @@ pub struct Sample {
     pub received: u64,
 }
 
-fn measure(
+/// One sample of `dropper`: attaches it to the server's interface, floods `frames` copies of
+/// `template` from the client, detaches.
+pub fn measure(
     bed: &Testbed,
     bin: &Path,
     policy: &Path,
     dropper: Dropper,
     template: &[u8],
+    frames: u64,
 ) -> Result<Sample> {
     // Set up: whatever is attached stays until the end of this function.
     let mut xdp: Option<Baseline> = None;
@@ -171,7 +174,7 @@ fn measure(
     }
 
     let result = ReceiverThread::start(bed).and_then(|receiver| {
-        let sample = flood(bed, dropper, template, 0, &receiver);
+        let sample = flood(bed, dropper, template, 0, frames, &receiver);
         receiver.stop(bed);
         sample
     });
@@ -331,13 +334,14 @@ fn on_cpu0<R>(f: impl FnOnce() -> R) -> R {
     }
 }
 
-/// Sends `FRAMES` copies of `template` (source ports, sequence numbers and the low
+/// Sends `frames` copies of `template` (source ports, sequence numbers and the low
 /// `src_bits` bits of the source address random) and measures the receiving side.
 pub fn flood(
     bed: &Testbed,
     dropper: Dropper,
     template: &[u8],
     src_bits: u32,
+    frames: u64,
     receiver: &ReceiverThread,
 ) -> Result<Sample> {
     let randomise = Randomise {
@@ -350,7 +354,7 @@ pub fn flood(
     let cpu_before = busy_jiffies()?;
     let receiver_before = receiver.ticks();
     let started = Instant::now();
-    let sent = on_cpu0(|| send_frames(bed, template, randomise, FRAMES, None, FLOOD_LIMIT))?;
+    let sent = on_cpu0(|| send_frames(bed, template, randomise, frames, None, FLOOD_LIMIT))?;
     // The receive side is done once the server's XDP packet counter stops moving.
     let mut received = xdp_counters(&bed.server)?.0 - before.0;
     let mut done = Instant::now();

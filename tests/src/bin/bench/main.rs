@@ -13,6 +13,7 @@ mod deny_list_e2e;
 mod end_to_end;
 mod goals;
 mod scaling;
+mod virtio_e2e;
 mod xdp_filter;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -68,7 +69,7 @@ enum Subject {
 #[derive(Parser)]
 #[command(name = "bench")]
 #[command(group(ArgGroup::new("part").args([
-    "paths_only", "end_to_end_only", "control_plane_only", "deny_list_only", "out"
+    "paths_only", "end_to_end_only", "control_plane_only", "deny_list_only", "virtio_only", "out"
 ])))]
 struct Args {
     /// Also write the report to FILE, and the chart next to it (FILE with `.png`).
@@ -86,6 +87,10 @@ struct Args {
     /// Only the deny-list end-to-end table.
     #[arg(long)]
     deny_list_only: bool,
+    /// Only the end-to-end table over the virtio-net NICs of a `cargo xtask vm-test --bench`
+    /// guest.
+    #[arg(long)]
+    virtio_only: bool,
 }
 
 fn main() -> Result<()> {
@@ -97,6 +102,15 @@ fn main() -> Result<()> {
     }
     if args.control_plane_only {
         print!("{}", control_plane::table(&control_plane::run(POLICY)?));
+        return Ok(());
+    }
+    if args.virtio_only {
+        print!(
+            "virtio-net, {} SYNs per run, {} interleaved repetitions:\n\n{}",
+            virtio_e2e::FRAMES,
+            virtio_e2e::REPETITIONS,
+            end_to_end::table(&virtio_e2e::run(POLICY)?)
+        );
         return Ok(());
     }
     if args.deny_list_only {
