@@ -107,14 +107,16 @@ pub fn why_not_native(
              the bond's mode"
             .to_string(),
         (_, Some(libc::ERANGE)) => format!(
-            "the driver does not take XDP at this MTU (a frame must fit one buffer): \
-             lower the MTU (`ip link set {iface} mtu 1500`) for native mode"
+            "the driver has no multi-buffer XDP, so it takes XDP only while a frame fits one \
+             buffer: lower the MTU (`ip link set {iface} mtu 1500`) for native mode, or use \
+             a kernel whose driver has it"
         ),
         (Some(VIRTIO_NET_DRIVER), _) => "virtio-net refuses XDP while the host offloads \
              LRO to the guest and cannot turn it off (guest_tso4/6, guest_ecn, guest_ufo, \
              guest_csum: the VM's NIC needs `guest_tso4=off,guest_tso6=off,guest_ecn=off,\
-             guest_ufo=off` or the ctrl_guest_offloads feature), or with an MTU too large \
-             for its buffers; the kernel log (`dmesg`) names which"
+             guest_ufo=off` or the ctrl_guest_offloads feature), or at an MTU too large \
+             for one buffer (before Linux 6.3 its XDP takes no multi-buffer frames); the \
+             kernel log (`dmesg`) names which"
             .to_string(),
         (driver, Some(libc::EOPNOTSUPP)) => format!(
             "the driver{} has no native XDP",
