@@ -56,7 +56,7 @@ pub fn mirror_xdp(ctx: XdpContext) -> u32 {
             let mut verdict = judge(&pkt, config);
             // Monitor mode passes the SYN (counted as `syn_cookie`) instead of answering it.
             if verdict.reason == Reason::SynCookie && !monitor {
-                tx = syncookie::answer(ctx.ctx, pkt.ip_off as u32, pkt.v6);
+                tx = syncookie::answer(ctx.ctx, pkt.ip_off as u32, pkt.v6, bytes as u32);
                 if !tx {
                     verdict.reason = Reason::SynFlood;
                     verdict.drop = true;

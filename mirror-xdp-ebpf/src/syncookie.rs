@@ -12,7 +12,7 @@ use aya_ebpf::{
     bindings::{iphdr, ipv6hdr, tcphdr, xdp_md},
     helpers::{
         bpf_csum_diff, bpf_tcp_raw_gen_syncookie_ipv4, bpf_tcp_raw_gen_syncookie_ipv6,
-        bpf_xdp_adjust_tail, bpf_xdp_get_buff_len,
+        bpf_xdp_adjust_tail,
     },
     programs::XdpContext,
 };
@@ -35,10 +35,10 @@ pub fn answerable(pkt: &Packet) -> bool {
 }
 
 /// Rewrites the SYN whose IP header is at `ip_off` into its cookie SYN-ACK and trims the
-/// frame to it; false if that failed (the caller then drops the SYN). Not inlined: its
-/// stack and branches stay out of the main program's.
+/// frame, `whole_len` bytes with its fragments, to it; false if that failed (the caller then
+/// drops the SYN). Not inlined: its stack and branches stay out of the main program's.
 #[inline(never)]
-pub fn answer(ctx: *mut xdp_md, ip_off: u32, v6: bool) -> bool {
+pub fn answer(ctx: *mut xdp_md, ip_off: u32, v6: bool, whole_len: u32) -> bool {
     let xdp = XdpContext::new(ctx);
     let (start, end) = (xdp.data(), xdp.data_end());
     let ip_off = ip_off as usize;
@@ -53,11 +53,9 @@ pub fn answer(ctx: *mut xdp_md, ip_off: u32, v6: bool) -> bool {
     let Some(new_len) = new_len else {
         return false;
     };
-    // The whole frame's length: a SYN with a payload in fragments is trimmed to its first
+    // From the whole length: a SYN with a payload in fragments is trimmed to its first
     // buffer's headers too (the helper frees the fragments).
-    // SAFETY: the helper reads the program's own context.
-    let whole = unsafe { bpf_xdp_get_buff_len(ctx) } as i32;
-    let delta = new_len as i32 - whole;
+    let delta = new_len as i32 - whole_len as i32;
     // SAFETY: shrinking an XDP frame to at least its headers; no packet pointer is used after.
     delta == 0 || unsafe { bpf_xdp_adjust_tail(ctx, delta) } == 0
 }

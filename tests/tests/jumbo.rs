@@ -47,17 +47,11 @@ const BIG_FILE: &str = "pool/main/m/mirror/mirror_1.0.iso";
 const BIG_FILE_LEN: usize = 16 << 20;
 const MTU: &str = "9000";
 
-/// Deterministic bytes that do not compress or repeat in step with a buffer.
+/// Seeded random bytes: they neither compress nor repeat in step with a buffer.
 fn content(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    let mut bytes = vec![0; len];
+    fastrand::Rng::with_seed(seed).fill(&mut bytes);
+    bytes
 }
 
 fn sha256(path: &Path) -> String {

@@ -90,6 +90,28 @@ pub fn run(policy_text: &str) -> Result<Outcome> {
     let policy = bed.work_dir().join("bench-policy.toml");
     std::fs::write(&policy, policy_text)?;
     let template = syn_template(&bed, CLIENT_V4.into(), CLOSED_PORT)?;
+    let rows = sample_all(
+        &bed,
+        &bin,
+        &policy,
+        &droppers,
+        &template,
+        FRAMES,
+        REPETITIONS,
+    )?;
+    Ok(Outcome { rows, skipped })
+}
+
+/// `repetitions` interleaved samples of each dropper, a row each.
+pub fn sample_all(
+    bed: &Testbed,
+    bin: &Path,
+    policy: &Path,
+    droppers: &[Dropper],
+    template: &[u8],
+    frames: u64,
+    repetitions: usize,
+) -> Result<Vec<Row>> {
     let mut rows: Vec<Row> = droppers
         .iter()
         .map(|d| Row {
@@ -101,18 +123,18 @@ pub fn run(policy_text: &str) -> Result<Outcome> {
             received: Vec::new(),
         })
         .collect();
-    for rep in 0..REPETITIONS {
-        for (i, &dropper) in droppers.iter().enumerate() {
-            let sample = measure(&bed, &bin, &policy, dropper, &template, FRAMES)
+    for rep in 0..repetitions {
+        for (row, &dropper) in rows.iter_mut().zip(droppers) {
+            let sample = measure(bed, bin, policy, dropper, template, frames)
                 .with_context(|| format!("{} (repetition {})", dropper.name(), rep + 1))?;
-            rows[i].pps.push(sample.pps);
-            rows[i].cpu_ns.push(sample.cpu_ns);
-            rows[i].receiver_ns.push(sample.receiver_ns);
-            rows[i].dropped.push(sample.dropped);
-            rows[i].received.push(sample.received);
+            row.pps.push(sample.pps);
+            row.cpu_ns.push(sample.cpu_ns);
+            row.receiver_ns.push(sample.receiver_ns);
+            row.dropped.push(sample.dropped);
+            row.received.push(sample.received);
         }
     }
-    Ok(Outcome { rows, skipped })
+    Ok(rows)
 }
 
 pub fn tool_present(tool: &str) -> bool {
@@ -132,7 +154,7 @@ pub struct Sample {
 
 /// One sample of `dropper`: attaches it to the server's interface, floods `frames` copies of
 /// `template` from the client, detaches.
-pub fn measure(
+fn measure(
     bed: &Testbed,
     bin: &Path,
     policy: &Path,

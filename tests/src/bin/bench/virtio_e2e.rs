@@ -13,7 +13,7 @@ use mirror_xdp_tests::{
     virtio,
 };
 
-use crate::end_to_end::{CLOSED_PORT, Dropper, Outcome, Row, measure};
+use crate::end_to_end::{CLOSED_PORT, Dropper, Outcome, sample_all};
 
 /// Fewer frames than on veth: an emulated guest sends and receives some 100 times slower.
 pub const FRAMES: u64 = 200_000;
@@ -34,28 +34,15 @@ pub fn run(policy_text: &str) -> Result<Outcome> {
     std::fs::write(&policy, policy_text)?;
     let template = syn_template(&bed, CLIENT_V4.into(), CLOSED_PORT)?;
     let droppers = [Dropper::BareDrop, Dropper::MirrorXdp];
-    let mut rows: Vec<Row> = droppers
-        .iter()
-        .map(|d| Row {
-            name: d.name(),
-            pps: Vec::new(),
-            cpu_ns: Vec::new(),
-            receiver_ns: Vec::new(),
-            dropped: Vec::new(),
-            received: Vec::new(),
-        })
-        .collect();
-    for rep in 0..REPETITIONS {
-        for (row, &dropper) in rows.iter_mut().zip(&droppers) {
-            let sample = measure(&bed, &bin, &policy, dropper, &template, FRAMES)
-                .with_context(|| format!("{} (repetition {})", dropper.name(), rep + 1))?;
-            row.pps.push(sample.pps);
-            row.cpu_ns.push(sample.cpu_ns);
-            row.receiver_ns.push(sample.receiver_ns);
-            row.dropped.push(sample.dropped);
-            row.received.push(sample.received);
-        }
-    }
+    let rows = sample_all(
+        &bed,
+        &bin,
+        &policy,
+        &droppers,
+        &template,
+        FRAMES,
+        REPETITIONS,
+    )?;
     drop(sender);
     Ok(Outcome {
         rows,
