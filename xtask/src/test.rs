@@ -76,7 +76,7 @@ pub fn run(extra: &[String]) -> Result<()> {
     )?;
     // The same root tests on the kernels the project supports (Debian 12's 6.1, the 6.12
     // series), each in a VM: the matrix in xtask/src/vm/matrix.rs.
-    println!("test: VM matrix (6.1, then 6.12)");
+    println!("test: VM matrix (6.1 and 6.12)");
     crate::vm::run_matrix().map_err(|e| e.context("test: step `VM matrix` failed"))?;
     println!("test: all steps passed");
     Ok(())

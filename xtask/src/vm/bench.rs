@@ -22,6 +22,7 @@ pub fn run(label: &str, kernel: &Kernel, vm_dir: &Path) -> Result<Summary> {
         cwd: repo_root(),
         timeout_secs: 1800,
         one_test: false,
+        second_guest: false,
     };
     let steps = [
         step("bench --paths-only", "--paths-only"),

@@ -27,6 +27,7 @@ pub const MODULES: &[&str] = &[
 ];
 
 /// One command the guest runs.
+#[derive(Clone)]
 pub struct Step {
     /// Shown in reports ("enforcer::nmap_sees_exactly...").
     pub label: String,
@@ -36,6 +37,8 @@ pub struct Step {
     pub timeout_secs: u64,
     /// A single libtest test: passing also needs its log to say exactly one test passed.
     pub one_test: bool,
+    /// Runs in a second guest where the kernel is slow (mod.rs).
+    pub second_guest: bool,
 }
 
 pub const RESULTS_FILE: &str = "results.tsv";

@@ -9,6 +9,9 @@ use super::qemu::Outcome;
 
 /// Lines of a failed step's log shown on the host.
 const LOG_TAIL: usize = 40;
+/// Lines shown from each panic, which a long log (a daemon's, in the assertion) would push
+/// out of the tail.
+const PANIC_LINES: usize = 4;
 
 pub struct Summary {
     pub label: String,
@@ -62,6 +65,9 @@ pub fn judge(label: &str, steps: &[Step], results: &Path, outcome: &Outcome) -> 
         } else {
             summary.failed.push(step.label.clone());
             if result.is_some() {
+                for line in panics(&log) {
+                    println!("  ! {line}");
+                }
                 print_tail(&format!("{} (guest log)", step.label), &log, LOG_TAIL);
             }
         }
@@ -95,6 +101,18 @@ pub fn minutes(d: Duration) -> String {
     format!("{}m{:02}s", d.as_secs() / 60, d.as_secs() % 60)
 }
 
+/// The first lines of each panic in a test's log.
+fn panics(log: &str) -> Vec<&str> {
+    let lines: Vec<&str> = log.lines().collect();
+    let mut shown = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        if line.contains("panicked at") {
+            shown.extend(lines.iter().skip(i).take(PANIC_LINES));
+        }
+    }
+    shown
+}
+
 fn print_tail(what: &str, text: &str, lines: usize) {
     let all: Vec<&str> = text.lines().collect();
     let start = all.len().saturating_sub(lines);
@@ -116,6 +134,7 @@ mod tests {
             cwd: "/".into(),
             timeout_secs: 10,
             one_test: true,
+            second_guest: false,
         }
     }
 
@@ -126,6 +145,21 @@ mod tests {
             clean,
             console_tail: vec!["mx-vm: init: cannot mount the host root over 9p".into()],
         }
+    }
+
+    #[test]
+    fn panics_are_shown_from_their_first_line() {
+        let log = "running 1 test\nthread 'x' panicked at tests/a.rs:9:5:\nthe port stopped\nlog 1\nlog 2\nlog 3\n";
+        assert_eq!(
+            panics(log),
+            [
+                "thread 'x' panicked at tests/a.rs:9:5:",
+                "the port stopped",
+                "log 1",
+                "log 2"
+            ]
+        );
+        assert!(panics("test result: ok. 1 passed").is_empty());
     }
 
     #[test]
