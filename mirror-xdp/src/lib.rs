@@ -2,6 +2,7 @@
 //!
 //! The library holds everything but argument parsing and output formatting (`src/cli`).
 //! Its groups, bottom to top; each imports only from the groups listed before it:
+//! - [`build_info`]: the version, commit and eBPF object hash of this build.
 //! - [`policy`]: the policy file, parsed and validated (errors with file:line:col); pure.
 //! - [`compile`]: a policy compiled to map entries; pure.
 //! - [`model`]: the reference classifier, the same verdict order in plain Rust (the tests'
@@ -21,6 +22,7 @@
 //! The `test-support` feature adds what only the tests use: crash points
 //! ([`lifecycle::fault`]), the traffic generator and the bare baseline programs.
 
+pub mod build_info;
 pub mod compile;
 pub mod control;
 pub mod daemon;

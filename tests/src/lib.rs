@@ -9,6 +9,7 @@ pub mod virtio;
 
 pub mod cli;
 pub mod cpu;
+pub mod debian_root;
 pub mod differential;
 pub mod egress_hook;
 pub mod flood;

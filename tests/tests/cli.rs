@@ -335,3 +335,27 @@ fn attach_adds_an_interface_to_the_running_enforcer() {
 fn port_closed_drops(bed: &Testbed) -> u64 {
     reason(&stats(bed), "port_closed", "packets")
 }
+
+#[test]
+fn version_names_the_build_and_status_the_build_in_force() {
+    require_root();
+    let out = Command::new(cli_bin()).arg("--version").output().unwrap();
+    assert!(out.status.success());
+    let version = String::from_utf8_lossy(&out.stdout).into_owned();
+    let hash = version
+        .lines()
+        .find_map(|l| l.strip_prefix("eBPF object: sha256:"))
+        .unwrap_or_else(|| panic!("no object hash: {version}"));
+    assert!(
+        version.lines().any(|l| l.starts_with("commit: ")),
+        "{version}"
+    );
+    let bed = Testbed::new().expect("testbed");
+    attach_policy(&bed, POLICY);
+    assert_eq!(status(&bed)["ebpf_object"], format!("sha256:{hash}"));
+    let text = run_ok(&bed, &["status"]).stdout;
+    assert!(
+        text.contains(&format!("eBPF object: sha256:{hash} (this binary's)")),
+        "{text}"
+    );
+}

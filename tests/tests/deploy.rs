@@ -205,6 +205,26 @@ fn kustomization_lists_every_manifest() {
     }
 }
 
+#[test]
+fn the_manifests_name_the_image_cargo_xtask_package_builds() {
+    let version = env!("CARGO_PKG_VERSION");
+    let template = daemonset_pod();
+    let container = &seq(&template["spec"]["containers"], "containers")[0];
+    assert_eq!(
+        str_of(&container["image"], "image"),
+        format!("mirror-xdp:{version}")
+    );
+    assert_eq!(
+        container["command"][0].as_str(),
+        Some("/usr/local/sbin/mirror-xdp"),
+        "where the image holds the binary"
+    );
+    let k = yaml("deploy/kubernetes/kustomization.yaml");
+    let image = &seq(&k["images"], "images")[0];
+    assert_eq!(str_of(&image["name"], "name"), "mirror-xdp");
+    assert_eq!(str_of(&image["newTag"], "newTag"), version);
+}
+
 /// Every `uuid` anywhere in the document.
 fn uuids<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
     match v {

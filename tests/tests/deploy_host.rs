@@ -59,7 +59,8 @@ fn systemd_unit_is_hardened_and_verifies() {
         "{exec}"
     );
     assert_eq!(one("Environment"), "MIRROR_XDP_METRICS=127.0.0.1:9472");
-    assert_eq!(one("ExecReload"), "/bin/kill -HUP $MAINPID");
+    // SIGHUP by the shell's builtin kill ($$ is systemd's escaped $).
+    assert_eq!(one("ExecReload"), r#"/bin/sh -c 'kill -HUP "$$MAINPID"'"#);
     assert_eq!(one("EnvironmentFile"), "-/etc/default/mirror-xdp");
     assert!(words("ReadWritePaths").is_superset(&BTreeSet::from([
         "/sys/fs/bpf",

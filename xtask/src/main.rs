@@ -1,9 +1,10 @@
-//! Project tasks (`cargo xtask ...`): setup, test, vm-test, demo, bench, man. One file per task; shared
-//! helpers here.
+//! Project tasks (`cargo xtask ...`): setup, test, vm-test, demo, bench, man, package. One
+//! file (or folder) per task; shared helpers here.
 
 mod bench;
 mod demo;
 mod man;
+mod package;
 mod setup;
 mod test;
 mod vm;
@@ -47,6 +48,9 @@ enum Task {
     /// Build the CLI and regenerate the man pages (docs/man) and the shell completions
     /// (deploy/completions) from its definition.
     Man,
+    /// Setup, then build the release artifacts into target/package: the .deb, the static
+    /// (musl) tarball and the OCI image archive.
+    Package,
 }
 
 fn main() -> ExitCode {
@@ -58,6 +62,7 @@ fn main() -> ExitCode {
         Task::Bench => bench::run(),
         Task::VmTest(args) => vm::run(&args),
         Task::Man => man::run(),
+        Task::Package => package::run(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -84,6 +89,14 @@ pub fn release_dir() -> PathBuf {
         .map(|d| repo_root().join(d))
         .unwrap_or_else(|| repo_root().join("target"))
         .join("release")
+}
+
+/// The target folder (honours CARGO_TARGET_DIR).
+pub fn target_dir() -> PathBuf {
+    release_dir()
+        .parent()
+        .expect("release dir has a parent")
+        .to_path_buf()
 }
 
 /// The cargo that runs us (cargo sets $CARGO), so nested builds use the same toolchain.

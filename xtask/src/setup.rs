@@ -10,7 +10,9 @@ use crate::{is_root, run_step};
 /// the integration tests, the demo and the benchmarks run (servers, probes, traffic,
 /// inspection, and nftables and iptables to compare with), and what `cargo xtask vm-test`
 /// boots other kernels with (qemu, a static busybox for the initramfs, xz for 6.12's
-/// modules; apt and dpkg fetch and unpack the kernels).
+/// modules; apt and dpkg fetch and unpack the kernels), and what `cargo xtask package` and
+/// its tests use (dpkg-shlibdeps for the .deb's Depends, lintian, a Debian 12 root made by
+/// debootstrap, skopeo and umoci for the OCI image).
 const APT_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libpolly-22-dev",
@@ -34,7 +36,16 @@ const APT_PACKAGES: &[&str] = &[
     "busybox-static",
     "xz-utils",
     "kmod",
+    "dpkg-dev",
+    "lintian",
+    "debootstrap",
+    "skopeo",
+    "umoci",
 ];
+
+/// The static build of `cargo xtask package`.
+const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";
+const CARGO_DEB_VERSION: &str = "3.8.0";
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const BPFFS: &str = "/sys/fs/bpf";
@@ -44,6 +55,8 @@ pub fn run() -> Result<()> {
     installed |= apt_packages()?;
     installed |= nightly()?;
     installed |= bpf_linker()?;
+    installed |= musl_target()?;
+    installed |= cargo_deb()?;
     installed |= bpffs()?;
     if !installed {
         println!("setup: everything present");
@@ -155,6 +168,40 @@ fn bpf_linker() -> Result<bool> {
             .args(["install", "bpf-linker", "--version", BPF_LINKER_VERSION])
             .args(["--no-default-features", "--features", "llvm-22"])
             .env("PATH", path),
+    )?;
+    Ok(true)
+}
+
+fn musl_target() -> Result<bool> {
+    let targets = stdout_of(Command::new("rustup").args(["target", "list", "--installed"]))?;
+    if targets.lines().any(|l| l.trim() == MUSL_TARGET) {
+        return Ok(false);
+    }
+    println!("setup: installing the rust target {MUSL_TARGET} (the static build)");
+    run_step(Command::new("rustup").args(["target", "add", MUSL_TARGET]))?;
+    Ok(true)
+}
+
+fn cargo_deb() -> Result<bool> {
+    let current = Command::new("cargo-deb")
+        .arg("--version")
+        .stderr(Stdio::null())
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .map(|out| String::from_utf8_lossy(&out.stdout).into_owned());
+    if current.is_some_and(|v| v.contains(CARGO_DEB_VERSION)) {
+        return Ok(false);
+    }
+    println!("setup: installing cargo-deb {CARGO_DEB_VERSION} (builds the .deb)");
+    run_step(
+        Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())).args([
+            "install",
+            "cargo-deb",
+            "--locked",
+            "--version",
+            CARGO_DEB_VERSION,
+        ]),
     )?;
     Ok(true)
 }

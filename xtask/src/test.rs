@@ -65,6 +65,10 @@ pub fn run(extra: &[String]) -> Result<()> {
             "test-support",
         ]),
     )?;
+    // The release artifacts, which tests/tests/package.rs installs and runs (built for
+    // explicit targets: the test-support build above stays as it is).
+    println!("test: packages (cargo xtask package)");
+    crate::package::run().map_err(|e| e.context("test: step `packages` failed"))?;
     // `tests` is not a default member, so it is named here; a root test that cannot run
     // panics (mirror_xdp_tests::require_root), it never passes by returning early.
     step(

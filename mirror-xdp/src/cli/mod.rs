@@ -22,7 +22,7 @@ use mirror_xdp::state::{DEFAULT_BPFFS_DIR, DEFAULT_STATE_DIR, Paths};
 
 /// XDP port-whitelist firewall for mirror servers.
 #[derive(Debug, Parser)]
-#[command(name = "mirror-xdp", version, about)]
+#[command(name = "mirror-xdp", version, long_version = mirror_xdp::build_info::LONG_VERSION, about)]
 pub struct Cli {
     /// Folder on bpffs for the pinned maps and links.
     #[arg(long, global = true, env = "MIRROR_XDP_BPFFS", default_value = DEFAULT_BPFFS_DIR)]

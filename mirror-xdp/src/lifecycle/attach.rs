@@ -106,6 +106,7 @@ pub fn attach(
         },
         limiter_entries: sizes.limiter_entries,
         reloads: Default::default(),
+        ebpf_object: Some(crate::build_info::EBPF_OBJECT_SHA256.to_owned()),
     };
     // Before anything outside the pin folder changes: what to undo if this process dies.
     pending::write(paths, &record, policy)?;

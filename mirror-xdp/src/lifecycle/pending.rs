@@ -90,6 +90,7 @@ mod tests {
             tcp_syncookies_before: None,
             limiter_entries: 1024,
             reloads: Default::default(),
+            ebpf_object: None,
         }
     }
 

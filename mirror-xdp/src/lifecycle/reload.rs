@@ -176,6 +176,8 @@ fn build_and_swap(
         .flat_map(|r| r.ports.iter().map(|p| PortRecord::new(r.proto, *p)))
         .collect();
     updated.reloads.ok += 1;
+    // The spare is this build's too (its folder is named by the build).
+    updated.ebpf_object = Some(crate::build_info::EBPF_OBJECT_SHA256.to_owned());
     // A spare generation has its programs verified already: the policy is in force as
     // soon as its maps are filled. Without one, the programs are loaded here.
     let prog_id = if spare::take(paths, next, &need, &staging) {

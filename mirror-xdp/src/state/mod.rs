@@ -48,6 +48,10 @@ pub struct Record {
     /// Reloads since attach, by outcome (`mirror_xdp_reloads_total`).
     #[serde(default)]
     pub reloads: ReloadCounts,
+    /// SHA-256 (hex) of the eBPF object whose programs are in force: the build that
+    /// attached or last reloaded (`status`). Absent in records of builds before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ebpf_object: Option<String>,
 }
 
 fn default_limiter_entries() -> u32 {

@@ -22,7 +22,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
-use crate::{cargo, is_root, repo_root, run_step};
+use crate::{cargo, is_root, repo_root, run_step, target_dir};
 use guest::Step;
 use kernel::Series;
 use run::{GuestRun, MAX_VM, MAX_VM_LONG};
@@ -273,13 +273,6 @@ pub(super) fn keep_paths() -> Vec<PathBuf> {
     paths.sort();
     paths.dedup_by(|inner, outer| inner.starts_with(outer));
     paths
-}
-
-pub(super) fn target_dir() -> PathBuf {
-    crate::release_dir()
-        .parent()
-        .expect("release dir has a parent")
-        .to_path_buf()
 }
 
 #[cfg(test)]

@@ -91,9 +91,11 @@ impl Ethtool {
             _pad: [0; 16],
         };
         req.name[..self.iface.len()].copy_from_slice(self.iface.as_bytes());
+        // The request's type is the C library's (an unsigned long in glibc, an int in musl).
+        let request: libc::Ioctl = libc::SIOCETHTOOL as _;
         // SAFETY: `req` and the buffer `data` points at live through the call, and each
         // caller sized its buffer for the command it sends.
-        let rc = unsafe { libc::ioctl(self.sock.as_raw_fd(), libc::SIOCETHTOOL, &mut req) };
+        let rc = unsafe { libc::ioctl(self.sock.as_raw_fd(), request, &mut req) };
         if rc < 0 {
             return Err(std::io::Error::last_os_error());
         }
