@@ -143,14 +143,7 @@ fn nightly() -> Result<bool> {
 }
 
 fn bpf_linker() -> Result<bool> {
-    let current = Command::new("bpf-linker")
-        .arg("--version")
-        .stderr(Stdio::null())
-        .output()
-        .ok()
-        .filter(|out| out.status.success())
-        .map(|out| String::from_utf8_lossy(&out.stdout).into_owned());
-    if current
+    if tool_version("bpf-linker")
         .as_deref()
         .is_some_and(|v| v.split_whitespace().any(|w| w == BPF_LINKER_VERSION))
     {
@@ -183,14 +176,7 @@ fn musl_target() -> Result<bool> {
 }
 
 fn cargo_deb() -> Result<bool> {
-    let current = Command::new("cargo-deb")
-        .arg("--version")
-        .stderr(Stdio::null())
-        .output()
-        .ok()
-        .filter(|out| out.status.success())
-        .map(|out| String::from_utf8_lossy(&out.stdout).into_owned());
-    if current.is_some_and(|v| v.contains(CARGO_DEB_VERSION)) {
+    if tool_version("cargo-deb").is_some_and(|v| v.contains(CARGO_DEB_VERSION)) {
         return Ok(false);
     }
     println!("setup: installing cargo-deb {CARGO_DEB_VERSION} (builds the .deb)");
@@ -221,6 +207,17 @@ fn bpffs() -> Result<bool> {
     require_root("mounting bpffs")?;
     run_step(Command::new("mount").args(["-t", "bpf", "bpf", BPFFS]))?;
     Ok(true)
+}
+
+/// What `program --version` prints, if it runs.
+fn tool_version(program: &str) -> Option<String> {
+    Command::new(program)
+        .arg("--version")
+        .stderr(Stdio::null())
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn stdout_of(cmd: &mut Command) -> Result<String> {

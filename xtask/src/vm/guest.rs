@@ -41,6 +41,21 @@ pub struct Step {
     pub second_guest: bool,
 }
 
+#[cfg(test)]
+impl Step {
+    /// A step that runs `true`, for the reports' and lanes' unit tests.
+    pub fn for_test(label: &str, second_guest: bool) -> Step {
+        Step {
+            label: label.into(),
+            argv: vec!["true".into()],
+            cwd: "/".into(),
+            timeout_secs: 10,
+            one_test: true,
+            second_guest,
+        }
+    }
+}
+
 pub const RESULTS_FILE: &str = "results.tsv";
 
 /// How many times longer the tests' bounds on time are in a guest (tests/src/wait.rs reads

@@ -280,14 +280,7 @@ mod tests {
     use super::*;
 
     fn step(label: &str, second_guest: bool) -> Step {
-        Step {
-            label: label.into(),
-            argv: vec!["true".into()],
-            cwd: "/".into(),
-            timeout_secs: 10,
-            one_test: true,
-            second_guest,
-        }
+        Step::for_test(label, second_guest)
     }
 
     fn shape(lanes: &[Vec<Guest<'_, ()>>; 2]) -> Vec<Vec<(String, Vec<String>)>> {

@@ -128,14 +128,7 @@ mod tests {
     use super::*;
 
     fn step(label: &str) -> Step {
-        Step {
-            label: label.into(),
-            argv: vec!["true".into()],
-            cwd: "/".into(),
-            timeout_secs: 10,
-            one_test: true,
-            second_guest: false,
-        }
+        Step::for_test(label, false)
     }
 
     fn outcome(clean: bool) -> Outcome {
