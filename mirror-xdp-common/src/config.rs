@@ -12,7 +12,9 @@ pub struct Config {
     /// Per-source limits count per prefix of this length (IPv4 and IPv6).
     pub prefix_v4: u8,
     pub prefix_v6: u8,
-    pub _pad: [u8; 2],
+    /// The IPv6 source walk's first tier (0: no static IPv6 lists); see `sources`.
+    pub first_tier_v6: u8,
+    pub _pad: u8,
     /// When non-zero the programs read the time here instead of `bpf_ktime_get_ns`:
     /// deterministic tests through BPF_PROG_TEST_RUN. Always 0 in production.
     pub clock_override_ns: u64,

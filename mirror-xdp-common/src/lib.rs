@@ -33,7 +33,7 @@ pub mod map_name {
     pub const PORTS: &str = "mx_ports_v1";
     pub const SOURCES_V4: &str = "mx_src4_v3";
     pub const BLOCKS_V4: &str = "mx_blk4_v1";
-    pub const SOURCES_V6: &str = "mx_src6_v3";
+    pub const SOURCES_V6: &str = "mx_src6_v4";
     pub const LIVE_ALLOW_V4: &str = "mx_lallow4_v1";
     pub const LIVE_ALLOW_V6: &str = "mx_lallow6_v1";
     pub const LIVE_DENY_V4: &str = "mx_ldeny4_v1";

@@ -19,7 +19,7 @@ use crate::{
 pub fn source_flags(pkt: &Packet, config: &Config) -> u8 {
     let mut flags = if pkt.v6 {
         if config.flags & config_flag::HAS_SOURCES_V6 != 0 {
-            static_v6(&pkt.src)
+            static_v6(&pkt.src, config)
         } else {
             0
         }
@@ -33,7 +33,7 @@ pub fn source_flags(pkt: &Packet, config: &Config) -> u8 {
     }
     if flags & source_flag::TRUSTED == 0
         && config.flags & config_flag::HAS_LIVE_DENY != 0
-        && live_denied(pkt, crate::clock::now(config))
+        && live_denied(pkt, config)
     {
         flags |= source_flag::DENIED;
     }
@@ -63,19 +63,22 @@ fn static_v4(addr: [u8; 4]) -> u8 {
     }
 }
 
-/// Walks the tiers from short to long: the last hit's flags, stopping where nothing
-/// deeper is listed.
+/// Follows the path-compressed tiers from the first: the last hit's flags, stopping at a
+/// miss or where nothing longer is listed. Each step goes to a longer tier, so there are at
+/// most as many as tiers.
 #[inline(always)]
-fn static_v6(addr: &[u8; 16]) -> u8 {
+fn static_v6(addr: &[u8; 16], config: &Config) -> u8 {
     let mut flags = 0;
-    for tier in TIERS_V6 {
+    let mut tier = config.first_tier_v6 as u32;
+    for _ in 0..TIERS_V6.len() {
+        if tier == 0 {
+            break;
+        }
         match tier_v6(addr, tier) {
             None => break,
             Some(entry) => {
                 flags = entry.flags;
-                if entry.deeper == 0 {
-                    break;
-                }
+                tier = entry.next as u32;
             }
         }
     }
@@ -120,15 +123,16 @@ fn live_allowed(pkt: &Packet) -> bool {
     }
 }
 
+/// The clock is read only on a match: most packets match no live entry.
 #[inline(never)]
-fn live_denied(pkt: &Packet, now: u64) -> bool {
+fn live_denied(pkt: &Packet, config: &Config) -> bool {
     let entry = if pkt.v6 {
         LIVE_DENY_V6.get(Key::new(128, pkt.src))
     } else {
         LIVE_DENY_V4.get(Key::new(32, v4(pkt.src)))
     };
     match entry {
-        Some(entry) if now < entry.expires_ns() => {
+        Some(entry) if crate::clock::now(config) < entry.expires_ns() => {
             entry.count_hit();
             true
         }

@@ -293,6 +293,68 @@ deny = ["100.64.9.128/25"]
     expect_reached(&seen, &reasons(&[&MIRROR_REASONS]), &[]);
 }
 
+/// IPv6 lists nested over many tiers (the walk skips tiers and passes markers) and live
+/// entries of every kind in both families: a live allow inside a policy deny, live denies
+/// with and without a TTL inside and around policy prefixes.
+#[test]
+fn ipv6_lists_and_live_entries_agree_with_model() {
+    const LISTS: &str = r#"
+version = 1
+[sets]
+inside = ["2001:db8:100::/40", "2001:db8:bad::/48", "2001:db8:cafe::/47", "2001:db9::/32",
+          "2001:db8:100:7::/64", "2001:db8:200::/48", "2001:dba:1::/56", "100.64.0.0/16"]
+[[ports]]
+proto = "tcp"
+ports = [80, 443]
+[[ports]]
+proto = "udp"
+ports = [53]
+from = ["inside"]
+[sources]
+deny = ["2001:db8:100::/40", "2001:db8:bad::/48", "2001:db8:bad:1::/64", "2001:db8:cafe::5",
+        "2001:db9::/32", "2001:db8:100:8000::/49", "100.64.0.0/17"]
+allow = ["2001:db8:100:7::/64", "2001:db8:bad:1:2::/80", "2001:db8:cafe::/47", "100.64.1.0/24"]
+"#;
+    let wall_ns = 1_700_000_000 * 1_000_000_000;
+    let at = |secs: u64| Expiry::At(1_700_000_000 + secs);
+    let net = |s: &str| s.parse::<IpNet>().unwrap();
+    let mut set = LiveSet::default();
+    set.deny(&[net("2001:db8:200::/48"), net("100.64.200.0/24")], at(4));
+    set.deny(&[net("2001:db8:200:1::/64"), net("100.64.200.9/32")], at(9));
+    set.deny(
+        &[net("2001:dba:1::/56"), net("2001:db8:bad::/64")],
+        Expiry::Never,
+    );
+    set.allow(&[
+        net("2001:db8:100:9::/64"),
+        net("2001:dba:1:2::5/128"),
+        net("100.64.2.0/24"),
+    ]);
+    let seen = differential_with("ipv6-lists", LISTS, 9, |program, state| {
+        let clock = Clock {
+            wall_ns,
+            mono_ns: state.now_ns,
+        };
+        let flags = set
+            .apply_at(&mut program.maps, &clock)
+            .expect("apply live set");
+        let mut config = program.maps.config().expect("config");
+        config.flags |= flags;
+        program.maps.set_config(&config).expect("config");
+        state.live_allow = set.allow.iter().copied().collect();
+        state.live_deny = set
+            .deny
+            .iter()
+            .map(|(net, expires)| (*net, clock.deadline_ns(*expires)))
+            .collect();
+    });
+    expect_reached(
+        &seen,
+        &reasons(&[&MIRROR_REASONS, &[Reason::Trusted, Reason::Denied]]),
+        &[],
+    );
+}
+
 /// SYN cookies: a tight global budget so that most SYNs to listed ports get a cookie, and a
 /// per-source SYN rate that still drops and bans. No return traffic: with cookies on, the
 /// test clock jumps past the keepalive interval now and then, and so past the flows' idle

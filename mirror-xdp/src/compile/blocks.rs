@@ -28,7 +28,7 @@ pub fn flatten_v4(entries: Vec<(SourceKeyV4, SourceEntry)>) -> SourcesV4 {
         match key.tier {
             32 => hosts.push((key, entry)),
             24 => {
-                let deeper = if entry.deeper != 0 { BLOCK_DEEPER } else { 0 };
+                let deeper = if entry.next != 0 { BLOCK_DEEPER } else { 0 };
                 dense[block] = entry.flags | deeper;
             }
             tier => {

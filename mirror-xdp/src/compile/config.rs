@@ -41,7 +41,9 @@ pub fn config(policy: &Policy, cpus: u32) -> Result<Config, PolicyError> {
         flags,
         prefix_v4: limits.source_prefix_v4,
         prefix_v6: limits.source_prefix_v6,
-        _pad: [0; 2],
+        // Set with the IPv6 lists (`compile`).
+        first_tier_v6: 0,
+        _pad: 0,
         clock_override_ns: 0,
         pps_interval_ns,
         pps_tolerance_ns,

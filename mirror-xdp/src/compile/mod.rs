@@ -121,7 +121,7 @@ pub fn compile(policy: &Policy, cpus: u32) -> Result<MapImage, CompileError> {
     let flat = blocks::flatten_v4(sources::tiers_v4(&v4));
     image.blocks_v4 = flat.blocks;
     image.sources_v4 = flat.hosts;
-    image.sources_v6 = sources::tiers_v6(&v6);
+    (image.sources_v6, image.config.first_tier_v6) = sources::tiers_v6(&v6);
     if !image.blocks_v4.is_empty() {
         image.config.flags |= config_flag::HAS_SOURCES_V4;
     }

@@ -289,7 +289,7 @@ mod tests {
                 };
                 let value = SourceEntry {
                     flags: (i % 3) as u8 + 1,
-                    deeper: (i % 2) as u8,
+                    next: (i % 2) as u8 * 8,
                     _pad: [0; 2],
                 };
                 (key, value)

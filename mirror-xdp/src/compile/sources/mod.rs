@@ -1,5 +1,6 @@
 //! Static source lists (`sources.allow`, `sources.deny`) compiled into the tiered hash
-//! entries described in `mirror_xdp_common::sources`.
+//! entries described in `mirror_xdp_common::sources`: every tier for IPv4 (whose short
+//! tiers become the block array), path-compressed for IPv6.
 //!
 //! The entries of one tier are the blocks of the prefixes stored there (a prefix of length
 //! L goes, expanded, to the shortest tier >= L) together with the blocks that contain an
@@ -32,16 +33,97 @@ pub fn tiers_v4(prefixes: &[(Ipv4Net, u8)]) -> Vec<(SourceKeyV4, SourceEntry)> {
     })
 }
 
-/// The SOURCES_V6 entries for prefixes tagged with `source_flag` bits.
-pub fn tiers_v6(prefixes: &[(Ipv6Net, u8)]) -> Vec<(SourceKeyV6, SourceEntry)> {
+/// The SOURCES_V6 entries for prefixes tagged with `source_flag` bits, path-compressed (see
+/// [`compress`]), and the tier the walk starts at (0 when there are none).
+pub fn tiers_v6(prefixes: &[(Ipv6Net, u8)]) -> (Vec<(SourceKeyV6, SourceEntry)>, u8) {
     let input = prefixes
         .iter()
         .map(|(net, flags)| (u128::from(net.network()), net.prefix_len(), *flags));
     let levels = build_levels::<u128>(input);
-    emit(levels, |tier, addr| SourceKeyV6 {
-        tier,
-        addr: addr.to_be_bytes(),
-    })
+    let mut out = Vec::new();
+    let first = compress(&significant(&levels), 0, &mut out);
+    let mut entries: Vec<(SourceKeyV6, SourceEntry)> = out
+        .into_iter()
+        .map(|(tier, addr, flags, next)| {
+            let key = SourceKeyV6 {
+                tier,
+                addr: addr.to_be_bytes(),
+            };
+            (
+                key,
+                SourceEntry {
+                    flags,
+                    next,
+                    _pad: [0; 2],
+                },
+            )
+        })
+        .collect();
+    entries.sort_unstable_by_key(|(key, _)| *key);
+    (entries, first)
+}
+
+/// The entries whose flags differ from their parent's (a tier-8 entry's parent has none):
+/// the only ones a lookup must reach. Sorted by address, then tier, which puts every
+/// entry's descendants right after it.
+fn significant<W: Word>(levels: &[Vec<Node<W>>]) -> Vec<(W, u32, u8)> {
+    let mut out = Vec::new();
+    for (index, level) in levels.iter().enumerate() {
+        let tier = tier_len(index);
+        let parents = index.checked_sub(1).map(|i| &levels[i]);
+        let mut p = 0;
+        for node in level {
+            let parent_flags = match parents {
+                Some(parents) => {
+                    let up = node.addr.mask(tier - 8);
+                    // Both sorted, every entry's parent present (`build_levels`).
+                    while parents[p].addr < up {
+                        p += 1;
+                    }
+                    parents[p].flags
+                }
+                None => 0,
+            };
+            if node.flags != parent_flags {
+                out.push((node.addr, tier, node.flags));
+            }
+        }
+    }
+    out.sort_unstable_by_key(|&(addr, tier, _)| (addr, tier));
+    out
+}
+
+/// Path compression of the tiers under an entry whose flags are `flags`: `nodes` are the
+/// significant entries below it (in [`significant`]'s order). Their shortest tier is where
+/// the walk goes next (returned; 0 if there are none); there each group of them under one
+/// block gets an entry, the significant one itself or a marker carrying `flags`, and the
+/// groups are compressed in turn. A miss at that tier means no listed prefix below changes
+/// the flags for the address, so the walk ends with the flags it has.
+fn compress<W: Word>(nodes: &[(W, u32, u8)], flags: u8, out: &mut Vec<(u32, W, u8, u8)>) -> u8 {
+    let Some(next) = nodes.iter().map(|&(_, tier, _)| tier).min() else {
+        return 0;
+    };
+    let mut start = 0;
+    while start < nodes.len() {
+        let block = nodes[start].0.mask(next);
+        let end = start
+            + nodes[start..]
+                .iter()
+                .take_while(|(addr, _, _)| addr.mask(next) == block)
+                .count();
+        let group = &nodes[start..end];
+        // The block's own entry, if significant, sorts first in its group.
+        let (own, below) = match group[0] {
+            (addr, tier, own) if addr == block && tier == next => (own, &group[1..]),
+            _ => (flags, group),
+        };
+        let at = out.len();
+        out.push((next, block, own, 0));
+        let deeper = compress(below, own, out);
+        out[at].3 = deeper;
+        start = end;
+    }
+    next as u8
 }
 
 /// An address as an integer, most significant bit first (so integer order is key order).
@@ -195,7 +277,7 @@ fn emit<W: Word, K>(levels: Vec<Vec<Node<W>>>, key: impl Fn(u32, W) -> K) -> Vec
                 key(tier, n.addr),
                 SourceEntry {
                     flags: n.flags,
-                    deeper: u8::from(n.deeper),
+                    next: if n.deeper { (tier + 8) as u8 } else { 0 },
                     _pad: [0; 2],
                 },
             )

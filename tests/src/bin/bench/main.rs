@@ -12,6 +12,7 @@ mod control_plane;
 mod deny_list_e2e;
 mod end_to_end;
 mod goals;
+mod lists;
 mod scaling;
 mod virtio_e2e;
 mod xdp_filter;
@@ -69,7 +70,8 @@ enum Subject {
 #[derive(Parser)]
 #[command(name = "bench")]
 #[command(group(ArgGroup::new("part").args([
-    "paths_only", "end_to_end_only", "control_plane_only", "deny_list_only", "virtio_only", "out"
+    "paths_only", "lists_only", "end_to_end_only", "control_plane_only", "deny_list_only",
+    "virtio_only", "out"
 ])))]
 struct Args {
     /// Also write the report to FILE, and the chart next to it (FILE with `.png`).
@@ -78,6 +80,9 @@ struct Args {
     /// Only the per-path table, for a quick look while optimising.
     #[arg(long)]
     paths_only: bool,
+    /// Only the table of every path with realistic lists next to small ones.
+    #[arg(long)]
+    lists_only: bool,
     /// Only the end-to-end veth table.
     #[arg(long)]
     end_to_end_only: bool,
@@ -111,6 +116,10 @@ fn main() -> Result<()> {
             virtio_e2e::REPETITIONS,
             end_to_end::table(&virtio_e2e::run(POLICY)?)
         );
+        return Ok(());
+    }
+    if args.lists_only {
+        print!("{}", lists::table(&lists::run()?));
         return Ok(());
     }
     if args.deny_list_only {

@@ -7,7 +7,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use ipnet::{Ipv4Net, Ipv6Net};
 use mirror_xdp_common::source_flag::{DENIED, TRUSTED};
-use mirror_xdp_common::sources::{TIERS_V4, TIERS_V6, mask_v4, mask_v6_bytes};
+use mirror_xdp_common::sources::{TIERS_V4, mask_v4, mask_v6_bytes};
 use mirror_xdp_common::{SourceEntry, SourceKeyV4, SourceKeyV6};
 
 use super::super::{tiers_v4, tiers_v6};
@@ -39,29 +39,34 @@ pub(super) fn v6(s: &str) -> Ipv6Net {
     s.parse::<Ipv6Net>().unwrap().trunc()
 }
 
-/// The kernel's walk over a SOURCES hash: tiers from short to long, up to the first miss
-/// or an entry with nothing deeper.
-pub(super) fn walk(tiers: &[u32], lookup: impl Fn(u32) -> Option<SourceEntry>) -> u8 {
-    let mut flags = 0;
-    for &tier in tiers {
+/// The kernel's walk over a SOURCES hash: from `first`, following `next` up to a miss or
+/// an entry with nothing longer inside. The flags, and how many lookups it took.
+pub(super) fn walk(first: u32, lookup: impl Fn(u32) -> Option<SourceEntry>) -> (u8, usize) {
+    let (mut flags, mut lookups, mut tier) = (0, 0, first);
+    while tier != 0 {
+        lookups += 1;
         let Some(e) = lookup(tier) else { break };
+        assert!(e.next == 0 || u32::from(e.next) > tier, "next goes deeper");
         flags = e.flags;
-        if e.deeper == 0 {
-            break;
-        }
+        tier = u32::from(e.next);
     }
-    flags
+    (flags, lookups)
 }
 
 pub(super) fn walk_v4(map: &HashMap<SourceKeyV4, SourceEntry>, addr: Ipv4Addr) -> u8 {
-    walk(&TIERS_V4, |tier| {
+    walk(TIERS_V4[0], |tier| {
         let addr = mask_v4(addr.octets(), tier);
         map.get(&SourceKeyV4 { tier, addr }).copied()
     })
+    .0
 }
 
-pub(super) fn walk_v6(map: &HashMap<SourceKeyV6, SourceEntry>, addr: Ipv6Addr) -> u8 {
-    walk(&TIERS_V6, |tier| {
+pub(super) fn walk_v6(
+    map: &HashMap<SourceKeyV6, SourceEntry>,
+    first: u8,
+    addr: Ipv6Addr,
+) -> (u8, usize) {
+    walk(u32::from(first), |tier| {
         let addr = mask_v6_bytes(addr.octets(), tier);
         map.get(&SourceKeyV6 { tier, addr }).copied()
     })
@@ -119,7 +124,11 @@ pub(super) fn reference(prefixes: &[(u128, u32, u8)], bits: u32) -> Vec<(u32, u1
                 .fold(0, |acc, &(_, _, f)| acc | f);
             let entry = SourceEntry {
                 flags,
-                deeper: u8::from(parents.contains(&(tier, block))),
+                next: if parents.contains(&(tier, block)) {
+                    tier as u8 + 8
+                } else {
+                    0
+                },
                 _pad: [0; 2],
             };
             (tier, block >> shift, entry)
@@ -143,25 +152,6 @@ pub(super) fn reference_v4(prefixes: &[(Ipv4Net, u8)]) -> Vec<(SourceKeyV4, Sour
         .map(|(tier, a, e)| {
             let addr = (a as u32).to_be_bytes();
             (SourceKeyV4 { tier, addr }, e)
-        })
-        .collect()
-}
-
-pub(super) fn reference_v6(prefixes: &[(Ipv6Net, u8)]) -> Vec<(SourceKeyV6, SourceEntry)> {
-    let wide: Vec<_> = prefixes
-        .iter()
-        .map(|(n, f)| (u128::from(n.network()), u32::from(n.prefix_len()), *f))
-        .collect();
-    reference(&wide, 128)
-        .into_iter()
-        .map(|(tier, a, e)| {
-            (
-                SourceKeyV6 {
-                    tier,
-                    addr: a.to_be_bytes(),
-                },
-                e,
-            )
         })
         .collect()
 }
@@ -251,7 +241,7 @@ pub(super) fn probes_v6(rng: &mut Rng, prefixes: &[(Ipv6Net, u8)]) -> Vec<Ipv6Ad
 }
 
 /// Keys sorted and unique, addresses masked to their tier, every entry's parent present
-/// with `deeper`, and `deeper` only where a longer entry lies inside.
+/// with `next` set to the tier below, and `next` only where a longer entry lies inside.
 pub(super) fn check_structure<K: Ord + Copy>(
     entries: &[(K, SourceEntry)],
     tier_addr: impl Fn(&K) -> (u32, u128),
@@ -271,15 +261,15 @@ pub(super) fn check_structure<K: Ord + Copy>(
         if tier > 8 {
             let up = (tier - 8, addr & !((1u128 << (host + 8)) - 1));
             let parent = map.get(&up).expect("parent exists");
-            assert_eq!(parent.deeper, 1, "parent has deeper");
+            assert_eq!(u32::from(parent.next), tier, "parent points here");
             has_child.insert(up);
         }
     }
     for (key, e) in &map {
         assert_eq!(
-            e.deeper == 1,
+            e.next != 0,
             has_child.contains(key),
-            "deeper only over children"
+            "next only over children"
         );
         assert_eq!(e._pad, [0; 2]);
     }
@@ -287,10 +277,6 @@ pub(super) fn check_structure<K: Ord + Copy>(
 
 pub(super) fn key4(k: &SourceKeyV4) -> (u32, u128) {
     (k.tier, u128::from(u32::from_be_bytes(k.addr)))
-}
-
-pub(super) fn key6(k: &SourceKeyV6) -> (u32, u128) {
-    (k.tier, u128::from_be_bytes(k.addr))
 }
 
 pub(super) fn check_v4(
@@ -310,28 +296,55 @@ pub(super) fn check_v4(
     entries
 }
 
+/// The compressed IPv6 entries: sorted, unique and masked; every walk ends with the flags
+/// of all containing prefixes; and no entry is there for nothing: each changes the flags
+/// its walk had (a listed prefix) or leads deeper (a marker).
 pub(super) fn check_v6(
     rng: &mut Rng,
     prefixes: &[(Ipv6Net, u8)],
-) -> Vec<(SourceKeyV6, SourceEntry)> {
-    let entries = tiers_v6(prefixes);
-    check_structure(&entries, key6, 128);
+) -> (Vec<(SourceKeyV6, SourceEntry)>, u8) {
+    let (entries, first) = tiers_v6(prefixes);
+    assert!(
+        entries.windows(2).all(|w| w[0].0 < w[1].0),
+        "sorted and unique"
+    );
+    assert_eq!(entries.is_empty(), first == 0);
     let map: HashMap<_, _> = entries.iter().copied().collect();
+    for (key, e) in &entries {
+        assert!(key.tier % 8 == 0 && (8..=128).contains(&key.tier));
+        let addr = Ipv6Addr::from(key.addr);
+        assert_eq!(key.addr, mask_v6_bytes(key.addr, key.tier), "masked");
+        // The flags the walk arrives with: those of the prefixes stored at shorter tiers.
+        let tier_of = |n: &Ipv6Net| u32::from(n.prefix_len()).max(1).div_ceil(8) * 8;
+        let before = prefixes
+            .iter()
+            .filter(|(n, _)| tier_of(n) < key.tier && n.contains(&addr))
+            .fold(0, |acc, (_, f)| acc | f);
+        assert!(e.flags != before || e.next != 0, "{key:?} {e:?} is needed");
+        assert_eq!(e._pad, [0; 2]);
+    }
     for addr in probes_v6(rng, prefixes) {
         assert_eq!(
-            walk_v6(&map, addr),
+            walk_v6(&map, first, addr).0,
             expect_v6(prefixes, addr),
             "{addr} in {prefixes:?}"
         );
     }
-    entries
+    (entries, first)
 }
 
-pub(super) fn entry(flags: u8, deeper: u8) -> SourceEntry {
+pub(super) fn entry(flags: u8, next: u8) -> SourceEntry {
     SourceEntry {
         flags,
-        deeper,
+        next,
         _pad: [0; 2],
+    }
+}
+
+pub(super) fn k6(tier: u32, addr: &str) -> SourceKeyV6 {
+    SourceKeyV6 {
+        tier,
+        addr: addr.parse::<Ipv6Addr>().unwrap().octets(),
     }
 }
 
