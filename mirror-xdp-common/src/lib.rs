@@ -38,6 +38,10 @@ pub mod map_name {
     pub const LIVE_ALLOW_V6: &str = "mx_lallow6_v1";
     pub const LIVE_DENY_V4: &str = "mx_ldeny4_v1";
     pub const LIVE_DENY_V6: &str = "mx_ldeny6_v1";
+    /// A bit per IPv4 /24 block near a live entry (see `sources::LIVE_BLOCK_WORDS_V4`).
+    pub const LIVE_BLOCKS_V4: &str = "mx_lblk4_v1";
+    /// A bit per hashed IPv6 /48 near a live entry (`sources::LIVE_BLOCK_WORDS_V6`).
+    pub const LIVE_BLOCKS_V6: &str = "mx_lblk6_v1";
     pub const FROM_V4: &str = "mx_from4_v1";
     pub const FROM_V6: &str = "mx_from6_v1";
     pub const FLOWS: &str = "mx_flows_v1";
@@ -61,7 +65,7 @@ pub mod map_name {
         CONFIG, PORTS, SOURCES_V4, BLOCKS_V4, SOURCES_V6, FROM_V4, FROM_V6,
     ];
     /// Every map, for pinning and cleanup.
-    pub const ALL: [&str; 21] = [
+    pub const ALL: [&str; 23] = [
         CONFIG,
         PORTS,
         SOURCES_V4,
@@ -71,6 +75,8 @@ pub mod map_name {
         LIVE_ALLOW_V6,
         LIVE_DENY_V4,
         LIVE_DENY_V6,
+        LIVE_BLOCKS_V4,
+        LIVE_BLOCKS_V6,
         FROM_V4,
         FROM_V6,
         FLOWS,

@@ -4,12 +4,16 @@
 use aya_ebpf::maps::lpm_trie::Key;
 use mirror_xdp_common::{
     Config, SourceEntry, SourceKeyV4, SourceKeyV6, config_flag, source_flag,
-    sources::{BLOCK_DEEPER, TIERS_V6, block_position, mask_v4, mask_v6_bytes},
+    sources::{
+        BLOCK_DEEPER, TIERS_V6, block_position, live_block_bit, live_block_bit_v6, mask_v4,
+        mask_v6_bytes,
+    },
 };
 
 use crate::{
     maps::{
-        BLOCKS_V4, LIVE_ALLOW_V4, LIVE_ALLOW_V6, LIVE_DENY_V4, LIVE_DENY_V6, SOURCES_V4, SOURCES_V6,
+        BLOCKS_V4, LIVE_ALLOW_V4, LIVE_ALLOW_V6, LIVE_BLOCKS_V4, LIVE_BLOCKS_V6, LIVE_DENY_V4,
+        LIVE_DENY_V6, SOURCES_V4, SOURCES_V6,
     },
     parse::Packet,
 };
@@ -28,6 +32,10 @@ pub fn source_flags(pkt: &Packet, config: &Config) -> u8 {
     } else {
         0
     };
+    const LIVE: u32 = config_flag::HAS_LIVE_ALLOW | config_flag::HAS_LIVE_DENY;
+    if config.flags & LIVE == 0 || !near_live(pkt) {
+        return flags;
+    }
     if config.flags & config_flag::HAS_LIVE_ALLOW != 0 && live_allowed(pkt) {
         flags |= source_flag::TRUSTED;
     }
@@ -105,6 +113,23 @@ fn tier_v6(addr: &[u8; 16], tier: u32) -> Option<SourceEntry> {
     };
     // SAFETY: as in `tier_v4`.
     unsafe { SOURCES_V6.get(key) }.copied()
+}
+
+/// Is the source's /24 block (IPv4) or /48 (IPv6) near a live entry? No for most sources.
+#[inline(always)]
+fn near_live(pkt: &Packet) -> bool {
+    let ((word, bit), bitmap) = if pkt.v6 {
+        (live_block_bit_v6(&pkt.src), &LIVE_BLOCKS_V6)
+    } else {
+        (
+            live_block_bit(u32::from_be_bytes(v4(pkt.src))),
+            &LIVE_BLOCKS_V4,
+        )
+    };
+    match bitmap.get(word) {
+        Some(word) => *word >> bit & 1 != 0,
+        None => false,
+    }
 }
 
 #[inline(never)]

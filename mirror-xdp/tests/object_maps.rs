@@ -66,6 +66,8 @@ fn expected() -> BTreeMap<&'static str, (u32, usize, usize)> {
             map_name::LIVE_DENY_V6,
             (LPM_TRIE, lpm::<[u8; 16]>(), size_of::<LiveEntry>()),
         ),
+        (map_name::LIVE_BLOCKS_V4, (ARRAY, index, size_of::<u64>())),
+        (map_name::LIVE_BLOCKS_V6, (ARRAY, index, size_of::<u64>())),
         (
             map_name::FROM_V4,
             (LPM_TRIE, lpm::<FromKeyV4>(), size_of::<u32>()),

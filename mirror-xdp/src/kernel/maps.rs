@@ -51,6 +51,10 @@ pub struct Maps {
     pub live_allow_v6: LpmTrie<MapData, [u8; 16], LiveEntry>,
     pub live_deny_v4: LpmTrie<MapData, [u8; 4], LiveEntry>,
     pub live_deny_v6: LpmTrie<MapData, [u8; 16], LiveEntry>,
+    /// A bit per IPv4 /24 block near a live entry.
+    pub live_blocks_v4: Array<MapData, u64>,
+    /// A bit per hashed IPv6 /48 near a live entry.
+    pub live_blocks_v6: Array<MapData, u64>,
     pub from_v4: LpmTrie<MapData, FromKeyV4, u32>,
     pub from_v6: LpmTrie<MapData, FromKeyV6, u32>,
     pub flows: HashMap<MapData, FlowKey, FlowState>,
@@ -159,6 +163,8 @@ impl Maps {
             live_allow_v6: typed!(map_name::LIVE_ALLOW_V6),
             live_deny_v4: typed!(map_name::LIVE_DENY_V4),
             live_deny_v6: typed!(map_name::LIVE_DENY_V6),
+            live_blocks_v4: typed!(map_name::LIVE_BLOCKS_V4),
+            live_blocks_v6: typed!(map_name::LIVE_BLOCKS_V6),
             from_v4: typed!(map_name::FROM_V4),
             from_v6: typed!(map_name::FROM_V6),
             flows: typed!(map_name::FLOWS),

@@ -16,13 +16,12 @@ use mirror_xdp::{
 };
 use mirror_xdp_tests::frames::{Frame, Ipv4, Ipv6, L4};
 
-use crate::{CLIENT, CLIENT6, SERVER, SERVER6, SYN, median, scaling::Rng};
+use crate::{CLIENT, CLIENT6, REPEAT, SERVER, SERVER6, SYN, median, scaling::Rng};
 
 pub const STATIC_PREFIXES: usize = 100_000;
 pub const LIVE_DENY: usize = 100_000;
 pub const LIVE_ALLOW: usize = 1_000;
-const ROUNDS: usize = 9;
-const REPEAT: u32 = 200_000;
+pub const ROUNDS: usize = 9;
 
 /// The bench policy with IPv6 entries in both lists, and room for the big list.
 fn policy_text(deny_file: Option<&Path>) -> String {

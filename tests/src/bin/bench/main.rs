@@ -49,7 +49,7 @@ proto = "udp"
 ports = [5140]
 [sources]
 allow = ["203.0.113.128/25"]
-deny = ["192.0.2.0/24"]
+deny = ["192.0.2.0/24", "2001:db8:bad::/48"]
 "#;
 
 const SERVER: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
@@ -275,6 +275,7 @@ fn main() -> Result<()> {
         })
         .unwrap_or_default();
     let scaling = scaling::run()?;
+    let lists = lists::run()?;
     let end_to_end = end_to_end::run(POLICY)?;
     let deny_list = deny_list_e2e::run();
     let control = control_plane::run(POLICY)?;
@@ -292,6 +293,7 @@ fn main() -> Result<()> {
             .map(|(a, f)| a / f),
         end_to_end: &end_to_end,
         scaling: &scaling,
+        lists_worst: Some(lists::worst(&lists)),
         control: &control,
     });
     let deny_list_section = match &deny_list {
@@ -306,7 +308,16 @@ fn main() -> Result<()> {
          {REPEAT} runs per path, 60-byte frames (IPv6 frames 74 bytes: the smallest with a TCP \
          header), the kernel's average ns per run; median, min and max over the rounds, with \
          the bench policy (the example mirror policy with a trusted network).\n\n{table}\n\
-         {xdp_filter_note}\n\n## Deny list size\n\n\
+         {xdp_filter_note}\n\n## Every path with realistic lists\n\n\
+         The same paths with the lists a public mirror runs, next to small lists, side by \
+         side in {lists_rounds} interleaved rounds of {REPEAT} runs. Realistic: {static_n} \
+         IPv4 and {static_n} IPv6 deny prefixes in the policy (IPv4 60% /32, the rest \
+         /16../31; IPv6 in 2000::/3, 40% /128, 25% /64, 15% /48, 10% /56, the rest \
+         /32../127), {live_deny} live deny entries with TTLs of 1 to 24 hours and {live_allow} \
+         live allow entries, half of each IPv4 and half IPv6, of the same lengths. Small: the \
+         bench policy with an IPv6 prefix in each list, and the one live entry each live path \
+         needs.\n\n{lists_table}\n\
+         ## Deny list size\n\n\
          The same 20,000 SYN frames, each from another source (half inside listed \
          prefixes, half anywhere), one test run each, {rounds} rounds; the lists are 60% \
          /32 and 40% /24 prefixes spread over the IPv4 space.\n\n{}",
@@ -314,6 +325,11 @@ fn main() -> Result<()> {
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         scaling::table(&scaling),
         rounds = 3,
+        lists_rounds = lists::ROUNDS,
+        static_n = lists::STATIC_PREFIXES,
+        live_deny = lists::LIVE_DENY,
+        live_allow = lists::LIVE_ALLOW,
+        lists_table = lists::table(&lists),
     );
     let report = format!(
         "{report}\n### The same lists end to end, next to an nftables interval set\n\n\
