@@ -272,22 +272,7 @@ deny = ["100.64.9.128/25"]
     );
     set.allow(&[net("100.64.9.0/24")]);
     let seen = differential_with("live", LIVE_POLICY, 8, |program, state| {
-        let clock = Clock {
-            wall_ns,
-            mono_ns: state.now_ns,
-        };
-        let flags = set
-            .apply_at(&mut program.maps, &clock)
-            .expect("apply live set");
-        let mut config = program.maps.config().expect("config");
-        config.flags |= flags;
-        program.maps.set_config(&config).expect("config");
-        state.live_allow = set.allow.iter().copied().collect();
-        state.live_deny = set
-            .deny
-            .iter()
-            .map(|(net, expires)| (*net, clock.deadline_ns(*expires)))
-            .collect();
+        apply_live(&set, wall_ns, program, state)
     });
     // The live allow is the one trusted source; the live denies expire, the policy's stays.
     expect_reached(&seen, &reasons(&[&MIRROR_REASONS]), &[]);
@@ -331,28 +316,34 @@ allow = ["2001:db8:100:7::/64", "2001:db8:bad:1:2::/80", "2001:db8:cafe::/47", "
         net("100.64.2.0/24"),
     ]);
     let seen = differential_with("ipv6-lists", LISTS, 9, |program, state| {
-        let clock = Clock {
-            wall_ns,
-            mono_ns: state.now_ns,
-        };
-        let flags = set
-            .apply_at(&mut program.maps, &clock)
-            .expect("apply live set");
-        let mut config = program.maps.config().expect("config");
-        config.flags |= flags;
-        program.maps.set_config(&config).expect("config");
-        state.live_allow = set.allow.iter().copied().collect();
-        state.live_deny = set
-            .deny
-            .iter()
-            .map(|(net, expires)| (*net, clock.deadline_ns(*expires)))
-            .collect();
+        apply_live(&set, wall_ns, program, state)
     });
     expect_reached(
         &seen,
         &reasons(&[&MIRROR_REASONS, &[Reason::Trusted, Reason::Denied]]),
         &[],
     );
+}
+
+/// Puts `set` into the kernel and the model, at wall-clock time `wall_ns` (the model's
+/// clock is the monotonic one).
+fn apply_live(set: &LiveSet, wall_ns: u64, program: &mut TestProgram, state: &mut ModelState) {
+    let clock = Clock {
+        wall_ns,
+        mono_ns: state.now_ns,
+    };
+    let flags = set
+        .apply_at(&mut program.maps, &clock)
+        .expect("apply live set");
+    let mut config = program.maps.config().expect("config");
+    config.flags |= flags;
+    program.maps.set_config(&config).expect("config");
+    state.live_allow = set.allow.iter().copied().collect();
+    state.live_deny = set
+        .deny
+        .iter()
+        .map(|(net, expires)| (*net, clock.deadline_ns(*expires)))
+        .collect();
 }
 
 /// SYN cookies: a tight global budget so that most SYNs to listed ports get a cookie, and a

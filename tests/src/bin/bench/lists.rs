@@ -1,7 +1,8 @@
 //! Every verdict path with the lists a real mirror runs (100,000 IPv4 and 100,000 IPv6 deny
 //! prefixes of mixed lengths in the policy, 100,000 live deny entries with TTLs and 1,000
 //! live allow entries, in both families) next to the same paths with small lists (the
-//! bench policy's, plus the one live entry each live path needs), measured side by side.
+//! bench policy's, with an IPv6 prefix in each list, plus the one live entry each live path
+//! needs), measured side by side.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
@@ -16,38 +17,25 @@ use mirror_xdp::{
 };
 use mirror_xdp_tests::frames::{Frame, Ipv4, Ipv6, L4};
 
-use crate::{CLIENT, CLIENT6, REPEAT, SERVER, SERVER6, SYN, median, scaling::Rng};
+use crate::{CLIENT, CLIENT6, POLICY, REPEAT, SERVER, SERVER6, SYN, median, scaling::Rng};
 
 pub const STATIC_PREFIXES: usize = 100_000;
 pub const LIVE_DENY: usize = 100_000;
 pub const LIVE_ALLOW: usize = 1_000;
 pub const ROUNDS: usize = 9;
 
-/// The bench policy with IPv6 entries in both lists, and room for the big list.
+/// The bench policy, with the big deny list added from a file.
 fn policy_text(deny_file: Option<&Path>) -> String {
-    let file = deny_file.map_or(String::new(), |f| {
-        format!(", {{ file = \"{}\" }}", f.display())
-    });
-    format!(
-        r#"
-version = 1
-[sets]
-admins = ["203.0.113.0/24", "2001:db8:a::/48"]
-[[ports]]
-proto = "tcp"
-ports = [80, 443, 873, 8080, 5000, 9000, 3128, "30001-30010"]
-[[ports]]
-proto = "tcp"
-ports = [22]
-from = ["admins"]
-[[ports]]
-proto = "udp"
-ports = [5140]
-[sources]
-allow = ["203.0.113.128/25", "2001:db8:a:8000::/49"]
-deny = ["192.0.2.0/24", "2001:db8:bad::/48"{file}]
-"#
-    )
+    match deny_file {
+        Some(file) => POLICY.replace(
+            r#"deny = ["192.0.2.0/24", "2001:db8:bad::/48"]"#,
+            &format!(
+                r#"deny = ["192.0.2.0/24", "2001:db8:bad::/48", {{ file = "{}" }}]"#,
+                file.display()
+            ),
+        ),
+        None => POLICY.to_string(),
+    }
 }
 
 /// Live entries every configuration has: the ones the live paths are measured with.
@@ -136,8 +124,12 @@ fn setup(dir: &Path, big: bool) -> Result<Setup> {
     } else {
         None
     };
-    let policy = Policy::parse(&policy_text(deny_file.as_deref()), &dir.join("policy.toml"))
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let text = policy_text(deny_file.as_deref());
+    if deny_file.is_some() && text == POLICY {
+        bail!("the bench policy's deny line changed: the big list has nowhere to go");
+    }
+    let policy =
+        Policy::parse(&text, &dir.join("policy.toml")).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut program = TestProgram::load(&policy)?;
 
     let mut live = LiveSet::default();
