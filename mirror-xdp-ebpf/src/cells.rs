@@ -1,7 +1,7 @@
-//! The program's view of map values that several CPUs read and write at the same time (the
-//! flow, limiter and live-entry tables, the flow-ports and SYN keepalive arrays): atomics, so
-//! that the program only ever holds shared references to them, never a `&mut` no CPU has a
-//! right to. Each has the size and field offsets of the `mirror-xdp-common` type user space
+//! The program's view of map values that several CPUs (or user space) write while the
+//! program reads them (the flow, limiter and live-entry tables, the flow-ports, SYN
+//! keepalive and live-block arrays): atomics, so that the program only ever holds shared
+//! references to them, never a `&mut` no CPU has a right to. Each has the size and field offsets of the `mirror-xdp-common` type user space
 //! uses for the map (checked below).
 //!
 //! Loads and stores are single plain BPF loads and stores, written as inline assembly: the

@@ -48,14 +48,15 @@ pub static LIVE_DENY_V4: LpmTrie<[u8; 4], LiveCell> = LpmTrie::with_max_entries(
 #[map(name = "mx_ldeny6_v1")]
 pub static LIVE_DENY_V6: LpmTrie<[u8; 16], LiveCell> = LpmTrie::with_max_entries(capacity::LIVE, 0);
 
-/// A bit per IPv4 /24 block that a live entry covers or lies in.
+/// A bit per IPv4 /24 block that a live entry covers or lies in. User space rewrites
+/// words while the program reads them.
 #[map(name = "mx_lblk4_v1")]
-pub static LIVE_BLOCKS_V4: Array<u64> =
+pub static LIVE_BLOCKS_V4: Array<SharedU64> =
     Array::with_max_entries(mirror_xdp_common::sources::LIVE_BLOCK_WORDS_V4, 0);
 
 /// A bit per hashed IPv6 /48 that a live entry covers or lies in.
 #[map(name = "mx_lblk6_v1")]
-pub static LIVE_BLOCKS_V6: Array<u64> =
+pub static LIVE_BLOCKS_V6: Array<SharedU64> =
     Array::with_max_entries(mirror_xdp_common::sources::LIVE_BLOCK_WORDS_V6, 0);
 
 #[map(name = "mx_from4_v1")]

@@ -127,7 +127,7 @@ fn near_live(pkt: &Packet) -> bool {
         )
     };
     match bitmap.get(word) {
-        Some(word) => *word >> bit & 1 != 0,
+        Some(word) => word.load() >> bit & 1 != 0,
         None => false,
     }
 }

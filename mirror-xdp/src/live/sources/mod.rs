@@ -6,6 +6,7 @@
 //! commands on top of it are in [`command`]. Deny expiries are wall-clock Unix seconds here, because the monotonic
 //! clock the kernel compares against restarts at boot.
 
+mod bitmaps;
 mod fold;
 mod input;
 mod kernel;
