@@ -34,6 +34,8 @@ pub mod map_name {
     pub const SOURCES_V4: &str = "mx_src4_v3";
     pub const BLOCKS_V4: &str = "mx_blk4_v1";
     pub const SOURCES_V6: &str = "mx_src6_v4";
+    /// A bit per hashed IPv6 /32 inside or around a listed prefix (`sources::BLOCK_WORDS_V6`).
+    pub const BLOCKS_V6: &str = "mx_blk6_v1";
     pub const LIVE_ALLOW_V4: &str = "mx_lallow4_v1";
     pub const LIVE_ALLOW_V6: &str = "mx_lallow6_v1";
     pub const LIVE_DENY_V4: &str = "mx_ldeny4_v1";
@@ -61,16 +63,17 @@ pub mod map_name {
     /// The maps that hold one policy: each reload fills a new set (a generation) and swaps
     /// the program that reads them. The others (counters, flows, limiter state, live
     /// entries) are shared by every generation.
-    pub const PER_GENERATION: [&str; 7] = [
-        CONFIG, PORTS, SOURCES_V4, BLOCKS_V4, SOURCES_V6, FROM_V4, FROM_V6,
+    pub const PER_GENERATION: [&str; 8] = [
+        CONFIG, PORTS, SOURCES_V4, BLOCKS_V4, SOURCES_V6, BLOCKS_V6, FROM_V4, FROM_V6,
     ];
     /// Every map, for pinning and cleanup.
-    pub const ALL: [&str; 23] = [
+    pub const ALL: [&str; 24] = [
         CONFIG,
         PORTS,
         SOURCES_V4,
         BLOCKS_V4,
         SOURCES_V6,
+        BLOCKS_V6,
         LIVE_ALLOW_V4,
         LIVE_ALLOW_V6,
         LIVE_DENY_V4,

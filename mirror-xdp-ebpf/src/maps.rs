@@ -35,6 +35,11 @@ pub static BLOCKS_V4: Array<u64> =
 pub static SOURCES_V6: HashMap<SourceKeyV6, SourceEntry> =
     HashMap::with_max_entries(capacity::SOURCES_V6, 0);
 
+/// A bit per hashed IPv6 /32 that a listed prefix covers or lies in.
+#[map(name = "mx_blk6_v1")]
+pub static BLOCKS_V6: Array<u64> =
+    Array::with_max_entries(mirror_xdp_common::sources::BLOCK_WORDS_V6, 0);
+
 #[map(name = "mx_lallow4_v1")]
 pub static LIVE_ALLOW_V4: LpmTrie<[u8; 4], LiveCell> = LpmTrie::with_max_entries(capacity::LIVE, 0);
 

@@ -5,15 +5,15 @@ use aya_ebpf::maps::lpm_trie::Key;
 use mirror_xdp_common::{
     Config, SourceEntry, SourceKeyV4, SourceKeyV6, config_flag, source_flag,
     sources::{
-        BLOCK_DEEPER, TIERS_V6, block_position, live_block_bit, live_block_bit_v6, mask_v4,
-        mask_v6_bytes,
+        BLOCK_DEEPER, TIERS_V6, block_bits_v6, block_position, live_block_bit, live_block_bit_v6,
+        mask_v4, mask_v6_bytes,
     },
 };
 
 use crate::{
     maps::{
-        BLOCKS_V4, LIVE_ALLOW_V4, LIVE_ALLOW_V6, LIVE_BLOCKS_V4, LIVE_BLOCKS_V6, LIVE_DENY_V4,
-        LIVE_DENY_V6, SOURCES_V4, SOURCES_V6,
+        BLOCKS_V4, BLOCKS_V6, LIVE_ALLOW_V4, LIVE_ALLOW_V6, LIVE_BLOCKS_V4, LIVE_BLOCKS_V6,
+        LIVE_DENY_V4, LIVE_DENY_V6, SOURCES_V4, SOURCES_V6,
     },
     parse::Packet,
 };
@@ -71,11 +71,19 @@ fn static_v4(addr: [u8; 4]) -> u8 {
     }
 }
 
-/// Follows the path-compressed tiers from the first: the last hit's flags, stopping at a
-/// miss or where nothing longer is listed. Each step goes to a longer tier, so there are at
+/// No flags if the address's /32 and /48 bits are clear; else follows the path-compressed tiers from
+/// the first: the last hit's flags, stopping at a miss or where nothing longer is listed. Each step goes to a longer tier, so there are at
 /// most as many as tiers.
 #[inline(always)]
 fn static_v6(addr: &[u8; 16], config: &Config) -> u8 {
+    let listed_near = |(word, bit): (u32, u32)| match BLOCKS_V6.get(word) {
+        Some(word) => *word >> bit & 1 != 0,
+        None => false,
+    };
+    let [slash32, slash48] = block_bits_v6(addr);
+    if !listed_near(slash32) && !listed_near(slash48) {
+        return 0;
+    }
     let mut flags = 0;
     let mut tier = config.first_tier_v6 as u32;
     for _ in 0..TIERS_V6.len() {

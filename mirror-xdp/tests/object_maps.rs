@@ -46,6 +46,7 @@ fn expected() -> BTreeMap<&'static str, (u32, usize, usize)> {
             (HASH, size_of::<SourceKeyV4>(), size_of::<SourceEntry>()),
         ),
         (map_name::BLOCKS_V4, (ARRAY, index, size_of::<u64>())),
+        (map_name::BLOCKS_V6, (ARRAY, index, size_of::<u64>())),
         (
             map_name::SOURCES_V6,
             (HASH, size_of::<SourceKeyV6>(), size_of::<SourceEntry>()),

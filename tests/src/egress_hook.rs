@@ -19,6 +19,7 @@ pub fn kernel_accepts_tcx(ns: &Netns, iface: &str) -> bool {
         let sizes = object::MapSizes {
             limiter: Sizes::default().limiter_entries,
             blocks_v4: 1,
+            blocks_v6: 1,
             sources_v4: 1024,
             sources_v6: 1024,
         };

@@ -1,9 +1,15 @@
 //! The IPv4 tiers flattened for the kernel: tiers 8 to 24 become a dense byte per /24 block
-//! (an array read instead of up to three hash lookups), tier 32 stays a hash of hosts.
+//! (an array read instead of up to three hash lookups), tier 32 stays a hash of hosts. And
+//! the IPv6 lists' bitmap, a bit per hashed /32 (`mirror_xdp_common::sources::BLOCK_WORDS_V6`),
+//! that spares most IPv6 packets the hash lookups.
 
+use ipnet::Ipv6Net;
 #[cfg(test)]
 use mirror_xdp_common::sources::block_position;
-use mirror_xdp_common::{SourceEntry, SourceKeyV4, sources::BLOCK_DEEPER};
+use mirror_xdp_common::{
+    SourceEntry, SourceKeyV4,
+    sources::{BLOCK_DEEPER, BLOCK_WORDS_V6, slash32_bit, slash48_bit},
+};
 
 /// What the kernel's IPv4 source tables hold.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -50,6 +56,44 @@ pub fn flatten_v4(entries: Vec<(SourceKeyV4, SourceEntry)>) -> SourcesV4 {
         })
         .collect();
     SourcesV4 { blocks, hosts }
+}
+
+/// An IPv6 prefix shorter than this sets every bit (a bit per /32 inside would be more
+/// than 65,536): such a list sends every IPv6 packet to the hash.
+const SHORTEST_MARKED_V6: u8 = 16;
+
+/// The non-zero words of the IPv6 list bitmap (empty without IPv6 prefixes): for a prefix
+/// of /32 or shorter the bits of the /32s it covers, for a longer one those of the /48s it
+/// covers or lies in.
+pub fn bitmap_v6(prefixes: &[(Ipv6Net, u8)]) -> Vec<(u32, u64)> {
+    if prefixes.is_empty() {
+        return Vec::new();
+    }
+    let mut words = vec![0u64; BLOCK_WORDS_V6 as usize];
+    for (net, _) in prefixes {
+        let len = net.prefix_len();
+        if len < SHORTEST_MARKED_V6 {
+            words.fill(u64::MAX);
+            break;
+        }
+        let unit = if len <= 32 { 32 } else { 48 };
+        let first = (u128::from(net.network()) >> (128 - u32::from(unit))) as u64;
+        let count = 1u64 << (unit - len.min(unit));
+        for block in first..first + count {
+            let (word, bit) = if unit == 32 {
+                slash32_bit(block)
+            } else {
+                slash48_bit(block)
+            };
+            words[word as usize] |= 1 << bit;
+        }
+    }
+    words
+        .into_iter()
+        .enumerate()
+        .filter(|(_, bits)| *bits != 0)
+        .map(|(word, bits)| (word as u32, bits))
+        .collect()
 }
 
 /// The flags the kernel reads for `addr` (host order) from flattened tables: the oracle
@@ -125,5 +169,46 @@ mod tests {
     #[test]
     fn nothing_listed_is_nothing_written() {
         assert_eq!(tables(&[]), SourcesV4::default());
+    }
+
+    #[test]
+    fn the_v6_bitmap_marks_the_blocks_of_every_prefix_as_the_program_finds_them() {
+        let v6 = |s: &str| (s.parse::<Ipv6Net>().unwrap().trunc(), DENIED);
+        assert!(bitmap_v6(&[]).is_empty());
+        let words = bitmap_v6(&[
+            v6("2001:db8:bad::/48"),
+            v6("2a00::/31"),
+            v6("2a02:1::5/128"),
+            v6("2a03::/47"),
+        ]);
+        let set = |addr: &str| {
+            let addr: std::net::Ipv6Addr = addr.parse().unwrap();
+            mirror_xdp_common::sources::block_bits_v6(&addr.octets())
+                .iter()
+                .any(|(word, bit)| {
+                    words
+                        .iter()
+                        .any(|(w, bits)| w == word && bits >> bit & 1 != 0)
+                })
+        };
+        let inside = [
+            "2001:db8:bad::1",
+            "2a00::1",
+            "2a00:1:ffff::1",
+            "2a02:1::5",
+            "2a03:0:1::",
+        ];
+        for addr in inside {
+            assert!(set(addr), "{addr}");
+        }
+        // Two /32s, then a /48 each for the /48 and the /128, two for the /47: six bits
+        // (barring a hash collision, which these do not have).
+        let bits: u32 = words.iter().map(|(_, b)| b.count_ones()).sum();
+        assert_eq!(bits, 6);
+        // Another /48 of a /32 that holds a listed /48: clear, the client skips the hash.
+        assert!(!set("2001:db8:1::1"));
+        assert!(!set("2001:db9::1"));
+        let all = bitmap_v6(&[v6("2000::/15")]);
+        assert_eq!(all.len(), BLOCK_WORDS_V6 as usize);
     }
 }

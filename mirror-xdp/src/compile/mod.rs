@@ -29,8 +29,9 @@ pub struct MapImage {
     /// The IPv4 source lists: the /24 block array's non-zero words, and the host entries.
     pub blocks_v4: Vec<(u32, u64)>,
     pub sources_v4: Vec<(SourceKeyV4, SourceEntry)>,
-    /// The tiered entries of the IPv6 source lists.
+    /// The tiered entries of the IPv6 source lists, and the /32 bitmap's non-zero words.
     pub sources_v6: Vec<(SourceKeyV6, SourceEntry)>,
+    pub blocks_v6: Vec<(u32, u64)>,
     /// `from` prefixes by from-set id.
     pub from_v4: Vec<(u16, Ipv4Net)>,
     pub from_v6: Vec<(u16, Ipv6Net)>,
@@ -122,6 +123,7 @@ pub fn compile(policy: &Policy, cpus: u32) -> Result<MapImage, CompileError> {
     image.blocks_v4 = flat.blocks;
     image.sources_v4 = flat.hosts;
     (image.sources_v6, image.config.first_tier_v6) = sources::tiers_v6(&v6);
+    image.blocks_v6 = blocks::bitmap_v6(&v6);
     if !image.blocks_v4.is_empty() {
         image.config.flags |= config_flag::HAS_SOURCES_V4;
     }

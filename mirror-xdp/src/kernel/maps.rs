@@ -47,6 +47,7 @@ pub struct Maps {
     pub sources_v4: HashMap<MapData, SourceKeyV4, SourceEntry>,
     pub blocks_v4: Array<MapData, u64>,
     pub sources_v6: HashMap<MapData, SourceKeyV6, SourceEntry>,
+    pub blocks_v6: Array<MapData, u64>,
     pub live_allow_v4: LpmTrie<MapData, [u8; 4], LiveEntry>,
     pub live_allow_v6: LpmTrie<MapData, [u8; 16], LiveEntry>,
     pub live_deny_v4: LpmTrie<MapData, [u8; 4], LiveEntry>,
@@ -159,6 +160,7 @@ impl Maps {
             sources_v4: typed!(map_name::SOURCES_V4),
             blocks_v4: typed!(map_name::BLOCKS_V4),
             sources_v6: typed!(map_name::SOURCES_V6),
+            blocks_v6: typed!(map_name::BLOCKS_V6),
             live_allow_v4: typed!(map_name::LIVE_ALLOW_V4),
             live_allow_v6: typed!(map_name::LIVE_ALLOW_V6),
             live_deny_v4: typed!(map_name::LIVE_DENY_V4),
@@ -209,6 +211,12 @@ impl Maps {
         batch::update_batch(self.sources_v6.map().fd().as_fd(), &image.sources_v6).map_err(
             |source| MapsError::Batch {
                 name: map_name::SOURCES_V6,
+                source,
+            },
+        )?;
+        batch::update_batch(self.blocks_v6.map().fd().as_fd(), &image.blocks_v6).map_err(
+            |source| MapsError::Batch {
+                name: map_name::BLOCKS_V6,
                 source,
             },
         )?;

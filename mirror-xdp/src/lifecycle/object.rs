@@ -36,6 +36,8 @@ pub struct MapSizes {
     pub limiter: u32,
     /// Words of the IPv4 block array: all of them when there is an IPv4 list, else one.
     pub blocks_v4: u32,
+    /// Words of the IPv6 list bitmap: all of them when there is an IPv6 list, else one.
+    pub blocks_v6: u32,
     pub sources_v4: u32,
     pub sources_v6: u32,
 }
@@ -52,6 +54,11 @@ impl MapSizes {
                 1
             } else {
                 mirror_xdp_common::sources::BLOCK_WORDS_V4
+            },
+            blocks_v6: if image.blocks_v6.is_empty() {
+                1
+            } else {
+                mirror_xdp_common::sources::BLOCK_WORDS_V6
             },
             sources_v4: room(image.sources_v4.len()),
             sources_v6: room(image.sources_v6.len()),
@@ -86,6 +93,7 @@ pub fn load(pins: Option<(&Paths, &Path)>, sizes: MapSizes) -> Result<Ebpf, Life
         .map_max_entries(map_name::LIMITS, sizes.limiter)
         .map_max_entries(map_name::SOURCES_V4, sizes.sources_v4)
         .map_max_entries(map_name::BLOCKS_V4, sizes.blocks_v4)
+        .map_max_entries(map_name::BLOCKS_V6, sizes.blocks_v6)
         .map_max_entries(map_name::SOURCES_V6, sizes.sources_v6);
     if let Some((paths, generation_dir)) = pins {
         for name in map_name::ALL {

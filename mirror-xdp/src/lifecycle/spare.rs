@@ -94,4 +94,5 @@ fn fits(spare: &Path, need: &MapSizes) -> bool {
     max_entries(map_name::SOURCES_V4) >= need.sources_v4
         && max_entries(map_name::SOURCES_V6) >= need.sources_v6
         && max_entries(map_name::BLOCKS_V4) >= need.blocks_v4
+        && max_entries(map_name::BLOCKS_V6) >= need.blocks_v6
 }
