@@ -71,9 +71,10 @@ fn static_v4(addr: [u8; 4]) -> u8 {
     }
 }
 
-/// No flags if the address's /32 and /48 bits are clear; else follows the path-compressed tiers from
-/// the first: the last hit's flags, stopping at a miss or where nothing longer is listed. Each step goes to a longer tier, so there are at
-/// most as many as tiers.
+/// No flags if the address's /32 and /48 bits are clear (most sources); else follows the
+/// path-compressed tiers from the first: the last hit's flags, stopping at a miss or where
+/// nothing longer is listed. Each step goes to a longer tier, so there are at most as many
+/// as tiers.
 #[inline(always)]
 fn static_v6(addr: &[u8; 16], config: &Config) -> u8 {
     let listed_near = |(word, bit): (u32, u32)| match BLOCKS_V6.get(word) {

@@ -1,7 +1,7 @@
 //! The IPv4 tiers flattened for the kernel: tiers 8 to 24 become a dense byte per /24 block
 //! (an array read instead of up to three hash lookups), tier 32 stays a hash of hosts. And
-//! the IPv6 lists' bitmap, a bit per hashed /32 (`mirror_xdp_common::sources::BLOCK_WORDS_V6`),
-//! that spares most IPv6 packets the hash lookups.
+//! the IPv6 lists' bitmap, a bit per hashed /32 and /48 near a listed prefix
+//! (`mirror_xdp_common::sources::BLOCK_WORDS_V6`), that spares most IPv6 packets the hash.
 
 use ipnet::Ipv6Net;
 #[cfg(test)]
