@@ -125,17 +125,30 @@ fn tier_v6(addr: &[u8; 16], tier: u32) -> Option<SourceEntry> {
 }
 
 /// Is the source's /24 block (IPv4) or /48 (IPv6) near a live entry? No for most sources.
+/// One function per map: a lookup call that serves two maps leaves the verifier a map
+/// pointer it cannot inline the lookup for.
 #[inline(always)]
 fn near_live(pkt: &Packet) -> bool {
-    let ((word, bit), bitmap) = if pkt.v6 {
-        (live_block_bit_v6(&pkt.src), &LIVE_BLOCKS_V6)
+    if pkt.v6 {
+        near_live_v6(&pkt.src)
     } else {
-        (
-            live_block_bit(u32::from_be_bytes(v4(pkt.src))),
-            &LIVE_BLOCKS_V4,
-        )
-    };
-    match bitmap.get(word) {
+        near_live_v4(v4(pkt.src))
+    }
+}
+
+#[inline(never)]
+fn near_live_v4(addr: [u8; 4]) -> bool {
+    let (word, bit) = live_block_bit(u32::from_be_bytes(addr));
+    match LIVE_BLOCKS_V4.get(word) {
+        Some(word) => word.load() >> bit & 1 != 0,
+        None => false,
+    }
+}
+
+#[inline(never)]
+fn near_live_v6(addr: &[u8; 16]) -> bool {
+    let (word, bit) = live_block_bit_v6(addr);
+    match LIVE_BLOCKS_V6.get(word) {
         Some(word) => word.load() >> bit & 1 != 0,
         None => false,
     }

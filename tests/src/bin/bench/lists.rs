@@ -10,6 +10,7 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use mirror_xdp::{
+    lifecycle::lockout::start_state,
     live::sources::{Clock, LiveSet},
     model::{ModelState, classify},
     observe::testrun::{Baseline, TestProgram},
@@ -155,14 +156,7 @@ fn setup(dir: &Path, big: bool) -> Result<Setup> {
     program.maps.set_config(&config)?;
     let model = ModelState {
         config,
-        now_ns: mirror_xdp::kernel::maps::monotonic_ns(),
-        live_allow: live.allow.iter().copied().collect(),
-        live_deny: live
-            .deny
-            .iter()
-            .map(|(net, expires)| (*net, clock.deadline_ns(*expires)))
-            .collect(),
-        ..ModelState::default()
+        ..start_state(&policy, &live, &clock)
     };
     Ok(Setup {
         program,
