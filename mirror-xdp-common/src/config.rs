@@ -14,7 +14,8 @@ pub struct Config {
     pub prefix_v6: u8,
     /// The IPv6 source walk's first tier (0: no static IPv6 lists); see `sources`.
     pub first_tier_v6: u8,
-    pub _pad: u8,
+    /// The IPv6 list bitmap's halves have `2^blocks_v6_half_bits` bits (see `sources`).
+    pub blocks_v6_half_bits: u8,
     /// When non-zero the programs read the time here instead of `bpf_ktime_get_ns`:
     /// deterministic tests through BPF_PROG_TEST_RUN. Always 0 in production.
     pub clock_override_ns: u64,

@@ -32,10 +32,10 @@ pub mod map_name {
     pub const CONFIG: &str = "mx_config_v2";
     pub const PORTS: &str = "mx_ports_v1";
     pub const SOURCES_V4: &str = "mx_src4_v3";
-    pub const BLOCKS_V4: &str = "mx_blk4_v1";
+    pub const BLOCKS_V4: &str = "mx_blk4_v2";
     pub const SOURCES_V6: &str = "mx_src6_v4";
-    /// A bit per hashed IPv6 /32 inside or around a listed prefix (`sources::BLOCK_WORDS_V6`).
-    pub const BLOCKS_V6: &str = "mx_blk6_v1";
+    /// A bit per hashed IPv6 /32 and /48 near a listed prefix (`sources::BLOCK_HALF_BITS_V6`).
+    pub const BLOCKS_V6: &str = "mx_blk6_v2";
     pub const LIVE_ALLOW_V4: &str = "mx_lallow4_v1";
     pub const LIVE_ALLOW_V6: &str = "mx_lallow6_v1";
     pub const LIVE_DENY_V4: &str = "mx_ldeny4_v1";
@@ -116,8 +116,10 @@ pub mod capacity {
     pub const FROM_V6: u32 = 1 << 16;
     /// Connections this host opened, remembered for return traffic (LRU).
     pub const FLOWS: u32 = 1 << 16;
-    /// Sources tracked by the per-source limits (LRU), unless the policy says otherwise.
-    pub const LIMITS: u32 = 1 << 18;
+    /// Sources tracked by the per-source limits (LRU), unless `attach --limiter-entries`
+    /// says otherwise: about 7 MiB. A source that keeps sending keeps its entry; it is
+    /// forgotten only when this many other sources come between two of its packets.
+    pub const LIMITS: u32 = 1 << 16;
     /// Counter slots: one per (reason, dropped) pair.
     pub const STATS: u32 = 2 * crate::reason::COUNT as u32;
     /// When a SYN last went to the kernel, per (address family, TCP port): separate IPv4

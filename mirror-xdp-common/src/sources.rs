@@ -12,51 +12,88 @@
 //! ([`Config::first_tier_v6`](crate::Config)). A list of /32 to /128 prefixes costs a
 //! packet from outside them one lookup, at tier 32, instead of a walk down from tier 8.
 
-/// Prefix lengths of the tiers. For IPv4, user space flattens tiers 8 to 24 into a dense
-/// array with a byte per /24 block (see [`BLOCK_DEEPER`]); only tier 32 stays a hash.
+/// Prefix lengths of the tiers. For IPv4, user space flattens tiers 8 to 24 into a
+/// two-level array with a byte per /24 block (see [`BLOCK_DIRECTORY_WORDS_V4`]); only tier
+/// 32 stays a hash.
 pub const TIERS_V4: [u32; 4] = [8, 16, 24, 32];
 
-/// Words of the IPv4 block array: 2^24 /24 blocks, eight one-byte blocks to a `u64` word
-/// (an array map pads every value to 8 bytes, so a byte per value would cost eight).
-pub const BLOCK_WORDS_V4: u32 = 1 << 21;
+/// The IPv4 block array (one `u64` array map) starts with a directory: a `u32` per /16, two
+/// to a word (an array map pads every value to 8 bytes). An entry without
+/// [`BLOCK_CHUNKED`] is the byte of every /24 block of its /16 (most /16s: nothing listed,
+/// or all of it). With it, its low bits number a chunk after the directory:
+/// [`BLOCK_CHUNK_WORDS_V4`] words, a byte per /24 block of the /16. Two array reads, and
+/// memory for the /16s whose blocks differ only (256 KiB plus 256 bytes a chunk, where a
+/// byte per /24 for all of them would be 16 MiB).
+pub const BLOCK_DIRECTORY_WORDS_V4: u32 = 1 << 15;
+
+/// Words of a chunk: 256 one-byte /24 blocks, eight to a word.
+pub const BLOCK_CHUNK_WORDS_V4: u32 = 32;
+
+/// In a directory entry: the /16's blocks differ, and the other bits number its chunk.
+pub const BLOCK_CHUNKED: u32 = 1 << 31;
 
 /// In a /24 block's byte: set when /32 entries lie inside the block (look in the hash);
 /// the low bits are the block's `source_flag` bits.
 pub const BLOCK_DEEPER: u8 = 0x80;
 
-/// Word index and bit shift of the byte of the /24 block holding `addr` (host order).
+/// Word index and bit shift of the directory entry of the /16 holding `addr` (host order).
 #[inline(always)]
-pub fn block_position(addr: u32) -> (u32, u32) {
-    let block = addr >> 8;
-    (block >> 3, (block & 7) * 8)
+pub fn directory_position(addr: u32) -> (u32, u32) {
+    let slash16 = addr >> 16;
+    (slash16 >> 1, (slash16 & 1) * 32)
 }
-/// Words of the IPv6 list bitmap (when there is an IPv6 list), in two halves of 2^23 bits:
-/// a bit per hashed /32 that a listed prefix of /32 or shorter covers, and a bit per hashed
-/// /48 that a longer prefix covers or lies in. An IPv6 packet whose two bits are clear is
-/// in no listed prefix: two array reads instead of a hash lookup (about 30 ns). Two
+
+/// Word index and bit shift of the byte of the /24 block holding `addr` (host order) in
+/// chunk `chunk`.
+#[inline(always)]
+pub fn chunk_position(chunk: u32, addr: u32) -> (u32, u32) {
+    let block = (addr >> 8) & 0xFF;
+    (
+        BLOCK_DIRECTORY_WORDS_V4
+            .wrapping_add(chunk.wrapping_mul(BLOCK_CHUNK_WORDS_V4))
+            .wrapping_add(block >> 3),
+        (block & 7) * 8,
+    )
+}
+
+/// The IPv6 list bitmap (when there is an IPv6 list) has two halves of `2^half_bits` bits
+/// each ([`Config::blocks_v6_half_bits`](crate::Config), sized to the list): a bit per
+/// hashed /32 that a listed prefix of /32 or shorter covers, and a bit per hashed /48 that
+/// a longer prefix covers or lies in. An IPv6 packet whose two bits are clear is in no
+/// listed prefix: two array reads instead of a hash lookup (about 30 ns). Two
 /// granularities, so that neither a listed /32 (65,536 /48s) nor a listed /48 inside a busy
 /// /32 (every client of that /32) makes the bitmap useless.
-pub const BLOCK_WORDS_V6: u32 = 1 << 18;
+pub const BLOCK_HALF_BITS_V6: core::ops::RangeInclusive<u8> = 12..=23;
 
-/// Word index and bit, in the IPv6 list bitmap, of the /32 and of the /48 holding `addr`.
+/// Word index and bit, in the IPv6 list bitmap of halves of `2^half_bits` bits, of the /32
+/// and of the /48 holding `addr`.
 #[inline(always)]
-pub fn block_bits_v6(addr: &[u8; 16]) -> [(u32, u32); 2] {
+pub fn block_bits_v6(addr: &[u8; 16], half_bits: u32) -> [(u32, u32); 2] {
     let top = u64::from_be_bytes([addr[0], addr[1], addr[2], addr[3], addr[4], addr[5], 0, 0]);
-    [slash32_bit(top >> 32), slash48_bit(top >> 16)]
+    [
+        slash32_bit(top >> 32, half_bits),
+        slash48_bit(top >> 16, half_bits),
+    ]
 }
 
-/// The bit of a /32 given as its 32 bits (Fibonacci hashing into the first half).
+/// Fibonacci hashing of `value` to `bits` bits (1 to 63).
 #[inline(always)]
-pub fn slash32_bit(slash32: u64) -> (u32, u32) {
-    let index = (slash32.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 41) as u32;
+fn fib_hash(value: u64, bits: u32) -> u64 {
+    value.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - bits)
+}
+
+/// The bit of a /32 given as its 32 bits, in the first half.
+#[inline(always)]
+pub fn slash32_bit(slash32: u64, half_bits: u32) -> (u32, u32) {
+    let index = fib_hash(slash32, half_bits) as u32;
     (index >> 6, index & 63)
 }
 
-/// The bit of a /48 given as its 48 bits (into the second half).
+/// The bit of a /48 given as its 48 bits, in the second half.
 #[inline(always)]
-pub fn slash48_bit(slash48: u64) -> (u32, u32) {
-    let index = (slash48.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 41) as u32;
-    ((BLOCK_WORDS_V6 >> 1) + (index >> 6), index & 63)
+pub fn slash48_bit(slash48: u64, half_bits: u32) -> (u32, u32) {
+    let index = fib_hash(slash48, half_bits) as u32;
+    ((1u32 << half_bits >> 6) + (index >> 6), index & 63)
 }
 
 /// Words of the live IPv4 block bitmap: a bit per /24 block, set when a live entry (allow
@@ -87,7 +124,7 @@ pub fn live_block_bit_v6(addr: &[u8; 16]) -> (u32, u32) {
 /// Word index and bit of a /48 given as its 48 bits (Fibonacci hashing to 24 bits).
 #[inline(always)]
 pub fn live_slash48_bit(slash48: u64) -> (u32, u32) {
-    let index = (slash48.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) as u32;
+    let index = fib_hash(slash48, 24) as u32;
     (index >> 6, index & 63)
 }
 

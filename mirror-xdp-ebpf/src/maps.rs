@@ -26,19 +26,20 @@ pub static PORTS: Array<PortEntry> = Array::with_max_entries(capacity::PORTS, 0)
 pub static SOURCES_V4: HashMap<SourceKeyV4, SourceEntry> =
     HashMap::with_max_entries(capacity::SOURCES_V4, 0);
 
-/// The IPv4 lists flattened to a byte per /24 block, eight blocks a word.
-#[map(name = "mx_blk4_v1")]
+/// The IPv4 lists flattened to a byte per /24 block: a directory of /16s, then a chunk per
+/// /16 whose blocks differ (user space sizes it to the lists at load time).
+#[map(name = "mx_blk4_v2")]
 pub static BLOCKS_V4: Array<u64> =
-    Array::with_max_entries(mirror_xdp_common::sources::BLOCK_WORDS_V4, 0);
+    Array::with_max_entries(mirror_xdp_common::sources::BLOCK_DIRECTORY_WORDS_V4, 0);
 
 #[map(name = "mx_src6_v4")]
 pub static SOURCES_V6: HashMap<SourceKeyV6, SourceEntry> =
     HashMap::with_max_entries(capacity::SOURCES_V6, 0);
 
-/// A bit per hashed IPv6 /32 that a listed prefix covers or lies in.
-#[map(name = "mx_blk6_v1")]
-pub static BLOCKS_V6: Array<u64> =
-    Array::with_max_entries(mirror_xdp_common::sources::BLOCK_WORDS_V6, 0);
+/// A bit per hashed IPv6 /32 and /48 that a listed prefix covers or lies in (user space
+/// sizes it to the lists at load time).
+#[map(name = "mx_blk6_v2")]
+pub static BLOCKS_V6: Array<u64> = Array::with_max_entries(1, 0);
 
 #[map(name = "mx_lallow4_v1")]
 pub static LIVE_ALLOW_V4: LpmTrie<[u8; 4], LiveCell> = LpmTrie::with_max_entries(capacity::LIVE, 0);

@@ -5,8 +5,8 @@ use aya_ebpf::maps::lpm_trie::Key;
 use mirror_xdp_common::{
     Config, SourceEntry, SourceKeyV4, SourceKeyV6, config_flag, source_flag,
     sources::{
-        BLOCK_DEEPER, TIERS_V6, block_bits_v6, block_position, live_block_bit, live_block_bit_v6,
-        mask_v4, mask_v6_bytes,
+        BLOCK_CHUNKED, BLOCK_DEEPER, TIERS_V6, block_bits_v6, chunk_position, directory_position,
+        live_block_bit, live_block_bit_v6, mask_v4, mask_v6_bytes,
     },
 };
 
@@ -53,15 +53,26 @@ fn v4(src: [u8; 16]) -> [u8; 4] {
     [src[0], src[1], src[2], src[3]]
 }
 
-/// The /24 block's byte in the dense array, and the /32 hash entry when the block says
-/// there are host entries inside it: at most one array read and one hash lookup.
+/// The /24 block's byte through the two-level block array (the /16's directory entry, and
+/// its chunk if the /16's blocks differ), and the /32 hash entry when the block says there
+/// are host entries inside it: at most two array reads and one hash lookup.
 #[inline(always)]
 fn static_v4(addr: [u8; 4]) -> u8 {
-    let (word, shift) = block_position(u32::from_be_bytes(addr));
+    let host = u32::from_be_bytes(addr);
+    let (word, shift) = directory_position(host);
     let Some(word) = BLOCKS_V4.get(word) else {
         return 0;
     };
-    let block = (*word >> shift) as u8;
+    let entry = (*word >> shift) as u32;
+    let block = if entry & BLOCK_CHUNKED == 0 {
+        entry as u8
+    } else {
+        let (word, shift) = chunk_position(entry & !BLOCK_CHUNKED, host);
+        match BLOCKS_V4.get(word) {
+            Some(word) => (*word >> shift) as u8,
+            None => return 0,
+        }
+    };
     if block & BLOCK_DEEPER == 0 {
         return block;
     }
@@ -81,7 +92,7 @@ fn static_v6(addr: &[u8; 16], config: &Config) -> u8 {
         Some(word) => *word >> bit & 1 != 0,
         None => false,
     };
-    let [slash32, slash48] = block_bits_v6(addr);
+    let [slash32, slash48] = block_bits_v6(addr, config.blocks_v6_half_bits as u32);
     if !listed_near(slash32) && !listed_near(slash48) {
         return 0;
     }

@@ -359,3 +359,51 @@ fn version_names_the_build_and_status_the_build_in_force() {
         "{text}"
     );
 }
+
+#[test]
+fn status_shows_the_kernel_memory_of_every_pinned_map() {
+    require_root();
+    let bed = Testbed::new().expect("testbed");
+    attach_policy(&bed, POLICY);
+    let s = status(&bed);
+    let listed: Vec<(String, u64)> = s["kernel_memory"]["maps"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no kernel_memory.maps: {s}"))
+        .iter()
+        .map(|m| (m["pin"].as_str().unwrap().to_string(), m["bytes"].as_u64().unwrap()))
+        .collect();
+    // Every map pin: the shared maps, the generation's and the spare's.
+    let mut pins = Vec::new();
+    for entry in std::fs::read_dir(bed.bpffs_dir()).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if entry.path().is_dir() {
+            for inner in std::fs::read_dir(entry.path()).unwrap().flatten() {
+                let inner = inner.file_name().to_string_lossy().into_owned();
+                if inner.starts_with("mx_") {
+                    pins.push(format!("{name}/{inner}"));
+                }
+            }
+        } else if name.starts_with("mx_") {
+            pins.push(name);
+        }
+    }
+    pins.sort();
+    let names: Vec<&str> = listed.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(names, pins);
+    assert!(pins.iter().any(|p| p.starts_with("spare-")), "{pins:?}");
+    // Each as bpftool reads it from the kernel.
+    for (pin, bytes) in &listed {
+        let out = Command::new("bpftool")
+            .args(["-j", "map", "show", "pinned"])
+            .arg(bed.bpffs_dir().join(pin))
+            .output()
+            .expect("bpftool");
+        let info: serde_json::Value = serde_json::from_slice(&out.stdout).expect("bpftool json");
+        assert_eq!(info["bytes_memlock"].as_u64(), Some(*bytes), "{pin}");
+    }
+    let total: u64 = listed.iter().map(|(_, b)| b).sum();
+    assert_eq!(s["kernel_memory"]["bytes"].as_u64(), Some(total));
+    let text = run_ok(&bed, &["status"]).stdout;
+    let mib = format!("{:.1} MiB in {} maps", total as f64 / 1048576.0, pins.len());
+    assert!(text.contains(&format!("kernel memory: {mib}")), "{text}");
+}

@@ -2,10 +2,12 @@
 
 use super::Failure;
 use mirror_xdp::build_info::EBPF_OBJECT_SHA256;
+use mirror_xdp::observe::memory::{self, MapMemory};
 use mirror_xdp::state::{EgressHook, Paths, Record, in_force};
 
 /// Show the interfaces, attach modes, egress hooks, program id, policy path and generation,
-/// and the eBPF object of the build whose programs are in force.
+/// the eBPF object of the build whose programs are in force, and the kernel memory its maps
+/// hold.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Machine-readable output.
@@ -15,10 +17,11 @@ pub struct Args {
 
 pub fn run(args: Args, paths: &Paths) -> Result<(), Failure> {
     let record = super::stats::attached(paths)?;
+    let maps = memory::pinned_maps(&paths.bpffs);
     if args.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&status_json(&record)).expect("json")
+            serde_json::to_string_pretty(&status_json(&record, &maps)).expect("json")
         );
         return Ok(());
     }
@@ -54,7 +57,26 @@ pub fn run(args: Args, paths: &Paths) -> Result<(), Failure> {
             i.name, i.xdp_mode, i.prog_id
         );
     }
+    println!("kernel memory: {}", memory_line(&maps));
     Ok(())
+}
+
+/// The total and the three largest maps.
+fn memory_line(maps: &[MapMemory]) -> String {
+    let total: u64 = maps.iter().map(|m| m.bytes).sum();
+    let mut largest: Vec<&MapMemory> = maps.iter().collect();
+    largest.sort_by_key(|m| std::cmp::Reverse(m.bytes));
+    let named: Vec<String> = largest
+        .iter()
+        .take(3)
+        .map(|m| format!("{} {}", m.pin.display(), memory::mib(m.bytes)))
+        .collect();
+    format!(
+        "{} in {} maps (largest: {})",
+        memory::mib(total),
+        maps.len(),
+        named.join(", ")
+    )
 }
 
 /// The attached build's object hash, and whether it is this binary's (an upgrade takes
@@ -71,13 +93,21 @@ fn object_line(attached: Option<&str>) -> String {
     }
 }
 
-fn status_json(record: &Record) -> serde_json::Value {
+fn status_json(record: &Record, maps: &[MapMemory]) -> serde_json::Value {
+    let map_list: Vec<_> = maps
+        .iter()
+        .map(|m| serde_json::json!({"pin": m.pin, "bytes": m.bytes}))
+        .collect();
     serde_json::json!({
         "kernel": kernel_release(),
         "mode": record.mode,
         "ebpf_object": record.ebpf_object.as_ref().map(|h| format!("sha256:{h}")),
         "interfaces": record.interfaces,
         "policy": record.policy,
+        "kernel_memory": {
+            "bytes": maps.iter().map(|m| m.bytes).sum::<u64>(),
+            "maps": map_list,
+        },
     })
 }
 
@@ -98,5 +128,24 @@ mod tests {
         let other = object_line(Some("00"));
         assert!(other.starts_with("sha256:00 (another build"), "{other}");
         assert!(object_line(None).starts_with("unknown"));
+    }
+
+    #[test]
+    fn the_memory_line_sums_and_names_the_largest() {
+        let map = |pin: &str, bytes| MapMemory {
+            pin: pin.into(),
+            bytes,
+        };
+        let maps = [
+            map("mx_stats_v1", 1 << 10),
+            map("mx_limits_v1", 7 << 20),
+            map("gen-1/mx_ports_v1", 1 << 20),
+            map("mx_flows_v1", 7 << 19),
+        ];
+        assert_eq!(
+            memory_line(&maps),
+            "11.5 MiB in 4 maps (largest: mx_limits_v1 7.0 MiB, mx_flows_v1 3.5 MiB, \
+             gen-1/mx_ports_v1 1.0 MiB)"
+        );
     }
 }

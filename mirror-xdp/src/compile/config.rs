@@ -43,7 +43,7 @@ pub fn config(policy: &Policy, cpus: u32) -> Result<Config, PolicyError> {
         prefix_v6: limits.source_prefix_v6,
         // Set with the IPv6 lists (`compile`).
         first_tier_v6: 0,
-        _pad: 0,
+        blocks_v6_half_bits: 0,
         clock_override_ns: 0,
         pps_interval_ns,
         pps_tolerance_ns,

@@ -19,6 +19,14 @@ use crate::policy::{Policy, Proto};
 
 pub use config::config;
 
+/// An array map's contents: its length in words (0: not needed, the map gets one word) and
+/// its non-zero words.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Words {
+    pub len: u32,
+    pub nonzero: Vec<(u32, u64)>,
+}
+
 /// Everything the maps hold for one policy.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MapImage {
@@ -26,12 +34,12 @@ pub struct MapImage {
     pub config: Config,
     /// Listed (proto, port) slots of the ports array.
     pub ports: Vec<(u32, PortEntry)>,
-    /// The IPv4 source lists: the /24 block array's non-zero words, and the host entries.
-    pub blocks_v4: Vec<(u32, u64)>,
+    /// The IPv4 source lists: the /24 block array, and the host entries.
+    pub blocks_v4: Words,
     pub sources_v4: Vec<(SourceKeyV4, SourceEntry)>,
-    /// The tiered entries of the IPv6 source lists, and the /32 bitmap's non-zero words.
+    /// The tiered entries of the IPv6 source lists, and their bitmap.
     pub sources_v6: Vec<(SourceKeyV6, SourceEntry)>,
-    pub blocks_v6: Vec<(u32, u64)>,
+    pub blocks_v6: Words,
     /// `from` prefixes by from-set id.
     pub from_v4: Vec<(u16, Ipv4Net)>,
     pub from_v6: Vec<(u16, Ipv6Net)>,
@@ -123,8 +131,8 @@ pub fn compile(policy: &Policy, cpus: u32) -> Result<MapImage, CompileError> {
     image.blocks_v4 = flat.blocks;
     image.sources_v4 = flat.hosts;
     (image.sources_v6, image.config.first_tier_v6) = sources::tiers_v6(&v6);
-    image.blocks_v6 = blocks::bitmap_v6(&v6);
-    if !image.blocks_v4.is_empty() {
+    (image.blocks_v6, image.config.blocks_v6_half_bits) = blocks::bitmap_v6(&v6);
+    if image.blocks_v4.len != 0 {
         image.config.flags |= config_flag::HAS_SOURCES_V4;
     }
     if !image.sources_v6.is_empty() {

@@ -34,9 +34,9 @@ impl Default for Sizes {
 #[derive(Clone, Copy, Debug)]
 pub struct MapSizes {
     pub limiter: u32,
-    /// Words of the IPv4 block array: all of them when there is an IPv4 list, else one.
+    /// Words of the IPv4 block array and of the IPv6 list bitmap: what the lists need
+    /// (one without a list).
     pub blocks_v4: u32,
-    /// Words of the IPv6 list bitmap: all of them when there is an IPv6 list, else one.
     pub blocks_v6: u32,
     pub sources_v4: u32,
     pub sources_v6: u32,
@@ -50,16 +50,8 @@ impl MapSizes {
         let room = |n: usize| (n + n / 4).max(1024).min(u32::MAX as usize) as u32;
         MapSizes {
             limiter: sizes.limiter_entries,
-            blocks_v4: if image.blocks_v4.is_empty() {
-                1
-            } else {
-                mirror_xdp_common::sources::BLOCK_WORDS_V4
-            },
-            blocks_v6: if image.blocks_v6.is_empty() {
-                1
-            } else {
-                mirror_xdp_common::sources::BLOCK_WORDS_V6
-            },
+            blocks_v4: image.blocks_v4.len.max(1),
+            blocks_v6: image.blocks_v6.len.max(1),
             sources_v4: room(image.sources_v4.len()),
             sources_v6: room(image.sources_v6.len()),
         }

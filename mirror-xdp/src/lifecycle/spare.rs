@@ -22,14 +22,40 @@ use super::{
 use crate::{compile::MapImage, state::Paths};
 
 /// The smallest room a spare gives the IPv4 host table (preallocated: about 80 bytes an
-/// entry, 10 MiB): a reload to a policy with up to this many IPv4 host entries still finds
-/// a spare that fits, whatever the current policy holds. IPv6 lists are rarer: the spare
-/// only has the current policy's room for them.
-const MIN_SOURCE_ROOM_V4: u32 = 1 << 17;
+/// entry, 1.3 MiB): a reload to a policy with up to this many IPv4 host entries still finds
+/// a spare that fits, whatever the current policy holds.
+const MIN_SOURCE_ROOM_V4: u32 = 1 << 14;
+
+/// The chunks of the IPv4 block array a spare has room for at least (256 bytes each).
+const MIN_CHUNK_ROOM_V4: u32 = 256;
 
 /// The spare that becomes `generation`, for this build.
 fn dir(paths: &Paths, generation: u64) -> std::path::PathBuf {
     paths.spare_dir(generation, object::build_hash())
+}
+
+/// Room for a list that grows: twice what the current policy needs, and the minimums above
+/// (a block array has room for them only if the current policy has an IPv4 list). IPv6
+/// lists are rarer: their tables only get twice the current room, none without one.
+fn room_to_grow(need: MapSizes) -> MapSizes {
+    use mirror_xdp_common::sources::{BLOCK_CHUNK_WORDS_V4, BLOCK_DIRECTORY_WORDS_V4};
+    let chunks = need.blocks_v4.saturating_sub(BLOCK_DIRECTORY_WORDS_V4) / BLOCK_CHUNK_WORDS_V4;
+    MapSizes {
+        sources_v4: need.sources_v4.saturating_mul(2).max(MIN_SOURCE_ROOM_V4),
+        sources_v6: need.sources_v6.saturating_mul(2),
+        blocks_v4: if need.blocks_v4 > 1 {
+            BLOCK_DIRECTORY_WORDS_V4
+                + (chunks * 2).max(MIN_CHUNK_ROOM_V4).min(1 << 16) * BLOCK_CHUNK_WORDS_V4
+        } else {
+            1
+        },
+        blocks_v6: if need.blocks_v6 > 1 {
+            need.blocks_v6.saturating_mul(2)
+        } else {
+            1
+        },
+        ..need
+    }
 }
 
 /// Builds the spare for `generation`, its maps sized like `image`'s with room to grow.
@@ -45,8 +71,7 @@ pub fn prepare(
     if spare.exists() {
         return Ok(());
     }
-    let mut room = MapSizes::new(sizes, image);
-    room.sources_v4 = room.sources_v4.max(MIN_SOURCE_ROOM_V4);
+    let room = room_to_grow(MapSizes::new(sizes, image));
     create_pin_dir(&spare)?;
     let built = object::load(Some((paths, &spare)), room)
         .and_then(|mut ebpf| object::load_and_pin_programs(&mut ebpf, &spare));

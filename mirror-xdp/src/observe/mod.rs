@@ -5,6 +5,7 @@
 
 pub mod audit;
 pub mod clock;
+pub mod memory;
 pub mod metrics;
 pub mod stats;
 pub mod testrun;
