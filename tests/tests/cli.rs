@@ -370,7 +370,12 @@ fn status_shows_the_kernel_memory_of_every_pinned_map() {
         .as_array()
         .unwrap_or_else(|| panic!("no kernel_memory.maps: {s}"))
         .iter()
-        .map(|m| (m["pin"].as_str().unwrap().to_string(), m["bytes"].as_u64().unwrap()))
+        .map(|m| {
+            (
+                m["pin"].as_str().unwrap().to_string(),
+                m["bytes"].as_u64().unwrap(),
+            )
+        })
         .collect();
     // Every map pin: the shared maps, the generation's and the spare's.
     let mut pins = Vec::new();

@@ -11,8 +11,8 @@ use mirror_xdp_common::sources::{chunk_position, directory_position};
 use mirror_xdp_common::{
     SourceEntry, SourceKeyV4,
     sources::{
-        BLOCK_CHUNK_WORDS_V4, BLOCK_CHUNKED, BLOCK_DEEPER, BLOCK_DIRECTORY_WORDS_V4, BLOCK_HALF_BITS_V6,
-        slash32_bit, slash48_bit,
+        BLOCK_CHUNK_WORDS_V4, BLOCK_CHUNKED, BLOCK_DEEPER, BLOCK_DIRECTORY_WORDS_V4,
+        BLOCK_HALF_BITS_V6, slash32_bit, slash48_bit,
     },
 };
 
@@ -119,7 +119,9 @@ pub fn bitmap_v6(prefixes: &[(Ipv6Net, u8)]) -> (Words, u8) {
         min
     } else {
         let marked: u64 = prefixes.iter().map(|(net, _)| marks(net).1).sum();
-        let wanted = (marked * BITS_PER_MARK_V6).next_power_of_two().trailing_zeros();
+        let wanted = (marked * BITS_PER_MARK_V6)
+            .next_power_of_two()
+            .trailing_zeros();
         (wanted as u8).clamp(min, max)
     };
     let len = 2u32 << half_bits >> 6;
@@ -218,7 +220,10 @@ mod tests {
         assert_eq!(at(&t, "11.0.0.1"), 0);
         // The /8 is 256 uniform /16s, 128 directory words; 10.1/16 and 192.0/16 differ
         // inside: a chunk each.
-        assert_eq!(t.blocks.len, BLOCK_DIRECTORY_WORDS_V4 + 2 * BLOCK_CHUNK_WORDS_V4);
+        assert_eq!(
+            t.blocks.len,
+            BLOCK_DIRECTORY_WORDS_V4 + 2 * BLOCK_CHUNK_WORDS_V4
+        );
         // The /25 is 128 host entries, the /32 one.
         assert_eq!(t.hosts.len(), 129);
     }

@@ -194,11 +194,12 @@ impl Maps {
         let sources_v4 = self.sources_v4.map().fd().as_fd();
         std::thread::scope(|scope| {
             let hosts = scope.spawn(|| batch::update_batch(sources_v4, &image.sources_v4));
-            let blocks = batch::update_batch(self.blocks_v4.map().fd().as_fd(), &image.blocks_v4.nonzero)
-                .map_err(|source| MapsError::Batch {
-                    name: map_name::BLOCKS_V4,
-                    source,
-                });
+            let blocks =
+                batch::update_batch(self.blocks_v4.map().fd().as_fd(), &image.blocks_v4.nonzero)
+                    .map_err(|source| MapsError::Batch {
+                        name: map_name::BLOCKS_V4,
+                        source,
+                    });
             let hosts = hosts
                 .join()
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic))

@@ -26,36 +26,34 @@ use crate::{compile::MapImage, state::Paths};
 /// a spare that fits, whatever the current policy holds.
 const MIN_SOURCE_ROOM_V4: u32 = 1 << 14;
 
-/// The chunks of the IPv4 block array a spare has room for at least (256 bytes each).
+/// The chunks of the IPv4 block array a spare has room for at least (256 bytes each; 320
+/// KiB with the directory).
 const MIN_CHUNK_ROOM_V4: u32 = 256;
 
-/// The spare that becomes `generation`, for this build.
-fn dir(paths: &Paths, generation: u64) -> std::path::PathBuf {
-    paths.spare_dir(generation, object::build_hash())
-}
+/// The smallest IPv6 list bitmap of a spare, in words (2 KiB: lists of up to 64 /32s or
+/// /48s).
+const MIN_BITMAP_ROOM_V6: u32 = 256;
 
-/// Room for a list that grows: twice what the current policy needs, and the minimums above
-/// (a block array has room for them only if the current policy has an IPv4 list). IPv6
-/// lists are rarer: their tables only get twice the current room, none without one.
+/// Room for lists that grow: the current policy's (its hash tables have a quarter more than
+/// its entries), a quarter more chunks than it has, twice its IPv6 bitmap (the next size),
+/// and at least the minimums above, so that a reload that adds a small list to a policy
+/// without one still finds a spare that fits. Not more: the spare of a million-entry list
+/// is already some 100 MiB.
 fn room_to_grow(need: MapSizes) -> MapSizes {
     use mirror_xdp_common::sources::{BLOCK_CHUNK_WORDS_V4, BLOCK_DIRECTORY_WORDS_V4};
     let chunks = need.blocks_v4.saturating_sub(BLOCK_DIRECTORY_WORDS_V4) / BLOCK_CHUNK_WORDS_V4;
     MapSizes {
-        sources_v4: need.sources_v4.saturating_mul(2).max(MIN_SOURCE_ROOM_V4),
-        sources_v6: need.sources_v6.saturating_mul(2),
-        blocks_v4: if need.blocks_v4 > 1 {
-            BLOCK_DIRECTORY_WORDS_V4
-                + (chunks * 2).max(MIN_CHUNK_ROOM_V4).min(1 << 16) * BLOCK_CHUNK_WORDS_V4
-        } else {
-            1
-        },
-        blocks_v6: if need.blocks_v6 > 1 {
-            need.blocks_v6.saturating_mul(2)
-        } else {
-            1
-        },
+        sources_v4: need.sources_v4.max(MIN_SOURCE_ROOM_V4),
+        blocks_v4: BLOCK_DIRECTORY_WORDS_V4
+            + (chunks + chunks / 4).clamp(MIN_CHUNK_ROOM_V4, 1 << 16) * BLOCK_CHUNK_WORDS_V4,
+        blocks_v6: need.blocks_v6.saturating_mul(2).max(MIN_BITMAP_ROOM_V6),
         ..need
     }
+}
+
+/// The spare that becomes `generation`, for this build.
+fn dir(paths: &Paths, generation: u64) -> std::path::PathBuf {
+    paths.spare_dir(generation, object::build_hash())
 }
 
 /// Builds the spare for `generation`, its maps sized like `image`'s with room to grow.

@@ -64,7 +64,7 @@ fn reserved() -> Vec<IpAddr> {
 
 /// `count` prefixes of one family: IPv4 60% /32, the rest /16../31; IPv6 in 2000::/3, 40%
 /// /128, 25% /64, 15% /48, 10% /56, the rest /32../127. None contains a reserved address.
-fn prefixes(rng: &mut Rng, count: usize, v6: bool) -> Vec<IpNet> {
+pub fn prefixes(rng: &mut Rng, count: usize, v6: bool) -> Vec<IpNet> {
     let reserved = reserved();
     let mut out = Vec::with_capacity(count);
     while out.len() < count {
