@@ -26,6 +26,12 @@ fn main() -> anyhow::Result<()> {
             ..Default::default()
         };
         aya_build::build_ebpf([package], aya_build::Toolchain::default())?;
+        // aya-build watches the eBPF crate only; the types and helpers it shares with user
+        // space change the object too.
+        println!(
+            "cargo:rerun-if-changed={}",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../mirror-xdp-common")
+        );
     }
     let object = std::fs::read(out.join("mirror-xdp"))?;
     let hash: String = Sha256::digest(&object)

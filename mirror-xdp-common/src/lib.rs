@@ -33,7 +33,7 @@ pub mod map_name {
     pub const PORTS: &str = "mx_ports_v1";
     pub const SOURCES_V4: &str = "mx_src4_v3";
     pub const BLOCKS_V4: &str = "mx_blk4_v2";
-    pub const SOURCES_V6: &str = "mx_src6_v4";
+    pub const SOURCES_V6: &str = "mx_src6_v5";
     /// A bit per hashed IPv6 /32 and /48 near a listed prefix (`sources::BLOCK_HALF_BITS_V6`).
     pub const BLOCKS_V6: &str = "mx_blk6_v2";
     pub const LIVE_ALLOW_V4: &str = "mx_lallow4_v1";

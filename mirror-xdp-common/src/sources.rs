@@ -1,8 +1,9 @@
 //! The source lists: static (policy) lists as tiered exact-match hashes, live (CLI) entries
 //! as small longest-prefix tries.
 //!
-//! A static prefix of length L is stored, expanded, at tier `ceil(L / 8) * 8`: an entry per
-//! block of that length inside it. Each entry holds the flags of every listed prefix that
+//! A static prefix of length L is stored, expanded, at the next tier: IPv4 tiers are every
+//! 8 bits, IPv6 tiers every 4 ([`TIER_STRIDE_V6`]), so a prefix is an entry per block of
+//! the tier's length inside it. Each entry holds the flags of every listed prefix that
 //! contains its block, and names the tier to probe next (0: nothing longer lies inside). A
 //! lookup starts at the first tier and follows `next` until a miss or a 0: a few hash
 //! lookups however long the list, where a kernel LPM trie slows down as it grows.
@@ -10,7 +11,7 @@
 //! IPv6 tiers are path-compressed: `next` skips every tier where nothing under the entry
 //! changes the flags, and the walk starts at the shortest tier that holds anything
 //! ([`Config::first_tier_v6`](crate::Config)). A list of /32 to /128 prefixes costs a
-//! packet from outside them one lookup, at tier 32, instead of a walk down from tier 8.
+//! packet from outside them one lookup, at tier 32, instead of a walk down from tier 4.
 
 /// Prefix lengths of the tiers. For IPv4, user space flattens tiers 8 to 24 into a
 /// two-level array with a byte per /24 block (see [`BLOCK_DIRECTORY_WORDS_V4`]); only tier
@@ -128,9 +129,14 @@ pub fn live_slash48_bit(slash48: u64) -> (u32, u32) {
     (index >> 6, index & 63)
 }
 
-pub const TIERS_V6: [u32; 16] = [
-    8, 16, 24, 32, 40, 48, 56, 64, 72, 80, 88, 96, 104, 112, 120, 128,
-];
+/// IPv6 tiers are every 4 bits (4 to 128): a prefix of any length is expanded into at
+/// most 8 blocks of its tier.
+pub const TIER_STRIDE_V6: u32 = 4;
+
+/// The most steps the program's IPv6 walk takes (a step per nesting level of the list;
+/// user space falls back to 8-bit tiers, 16 of them, for a list nested deeper). More would
+/// take the verifier over its instruction limit.
+pub const TIER_STEPS_V6: usize = 16;
 
 /// Key of the SOURCES_V4 hash: a tier and the address masked to it (network byte order).
 #[repr(C)]
@@ -190,15 +196,18 @@ pub fn mask_v4(addr: [u8; 4], len: u32) -> [u8; 4] {
     masked.to_be_bytes()
 }
 
-/// The address masked to `len` bits, `len` a multiple of 8 (network byte order).
+/// The address masked to `len` bits, `len` a multiple of 4 (network byte order).
 #[inline(always)]
 pub fn mask_v6_bytes(addr: [u8; 16], len: u32) -> [u8; 16] {
     let mut out = [0u8; 16];
     let keep = (len / 8) as usize;
+    let nibble = len % 8 != 0;
     let mut i = 0;
     while i < 16 {
         if i < keep {
             out[i] = addr[i];
+        } else if i == keep && nibble {
+            out[i] = addr[i] & 0xF0;
         }
         i += 1;
     }

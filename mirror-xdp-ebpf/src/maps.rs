@@ -32,7 +32,7 @@ pub static SOURCES_V4: HashMap<SourceKeyV4, SourceEntry> =
 pub static BLOCKS_V4: Array<u64> =
     Array::with_max_entries(mirror_xdp_common::sources::BLOCK_DIRECTORY_WORDS_V4, 0);
 
-#[map(name = "mx_src6_v4")]
+#[map(name = "mx_src6_v5")]
 pub static SOURCES_V6: HashMap<SourceKeyV6, SourceEntry> =
     HashMap::with_max_entries(capacity::SOURCES_V6, 0);
 

@@ -5,8 +5,8 @@ use aya_ebpf::maps::lpm_trie::Key;
 use mirror_xdp_common::{
     Config, SourceEntry, SourceKeyV4, SourceKeyV6, config_flag, source_flag,
     sources::{
-        BLOCK_CHUNKED, BLOCK_DEEPER, TIERS_V6, block_bits_v6, chunk_position, directory_position,
-        live_block_bit, live_block_bit_v6, mask_v4, mask_v6_bytes,
+        BLOCK_CHUNKED, BLOCK_DEEPER, TIER_STEPS_V6, block_bits_v6, chunk_position,
+        directory_position, live_block_bit, live_block_bit_v6, mask_v4, mask_v6_bytes,
     },
 };
 
@@ -98,7 +98,7 @@ fn static_v6(addr: &[u8; 16], config: &Config) -> u8 {
     }
     let mut flags = 0;
     let mut tier = config.first_tier_v6 as u32;
-    for _ in 0..TIERS_V6.len() {
+    for _ in 0..TIER_STEPS_V6 {
         if tier == 0 {
             break;
         }

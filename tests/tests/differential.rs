@@ -278,7 +278,8 @@ deny = ["100.64.9.128/25"]
     expect_reached(&seen, &reasons(&[&MIRROR_REASONS]), &[]);
 }
 
-/// IPv6 lists nested over many tiers (the walk skips tiers and passes markers) and live
+/// IPv6 lists nested over many tiers, of lengths that fall on 4-bit tiers too (the walk
+/// skips tiers and passes markers), and live
 /// entries of every kind in both families: a live allow inside a policy deny, live denies
 /// with and without a TTL inside and around policy prefixes.
 #[test]
@@ -297,8 +298,10 @@ ports = [53]
 from = ["inside"]
 [sources]
 deny = ["2001:db8:100::/40", "2001:db8:bad::/48", "2001:db8:bad:1::/64", "2001:db8:cafe::5",
-        "2001:db9::/32", "2001:db8:100:8000::/49", "100.64.0.0/17"]
-allow = ["2001:db8:100:7::/64", "2001:db8:bad:1:2::/80", "2001:db8:cafe::/47", "100.64.1.0/24"]
+        "2001:db9::/32", "2001:db8:100:8000::/49", "100.64.0.0/17", "2001:db8:f000::/36",
+        "2001:dbb:8000::/33", "2001:db8:f000:a000::10/124"]
+allow = ["2001:db8:100:7::/64", "2001:db8:bad:1:2::/80", "2001:db8:cafe::/47", "100.64.1.0/24",
+         "2001:db8:f000:a000::/51"]
 "#;
     let wall_ns = 1_700_000_000 * 1_000_000_000;
     let at = |secs: u64| Expiry::At(1_700_000_000 + secs);

@@ -19,14 +19,17 @@
 //! expanded blocks plus linear passes.
 
 use ipnet::{Ipv4Net, Ipv6Net};
-use mirror_xdp_common::{SourceEntry, SourceKeyV4, SourceKeyV6};
+use mirror_xdp_common::{
+    SourceEntry, SourceKeyV4, SourceKeyV6,
+    sources::{TIER_STEPS_V6, TIER_STRIDE_V6},
+};
 
 /// The SOURCES_V4 entries for prefixes tagged with `source_flag` bits.
 pub fn tiers_v4(prefixes: &[(Ipv4Net, u8)]) -> Vec<(SourceKeyV4, SourceEntry)> {
     let input = prefixes
         .iter()
         .map(|(net, flags)| (u32::from(net.network()), net.prefix_len(), *flags));
-    let levels = build_levels::<u32>(input);
+    let levels = build_levels::<u32>(input, 8);
     emit(levels, |tier, addr| SourceKeyV4 {
         tier,
         addr: addr.to_be_bytes(),
@@ -35,13 +38,33 @@ pub fn tiers_v4(prefixes: &[(Ipv4Net, u8)]) -> Vec<(SourceKeyV4, SourceEntry)> {
 
 /// The SOURCES_V6 entries for prefixes tagged with `source_flag` bits, path-compressed (see
 /// [`compress`]), and the tier the walk starts at (0 when there are none).
+///
+/// Tiers are every 4 bits ([`TIER_STRIDE_V6`]): a prefix of any length is expanded into at
+/// most 8 blocks (with 8-bit tiers a /33 was 128 /40s, and a million IPv6 prefixes of
+/// random lengths 5 million entries). A walk takes a step per nesting level; in the rare
+/// list nested deeper than the program's [`TIER_STEPS_V6`] steps, the tiers are every 8
+/// bits instead, where a walk never takes more.
 pub fn tiers_v6(prefixes: &[(Ipv6Net, u8)]) -> (Vec<(SourceKeyV6, SourceEntry)>, u8) {
+    let (entries, first, steps) = compressed_v6(prefixes, TIER_STRIDE_V6);
+    if steps <= TIER_STEPS_V6 {
+        return (entries, first);
+    }
+    let (entries, first, _) = compressed_v6(prefixes, 8);
+    (entries, first)
+}
+
+/// The entries and first tier with tiers every `stride` bits, and the most steps a walk
+/// takes.
+fn compressed_v6(
+    prefixes: &[(Ipv6Net, u8)],
+    stride: u32,
+) -> (Vec<(SourceKeyV6, SourceEntry)>, u8, usize) {
     let input = prefixes
         .iter()
         .map(|(net, flags)| (u128::from(net.network()), net.prefix_len(), *flags));
-    let levels = build_levels::<u128>(input);
+    let levels = build_levels::<u128>(input, stride);
     let mut out = Vec::new();
-    let first = compress(&significant(&levels), 0, &mut out);
+    let (first, steps) = compress(&significant(&levels, stride), 0, &mut out);
     let mut entries: Vec<(SourceKeyV6, SourceEntry)> = out
         .into_iter()
         .map(|(tier, addr, flags, next)| {
@@ -60,22 +83,22 @@ pub fn tiers_v6(prefixes: &[(Ipv6Net, u8)]) -> (Vec<(SourceKeyV6, SourceEntry)>,
         })
         .collect();
     entries.sort_unstable_by_key(|(key, _)| *key);
-    (entries, first)
+    (entries, first, steps)
 }
 
-/// The entries whose flags differ from their parent's (a tier-8 entry's parent has none):
+/// The entries whose flags differ from their parent's (a first-tier entry's parent has none):
 /// the only ones a lookup must reach. Sorted by address, then tier, which puts every
 /// entry's descendants right after it.
-fn significant<W: Word>(levels: &[Vec<Node<W>>]) -> Vec<(W, u32, u8)> {
+fn significant<W: Word>(levels: &[Vec<Node<W>>], stride: u32) -> Vec<(W, u32, u8)> {
     let mut out = Vec::new();
     for (index, level) in levels.iter().enumerate() {
-        let tier = tier_len(index);
+        let tier = tier_len(index, stride);
         let parents = index.checked_sub(1).map(|i| &levels[i]);
         let mut p = 0;
         for node in level {
             let parent_flags = match parents {
                 Some(parents) => {
-                    let up = node.addr.mask(tier - 8);
+                    let up = node.addr.mask(tier - stride);
                     // Both sorted, every entry's parent present (`build_levels`).
                     while parents[p].addr < up {
                         p += 1;
@@ -98,11 +121,17 @@ fn significant<W: Word>(levels: &[Vec<Node<W>>]) -> Vec<(W, u32, u8)> {
 /// the walk goes next (returned; 0 if there are none); there each group of them under one
 /// block gets an entry, the significant one itself or a marker carrying `flags`, and the
 /// groups are compressed in turn. A miss at that tier means no listed prefix below changes
-/// the flags for the address, so the walk ends with the flags it has.
-fn compress<W: Word>(nodes: &[(W, u32, u8)], flags: u8, out: &mut Vec<(u32, W, u8, u8)>) -> u8 {
+/// the flags for the address, so the walk ends with the flags it has. Also returns the
+/// most steps a walk from here takes (0: none).
+fn compress<W: Word>(
+    nodes: &[(W, u32, u8)],
+    flags: u8,
+    out: &mut Vec<(u32, W, u8, u8)>,
+) -> (u8, usize) {
     let Some(next) = nodes.iter().map(|&(_, tier, _)| tier).min() else {
-        return 0;
+        return (0, 0);
     };
+    let mut steps = 0;
     let mut start = 0;
     while start < nodes.len() {
         let block = nodes[start].0.mask(next);
@@ -119,11 +148,12 @@ fn compress<W: Word>(nodes: &[(W, u32, u8)], flags: u8, out: &mut Vec<(u32, W, u
         };
         let at = out.len();
         out.push((next, block, own, 0));
-        let deeper = compress(below, own, out);
+        let (deeper, below_steps) = compress(below, own, out);
         out[at].3 = deeper;
+        steps = steps.max(1 + below_steps);
         start = end;
     }
-    next as u8
+    (next as u8, steps)
 }
 
 /// An address as an integer, most significant bit first (so integer order is key order).
@@ -176,34 +206,37 @@ struct Node<W> {
     deeper: bool,
 }
 
-/// Prefix length of the tier at `index` (tiers are every 8 bits).
+/// Prefix length of the tier at `index` with tiers every `stride` bits.
 #[inline(always)]
-fn tier_len(index: usize) -> u32 {
-    (index as u32 + 1) * 8
+fn tier_len(index: usize, stride: u32) -> u32 {
+    (index as u32 + 1) * stride
 }
 
 /// Tier index, tier length and prefix length (clamped) of a prefix length.
 #[inline(always)]
-fn place<W: Word>(len: u8) -> (usize, u32, u32) {
+fn place<W: Word>(len: u8, stride: u32) -> (usize, u32, u32) {
     let len = u32::from(len).min(W::BITS);
-    let index = (len.max(1) as usize).div_ceil(8) - 1;
-    (index, tier_len(index), len)
+    let index = len.max(1).div_ceil(stride) as usize - 1;
+    (index, tier_len(index, stride), len)
 }
 
 /// The entries of every tier, shortest tier first, each sorted by address.
-fn build_levels<W: Word>(prefixes: impl Iterator<Item = (W, u8, u8)> + Clone) -> Vec<Vec<Node<W>>> {
-    let tiers = (W::BITS / 8) as usize;
+fn build_levels<W: Word>(
+    prefixes: impl Iterator<Item = (W, u8, u8)> + Clone,
+    stride: u32,
+) -> Vec<Vec<Node<W>>> {
+    let tiers = (W::BITS / stride) as usize;
 
     // 1. Expanded blocks by tier, counted first: the buckets hold millions of blocks and
     // growing them by doubling would copy each several times. A /0 goes to the first tier.
     let mut sizes = vec![0usize; tiers];
     for (_, len, _) in prefixes.clone() {
-        let (index, tier, len) = place::<W>(len);
+        let (index, tier, len) = place::<W>(len, stride);
         sizes[index] += 1 << (tier - len);
     }
     let mut buckets: Vec<Vec<(W, u8)>> = sizes.iter().map(|&n| Vec::with_capacity(n)).collect();
     for (addr, len, flags) in prefixes {
-        let (index, tier, len) = place::<W>(len);
+        let (index, tier, len) = place::<W>(len, stride);
         let net = addr.mask(len);
         let bucket = &mut buckets[index];
         for i in 0..1u32 << (tier - len) {
@@ -214,7 +247,7 @@ fn build_levels<W: Word>(prefixes: impl Iterator<Item = (W, u8, u8)> + Clone) ->
     // 2. Block sets and `deeper`, longest tier first.
     let mut levels: Vec<Vec<Node<W>>> = (0..tiers).map(|_| Vec::new()).collect();
     for index in (0..tiers).rev() {
-        let tier = tier_len(index);
+        let tier = tier_len(index, stride);
         let mut blocks = std::mem::take(&mut buckets[index]);
         blocks.sort_unstable_by_key(|&(addr, _)| addr);
         let children: &[Node<W>] = levels.get(index + 1).map_or(&[], |v| v.as_slice());
@@ -250,7 +283,7 @@ fn build_levels<W: Word>(prefixes: impl Iterator<Item = (W, u8, u8)> + Clone) ->
 
     // 3. Flags of the containing prefixes of shorter tiers, via the parent entry.
     for index in 1..tiers {
-        let parent_tier = tier_len(index - 1);
+        let parent_tier = tier_len(index - 1, stride);
         let (shorter, longer) = levels.split_at_mut(index);
         let parents = &shorter[index - 1];
         let mut p = 0;
@@ -267,11 +300,11 @@ fn build_levels<W: Word>(prefixes: impl Iterator<Item = (W, u8, u8)> + Clone) ->
     levels
 }
 
-/// Keys and values of all tiers, sorted by key.
+/// Keys and values of all IPv4 tiers (every 8 bits), sorted by key.
 fn emit<W: Word, K>(levels: Vec<Vec<Node<W>>>, key: impl Fn(u32, W) -> K) -> Vec<(K, SourceEntry)> {
     let mut out = Vec::with_capacity(levels.iter().map(Vec::len).sum());
     for (index, level) in levels.into_iter().enumerate() {
-        let tier = tier_len(index);
+        let tier = tier_len(index, 8);
         out.extend(level.into_iter().map(|n| {
             (
                 key(tier, n.addr),

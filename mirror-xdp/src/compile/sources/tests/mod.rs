@@ -60,10 +60,10 @@ fn a_v6_slash_0_fills_the_first_tier() {
     let mut rng = Rng(2);
     let prefixes = [(v6("::/0"), TRUSTED), (v6("2001:db8::1/128"), DENIED)];
     let (entries, first) = check_v6(&mut rng, &prefixes);
-    // 256 /8 blocks, the one holding the /128 leading straight to it.
-    assert_eq!((entries.len(), first), (256 + 1, 8));
+    // 16 /4 blocks, the one holding the /128 leading straight to it.
+    assert_eq!((entries.len(), first), (16 + 1, 4));
     let map: HashMap<_, _> = entries.into_iter().collect();
-    assert_eq!(map[&k6(8, "2000::")], entry(TRUSTED, 128));
+    assert_eq!(map[&k6(4, "2000::")], entry(TRUSTED, 128));
     assert_eq!(map[&k6(128, "2001:db8::1")], entry(TRUSTED | DENIED, 0));
 }
 
@@ -88,6 +88,56 @@ fn a_slash_128_alone_is_one_entry_and_one_lookup() {
     let (entries, first) = check_v6(&mut rng, &[(v6("2001:db8::5/128"), TRUSTED)]);
     assert_eq!(entries, vec![(k6(128, "2001:db8::5"), entry(TRUSTED, 0))]);
     assert_eq!(first, 128);
+}
+
+/// IPv6 tiers every 4 bits: a prefix of any length is at most 8 entries (a /33 with 8-bit
+/// tiers was 128 /40s: a million IPv6 prefixes of random lengths made 5 million entries).
+#[test]
+fn a_v6_prefix_is_at_most_eight_entries() {
+    let mut rng = Rng(12);
+    for (net, count) in [
+        ("2a00::/33", 8),
+        ("2a00::/35", 2),
+        ("2a00::/36", 1),
+        ("2a00::/125", 8),
+    ] {
+        let (entries, first) = check_v6(&mut rng, &[(v6(net), DENIED)]);
+        assert_eq!(entries.len(), count, "{net}");
+        assert_eq!(
+            u32::from(first),
+            u32::from(v6(net).prefix_len()).div_ceil(4) * 4
+        );
+    }
+}
+
+/// A walk takes a step per nesting level, markers included: here 24 prefixes that each
+/// leave the path to one address a nibble further down need 25 steps with 4-bit tiers,
+/// more than the program takes; the list gets 8-bit tiers, where no walk takes more.
+#[test]
+fn a_list_nested_deeper_than_the_walk_gets_8_bit_tiers() {
+    let mut rng = Rng(13);
+    let path: u128 = 0x2a00_1234_5678_9abc_def0_1234_5678_9abc;
+    let mut prefixes: Vec<(Ipv6Net, u8)> = (1..=24u8)
+        .map(|k| {
+            let len = 4 * k;
+            let aside = path ^ 1 << (128 - u32::from(len));
+            let net = Ipv6Net::new(Ipv6Addr::from(aside), len).unwrap().trunc();
+            (net, DENIED)
+        })
+        .collect();
+    prefixes.push((Ipv6Net::new(Ipv6Addr::from(path), 128).unwrap(), TRUSTED));
+    let (entries, first) = check_v6(&mut rng, &prefixes);
+    assert!(entries.iter().all(|(k, _)| k.tier % 8 == 0), "8-bit tiers");
+    let map: HashMap<_, _> = entries.into_iter().collect();
+    let (flags, steps) = walk_v6(&map, first, Ipv6Addr::from(path));
+    assert_eq!(flags, TRUSTED);
+    assert!(
+        steps <= mirror_xdp_common::sources::TIER_STEPS_V6,
+        "{steps}"
+    );
+    // Nested less deeply, the same kind of list keeps 4-bit tiers.
+    let (entries, _) = check_v6(&mut rng, &prefixes[12..]);
+    assert!(entries.iter().any(|(k, _)| k.tier % 8 == 4), "4-bit tiers");
 }
 
 /// The case that made every IPv6 packet cost a walk down from tier 8: one /48 in the list.

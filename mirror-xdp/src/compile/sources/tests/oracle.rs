@@ -7,10 +7,10 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use ipnet::{Ipv4Net, Ipv6Net};
 use mirror_xdp_common::source_flag::{DENIED, TRUSTED};
-use mirror_xdp_common::sources::{TIERS_V4, mask_v4, mask_v6_bytes};
+use mirror_xdp_common::sources::{TIER_STEPS_V6, TIERS_V4, mask_v4, mask_v6_bytes};
 use mirror_xdp_common::{SourceEntry, SourceKeyV4, SourceKeyV6};
 
-use super::super::{tiers_v4, tiers_v6};
+use super::super::{compressed_v6, tiers_v4, tiers_v6};
 
 /// splitmix64: deterministic, so a failure can be replayed; no dependency needed.
 pub(super) struct Rng(pub(super) u64);
@@ -309,13 +309,20 @@ pub(super) fn check_v6(
         "sorted and unique"
     );
     assert_eq!(entries.is_empty(), first == 0);
+    // 4-bit tiers unless a walk would take more steps than the program does.
+    let stride = if compressed_v6(prefixes, 4).2 <= TIER_STEPS_V6 {
+        4
+    } else {
+        8
+    };
     let map: HashMap<_, _> = entries.iter().copied().collect();
+    let mut most_steps = 0;
     for (key, e) in &entries {
-        assert!(key.tier % 8 == 0 && (8..=128).contains(&key.tier));
+        assert!(key.tier % stride == 0 && (4..=128).contains(&key.tier));
         let addr = Ipv6Addr::from(key.addr);
         assert_eq!(key.addr, mask_v6_bytes(key.addr, key.tier), "masked");
         // The flags the walk arrives with: those of the prefixes stored at shorter tiers.
-        let tier_of = |n: &Ipv6Net| u32::from(n.prefix_len()).max(1).div_ceil(8) * 8;
+        let tier_of = |n: &Ipv6Net| u32::from(n.prefix_len()).max(1).div_ceil(stride) * stride;
         let before = prefixes
             .iter()
             .filter(|(n, _)| tier_of(n) < key.tier && n.contains(&addr))
@@ -324,12 +331,14 @@ pub(super) fn check_v6(
         assert_eq!(e._pad, [0; 2]);
     }
     for addr in probes_v6(rng, prefixes) {
-        assert_eq!(
-            walk_v6(&map, first, addr).0,
-            expect_v6(prefixes, addr),
-            "{addr} in {prefixes:?}"
-        );
+        let (flags, steps) = walk_v6(&map, first, addr);
+        most_steps = most_steps.max(steps);
+        assert_eq!(flags, expect_v6(prefixes, addr), "{addr} in {prefixes:?}");
     }
+    assert!(
+        most_steps <= TIER_STEPS_V6,
+        "{most_steps} lookups: more than the program's"
+    );
     (entries, first)
 }
 
