@@ -59,8 +59,8 @@ pub fn chunk_position(chunk: u32, addr: u32) -> (u32, u32) {
 
 /// The IPv6 list bitmap (when there is an IPv6 list) has two halves of `2^half_bits` bits
 /// each ([`Config::blocks_v6_half_bits`](crate::Config), sized to the list): a bit per
-/// hashed /32 that a listed prefix of /32 or shorter covers, and a bit per hashed /48 that
-/// a longer prefix covers or lies in. An IPv6 packet whose two bits are clear is in no
+/// hashed /32 that a listed prefix of /40 or shorter covers or lies in, and a bit per hashed
+/// /48 that a longer prefix covers or lies in. An IPv6 packet whose two bits are clear is in no
 /// listed prefix: two array reads instead of a hash lookup (about 30 ns). Two
 /// granularities, so that neither a listed /32 (65,536 /48s) nor a listed /48 inside a busy
 /// /32 (every client of that /32) makes the bitmap useless.

@@ -100,15 +100,18 @@ const SHORTEST_MARKED_V6: u8 = 16;
 const BITS_PER_MARK_V6: u64 = 64;
 
 /// The IPv6 list bitmap (none without IPv6 prefixes) and the log2 of its halves' bits:
-/// for a prefix of /32 or shorter the bits of the /32s it covers, for a longer one those of
-/// the /48s it covers or lies in. Each half is sized to what it marks.
+/// for a prefix of /40 or shorter the bits of the /32s it covers or lies in, for a longer
+/// one those of the /48s it covers or lies in (at most 256). Each half is sized to what it
+/// marks.
 pub fn bitmap_v6(prefixes: &[(Ipv6Net, u8)]) -> (Words, u8) {
     if prefixes.is_empty() {
         return (Words::default(), 0);
     }
     let marks = |net: &Ipv6Net| {
         let len = net.prefix_len();
-        let unit = if len <= 32 { 32 } else { 48 };
+        // A /33 to /40 marks its whole /32 (a superset: the sources beside it only cost
+        // the walk) rather than up to 32,768 /48s.
+        let unit = if len <= 40 { 32 } else { 48 };
         (unit, 1u64 << (unit - len.min(unit)))
     };
     let everything = prefixes
@@ -250,6 +253,7 @@ mod tests {
             v6("2a00::/31"),
             v6("2a02:1::5/128"),
             v6("2a03::/47"),
+            v6("2a04:0:f000::/36"),
         ]);
         let set = |addr: &str| {
             let addr: std::net::Ipv6Addr = addr.parse().unwrap();
@@ -268,15 +272,16 @@ mod tests {
             "2a00:1:ffff::1",
             "2a02:1::5",
             "2a03:0:1::",
+            "2a04:0:f123::1",
         ];
         for addr in inside {
             assert!(set(addr), "{addr}");
         }
-        // Two /32s, then a /48 each for the /48 and the /128, two for the /47: six bits
-        // (barring a hash collision, which these do not have).
+        // Two /32s, a /48 each for the /48 and the /128, two for the /47, the /32 of the
+        // /36: seven bits (barring a hash collision, which these do not have).
         let bits: u32 = words.nonzero.iter().map(|(_, b)| b.count_ones()).sum();
-        assert_eq!(bits, 6);
-        // Sized to the six marks: 64 bits a mark, rounded up, and at least 2^12 a half.
+        assert_eq!(bits, 7);
+        // Sized to the seven marks: 64 bits a mark, rounded up, and at least 2^12 a half.
         assert_eq!(half_bits, 12);
         assert_eq!(words.len, 2 * (1 << 12) / 64);
         // Another /48 of a /32 that holds a listed /48: clear, the client skips the hash.

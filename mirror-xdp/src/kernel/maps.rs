@@ -193,7 +193,7 @@ impl Maps {
         // host table (the slowest: an allocation per entry) in a thread of its own.
         let sources_v4 = self.sources_v4.map().fd().as_fd();
         std::thread::scope(|scope| {
-            let hosts = scope.spawn(|| batch::update_batch(sources_v4, &image.sources_v4));
+            let hosts = scope.spawn(|| batch::update_batch_parallel(sources_v4, &image.sources_v4));
             let blocks =
                 batch::update_batch(self.blocks_v4.map().fd().as_fd(), &image.blocks_v4.nonzero)
                     .map_err(|source| MapsError::Batch {
@@ -209,12 +209,11 @@ impl Maps {
                 });
             blocks.and(hosts)
         })?;
-        batch::update_batch(self.sources_v6.map().fd().as_fd(), &image.sources_v6).map_err(
-            |source| MapsError::Batch {
+        batch::update_batch_parallel(self.sources_v6.map().fd().as_fd(), &image.sources_v6)
+            .map_err(|source| MapsError::Batch {
                 name: map_name::SOURCES_V6,
                 source,
-            },
-        )?;
+            })?;
         batch::update_batch(self.blocks_v6.map().fd().as_fd(), &image.blocks_v6.nonzero).map_err(
             |source| MapsError::Batch {
                 name: map_name::BLOCKS_V6,

@@ -77,6 +77,11 @@ pub enum LifecycleError {
     InForce(#[from] crate::state::in_force::InForceError),
     #[error("nothing is attached (no state in {0})")]
     NotAttached(PathBuf),
+    #[error(
+        "its maps would take {mib} MiB of kernel memory (a spare is made up to {limit} MiB); \
+         the next reload verifies a program of its own (a few hundred ms more)"
+    )]
+    SpareTooBig { mib: u64, limit: u64 },
     #[error("nothing is attached (no state in {0}); run `mirror-xdp attach` first")]
     NothingToReload(PathBuf),
     #[error("interface {iface} is not attached (attached: {attached})")]

@@ -51,13 +51,28 @@ fn room_to_grow(need: MapSizes) -> MapSizes {
     }
 }
 
+/// The most kernel memory a spare's policy maps may take: the spare of a list of a million
+/// entries would be hundreds of MiB, where verifying a program on reload costs a few hundred
+/// ms next to a fill of a second or more.
+const MAX_SPARE_BYTES: u64 = 64 << 20;
+
+/// About what the policy maps of `room` take in the kernel: hash slots with their element
+/// and bucket (IPv4 80 bytes, IPv6 112), array words, and 2 MiB for the rest.
+fn spare_bytes(room: &MapSizes) -> u64 {
+    u64::from(room.sources_v4) * 80
+        + u64::from(room.sources_v6) * 112
+        + u64::from(room.blocks_v4 + room.blocks_v6) * 8
+        + (2 << 20)
+}
+
 /// The spare that becomes `generation`, for this build.
 fn dir(paths: &Paths, generation: u64) -> std::path::PathBuf {
     paths.spare_dir(generation, object::build_hash())
 }
 
-/// Builds the spare for `generation`, its maps sized like `image`'s with room to grow.
-/// Called with the live lock held, once the current generation is in force.
+/// Builds the spare for `generation`, its maps sized like `image`'s with room to grow,
+/// unless they would take more than [`MAX_SPARE_BYTES`]. Called with the live lock held,
+/// once the current generation is in force.
 pub fn prepare(
     paths: &Paths,
     generation: u64,
@@ -70,6 +85,13 @@ pub fn prepare(
         return Ok(());
     }
     let room = room_to_grow(MapSizes::new(sizes, image));
+    let bytes = spare_bytes(&room);
+    if bytes > MAX_SPARE_BYTES {
+        return Err(LifecycleError::SpareTooBig {
+            mib: bytes >> 20,
+            limit: MAX_SPARE_BYTES >> 20,
+        });
+    }
     create_pin_dir(&spare)?;
     let built = object::load(Some((paths, &spare)), room)
         .and_then(|mut ebpf| object::load_and_pin_programs(&mut ebpf, &spare));
@@ -118,4 +140,34 @@ fn fits(spare: &Path, need: &MapSizes) -> bool {
         && max_entries(map_name::SOURCES_V6) >= need.sources_v6
         && max_entries(map_name::BLOCKS_V4) >= need.blocks_v4
         && max_entries(map_name::BLOCKS_V6) >= need.blocks_v6
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn need(sources_v4: u32, sources_v6: u32) -> MapSizes {
+        MapSizes {
+            limiter: 1 << 16,
+            blocks_v4: 1,
+            blocks_v6: 1,
+            sources_v4,
+            sources_v6,
+        }
+    }
+
+    #[test]
+    fn a_spare_has_room_to_grow_within_its_memory_bound() {
+        let small = room_to_grow(need(1024, 1024));
+        assert_eq!(small.sources_v4, MIN_SOURCE_ROOM_V4);
+        assert!(
+            small.blocks_v4 > 1 && small.blocks_v6 > 1,
+            "room for a first list"
+        );
+        assert!(spare_bytes(&small) < MAX_SPARE_BYTES);
+        // 100,000 prefixes (some 75,000 host slots) get a spare, a million do not.
+        assert!(spare_bytes(&room_to_grow(need(75_000, 1024))) < MAX_SPARE_BYTES);
+        assert!(spare_bytes(&room_to_grow(need(1_250_000, 1024))) > MAX_SPARE_BYTES);
+        assert!(spare_bytes(&room_to_grow(need(1024, 1_000_000))) > MAX_SPARE_BYTES);
+    }
 }
