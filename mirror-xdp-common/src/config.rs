@@ -58,6 +58,9 @@ pub mod config_flag {
     /// `limits.syn_cookies = true`: SYNs over the global budget get a SYN cookie SYN-ACK
     /// (XDP_TX) instead of a drop.
     pub const SYN_COOKIES: u32 = 1 << 13;
+    /// The IPv4 block array is flat, a byte per /24 (a list that touches most /16s), not
+    /// a directory and chunks (see `sources::BLOCK_DIRECTORY_WORDS_V4`).
+    pub const BLOCKS_FLAT_V4: u32 = 1 << 14;
     /// Set once the maps hold a whole policy; until then the program passes everything.
     pub const LOADED: u32 = 1 << 31;
 }

@@ -27,6 +27,19 @@ pub const TIERS_V4: [u32; 4] = [8, 16, 24, 32];
 /// byte per /24 for all of them would be 16 MiB).
 pub const BLOCK_DIRECTORY_WORDS_V4: u32 = 1 << 15;
 
+/// Words of the flat IPv4 block array ([`crate::config_flag::BLOCKS_FLAT_V4`]): a byte per
+/// /24 block, 16 MiB. For a list whose chunks would take half of that or more (a list of
+/// 100,000 random prefixes touches most /16s), one array read beats the directory's two.
+pub const BLOCK_FLAT_WORDS_V4: u32 = 1 << 21;
+
+/// Word index and bit shift of the byte of the /24 block holding `addr` (host order) in the
+/// flat block array.
+#[inline(always)]
+pub fn flat_position(addr: u32) -> (u32, u32) {
+    let block = addr >> 8;
+    (block >> 3, (block & 7) * 8)
+}
+
 /// Words of a chunk: 256 one-byte /24 blocks, eight to a word.
 pub const BLOCK_CHUNK_WORDS_V4: u32 = 32;
 

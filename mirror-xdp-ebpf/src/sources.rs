@@ -6,7 +6,8 @@ use mirror_xdp_common::{
     Config, SourceEntry, SourceKeyV4, SourceKeyV6, config_flag, source_flag,
     sources::{
         BLOCK_CHUNKED, BLOCK_DEEPER, TIER_STEPS_V6, block_bits_v6, chunk_position,
-        directory_position, live_block_bit, live_block_bit_v6, mask_v4, mask_v6_bytes,
+        directory_position, flat_position, live_block_bit, live_block_bit_v6, mask_v4,
+        mask_v6_bytes,
     },
 };
 
@@ -28,7 +29,7 @@ pub fn source_flags(pkt: &Packet, config: &Config) -> u8 {
             0
         }
     } else if config.flags & config_flag::HAS_SOURCES_V4 != 0 {
-        static_v4(v4(pkt.src))
+        static_v4(v4(pkt.src), config)
     } else {
         0
     };
@@ -53,18 +54,24 @@ fn v4(src: [u8; 16]) -> [u8; 4] {
     [src[0], src[1], src[2], src[3]]
 }
 
-/// The /24 block's byte through the two-level block array (the /16's directory entry, and
-/// its chunk if the /16's blocks differ), and the /32 hash entry when the block says there
-/// are host entries inside it: at most two array reads and one hash lookup.
+/// The /24 block's byte, from the flat block array or through the two-level one (the
+/// /16's directory entry, and its chunk if the /16's blocks differ), and the /32 hash entry
+/// when the block says there are host entries inside it: at most two array reads and one
+/// hash lookup.
 #[inline(always)]
-fn static_v4(addr: [u8; 4]) -> u8 {
+fn static_v4(addr: [u8; 4], config: &Config) -> u8 {
     let host = u32::from_be_bytes(addr);
-    let (word, shift) = directory_position(host);
+    let flat = config.flags & config_flag::BLOCKS_FLAT_V4 != 0;
+    let (word, shift) = if flat {
+        flat_position(host)
+    } else {
+        directory_position(host)
+    };
     let Some(word) = BLOCKS_V4.get(word) else {
         return 0;
     };
     let entry = (*word >> shift) as u32;
-    let block = if entry & BLOCK_CHUNKED == 0 {
+    let block = if flat || entry & BLOCK_CHUNKED == 0 {
         entry as u8
     } else {
         let (word, shift) = chunk_position(entry & !BLOCK_CHUNKED, host);

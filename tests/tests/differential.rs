@@ -14,6 +14,7 @@
 )]
 
 use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
 use std::path::Path;
 
 use ipnet::IpNet;
@@ -23,7 +24,7 @@ use mirror_xdp::{
     observe::testrun::TestProgram,
     policy::Policy,
 };
-use mirror_xdp_common::Reason;
+use mirror_xdp_common::{Reason, config_flag};
 use mirror_xdp_tests::cpu::pin_to_cpu;
 use mirror_xdp_tests::differential::{Tally, check_ports, check_reasons, judge_one};
 use mirror_xdp_tests::frames::{FrameGen, MIN_FRAME_LEN, truncations};
@@ -119,6 +120,37 @@ fn reasons(parts: &[&[Reason]]) -> Vec<Reason> {
 fn mirror_policy_agrees_with_model() {
     let reached = differential("mirror", MIRROR, 1);
     expect_reached(&reached, &reasons(&[&MIRROR_REASONS]), &[]);
+}
+
+/// A deny list that touches most /16s (40,000 /24s, a /32 and an allow inside some):
+/// the kernel reads the flat block array, not the directory and chunks.
+#[test]
+fn a_list_over_most_slash_16s_agrees_with_model() {
+    let mut deny: Vec<String> = (0..40_000u32)
+        .map(|i| {
+            format!(
+                "\"{}/24\"",
+                Ipv4Addr::from(i.wrapping_mul(0x9E37) << 16 | 0x100)
+            )
+        })
+        .collect();
+    deny.extend(["\"198.51.100.7\"".into(), "\"100.64.0.0/16\"".into()]);
+    let text = format!(
+        "version = 1\n[[ports]]\nproto = \"tcp\"\nports = [80, 443]\n[sources]\n\
+         deny = [{}]\nallow = [\"100.64.3.0/24\"]\n",
+        deny.join(", ")
+    );
+    let policy = Policy::parse(&text, Path::new("flat")).expect("valid policy");
+    let image = mirror_xdp::compile::compile(&policy, 1).expect("compiles");
+    assert_ne!(image.config.flags & config_flag::BLOCKS_FLAT_V4, 0, "flat");
+    let seen = differential_with("flat", &text, 11, |_, _| {});
+    let must = [
+        Reason::Trusted,
+        Reason::Denied,
+        Reason::Return,
+        Reason::PortClosed,
+    ];
+    expect_reached(&seen, &reasons(&[&must]), &[]);
 }
 
 /// `FLIPPED`: default pass (so `default`, never `port_closed`), no return traffic.

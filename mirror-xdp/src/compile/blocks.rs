@@ -7,12 +7,12 @@
 
 use ipnet::Ipv6Net;
 #[cfg(test)]
-use mirror_xdp_common::sources::{chunk_position, directory_position};
+use mirror_xdp_common::sources::{chunk_position, directory_position, flat_position};
 use mirror_xdp_common::{
     SourceEntry, SourceKeyV4,
     sources::{
         BLOCK_CHUNK_WORDS_V4, BLOCK_CHUNKED, BLOCK_DEEPER, BLOCK_DIRECTORY_WORDS_V4,
-        BLOCK_HALF_BITS_V6, slash32_bit, slash48_bit,
+        BLOCK_FLAT_WORDS_V4, BLOCK_HALF_BITS_V6, slash32_bit, slash48_bit,
     },
 };
 
@@ -21,8 +21,9 @@ use super::Words;
 /// What the kernel's IPv4 source tables hold.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SourcesV4 {
-    /// The block array: directory and chunks.
+    /// The block array: directory and chunks, or flat.
     pub blocks: Words,
+    pub flat: bool,
     /// Tier-32 entries (flags of every containing prefix folded in).
     pub hosts: Vec<(SourceKeyV4, SourceEntry)>,
 }
@@ -50,26 +51,54 @@ pub fn flatten_v4(entries: Vec<(SourceKeyV4, SourceEntry)>) -> SourcesV4 {
             }
         }
     }
+    let (blocks, flat) = match two_level(&dense) {
+        Some(blocks) => (blocks, false),
+        None => (flat(&dense), true),
+    };
     SourcesV4 {
-        blocks: two_level(&dense),
+        blocks,
+        flat,
         hosts,
     }
 }
 
-/// The directory entry of every /16, and a chunk for each /16 whose blocks differ.
-fn two_level(dense: &[u8]) -> Words {
-    let pack = |bytes: &[u8]| {
-        bytes
-            .iter()
-            .enumerate()
-            .fold(0u64, |acc, (i, &b)| acc | (u64::from(b) << (i * 8)))
-    };
+/// Chunks from which the flat array serves better: half its size, and one array read.
+const FLAT_FROM_CHUNKS: usize = 1 << 15;
+
+fn pack(bytes: &[u8]) -> u64 {
+    bytes
+        .iter()
+        .enumerate()
+        .fold(0u64, |acc, (i, &b)| acc | (u64::from(b) << (i * 8)))
+}
+
+/// A byte per /24 block, eight to a word.
+fn flat(dense: &[u8]) -> Words {
+    let nonzero = dense
+        .chunks_exact(8)
+        .map(pack)
+        .enumerate()
+        .filter(|(_, word)| *word != 0)
+        .map(|(index, word)| (index as u32, word))
+        .collect();
+    Words {
+        len: BLOCK_FLAT_WORDS_V4,
+        nonzero,
+    }
+}
+
+/// The directory entry of every /16, and a chunk for each /16 whose blocks differ; none if
+/// there would be [`FLAT_FROM_CHUNKS`] chunks or more.
+fn two_level(dense: &[u8]) -> Option<Words> {
     let mut directory = vec![0u32; 1 << 16];
     let mut chunks = Vec::new();
     for (slash16, blocks) in dense.chunks_exact(256).enumerate() {
         if blocks.iter().all(|&b| b == blocks[0]) {
             directory[slash16] = u32::from(blocks[0]);
         } else {
+            if chunks.len() / 256 >= FLAT_FROM_CHUNKS {
+                return None;
+            }
             directory[slash16] = BLOCK_CHUNKED | (chunks.len() / 256) as u32;
             chunks.extend_from_slice(blocks);
         }
@@ -85,10 +114,10 @@ fn two_level(dense: &[u8]) -> Words {
         .map(|(index, word)| (index as u32, word))
         .collect();
     let chunk_count = (chunks.len() / 256) as u32;
-    Words {
+    Some(Words {
         len: BLOCK_DIRECTORY_WORDS_V4 + chunk_count * BLOCK_CHUNK_WORDS_V4,
         nonzero,
-    }
+    })
 }
 
 /// An IPv6 prefix shorter than this sets every bit (a bit per /32 inside would be more
@@ -167,9 +196,13 @@ fn lookup(tables: &SourcesV4, addr: u32) -> u8 {
             .find(|(w, _)| *w == index)
             .map_or(0, |(_, v)| *v)
     };
-    let (word, shift) = directory_position(addr);
+    let (word, shift) = if tables.flat {
+        flat_position(addr)
+    } else {
+        directory_position(addr)
+    };
     let entry = (read(word) >> shift) as u32;
-    let block = if entry & BLOCK_CHUNKED == 0 {
+    let block = if tables.flat || entry & BLOCK_CHUNKED == 0 {
         entry as u8
     } else {
         let (word, shift) = chunk_position(entry & !BLOCK_CHUNKED, addr);
@@ -229,6 +262,25 @@ mod tests {
         );
         // The /25 is 128 host entries, the /32 one.
         assert_eq!(t.hosts.len(), 129);
+    }
+
+    #[test]
+    fn a_list_that_touches_most_slash_16s_gets_the_flat_array() {
+        let nets: Vec<String> = (0..40_000u32)
+            .map(|i| format!("{}/24", Ipv4Addr::from(i << 16 | 0x100)))
+            .collect();
+        let list: Vec<(&str, u8)> = nets.iter().map(|n| (n.as_str(), DENIED)).collect();
+        let t = tables(&list);
+        assert!(t.flat);
+        assert_eq!(t.blocks.len, BLOCK_FLAT_WORDS_V4);
+        assert_eq!(at(&t, "0.7.1.9"), DENIED);
+        assert_eq!(at(&t, "0.7.2.9"), 0);
+        assert_eq!(at(&t, "156.63.1.0"), DENIED);
+        assert_eq!(at(&t, "156.64.1.0"), 0);
+        // Fewer chunks: two levels.
+        let t = tables(&list[..1000]);
+        assert!(!t.flat);
+        assert_eq!(at(&t, "0.7.1.9"), DENIED);
     }
 
     #[test]

@@ -129,6 +129,9 @@ pub fn compile(policy: &Policy, cpus: u32) -> Result<MapImage, CompileError> {
     }
     let flat = blocks::flatten_v4(sources::tiers_v4(&v4));
     image.blocks_v4 = flat.blocks;
+    if flat.flat {
+        image.config.flags |= config_flag::BLOCKS_FLAT_V4;
+    }
     image.sources_v4 = flat.hosts;
     (image.sources_v6, image.config.first_tier_v6) = sources::tiers_v6(&v6);
     (image.blocks_v6, image.config.blocks_v6_half_bits) = blocks::bitmap_v6(&v6);
