@@ -139,8 +139,7 @@ pub fn update_batch_parallel<K: Pod + Sync, V: Pod + Sync>(
             .collect();
         workers
             .into_iter()
-            .map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect()
+            .try_for_each(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
     })
 }
 

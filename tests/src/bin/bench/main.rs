@@ -11,6 +11,7 @@ mod chart;
 mod control_plane;
 mod deny_list_e2e;
 mod end_to_end;
+mod findings;
 mod goals;
 mod lists;
 mod scaling;
@@ -317,6 +318,7 @@ fn main() -> Result<()> {
          live allow entries, half of each IPv4 and half IPv6, of the same lengths. Small: the \
          bench policy with an IPv6 prefix in each list, and the one live entry each live path \
          needs.\n\n{lists_table}\n\
+         ### Where the nanoseconds go\n\n{findings}\n\
          ## Deny list size\n\n\
          The same 20,000 SYN frames, each from another source (half inside listed \
          prefixes, half anywhere), one test run each, {rounds} rounds; the lists are 60% \
@@ -330,6 +332,7 @@ fn main() -> Result<()> {
         live_deny = lists::LIVE_DENY,
         live_allow = lists::LIVE_ALLOW,
         lists_table = lists::table(&lists),
+        findings = findings::FINDINGS,
     );
     let report = format!(
         "{report}\n### The same lists end to end, next to an nftables interval set\n\n\
