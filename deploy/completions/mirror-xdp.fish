@@ -37,7 +37,7 @@ complete -c mirror-xdp -n "__fish_mirror_xdp_needs_command" -f -a "port" -d 'Liv
 complete -c mirror-xdp -n "__fish_mirror_xdp_needs_command" -f -a "reload" -d 'Re-read the policy and apply it atomically (no packet meets half a policy). An invalid policy changes nothing and says where the problem is'
 complete -c mirror-xdp -n "__fish_mirror_xdp_needs_command" -f -a "run" -d 'Attach (or adopt the enforcer attached already, without a gap) and stay in the foreground: reload on policy file changes and SIGHUP, serve Prometheus metrics, log sampled drops. SIGTERM stops the daemon, not the protection'
 complete -c mirror-xdp -n "__fish_mirror_xdp_needs_command" -f -a "source" -d 'Live source entries: deny or trust sources at once, without re-attaching'
-complete -c mirror-xdp -n "__fish_mirror_xdp_needs_command" -f -a "status" -d 'Show the interfaces, attach modes, egress hooks, program id, policy path and generation, and the eBPF object of the build whose programs are in force'
+complete -c mirror-xdp -n "__fish_mirror_xdp_needs_command" -f -a "status" -d 'Show the interfaces, attach modes, egress hooks, program id, policy path and generation, the eBPF object of the build whose programs are in force, and the kernel memory its maps hold'
 complete -c mirror-xdp -n "__fish_mirror_xdp_needs_command" -f -a "stats" -d 'Show packet and byte counters per verdict reason and per rule port'
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand attach" -l iface -d 'Interface to protect (repeat for several)' -r
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand attach" -l policy -d 'The policy file (TOML)' -r -F
