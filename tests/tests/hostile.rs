@@ -16,7 +16,7 @@ use mirror_xdp_tests::cli::{
     Run, attach_policy, reason, run, run_ok, stats, stats_when, status, try_attach, write_policy,
 };
 use mirror_xdp_tests::flood::{SynFlood, syn_flood};
-use mirror_xdp_tests::pinned::limiter_fill;
+use mirror_xdp_tests::pinned::{limiter_fill, names};
 use mirror_xdp_tests::probe::{ProbeResult, UdpResult, tcp_connect};
 use mirror_xdp_tests::require_root;
 use mirror_xdp_tests::servers::{TcpListenerSet, UdpEchoSet, banner};
@@ -84,6 +84,15 @@ fn million_prefix_policy_loads_and_an_oversized_from_list_is_refused() {
     let attach_time = started.elapsed();
     assert_eq!(r.code, Some(0), "{r:?}");
     eprintln!("1M-prefix policy: check {check_time:?}, attach {attach_time:?}");
+    // Its spare would take over 100 MiB: none is made, and attach says so.
+    assert!(
+        names(bed.bpffs_dir(), "spare-").is_empty(),
+        "a spare was made"
+    );
+    assert!(
+        format!("{}{}", r.stdout, r.stderr).contains("no spare generation for the next reload"),
+        "{r:?}"
+    );
     assert!(
         check_time < Duration::from_secs(15),
         "check took {check_time:?}"

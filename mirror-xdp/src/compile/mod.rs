@@ -127,12 +127,12 @@ pub fn compile(policy: &Policy, cpus: u32) -> Result<MapImage, CompileError> {
             IpNet::V6(n) => v6.push((n, flags)),
         }
     }
-    let flat = blocks::flatten_v4(sources::tiers_v4(&v4));
-    image.blocks_v4 = flat.blocks;
-    if flat.flat {
+    let tables_v4 = blocks::flatten_v4(sources::tiers_v4(&v4));
+    image.blocks_v4 = tables_v4.blocks;
+    if tables_v4.flat {
         image.config.flags |= config_flag::BLOCKS_FLAT_V4;
     }
-    image.sources_v4 = flat.hosts;
+    image.sources_v4 = tables_v4.hosts;
     (image.sources_v6, image.config.first_tier_v6) = sources::tiers_v6(&v6);
     (image.blocks_v6, image.config.blocks_v6_half_bits) = blocks::bitmap_v6(&v6);
     if image.blocks_v4.len != 0 {

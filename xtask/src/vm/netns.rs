@@ -1,5 +1,7 @@
 //! A network namespace on the host for one VM: qemu runs inside it, so the tap devices it
-//! makes live there and never in the host's own namespace. Deleted on drop.
+//! makes live there and never in the host's own namespace. Deleted on drop; a run killed
+//! before its guards could drop (SIGKILL, a CI job cancelled) leaves its namespaces, which
+//! the next run deletes.
 
 use std::process::{Child, Command, Stdio};
 
@@ -10,9 +12,12 @@ pub struct HostNetns {
 }
 
 impl HostNetns {
-    /// `mx-vm-<pid>-<label>`, with its loopback up.
+    /// `mx-vm-<pid>-<label>`, with its loopback up. The first call also deletes the
+    /// namespaces of runs that are gone.
     pub fn new(label: &str) -> Result<Self> {
-        let name = format!("mx-vm-{}-{label}", std::process::id());
+        static ORPHANS: std::sync::Once = std::sync::Once::new();
+        ORPHANS.call_once(delete_orphans);
+        let name = format!("{PREFIX}{}-{label}", std::process::id());
         ip(&["netns", "add", &name])?;
         // The guard exists from here on, so a failure below still deletes the namespace.
         let ns = HostNetns { name };
@@ -72,6 +77,33 @@ impl Drop for HostNetns {
     }
 }
 
+const PREFIX: &str = "mx-vm-";
+
+/// Deletes every `mx-vm-<pid>-*` namespace whose process no longer runs.
+fn delete_orphans() {
+    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
+        return;
+    };
+    for name in String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+    {
+        if let Some(pid) = owner(name)
+            && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+        {
+            match ip(&["netns", "delete", name]) {
+                Ok(()) => eprintln!("vm: deleted network namespace {name} of an ended run"),
+                Err(e) => eprintln!("vm: cannot delete network namespace {name}: {e:#}"),
+            }
+        }
+    }
+}
+
+/// The pid in a namespace name of ours.
+fn owner(name: &str) -> Option<u32> {
+    name.strip_prefix(PREFIX)?.split('-').next()?.parse().ok()
+}
+
 fn ip(args: &[&str]) -> Result<()> {
     let out = Command::new("ip")
         .args(args)
@@ -96,5 +128,18 @@ impl Drop for ChildGuard {
             let _ = self.0.kill();
         }
         let _ = self.0.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::owner;
+
+    #[test]
+    fn a_namespace_of_ours_names_its_run() {
+        assert_eq!(owner("mx-vm-17303-6.12"), Some(17303));
+        assert_eq!(owner("mx-vm-17303-6.1"), Some(17303));
+        assert_eq!(owner("mxt-17303-server"), None);
+        assert_eq!(owner("mx-vm-report"), None);
     }
 }
