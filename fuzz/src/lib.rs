@@ -107,7 +107,7 @@ pub fn check_frame(data: &[u8]) {
         }
         if judged.tx {
             assert!(
-                model::syn_ack(data, 0x5eed).is_some(),
+                model::syn_ack(data, 0x5eed, &state.config, state.now_ns).is_some(),
                 "a cookie for no SYN"
             );
         }

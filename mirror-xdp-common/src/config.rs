@@ -16,6 +16,13 @@ pub struct Config {
     pub first_tier_v6: u8,
     /// The IPv6 list bitmap's halves have `2^blocks_v6_half_bits` bits (see `sources`).
     pub blocks_v6_half_bits: u8,
+    /// With `SYN_COOKIES`: the TCP options a cookie SYN-ACK may carry (`cookie_option::*`),
+    /// those the host's sysctls let the kernel restore from the client's ACK.
+    pub cookie_options: u8,
+    /// The window scale the kernel gives a connection it makes from a cookie, which the
+    /// cookie SYN-ACK must announce (see `cookie_option::WINDOW_SCALE`).
+    pub cookie_wscale: u8,
+    pub _pad: [u8; 6],
     /// When non-zero the programs read the time here instead of `bpf_ktime_get_ns`:
     /// deterministic tests through BPF_PROG_TEST_RUN. Always 0 in production.
     pub clock_override_ns: u64,
@@ -63,4 +70,30 @@ pub mod config_flag {
     pub const BLOCKS_FLAT_V4: u32 = 1 << 14;
     /// Set once the maps hold a whole policy; until then the program passes everything.
     pub const LOADED: u32 = 1 << 31;
+}
+
+/// The TCP options a SYN cookie SYN-ACK may carry besides the MSS. The kernel's timestamp
+/// cookies: the SYN-ACK's timestamp holds, in its low 6 bits, the client's window scale
+/// (0xF: none), SACK-permitted and ECN, which the kernel reads back from the ACK's echo.
+/// Each needs its sysctl on when the ACK arrives, or the kernel refuses the cookie.
+pub mod cookie_option {
+    /// `net.ipv4.tcp_timestamps = 2` (timestamps without a per-connection offset, which
+    /// a cookie cannot know): answer a SYN with timestamps with a timestamp cookie.
+    pub const TIMESTAMPS: u8 = 1 << 0;
+    /// `net.ipv4.tcp_window_scaling` is on.
+    pub const WINDOW_SCALE: u8 = 1 << 1;
+    /// `net.ipv4.tcp_sack` is on.
+    pub const SACK: u8 = 1 << 2;
+    /// `net.ipv4.tcp_ecn` is not 0.
+    pub const ECN: u8 = 1 << 3;
+}
+
+/// The timestamp cookie's low bits (the kernel's `TSBITS`, `TS_OPT_*`).
+pub mod timestamp_cookie {
+    pub const BITS: u32 = 6;
+    pub const WSCALE_MASK: u32 = 0xF;
+    pub const SACK: u32 = 1 << 4;
+    pub const ECN: u32 = 1 << 5;
+    /// The largest window scale TCP allows (RFC 7323); the kernel clamps a larger one.
+    pub const MAX_WSCALE: u8 = 14;
 }

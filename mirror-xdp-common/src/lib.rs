@@ -14,7 +14,7 @@ pub mod reason;
 pub mod sources;
 pub mod wire;
 
-pub use config::{Config, config_flag};
+pub use config::{Config, config_flag, cookie_option, timestamp_cookie};
 pub use counters::{Counter, PortCounter, stats_index};
 pub use events::{DropBucket, DropEvent, drop_event_flag};
 pub use flows::{FlowKey, FlowState};
@@ -24,12 +24,12 @@ pub use ports::{
 };
 pub use reason::Reason;
 pub use sources::{LiveEntry, SourceEntry, SourceKeyV4, SourceKeyV6, source_flag};
-pub use wire::{MAX_IPV6_EXT_HEADERS, ipproto, tcp_flag};
+pub use wire::{MAX_IPV6_EXT_HEADERS, ipproto, tcp_flag, tcp_option};
 
 /// Map names (the kernel keeps 15 characters). The `_vN` suffix is the layout version: a
 /// change of a key or value layout gets a new name, so an old pin is never misread.
 pub mod map_name {
-    pub const CONFIG: &str = "mx_config_v2";
+    pub const CONFIG: &str = "mx_config_v3";
     pub const PORTS: &str = "mx_ports_v1";
     pub const SOURCES_V4: &str = "mx_src4_v3";
     pub const BLOCKS_V4: &str = "mx_blk4_v2";
@@ -132,7 +132,7 @@ pub mod capacity {
 /// `mirror-xdp/tests/object_maps.rs` checks the compiled object against these types.
 const _: () = {
     use core::mem::size_of;
-    assert!(size_of::<Config>() == 72);
+    assert!(size_of::<Config>() == 80);
     assert!(size_of::<PortEntry>() == 4);
     assert!(size_of::<FromKeyV4>() == 8);
     assert!(size_of::<FromKeyV6>() == 20);

@@ -69,6 +69,26 @@ pub mod tcp_flag {
     pub const PSH: u8 = 0x08;
     pub const ACK: u8 = 0x10;
     pub const URG: u8 = 0x20;
+    /// ECN-Echo; with CWR on a SYN, the client asks for ECN (RFC 3168).
+    pub const ECE: u8 = 0x40;
+    pub const CWR: u8 = 0x80;
+}
+
+/// A TCP header with the most options (data offset 15).
+pub const TCP_MAX_HLEN: usize = 60;
+
+/// TCP option kinds, and the lengths of those a SYN cookie SYN-ACK reads or writes.
+pub mod tcp_option {
+    pub const END: u8 = 0;
+    pub const NOP: u8 = 1;
+    pub const MSS: u8 = 2;
+    pub const MSS_LEN: u8 = 4;
+    pub const WINDOW_SCALE: u8 = 3;
+    pub const WINDOW_SCALE_LEN: u8 = 3;
+    pub const SACK_PERMITTED: u8 = 4;
+    pub const SACK_PERMITTED_LEN: u8 = 2;
+    pub const TIMESTAMP: u8 = 8;
+    pub const TIMESTAMP_LEN: u8 = 10;
 }
 
 /// The Internet checksum (RFC 1071) over the concatenated parts (an odd part carries its

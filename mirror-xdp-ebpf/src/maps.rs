@@ -13,7 +13,7 @@ use mirror_xdp_common::{
 
 use crate::cells::{FlowCell, LimiterCell, LiveCell, SharedU64};
 
-#[map(name = "mx_config_v2")]
+#[map(name = "mx_config_v3")]
 pub static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
 
 #[map(name = "mx_ports_v1")]

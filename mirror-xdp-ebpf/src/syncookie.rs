@@ -4,28 +4,41 @@
 //!
 //! Only SYNs with a plain IP header are answered (IPv4 without options, IPv6 without
 //! extension headers), behind up to two VLAN tags, which the reply keeps. The reply carries
-//! one option, MSS: connections made this way have no window scaling, SACK or timestamps.
+//! the MSS option and, for a SYN with timestamps when the host allows them, the kernel's
+//! timestamp cookie: a timestamp whose low bits hold the client's window scale, SACK and
+//! ECN, which the kernel restores from the ACK's echo (`cookie_option`). Without it, a
+//! connection made from a cookie has no window scaling: 64 KiB per round trip.
 //! The verifier wants the cookie helper's TCP length and every checksummed length constant,
 //! so each length gets its own branch (the `const` parameters below).
 
 use aya_ebpf::{
     bindings::{iphdr, ipv6hdr, tcphdr, xdp_md},
+    cty::c_void,
     helpers::{
         bpf_csum_diff, bpf_tcp_raw_gen_syncookie_ipv4, bpf_tcp_raw_gen_syncookie_ipv6,
-        bpf_xdp_adjust_tail,
+        bpf_xdp_adjust_tail, bpf_xdp_load_bytes,
     },
     programs::XdpContext,
 };
+use mirror_xdp_common::{
+    Config, cookie_option, tcp_flag, tcp_option as opt, timestamp_cookie, wire::TCP_MAX_HLEN,
+};
 
-use crate::parse::Packet;
+use crate::{clock, maps::CONFIG, parse::Packet};
 
 const IPV4_LEN: usize = 20;
 const IPV6_LEN: usize = 40;
 /// The IP header starts at most behind two VLAN tags.
 const MAX_IP_OFF: usize = 14 + 2 * 4;
-/// A 20-byte TCP header plus the MSS option.
-const TCP_WITH_MSS: usize = 24;
 const TCP_BARE: usize = 20;
+/// Plus the MSS option.
+const TCP_WITH_MSS: usize = 24;
+/// Plus SACK-permitted (or two NOPs) and the timestamp.
+const TCP_WITH_TIMESTAMP: usize = 36;
+/// Plus a NOP and the window scale.
+const TCP_WITH_WSCALE: usize = 40;
+/// Room for a SYN's option bytes (at most 40), a power of two to mask indexes with.
+const OPTION_BUFFER: usize = 64;
 
 /// Can `answer` reply to this SYN (no IPv4 options, no IPv6 extension headers)?
 #[inline(always)]
@@ -36,28 +49,86 @@ pub fn answerable(pkt: &Packet) -> bool {
 
 /// Rewrites the SYN whose IP header is at `ip_off` into its cookie SYN-ACK and trims the
 /// frame, `whole_len` bytes with its fragments, to it; false if that failed (the caller then
-/// drops the SYN). Not inlined: its stack and branches stay out of the main program's.
-#[inline(never)]
+/// drops the SYN).
+///
+/// Two global functions do the work: the verifier checks each once, on its own, with any
+/// values of its arguments (the context and numbers), instead of once for every state the
+/// main program reaches it in, which the options walk made too many. Two, not one: the
+/// stack of each, on top of the main program's, must stay within 512 bytes.
+#[inline(always)]
 pub fn answer(ctx: *mut xdp_md, ip_off: u32, v6: bool, whole_len: u32) -> bool {
+    let options = mx_syn_options(ctx, ip_off, v6 as u32);
+    mx_syn_cookie(ctx, ip_off, v6 as u32, whole_len, options) != 0
+}
+
+/// The options of the SYN whose IP header is at `ip_off` that a timestamp cookie carries
+/// (`SynOptions::pack`); 0 if the host allows no timestamp cookies.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn mx_syn_options(ctx: *mut xdp_md, ip_off: u32, v6: u32) -> u64 {
+    let Some(config) = CONFIG.get(0) else {
+        return 0;
+    };
+    if config.cookie_options & cookie_option::TIMESTAMPS == 0 || ip_off as usize > MAX_IP_OFF {
+        return 0;
+    }
+    let ip_len = if v6 != 0 { IPV6_LEN } else { IPV4_LEN };
+    let th = bounded_ip_off(ip_off) + ip_len;
+    let mut data_offset = 0u8;
+    // SAFETY: one byte into a local; the helper checks the frame's bounds.
+    let read = unsafe {
+        bpf_xdp_load_bytes(ctx, (th + 12) as u32, &mut data_offset as *mut u8 as *mut c_void, 1)
+    };
+    let header_len = (data_offset >> 4) as usize * 4;
+    if read != 0 || header_len <= TCP_BARE {
+        return 0;
+    }
+    SynOptions::read(ctx, (th + TCP_BARE) as u32, header_len - TCP_BARE).pack()
+}
+
+/// Rewrites the SYN into its SYN-ACK (see [`answer`]); `options` are `mx_syn_options`'s.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn mx_syn_cookie(
+    ctx: *mut xdp_md,
+    ip_off: u32,
+    v6: u32,
+    whole_len: u32,
+    options: u64,
+) -> u32 {
+    let v6 = v6 != 0;
     let xdp = XdpContext::new(ctx);
     let (start, end) = (xdp.data(), xdp.data_end());
-    let ip_off = ip_off as usize;
-    if ip_off > MAX_IP_OFF {
-        return false;
+    let Some(config) = CONFIG.get(0) else {
+        return 0;
+    };
+    if ip_off as usize > MAX_IP_OFF {
+        return 0;
     }
+    let ip_off = bounded_ip_off(ip_off);
+    let syn = SynOptions::unpack(options);
     let new_len = if v6 {
-        answer_v6(start, end, ip_off)
+        answer_v6(start, end, ip_off, config, &syn)
     } else {
-        answer_v4(start, end, ip_off)
+        answer_v4(start, end, ip_off, config, &syn)
     };
     let Some(new_len) = new_len else {
-        return false;
+        return 0;
     };
     // From the whole length: a SYN with a payload in fragments is trimmed to its first
     // buffer's headers too (the helper frees the fragments).
     let delta = new_len as i32 - whole_len as i32;
     // SAFETY: shrinking an XDP frame to at least its headers; no packet pointer is used after.
-    delta == 0 || unsafe { bpf_xdp_adjust_tail(ctx, delta) } == 0
+    (delta == 0 || unsafe { bpf_xdp_adjust_tail(ctx, delta) } == 0) as u32
+}
+
+/// `ip_off`, which the caller checked is at most `MAX_IP_OFF`, so that the verifier knows
+/// it too. It checks a global function with any value of `ip_off` and may not see what the
+/// comparison proved (LLVM can compare one copy and use another): a mask it cannot drop
+/// bounds the one used.
+#[inline(always)]
+fn bounded_ip_off(ip_off: u32) -> usize {
+    (opaque(ip_off as u64) & 31) as usize
 }
 
 /// Calls the cookie helper with the TCP header length as a constant: the verifier wants
@@ -83,7 +154,13 @@ fn by_header_length(th: usize, end: usize, doff: u8, cookie: impl Fn(usize) -> i
 }
 
 #[inline(always)]
-fn answer_v4(start: usize, end: usize, ip_off: usize) -> Option<usize> {
+fn answer_v4(
+    start: usize,
+    end: usize,
+    ip_off: usize,
+    config: &Config,
+    syn: &SynOptions,
+) -> Option<usize> {
     let ip = start + ip_off;
     let th = ip + IPV4_LEN;
     if !fits(th, TCP_BARE, end) {
@@ -96,16 +173,25 @@ fn answer_v4(start: usize, end: usize, ip_off: usize) -> Option<usize> {
     };
     let doff = get8(th + 12) >> 4;
     let value = by_header_length(th, end, doff, cookie)?;
-    // A SYN with options has room for the MSS option; a bare one gets a bare SYN-ACK.
-    if doff >= 6 {
-        reply_v4::<TCP_WITH_MSS>(start, end, ip_off, value)
-    } else {
-        reply_v4::<TCP_BARE>(start, end, ip_off, value)
+    // Not-ECT: the kernel grants ECN only to a SYN that is not ECN-marked itself.
+    let not_ect = get8(ip + 1) & 3 == 0;
+    let reply = Reply::new(value, th, syn, not_ect, config);
+    match reply.len {
+        TCP_WITH_WSCALE => reply_v4::<TCP_WITH_WSCALE>(start, end, ip_off, &reply),
+        TCP_WITH_TIMESTAMP => reply_v4::<TCP_WITH_TIMESTAMP>(start, end, ip_off, &reply),
+        TCP_WITH_MSS => reply_v4::<TCP_WITH_MSS>(start, end, ip_off, &reply),
+        _ => reply_v4::<TCP_BARE>(start, end, ip_off, &reply),
     }
 }
 
 #[inline(always)]
-fn answer_v6(start: usize, end: usize, ip_off: usize) -> Option<usize> {
+fn answer_v6(
+    start: usize,
+    end: usize,
+    ip_off: usize,
+    config: &Config,
+    syn: &SynOptions,
+) -> Option<usize> {
     let ip = start + ip_off;
     let th = ip + IPV6_LEN;
     if !fits(th, TCP_BARE, end) {
@@ -118,16 +204,232 @@ fn answer_v6(start: usize, end: usize, ip_off: usize) -> Option<usize> {
     };
     let doff = get8(th + 12) >> 4;
     let value = by_header_length(th, end, doff, cookie)?;
-    if doff >= 6 {
-        reply_v6::<TCP_WITH_MSS>(start, end, ip_off, value)
-    } else {
-        reply_v6::<TCP_BARE>(start, end, ip_off, value)
+    // The traffic class's ECN bits: bits 5 and 4 of the second byte.
+    let not_ect = (get8(ip + 1) >> 4) & 3 == 0;
+    let reply = Reply::new(value, th, syn, not_ect, config);
+    match reply.len {
+        TCP_WITH_WSCALE => reply_v6::<TCP_WITH_WSCALE>(start, end, ip_off, &reply),
+        TCP_WITH_TIMESTAMP => reply_v6::<TCP_WITH_TIMESTAMP>(start, end, ip_off, &reply),
+        TCP_WITH_MSS => reply_v6::<TCP_WITH_MSS>(start, end, ip_off, &reply),
+        _ => reply_v6::<TCP_BARE>(start, end, ip_off, &reply),
+    }
+}
+
+/// What the SYN-ACK's TCP header carries besides the addresses and ports.
+struct Reply {
+    /// The cookie helper's result: the cookie in the low 32 bits, the MSS it encodes above.
+    value: i64,
+    /// The TCP header's length: `TCP_BARE` to `TCP_WITH_WSCALE`.
+    len: usize,
+    /// With a timestamp: its value (the cookie's low bits) and echo, SACK-permitted, ECN.
+    tsval: u32,
+    tsecr: u32,
+    sack: bool,
+    ecn: bool,
+    /// The kernel's window scale for the connection, announced with `TCP_WITH_WSCALE`.
+    wscale: u8,
+}
+
+impl Reply {
+    /// The reply to the SYN whose TCP header is at `th` and whose options are `syn`.
+    /// Everything must fit
+    /// in the SYN's own header (the frame is rewritten in place): a SYN too short for the
+    /// window scale option gets none, one too short for the timestamp gets the MSS alone.
+    #[inline(always)]
+    fn new(value: i64, th: usize, syn: &SynOptions, not_ect: bool, config: &Config) -> Reply {
+        // The data offset read afresh: `by_header_length` took a branch per value, and a
+        // new read lets the verifier follow one path from here instead of eleven.
+        // SAFETY: `by_header_length` proved the TCP header inside the packet.
+        let doff = unsafe { core::ptr::read_volatile((th + 12) as *const u8) } >> 4;
+        let room = doff as usize * 4;
+        let mut reply = Reply {
+            value,
+            len: if room >= TCP_WITH_MSS { TCP_WITH_MSS } else { TCP_BARE },
+            tsval: 0,
+            tsecr: 0,
+            sack: false,
+            ecn: false,
+            wscale: config.cookie_wscale,
+        };
+        let allowed = config.cookie_options;
+        if allowed & cookie_option::TIMESTAMPS == 0 || room < TCP_WITH_TIMESTAMP {
+            return reply;
+        }
+        if !syn.timestamp {
+            return reply;
+        }
+        let mut low = timestamp_cookie::WSCALE_MASK;
+        reply.len = TCP_WITH_TIMESTAMP;
+        if syn.has_wscale
+            && allowed & cookie_option::WINDOW_SCALE != 0
+            && room >= TCP_WITH_WSCALE
+        {
+            low = if syn.wscale > timestamp_cookie::MAX_WSCALE {
+                timestamp_cookie::MAX_WSCALE
+            } else {
+                syn.wscale
+            } as u32;
+            reply.len = TCP_WITH_WSCALE;
+        }
+        if syn.sack && allowed & cookie_option::SACK != 0 {
+            low |= timestamp_cookie::SACK;
+            reply.sack = true;
+        }
+        let flags = get8(th + 13);
+        let asks_ecn = flags & (tcp_flag::ECE | tcp_flag::CWR) == tcp_flag::ECE | tcp_flag::CWR;
+        if asks_ecn && not_ect && allowed & cookie_option::ECN != 0 {
+            low |= timestamp_cookie::ECN;
+            reply.ecn = true;
+        }
+        reply.tsval = timestamp(clock::now(config), low);
+        reply.tsecr = syn.tsval;
+        reply
+    }
+}
+
+/// The kernel's `cookie_init_timestamp`: the millisecond clock with its low bits replaced by
+/// `low`, moved a step back if that put it ahead of the clock (the connection's later
+/// timestamps must not go backwards).
+#[inline(always)]
+fn timestamp(now_ns: u64, low: u32) -> u32 {
+    let now_ms = now_ns / 1_000_000;
+    let step = 1u64 << timestamp_cookie::BITS;
+    let mut ts = (now_ms & !(step - 1)) | low as u64;
+    if ts > now_ms {
+        ts = ts.wrapping_sub(step);
+    }
+    ts as u32
+}
+
+/// The SYN's options that a timestamp cookie carries, read as the kernel's
+/// `tcp_parse_options` does: in order, the last of a kind wins; an end-of-list, a length
+/// under 2 or past the header ends the walk.
+struct SynOptions {
+    timestamp: bool,
+    tsval: u32,
+    has_wscale: bool,
+    /// The client's window scale as sent (the kernel takes one over `MAX_WSCALE` as
+    /// `MAX_WSCALE`).
+    wscale: u8,
+    sack: bool,
+}
+
+/// `x`, hidden from LLVM's optimiser (a stack round trip it may not look through).
+#[inline(always)]
+fn opaque(x: u64) -> u64 {
+    // SAFETY: reading a local.
+    unsafe { core::ptr::read_volatile(&x) }
+}
+
+/// 1 if `a == b`, else 0; for values below 2^63. Opaque on both sides: LLVM would make a
+/// comparison of the input and a branch on the output.
+#[inline(always)]
+fn equal(a: u64, b: u64) -> u64 {
+    opaque(opaque(a ^ b).wrapping_sub(1) >> 63)
+}
+
+/// 1 if `a < b`, else 0; for values below 2^63.
+#[inline(always)]
+fn below(a: u64, b: u64) -> u64 {
+    opaque(opaque(a.wrapping_sub(b)) >> 63)
+}
+
+/// `new` if `flag` is 1, `old` if it is 0.
+#[inline(always)]
+fn pick(flag: u64, new: u64, old: u64) -> u64 {
+    old ^ ((old ^ new) & 0u64.wrapping_sub(flag))
+}
+
+impl SynOptions {
+    const TIMESTAMP: u64 = 1 << 0;
+    const SACK: u64 = 1 << 1;
+    const WSCALE: u64 = 1 << 2;
+
+    /// The options of `len` bytes (at most 40) at `options_at` in the frame.
+    #[inline(always)]
+    fn read(ctx: *mut xdp_md, options_at: u32, len: usize) -> SynOptions {
+        let none = SynOptions::unpack(0);
+        // Copied to the stack by the helper, in one piece whatever their length.
+        let mut bytes = [0u8; OPTION_BUFFER];
+        if len == 0 || len > TCP_MAX_HLEN - TCP_BARE {
+            return none;
+        }
+        // SAFETY: `len` bytes fit in `bytes`; the helper checks the frame's bounds.
+        let copied = unsafe {
+            bpf_xdp_load_bytes(ctx, options_at, bytes.as_mut_ptr() as *mut c_void, len as u32)
+        };
+        if copied != 0 {
+            return none;
+        }
+        // Without a branch on the bytes: the verifier follows every path through a loop
+        // and merges paths only where their states agree, so a walk that branched on the
+        // option bytes made it follow every layout of them, past its limit. Here each step
+        // is arithmetic on 0/1 flags; `opaque` keeps LLVM from turning that back into
+        // comparisons and branches.
+        let byte = |k: u64| {
+            // SAFETY: reading a local array at an index masked to its size.
+            let b = unsafe { core::ptr::read_volatile(&bytes[k as usize & (OPTION_BUFFER - 1)]) };
+            b as u64
+        };
+        let len = len as u64;
+        let (mut at, mut stop, mut found) = (0u64, 0u64, 0u64);
+        let (mut wscale, mut tsval) = (0u64, 0u64);
+        // Every step moves on by a byte at least, or stops.
+        for _ in 0..TCP_MAX_HLEN - TCP_BARE {
+            if stop != 0 {
+                break;
+            }
+            let (kind, size) = (byte(at), byte(at + 1));
+            let inside = below(at, len);
+            let nop = inside & equal(kind, opt::NOP as u64);
+            // A whole option: not an end or a NOP, a length of 2 or more within the header.
+            let option = inside
+                & (1 - equal(kind, opt::END as u64))
+                & (1 - nop)
+                & below(at + 1, len)
+                & (1 - below(size, 2))
+                & (1 - below(len, at + size));
+            stop = (1 - nop) & (1 - option);
+            let is = |k: u8, s: u8| option & equal(kind, k as u64) & equal(size, s as u64);
+            let ws = is(opt::WINDOW_SCALE, opt::WINDOW_SCALE_LEN);
+            wscale = pick(ws, byte(at + 2), wscale);
+            let ts = is(opt::TIMESTAMP, opt::TIMESTAMP_LEN);
+            let value = byte(at + 2) << 24 | byte(at + 3) << 16 | byte(at + 4) << 8 | byte(at + 5);
+            tsval = pick(ts, value, tsval);
+            found |= ts * Self::TIMESTAMP
+                | is(opt::SACK_PERMITTED, opt::SACK_PERMITTED_LEN) * Self::SACK
+                | ws * Self::WSCALE;
+            at += nop + option * size;
+        }
+        SynOptions::unpack(tsval << 32 | wscale << 8 | found)
+    }
+
+    /// In a number, to return from a global function.
+    #[inline(always)]
+    fn pack(&self) -> u64 {
+        let flag = |on: bool, bit: u64| if on { bit } else { 0 };
+        (self.tsval as u64) << 32
+            | (self.wscale as u64) << 8
+            | flag(self.timestamp, Self::TIMESTAMP)
+            | flag(self.sack, Self::SACK)
+            | flag(self.has_wscale, Self::WSCALE)
+    }
+
+    #[inline(always)]
+    fn unpack(packed: u64) -> SynOptions {
+        SynOptions {
+            timestamp: packed & Self::TIMESTAMP != 0,
+            tsval: (packed >> 32) as u32,
+            has_wscale: packed & Self::WSCALE != 0,
+            wscale: (packed >> 8) as u8,
+            sack: packed & Self::SACK != 0,
+        }
     }
 }
 
 /// The IPv4 SYN-ACK with a `TL`-byte TCP header; returns the new frame length.
 #[inline(always)]
-fn reply_v4<const TL: usize>(start: usize, end: usize, ip_off: usize, value: i64) -> Option<usize> {
+fn reply_v4<const TL: usize>(start: usize, end: usize, ip_off: usize, reply: &Reply) -> Option<usize> {
     let ip = start + ip_off;
     let th = ip + IPV4_LEN;
     if !fits(start, 12, end) || !fits(th, TL, end) {
@@ -141,7 +443,7 @@ fn reply_v4<const TL: usize>(start: usize, end: usize, ip_off: usize, value: i64
     put16(ip + 6, 0x4000); // DF
     put8(ip + 8, 64); // TTL
     put16(ip + 10, 0);
-    tcp_header::<TL>(th, value);
+    tcp_header::<TL>(th, reply);
     // The pseudo header: both addresses (8 bytes), protocol, TCP length.
     let sum = csum::<TL>(th, 0)?;
     let sum = csum::<8>(ip + 12, sum)?;
@@ -153,7 +455,7 @@ fn reply_v4<const TL: usize>(start: usize, end: usize, ip_off: usize, value: i64
 
 /// The IPv6 SYN-ACK with a `TL`-byte TCP header; returns the new frame length.
 #[inline(always)]
-fn reply_v6<const TL: usize>(start: usize, end: usize, ip_off: usize, value: i64) -> Option<usize> {
+fn reply_v6<const TL: usize>(start: usize, end: usize, ip_off: usize, reply: &Reply) -> Option<usize> {
     let ip = start + ip_off;
     let th = ip + IPV6_LEN;
     if !fits(start, 12, end) || !fits(th, TL, end) {
@@ -166,7 +468,7 @@ fn reply_v6<const TL: usize>(start: usize, end: usize, ip_off: usize, value: i64
     put16(ip + 2, 0);
     put16(ip + 4, TL as u16);
     put8(ip + 7, 64); // hop limit
-    tcp_header::<TL>(th, value);
+    tcp_header::<TL>(th, reply);
     // The pseudo header: both addresses (32 bytes), TCP length, next header.
     let sum = csum::<TL>(th, 0)?;
     let sum = csum::<32>(ip + 8, sum)?;
@@ -174,23 +476,45 @@ fn reply_v6<const TL: usize>(start: usize, end: usize, ip_off: usize, value: i64
     Some(ip_off + IPV6_LEN + TL)
 }
 
-/// The SYN's TCP header turned into the SYN-ACK's, checksum zeroed. `value` is the cookie
-/// helper's result: the cookie in the low 32 bits, the MSS it encodes above.
+/// The SYN's TCP header turned into the SYN-ACK's, checksum zeroed, options as the kernel's
+/// own SYN-ACK lays them out (`tcp_options_write`).
 #[inline(always)]
-fn tcp_header<const TL: usize>(th: usize, value: i64) {
-    let cookie = value as u32;
-    let mss = (value >> 32) as u16;
+fn tcp_header<const TL: usize>(th: usize, reply: &Reply) {
+    let cookie = reply.value as u32;
+    let mss = (reply.value >> 32) as u16;
     swap(th, th + 2, 2);
-    let seq = u32::from_be_bytes([get8(th + 4), get8(th + 5), get8(th + 6), get8(th + 7)]);
+    let seq = get32(th + 4);
     put32(th + 4, cookie);
     put32(th + 8, seq.wrapping_add(1));
     put8(th + 12, ((TL / 4) as u8) << 4);
-    put8(th + 13, 0x12); // SYN | ACK
+    let ece = if reply.ecn { tcp_flag::ECE } else { 0 };
+    put8(th + 13, tcp_flag::SYN | tcp_flag::ACK | ece);
     put16(th + 14, window(mss));
     put16(th + 16, 0);
     put16(th + 18, 0); // urgent pointer
-    if TL == TCP_WITH_MSS {
-        put32(th + 20, 0x0204_0000 | mss as u32);
+    if TL >= TCP_WITH_MSS {
+        put8(th + 20, opt::MSS);
+        put8(th + 21, opt::MSS_LEN);
+        put16(th + 22, mss);
+    }
+    if TL >= TCP_WITH_TIMESTAMP {
+        if reply.sack {
+            put8(th + 24, opt::SACK_PERMITTED);
+            put8(th + 25, opt::SACK_PERMITTED_LEN);
+        } else {
+            put8(th + 24, opt::NOP);
+            put8(th + 25, opt::NOP);
+        }
+        put8(th + 26, opt::TIMESTAMP);
+        put8(th + 27, opt::TIMESTAMP_LEN);
+        put32(th + 28, reply.tsval);
+        put32(th + 32, reply.tsecr);
+    }
+    if TL >= TCP_WITH_WSCALE {
+        put8(th + 36, opt::NOP);
+        put8(th + 37, opt::WINDOW_SCALE);
+        put8(th + 38, opt::WINDOW_SCALE_LEN);
+        put8(th + 39, reply.wscale);
     }
 }
 
@@ -262,6 +586,11 @@ fn get8(at: usize) -> u8 {
 fn put8(at: usize, value: u8) {
     // SAFETY: see above.
     unsafe { *(at as *mut u8) = value }
+}
+
+#[inline(always)]
+fn get32(at: usize) -> u32 {
+    u32::from_be_bytes([get8(at), get8(at + 1), get8(at + 2), get8(at + 3)])
 }
 
 #[inline(always)]

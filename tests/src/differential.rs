@@ -24,6 +24,9 @@ pub struct Tally {
     pub ports: BTreeMap<(Proto, u16), (u64, u64)>,
     /// SYNs over the global budget that passed to keep the kernel's cookie check alive.
     pub keepalives: usize,
+    /// Cookie SYN-ACKs with a timestamp cookie, and those with a window scale too.
+    pub timestamp_cookies: usize,
+    pub wscale_cookies: usize,
 }
 
 /// Runs `frame` through the kernel and the model at the model's clock: the actions must
@@ -56,7 +59,9 @@ pub fn judge_one(
         hex(frame)
     );
     if model.tx {
-        check_syn_ack(frame, &out);
+        let tcp_len = check_syn_ack(frame, &out, state);
+        tally.timestamp_cookies += usize::from(tcp_len >= 36);
+        tally.wscale_cookies += usize::from(tcp_len == 40);
     }
     // A SYN allowed while the global budget stood still was over it: the keepalive.
     if policy.limits.syn_cookies
@@ -144,8 +149,8 @@ fn is_syn(frame: &[u8]) -> bool {
 }
 
 /// The kernel's SYN-ACK must be the model's with the kernel's cookie (the one thing the
-/// model cannot know: the kernel keys it with a secret).
-fn check_syn_ack(syn: &[u8], reply: &[u8]) {
+/// model cannot know: the kernel keys it with a secret). Returns its TCP header's length.
+fn check_syn_ack(syn: &[u8], reply: &[u8], state: &ModelState) -> usize {
     let Ok(Parsed::Ip(packet)) = model::parse(syn) else {
         panic!("a SYN cookie for an unparsable frame {}", hex(syn));
     };
@@ -154,13 +159,15 @@ fn check_syn_ack(syn: &[u8], reply: &[u8]) {
         .get(seq_at..seq_at + 4)
         .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
         .unwrap_or_else(|| panic!("SYN-ACK {} too short for {}", hex(reply), hex(syn)));
-    let expected = model::syn_ack(syn, cookie).expect("the model answers this SYN");
+    let expected = model::syn_ack(syn, cookie, &state.config, state.now_ns)
+        .expect("the model answers this SYN");
     assert_eq!(
         hex(reply),
         hex(&expected),
         "kernel SYN-ACK (left) differs from the model's (right) for frame {}",
         hex(syn)
     );
+    reply.len() - (packet.ip_offset + packet.ip_header_len)
 }
 
 /// A frame as hex, for failure messages.

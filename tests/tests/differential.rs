@@ -24,7 +24,10 @@ use mirror_xdp::{
     observe::testrun::TestProgram,
     policy::Policy,
 };
-use mirror_xdp_common::{Reason, config_flag};
+use mirror_xdp_common::{
+    Reason, config_flag,
+    cookie_option::{TIMESTAMPS, WINDOW_SCALE},
+};
 use mirror_xdp_tests::cpu::pin_to_cpu;
 use mirror_xdp_tests::differential::{Tally, check_ports, check_reasons, judge_one};
 use mirror_xdp_tests::frames::{FrameGen, MIN_FRAME_LEN, truncations};
@@ -431,8 +434,43 @@ const COOKIE_REASONS: [Reason; 7] = [
 
 #[test]
 fn syn_cookies_agree_with_model() {
-    let reached = differential("cookies", &cookies("enforce"), 10);
+    let reached = differential_with("cookies", &cookies("enforce"), 10, |program, state| {
+        host_allows(program, state, ALL_COOKIE_OPTIONS, 7)
+    });
     expect_reached(&reached, &reasons(&[&COOKIE_REASONS]), &[]);
+}
+
+/// A host without SACK or ECN, timestamp offsets on (no timestamp cookies), or without
+/// window scaling and a large receive buffer: the cookies carry what each allows.
+#[test]
+fn syn_cookies_on_other_hosts_agree_with_model() {
+    use mirror_xdp_common::cookie_option::{ECN, SACK};
+    for (seed, options, wscale) in [
+        (12, TIMESTAMPS | WINDOW_SCALE, 9),
+        (13, WINDOW_SCALE | SACK | ECN, 7),
+        (14, TIMESTAMPS | SACK | ECN, 14),
+    ] {
+        let name = format!("cookies, options {options:#x}");
+        let reached = differential_with(&name, &cookies("enforce"), seed, |program, state| {
+            host_allows(program, state, options, wscale)
+        });
+        expect_reached(&reached, &reasons(&[&COOKIE_REASONS]), &[]);
+    }
+}
+
+/// Every option a cookie may carry (what attach finds on a Debian host).
+const ALL_COOKIE_OPTIONS: u8 = {
+    use mirror_xdp_common::cookie_option::{ECN, SACK};
+    TIMESTAMPS | WINDOW_SCALE | SACK | ECN
+};
+
+/// What attach reads from the host's sysctls: the cookie options and the window scale.
+fn host_allows(program: &mut TestProgram, state: &mut ModelState, options: u8, wscale: u8) {
+    let mut config = program.maps.config().expect("read the config");
+    config.cookie_options = options;
+    config.cookie_wscale = wscale;
+    program.maps.set_config(&config).expect("write the config");
+    state.config = config;
 }
 
 #[test]
@@ -523,6 +561,9 @@ fn replay(name: &str, text: &str, frames: &[Vec<u8>]) -> BTreeSet<Reason> {
         now_ns: START_NS,
         ..ModelState::default()
     };
+    if policy.limits.syn_cookies {
+        host_allows(&mut program, &mut state, ALL_COOKIE_OPTIONS, 7);
+    }
     let mut tally = Tally::default();
     for batch in frames.chunks(CHECK_EVERY) {
         for frame in batch {
@@ -613,6 +654,10 @@ fn differential_with(
         .collect();
     if policy.limits.syn_cookies {
         summary.push(format!("keepalive SYNs={}", tally.keepalives));
+        summary.push(format!(
+            "timestamp cookies={} (with window scale {})",
+            tally.timestamp_cookies, tally.wscale_cookies
+        ));
     }
     eprintln!(
         "{name}: {total} frames, {} flows, zero disagreements ({})",
@@ -622,6 +667,11 @@ fn differential_with(
     assert!(total >= RANDOM_FRAMES, "ran {total} frames");
     if policy.limits.syn_cookies {
         assert!(tally.keepalives > 0, "no keepalive SYN");
+        // Frames with timestamps get timestamp cookies where the host allows them.
+        let allowed = state.config.cookie_options;
+        let expect = |option: u8| allowed & option != 0 && allowed & TIMESTAMPS != 0;
+        assert_eq!(tally.timestamp_cookies > 0, expect(TIMESTAMPS), "timestamp cookies");
+        assert_eq!(tally.wscale_cookies > 0, expect(WINDOW_SCALE), "window scales");
     }
     tally.reasons.keys().copied().collect()
 }

@@ -44,6 +44,10 @@ pub fn config(policy: &Policy, cpus: u32) -> Result<Config, PolicyError> {
         // Set with the IPv6 lists (`compile`).
         first_tier_v6: 0,
         blocks_v6_half_bits: 0,
+        // Set from the host's sysctls when the policy is put in force (see `lifecycle`).
+        cookie_options: 0,
+        cookie_wscale: 0,
+        _pad: [0; 6],
         clock_override_ns: 0,
         pps_interval_ns,
         pps_tolerance_ns,

@@ -15,11 +15,11 @@ use super::{
     pins::create_pin_dir,
     recover::{Recovery, recover},
     spare,
-    teardown::{remove_egress_hooks, remove_pins, restore_syncookies},
+    teardown::{remove_egress_hooks, remove_pins, restore_sysctls},
 };
 use crate::{
     compile::{compile, possible_cpus},
-    kernel::maps::Maps,
+    kernel::{maps::Maps, syncookie_sysctl},
     policy::Policy,
     state::{Paths, PolicyRecord, PortRecord, Record},
 };
@@ -60,13 +60,25 @@ pub fn attach(
         merged = policy.clone().with_live_ports(&live_ports)?;
         &merged
     };
-    let image = compile(policy, possible_cpus())?;
+    let mut image = compile(policy, possible_cpus())?;
+    // Attach turns the timestamp offsets off (`tcp_timestamps` 1 to 2) before the first
+    // cookie goes out: the cookies may carry what that value allows.
+    let proc_sys = Path::new(syncookie_sysctl::PROC_SYS);
+    let timestamps_before = match policy.limits.syn_cookies {
+        true => Some(syncookie_sysctl::timestamps(proc_sys)?),
+        false => None,
+    };
+    if let Some(now) = &timestamps_before {
+        let will_be = if now == "1" { "2" } else { now };
+        (image.config.cookie_options, image.config.cookie_wscale) =
+            syncookie_sysctl::cookie_options(proc_sys, will_be)?;
+    }
     let generation_dir = paths.generation_dir(1);
     create_pin_dir(&generation_dir)?;
     let mut rollback = Rollback {
         paths,
         armed: true,
-        syncookies_before: None,
+        sysctls_before: None,
     };
 
     let mut ebpf = object::load(
@@ -87,7 +99,7 @@ pub fn attach(
     drop(maps);
     fault::point("attach:egress-program-pinned");
 
-    let syncookies = Path::new(crate::kernel::syncookie_sysctl::SYSCTL);
+    let syncookies = Path::new(syncookie_sysctl::SYSCTL);
     let mut record = Record {
         mode: policy.settings.mode.name().to_string(),
         interfaces: Vec::new(),
@@ -101,9 +113,11 @@ pub fn attach(
             .flat_map(|r| r.ports.iter().map(|p| PortRecord::new(r.proto, *p)))
             .collect(),
         tcp_syncookies_before: match policy.limits.syn_cookies {
-            true => Some(crate::kernel::syncookie_sysctl::read(syncookies)?),
+            true => Some(syncookie_sysctl::read(syncookies)?),
             false => None,
         },
+        // What attach will change: offsets on (1) go off.
+        tcp_timestamps_before: timestamps_before.filter(|v| v == "1"),
         limiter_entries: sizes.limiter_entries,
         reloads: Default::default(),
         ebpf_object: Some(crate::build_info::EBPF_OBJECT_SHA256.to_owned()),
@@ -113,13 +127,21 @@ pub fn attach(
     fault::point("attach:pending-written");
     if policy.limits.syn_cookies {
         // Before the first cookie goes out: the kernel must accept the ACKs that answer it.
-        let before = crate::kernel::syncookie_sysctl::enable(syncookies)?;
+        // From here the rollback puts back what the record says was there.
+        rollback.sysctls_before = Some(record.clone());
+        let before = syncookie_sysctl::enable(syncookies)?;
         progress(&format!(
             "syn_cookies: net.ipv4.tcp_syncookies set to {} in this network namespace \
              (was {before}; detach restores it)",
-            crate::kernel::syncookie_sysctl::REQUIRED
+            syncookie_sysctl::REQUIRED
         ));
-        rollback.syncookies_before = Some(before);
+        if syncookie_sysctl::timestamps_without_offsets(proc_sys)?.is_some() {
+            progress(
+                "syn_cookies: net.ipv4.tcp_timestamps set to 2 (timestamps without \
+                 per-connection offsets, so that cookies carry window scaling and SACK; was 1; \
+                 detach restores it)",
+            );
+        }
         fault::point("attach:sysctl-set");
     }
 
@@ -166,8 +188,8 @@ pub fn attach(
 struct Rollback<'a> {
     paths: &'a Paths,
     armed: bool,
-    /// `net.ipv4.tcp_syncookies` before this attach changed it.
-    syncookies_before: Option<String>,
+    /// Once this attach changes sysctls: the record that says what they were.
+    sysctls_before: Option<Record>,
 }
 
 impl Drop for Rollback<'_> {
@@ -179,8 +201,8 @@ impl Drop for Rollback<'_> {
             }
             remove_pins(self.paths);
             pending::discard(self.paths);
-            if let Some(before) = &self.syncookies_before {
-                let _ = restore_syncookies(before);
+            if let Some(record) = &self.sysctls_before {
+                let _ = restore_sysctls(record);
             }
         }
     }

@@ -88,6 +88,7 @@ mod tests {
             },
             ports: vec![],
             tcp_syncookies_before: None,
+            tcp_timestamps_before: None,
             limiter_entries: 1024,
             reloads: Default::default(),
             ebpf_object: None,

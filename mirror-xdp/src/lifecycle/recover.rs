@@ -31,7 +31,7 @@ use super::{
     pins::{self, file_name, generation_dirs, link_pins, remove_dir_pins},
     spare,
     swap::{Programs, promote_staging, running, swap_links},
-    teardown::{finish_detach, remove_egress_hooks, remove_pins, restore_syncookies},
+    teardown::{finish_detach, remove_egress_hooks, remove_pins, restore_sysctls},
 };
 use crate::state::{EgressHook, InterfaceRecord, Paths, Record, dir::Lock};
 
@@ -95,20 +95,18 @@ fn unattached(
     // Our tc filters and qdiscs first: the programs' pins tell them from others'.
     remove_egress_hooks(paths, pending_interfaces, progress)?;
     remove_pins(paths);
-    let before = pending
-        .as_ref()
-        .and_then(|p| p.tcp_syncookies_before.clone());
-    if let Some(before) = &before {
-        restore_syncookies(before)?;
-    }
+    let restored = match &pending {
+        Some(record) => restore_sysctls(record)?,
+        None => false,
+    };
     pending::discard(paths);
     let what = if pending.is_some() {
         "an attach did not finish (the process ended half-way): rolled it back"
     } else {
         "found pins that no attached enforcer uses (an attach or detach did not finish): removed them"
     };
-    let sysctl = if before.is_some() {
-        ", net.ipv4.tcp_syncookies restored"
+    let sysctl = if restored {
+        ", the syn_cookies sysctls restored"
     } else {
         ""
     };

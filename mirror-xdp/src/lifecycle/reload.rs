@@ -22,7 +22,7 @@ use super::{
 };
 use crate::{
     compile::{MapImage, compile, possible_cpus},
-    kernel::maps::Maps,
+    kernel::{maps::Maps, syncookie_sysctl},
     live::ports::LivePorts,
     live::sources as live,
     policy::diff::{Change, diff},
@@ -160,7 +160,14 @@ fn build_and_swap(
         );
     }
     let next = record.policy.generation + 1;
-    let image = compile(policy, possible_cpus())?;
+    let mut image = compile(policy, possible_cpus())?;
+    if policy.limits.syn_cookies {
+        // What the sysctls allow now (attach set them; an admin may have changed them since).
+        let proc_sys = Path::new(syncookie_sysctl::PROC_SYS);
+        let timestamps = syncookie_sysctl::timestamps(proc_sys)?;
+        (image.config.cookie_options, image.config.cookie_wscale) =
+            syncookie_sysctl::cookie_options(proc_sys, &timestamps)?;
+    }
     let staging = paths.staging_dir(next);
     let sizes = Sizes {
         limiter_entries: record.limiter_entries,

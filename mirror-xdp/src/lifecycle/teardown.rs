@@ -54,8 +54,7 @@ pub fn remove_generation(paths: &Paths, generation: u64) {
 pub fn finish_detach(paths: &Paths, record: &Record) -> Result<(), LifecycleError> {
     remove_pins(paths);
     fault::point("detach:pins-removed");
-    if let Some(before) = &record.tcp_syncookies_before {
-        restore_syncookies(before)?;
+    if restore_sysctls(record)? {
         fault::point("detach:sysctl-restored");
     }
     pending::discard(paths);
@@ -63,11 +62,15 @@ pub fn finish_detach(paths: &Paths, record: &Record) -> Result<(), LifecycleErro
     Ok(())
 }
 
-/// Puts `net.ipv4.tcp_syncookies` back to what it was before attach set it.
-pub fn restore_syncookies(before: &str) -> Result<(), LifecycleError> {
-    crate::kernel::syncookie_sysctl::restore(
-        Path::new(crate::kernel::syncookie_sysctl::SYSCTL),
-        before,
-    )?;
-    Ok(())
+/// Puts the sysctls that attach set for `syn_cookies` (`net.ipv4.tcp_syncookies`,
+/// `net.ipv4.tcp_timestamps`) back to what the record says they were; true if it named any.
+pub fn restore_sysctls(record: &Record) -> Result<bool, LifecycleError> {
+    use crate::kernel::syncookie_sysctl::{PROC_SYS, SYSCTL, restore, restore_timestamps};
+    if let Some(before) = &record.tcp_syncookies_before {
+        restore(Path::new(SYSCTL), before)?;
+    }
+    if let Some(before) = &record.tcp_timestamps_before {
+        restore_timestamps(Path::new(PROC_SYS), before)?;
+    }
+    Ok(record.tcp_syncookies_before.is_some() || record.tcp_timestamps_before.is_some())
 }

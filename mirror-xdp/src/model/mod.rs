@@ -23,7 +23,7 @@ use mirror_xdp_common::{
 use crate::policy::{Action, Mode, Policy, Proto};
 
 pub use parse::{IpPacket, L4, Malformed, Parsed, flow_key, parse, parse_buffers, tcp_flag};
-pub use syncookie::{cookie_mss, syn_ack, window};
+pub use syncookie::{cookie_mss, cookie_timestamp, syn_ack, window};
 
 /// What the enforcer state adds to the policy: the clock, flows this host opened that are
 /// still fresh, live source entries, and the limiters' buckets (which judging updates).

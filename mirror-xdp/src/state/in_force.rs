@@ -107,6 +107,7 @@ mod tests {
             },
             ports: Vec::new(),
             tcp_syncookies_before: None,
+            tcp_timestamps_before: None,
             limiter_entries: 1024,
             reloads: Default::default(),
             ebpf_object: None,

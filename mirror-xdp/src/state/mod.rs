@@ -42,6 +42,10 @@ pub struct Record {
     /// back. Absent when the policy has no SYN cookies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tcp_syncookies_before: Option<String>,
+    /// `net.ipv4.tcp_timestamps` before `attach` turned the timestamp offsets off for the
+    /// cookies' timestamps: `detach` puts it back. Absent when attach left it alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp_timestamps_before: Option<String>,
     /// The size of the limiter table (a reload must ask for the same to reuse it).
     #[serde(default = "default_limiter_entries")]
     pub limiter_entries: u32,

@@ -18,7 +18,7 @@ pub use mirror_xdp_common::wire::{
         ARP as ETHERTYPE_ARP, IPV4 as ETHERTYPE_IPV4, IPV6 as ETHERTYPE_IPV6,
         LLDP as ETHERTYPE_LLDP, QINQ as TPID_QINQ, VLAN as TPID_VLAN,
     },
-    tcp_flag,
+    tcp_flag, tcp_option,
 };
 
 /// A whole frame.

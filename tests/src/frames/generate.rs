@@ -126,6 +126,8 @@ impl FrameGen {
         let mut ip = Ipv4::new(src, dst, l4);
         ip.id = self.rng.u16(..);
         ip.ttl = self.rng.u8(1..);
+        // Now and then an ECN mark (ECT or CE): a SYN so marked gets no ECN from a cookie.
+        ip.tos = self.ecn_mark();
         if self.chance(30) {
             ip.options = self.bytes(1..=40);
         }
@@ -143,6 +145,7 @@ impl FrameGen {
         let mut ip = Ipv6::new(src, dst, l4);
         ip.hop_limit = self.rng.u8(1..);
         ip.flow_label = self.rng.u32(..0x10_0000);
+        ip.traffic_class = self.ecn_mark();
         // Past 8 headers the chain is too long to follow: a few of those too.
         let headers = match self.rng.u32(0..100) {
             0..55 => 0,
@@ -155,6 +158,44 @@ impl FrameGen {
             ip = ip.ext(header);
         }
         ip
+    }
+
+    /// The ECN bits of a TOS or traffic class byte: mostly not-ECT.
+    fn ecn_mark(&mut self) -> u8 {
+        if self.chance(20) { self.rng.u8(1..4) } else { 0 }
+    }
+
+    /// The options of a real client's SYN (the layouts of Linux, macOS and Windows), or those
+    /// options in a random order with NOPs, an end-of-list or a broken length: the options
+    /// a SYN cookie's timestamp carries (window scale, SACK-permitted, timestamp).
+    fn syn_options(&mut self) -> Vec<u8> {
+        const NOP: u8 = tcp_option::NOP;
+        let mss = [tcp_option::MSS, 4, 0x05, 0xb4];
+        // Scales up to 15: the kernel clamps those over 14.
+        let ws = [tcp_option::WINDOW_SCALE, 3, self.rng.u8(0..16)];
+        let sack = [tcp_option::SACK_PERMITTED, 2];
+        let mut ts = vec![tcp_option::TIMESTAMP, 10];
+        ts.extend(self.rng.u32(..).to_be_bytes());
+        ts.extend([0; 4]);
+        let layout: Vec<&[u8]> = match self.rng.u32(0..5) {
+            0 => vec![&mss, &sack, &ts, &[NOP], &ws],
+            1 => vec![&mss, &[NOP], &ws, &[NOP, NOP], &ts, &sack, &[tcp_option::END]],
+            2 => vec![&mss, &[NOP], &ws, &[NOP, NOP], &sack],
+            _ => {
+                let mut parts: Vec<&[u8]> = vec![&mss, &ws, &sack, &ts, &[NOP]];
+                parts.retain(|_| self.rng.bool());
+                self.rng.shuffle(&mut parts);
+                parts
+            }
+        };
+        let mut options: Vec<u8> = layout.concat();
+        if self.chance(10) && !options.is_empty() {
+            // A broken option: a length past the end, or under 2.
+            let at = self.rng.usize(..options.len());
+            options[at] = pick(&mut self.rng, &[0, 1, 40]);
+        }
+        options.truncate(40);
+        options
     }
 
     fn ext_header(&mut self) -> ExtHeader {
@@ -210,6 +251,9 @@ impl FrameGen {
             0..40 => {
                 let flags = [
                     tcp_flag::SYN,
+                    tcp_flag::SYN,
+                    // A SYN that asks for ECN.
+                    tcp_flag::SYN | tcp_flag::ECE | tcp_flag::CWR,
                     tcp_flag::SYN | tcp_flag::ACK,
                     tcp_flag::ACK,
                     tcp_flag::PSH | tcp_flag::ACK,
@@ -223,8 +267,10 @@ impl FrameGen {
                     pick(&mut self.rng, &flags),
                 );
                 tcp.seq = self.rng.u32(..);
-                if self.chance(30) {
-                    tcp.options = self.bytes(1..=40);
+                match self.rng.u32(0..100) {
+                    0..30 => tcp.options = self.bytes(1..=40),
+                    30..60 => tcp.options = self.syn_options(),
+                    _ => {}
                 }
                 tcp.payload = self.payload(32);
                 L4::Tcp(tcp)

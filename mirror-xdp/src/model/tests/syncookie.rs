@@ -4,6 +4,10 @@
 use super::*;
 use crate::compile::config;
 use crate::policy::Limits;
+use mirror_xdp_common::{
+    cookie_option,
+    tcp_flag::{CWR, ECE},
+};
 
 const SEC: u64 = 1_000_000_000;
 const KEEPALIVE: u64 = mirror_xdp_common::limits::SYN_KEEPALIVE_NS;
@@ -216,7 +220,7 @@ fn the_syn_ack_answers_the_syn() {
         IPV4,
         &ipv4(OTHER4, LOCAL4, ipproto::TCP, &[], 0, &syn_tcp),
     );
-    let reply = syn_ack(&frame, 0x1234_5678).unwrap();
+    let reply = syn_ack(&frame, 0x1234_5678, &Config::default(), 0).unwrap();
     // 14 + 4 (tag) + 20 + 24 bytes; MACs swapped, tag kept.
     assert_eq!(reply.len(), 62);
     assert_eq!(reply[..6], frame[6..12]);
@@ -238,7 +242,7 @@ fn the_syn_ack_answers_the_syn() {
 
     // A bare SYN gets a bare SYN-ACK; IPv6 keeps its next header and sets hop limit 64.
     let frame = syn6(OTHER6, 443);
-    let reply = syn_ack(&frame, 7).unwrap();
+    let reply = syn_ack(&frame, 7, &Config::default(), 0).unwrap();
     assert_eq!(reply.len(), 14 + 40 + 20);
     let (ip, th) = (&reply[14..54], &reply[54..]);
     assert_eq!(ip[..8], [0x60, 0, 0, 0, 0, 20, 6, 64]);
@@ -261,5 +265,129 @@ fn the_syn_ack_answers_the_syn() {
             &tcp(1, 80, SYN),
         ),
     );
-    assert_eq!(syn_ack(&options, 1), None);
+    assert_eq!(syn_ack(&options, 1, &Config::default(), 0), None);
+}
+
+/// Every cookie option the host may allow, and a window scale of 7.
+fn all_options() -> Config {
+    Config {
+        cookie_options: cookie_option::TIMESTAMPS
+            | cookie_option::WINDOW_SCALE
+            | cookie_option::SACK
+            | cookie_option::ECN,
+        cookie_wscale: 7,
+        ..Config::default()
+    }
+}
+
+/// A Linux client's SYN: MSS 1460, SACK-permitted, timestamp 0xAABBCCDD, NOP, window
+/// scale `ws`; `flags` on top of SYN (ECE and CWR ask for ECN).
+fn linux_syn(ws: u8, flags: u8, tos: u8) -> Vec<u8> {
+    let mut syn_tcp = tcp_doff(40000, 80, SYN | flags, 10);
+    syn_tcp[20..40].copy_from_slice(&[
+        2, 4, 0x05, 0xB4, 4, 2, 8, 10, 0xAA, 0xBB, 0xCC, 0xDD, 0, 0, 0, 0, 1, 3, 3, ws,
+    ]);
+    let mut ip = ipv4(OTHER4, LOCAL4, ipproto::TCP, &[], 0, &syn_tcp);
+    ip[1] = tos;
+    eth(&[], IPV4, &ip)
+}
+
+/// The SYN-ACK's TCP header (a frame without VLAN tags, IPv4 without options).
+fn reply_tcp(reply: &[u8]) -> &[u8] {
+    &reply[34..]
+}
+
+#[test]
+fn a_syn_with_timestamps_gets_the_kernels_timestamp_cookie() {
+    // 1,000,042 ms: the clock's low 6 bits are 42 (1,000,042 = 15,625 * 64 + 42).
+    let now = 1_000_042 * 1_000_000 + 999_999;
+    let reply = syn_ack(&linux_syn(9, ECE | CWR, 0), 1, &all_options(), now).unwrap();
+    let th = reply_tcp(&reply);
+    assert_eq!(th.len(), 40);
+    assert_eq!((th[12], th[13]), (10 << 4, 0x52), "SYN, ACK and ECE");
+    assert_eq!(th[20..28], [2, 4, 0x05, 0xB4, 4, 2, 8, 10]);
+    // Scale 9, SACK (16) and ECN (32): 57 is above 42, so one step back.
+    let low = 9 | 16 | 32;
+    assert_eq!(th[28..32], ((15_625 - 1) * 64 + low as u32).to_be_bytes());
+    assert_eq!(th[32..36], [0xAA, 0xBB, 0xCC, 0xDD], "the echo is the client's");
+    assert_eq!(th[36..40], [1, 3, 3, 7], "the host's scale, not the client's");
+    let ip = &reply[14..34];
+    let pseudo = cat(&[&ip[12..20], &[0, 6, 0, 40]]);
+    assert_eq!(ones_sum(&cat(&[&pseudo, th])), 0xFFFF);
+}
+
+#[test]
+fn the_timestamp_carries_only_what_the_host_allows() {
+    let now = 64 * 1_000_000 * 1000 + 63 * 1_000_000; // low bits 63: never a step back
+    let ts = |th: &[u8]| u32::from_be_bytes([th[28], th[29], th[30], th[31]]);
+    let without = |option: u8| Config {
+        cookie_options: all_options().cookie_options & !option,
+        ..all_options()
+    };
+    // No SACK: two NOPs before the timestamp, bit 4 clear.
+    let reply = syn_ack(&linux_syn(2, 0, 0), 1, &without(cookie_option::SACK), now).unwrap();
+    let th = reply_tcp(&reply);
+    assert_eq!(th[24..28], [1, 1, 8, 10]);
+    assert_eq!(ts(th) & 63, 2);
+    // No window scaling: no option, 0xF in the timestamp, a 36-byte header.
+    let scale = without(cookie_option::WINDOW_SCALE);
+    let reply = syn_ack(&linux_syn(2, 0, 0), 1, &scale, now).unwrap();
+    let th = reply_tcp(&reply);
+    assert_eq!(th.len(), 36);
+    assert_eq!(ts(th) & 63, 0xF | 16);
+    // ECN only for a SYN that asks with ECE and CWR, is not ECN-marked, on a host with ECN.
+    for (flags, tos, config, ecn) in [
+        (ECE | CWR, 0, all_options(), true),
+        (ECE, 0, all_options(), false),
+        (ECE | CWR, 2, all_options(), false),
+        (ECE | CWR, 0, without(cookie_option::ECN), false),
+    ] {
+        let reply = syn_ack(&linux_syn(2, flags, tos), 1, &config, now).unwrap();
+        let th = reply_tcp(&reply);
+        assert_eq!(th[13] & ECE != 0, ecn, "flags {flags:#x} tos {tos}");
+        assert_eq!(ts(th) & 32 != 0, ecn, "flags {flags:#x} tos {tos}");
+    }
+    // Scales over 14 are taken as 14, as the kernel does.
+    let reply = syn_ack(&linux_syn(15, 0, 0), 1, &all_options(), now).unwrap();
+    assert_eq!(ts(reply_tcp(&reply)) & 0xF, 14);
+    // No timestamps on the host: the MSS alone, whatever the SYN has.
+    let reply = syn_ack(&linux_syn(2, ECE | CWR, 0), 1, &without(cookie_option::TIMESTAMPS), now);
+    let th = reply.as_deref().map(reply_tcp).unwrap();
+    assert_eq!((th.len(), th[13]), (24, 0x12));
+}
+
+#[test]
+fn a_syn_too_short_for_an_option_goes_without_it() {
+    let now = 1_000 * 1_000_000;
+    let build = |options: &[u8]| {
+        let words = 5 + options.len() / 4;
+        let mut syn_tcp = tcp_doff(40000, 80, SYN, words as u8);
+        syn_tcp[20..].copy_from_slice(options);
+        eth(&[], IPV4, &ipv4(OTHER4, LOCAL4, ipproto::TCP, &[], 0, &syn_tcp))
+    };
+    // Timestamp and window scale in 16 bytes (no MSS): room for the timestamp only.
+    let syn = build(&[8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 5, 0, 0]);
+    let reply = syn_ack(&syn, 1, &all_options(), now).unwrap();
+    let th = reply_tcp(&reply);
+    assert_eq!(th.len(), 36);
+    assert_eq!(u32::from_be_bytes([th[28], th[29], th[30], th[31]]) & 0xF, 0xF);
+    // A timestamp in 12 bytes: no room for it in the reply, the MSS alone.
+    let syn = build(&[8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(reply_tcp(&syn_ack(&syn, 1, &all_options(), now).unwrap()).len(), 24);
+    // A timestamp after an end-of-list is not read.
+    let syn = build(&[0, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(reply_tcp(&syn_ack(&syn, 1, &all_options(), now).unwrap()).len(), 24);
+}
+
+#[test]
+fn the_cookie_timestamp_is_never_ahead_of_the_clock() {
+    for now_ms in [0u64, 5, 63, 64, 100, 1_000_042, u64::from(u32::MAX) + 7] {
+        for low in [0, 0xF, 9 | 16, 0x3F] {
+            let ts = cookie_timestamp(now_ms * 1_000_000, low);
+            assert_eq!(ts & 63, low, "{now_ms} ms, {low}");
+            // Within one step behind the clock (mod 2^32, as TCP timestamps wrap).
+            let behind = (now_ms as u32).wrapping_sub(ts);
+            assert!(behind < 64, "{now_ms} ms, {low}: {ts}");
+        }
+    }
 }
