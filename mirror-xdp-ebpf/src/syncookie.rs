@@ -77,7 +77,12 @@ pub extern "C" fn mx_syn_options(ctx: *mut xdp_md, ip_off: u32, v6: u32) -> u64 
     let mut data_offset = 0u8;
     // SAFETY: one byte into a local; the helper checks the frame's bounds.
     let read = unsafe {
-        bpf_xdp_load_bytes(ctx, (th + 12) as u32, &mut data_offset as *mut u8 as *mut c_void, 1)
+        bpf_xdp_load_bytes(
+            ctx,
+            (th + 12) as u32,
+            &mut data_offset as *mut u8 as *mut c_void,
+            1,
+        )
     };
     let header_len = (data_offset >> 4) as usize * 4;
     if read != 0 || header_len <= TCP_BARE {
@@ -244,7 +249,11 @@ impl Reply {
         let room = doff as usize * 4;
         let mut reply = Reply {
             value,
-            len: if room >= TCP_WITH_MSS { TCP_WITH_MSS } else { TCP_BARE },
+            len: if room >= TCP_WITH_MSS {
+                TCP_WITH_MSS
+            } else {
+                TCP_BARE
+            },
             tsval: 0,
             tsecr: 0,
             sack: false,
@@ -260,10 +269,7 @@ impl Reply {
         }
         let mut low = timestamp_cookie::WSCALE_MASK;
         reply.len = TCP_WITH_TIMESTAMP;
-        if syn.has_wscale
-            && allowed & cookie_option::WINDOW_SCALE != 0
-            && room >= TCP_WITH_WSCALE
-        {
+        if syn.has_wscale && allowed & cookie_option::WINDOW_SCALE != 0 && room >= TCP_WITH_WSCALE {
             low = if syn.wscale > timestamp_cookie::MAX_WSCALE {
                 timestamp_cookie::MAX_WSCALE
             } else {
@@ -356,7 +362,12 @@ impl SynOptions {
         }
         // SAFETY: `len` bytes fit in `bytes`; the helper checks the frame's bounds.
         let copied = unsafe {
-            bpf_xdp_load_bytes(ctx, options_at, bytes.as_mut_ptr() as *mut c_void, len as u32)
+            bpf_xdp_load_bytes(
+                ctx,
+                options_at,
+                bytes.as_mut_ptr() as *mut c_void,
+                len as u32,
+            )
         };
         if copied != 0 {
             return none;
@@ -394,14 +405,14 @@ impl SynOptions {
             let ws = is(opt::WINDOW_SCALE, opt::WINDOW_SCALE_LEN);
             wscale = pick(ws, byte(at + 2), wscale);
             let ts = is(opt::TIMESTAMP, opt::TIMESTAMP_LEN);
-            let value = byte(at + 2) << 24 | byte(at + 3) << 16 | byte(at + 4) << 8 | byte(at + 5);
+            let value =
+                (byte(at + 2) << 24) | (byte(at + 3) << 16) | (byte(at + 4) << 8) | byte(at + 5);
             tsval = pick(ts, value, tsval);
-            found |= ts * Self::TIMESTAMP
-                | is(opt::SACK_PERMITTED, opt::SACK_PERMITTED_LEN) * Self::SACK
-                | ws * Self::WSCALE;
+            let sack = is(opt::SACK_PERMITTED, opt::SACK_PERMITTED_LEN);
+            found |= (ts * Self::TIMESTAMP) | (sack * Self::SACK) | (ws * Self::WSCALE);
             at += nop + option * size;
         }
-        SynOptions::unpack(tsval << 32 | wscale << 8 | found)
+        SynOptions::unpack((tsval << 32) | (wscale << 8) | found)
     }
 
     /// In a number, to return from a global function.
@@ -429,7 +440,12 @@ impl SynOptions {
 
 /// The IPv4 SYN-ACK with a `TL`-byte TCP header; returns the new frame length.
 #[inline(always)]
-fn reply_v4<const TL: usize>(start: usize, end: usize, ip_off: usize, reply: &Reply) -> Option<usize> {
+fn reply_v4<const TL: usize>(
+    start: usize,
+    end: usize,
+    ip_off: usize,
+    reply: &Reply,
+) -> Option<usize> {
     let ip = start + ip_off;
     let th = ip + IPV4_LEN;
     if !fits(start, 12, end) || !fits(th, TL, end) {
@@ -455,7 +471,12 @@ fn reply_v4<const TL: usize>(start: usize, end: usize, ip_off: usize, reply: &Re
 
 /// The IPv6 SYN-ACK with a `TL`-byte TCP header; returns the new frame length.
 #[inline(always)]
-fn reply_v6<const TL: usize>(start: usize, end: usize, ip_off: usize, reply: &Reply) -> Option<usize> {
+fn reply_v6<const TL: usize>(
+    start: usize,
+    end: usize,
+    ip_off: usize,
+    reply: &Reply,
+) -> Option<usize> {
     let ip = start + ip_off;
     let th = ip + IPV6_LEN;
     if !fits(start, 12, end) || !fits(th, TL, end) {

@@ -8,6 +8,7 @@ pub mod testbed;
 pub mod virtio;
 
 pub mod cli;
+pub mod cookie_download;
 pub mod cpu;
 pub mod debian_root;
 pub mod differential;

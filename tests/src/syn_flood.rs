@@ -25,23 +25,36 @@ pub const ATTEMPTS_V6: u32 = 20;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// hping3: 40,000 SYNs, one every 200 us (about 5,000 a second, 100 times the budget), from
 /// random sources; `timeout` ends it after 15 s whatever happens.
-const FLOOD_SYNS: &str = "40000";
-const FLOOD_GAP: &str = "u200";
-const FLOOD_SECS: &str = "15";
+pub(crate) const FLOOD: Flood = Flood {
+    syns: "40000",
+    gap: "u200",
+    secs: "15",
+};
+
+/// How many SYNs hping3 sends, how far apart, and the time after which it is ended.
+pub(crate) struct Flood {
+    pub syns: &'static str,
+    pub gap: &'static str,
+    pub secs: &'static str,
+}
 /// The client starts once the server has judged this many of the flood's SYNs over the
 /// budget (a cookie or a drop): the flood is under way.
-const FLOOD_UNDER_WAY: u64 = 100;
+pub(crate) const FLOOD_UNDER_WAY: u64 = 100;
 /// The flood and the client share one CPU, so that the server's XDP judges both there, in
 /// one CPU's share of the global budget (25 a second of the 50 on a two-CPU machine).
-const CPU: usize = 0;
+pub(crate) const CPU: usize = 0;
 
 fn policy(cookies: bool) -> String {
+    policy_for(PORT, cookies)
+}
+
+pub(crate) fn policy_for(port: u16, cookies: bool) -> String {
     format!(
         r#"
 version = 1
 [[ports]]
 proto = "tcp"
-ports = [{PORT}]
+ports = [{port}]
 [limits]
 global_syn_rate = 50
 syn_cookies = {cookies}
@@ -99,6 +112,7 @@ pub fn flood_and_connect(bed: &Testbed, cookies: bool) -> Outcome {
         .run_ok("ip", &["route", "add", "default", "via", &gateway])
         .expect("default route");
     let sysctl_before = syncookies(&bed.server);
+    let timestamps_before = timestamps(&bed.server);
     attach_policy(bed, &policy(cookies));
     let expected = if cookies { "2" } else { sysctl_before.as_str() };
     assert_eq!(
@@ -106,8 +120,16 @@ pub fn flood_and_connect(bed: &Testbed, cookies: bool) -> Outcome {
         expected,
         "tcp_syncookies after attach"
     );
+    // Cookies carry options in timestamps without per-connection offsets.
+    let expected = if cookies { "2" } else { "1" };
+    assert_eq!(timestamps_before, "1", "a namespace starts with offsets on");
+    assert_eq!(
+        timestamps(&bed.server),
+        expected,
+        "tcp_timestamps after attach"
+    );
 
-    let mut flood = start_flood(bed);
+    let mut flood = start_flood(bed, PORT, &FLOOD);
     wait_until(
         Duration::from_secs(5),
         "the SYN flood going over the budget",
@@ -173,6 +195,11 @@ pub fn flood_and_connect(bed: &Testbed, cookies: bool) -> Outcome {
         sysctl_before,
         "detach restores tcp_syncookies"
     );
+    assert_eq!(
+        timestamps(&bed.server),
+        timestamps_before,
+        "detach restores tcp_timestamps"
+    );
     let v6 = results.pop().expect("IPv6 connects");
     let v4 = results.pop().expect("IPv4 connects");
     Outcome {
@@ -183,16 +210,17 @@ pub fn flood_and_connect(bed: &Testbed, cookies: bool) -> Outcome {
     }
 }
 
-/// hping3 from the client namespace at the server, spoofed random sources, on [`CPU`].
-fn start_flood(bed: &Testbed) -> ChildGuard {
-    let port = PORT.to_string();
+/// hping3 from the client namespace at the server's `port`, spoofed random sources, on
+/// [`CPU`].
+pub(crate) fn start_flood(bed: &Testbed, port: u16, flood: &Flood) -> ChildGuard {
+    let port = port.to_string();
     let target = SERVER_V4.to_string();
     let cpu = CPU.to_string();
     bed.client
         .spawn(
             "timeout",
             &[
-                FLOOD_SECS,
+                flood.secs,
                 "taskset",
                 "-c",
                 &cpu,
@@ -203,9 +231,9 @@ fn start_flood(bed: &Testbed) -> ChildGuard {
                 &port,
                 "--rand-source",
                 "-i",
-                FLOOD_GAP,
+                flood.gap,
                 "-c",
-                FLOOD_SYNS,
+                flood.syns,
                 &target,
             ],
         )
@@ -215,6 +243,11 @@ fn start_flood(bed: &Testbed) -> ChildGuard {
 /// `net.ipv4.tcp_syncookies` in a namespace.
 fn syncookies(ns: &Netns) -> String {
     ns.sysctl("net.ipv4.tcp_syncookies")
+}
+
+/// `net.ipv4.tcp_timestamps` in a namespace.
+fn timestamps(ns: &Netns) -> String {
+    ns.sysctl("net.ipv4.tcp_timestamps")
 }
 
 impl Outcome {

@@ -65,7 +65,8 @@ fn systemd_unit_is_hardened_and_verifies() {
     assert!(words("ReadWritePaths").is_superset(&BTreeSet::from([
         "/sys/fs/bpf",
         "/var/lib/mirror-xdp",
-        "-/proc/sys/net/ipv4/tcp_syncookies"
+        "-/proc/sys/net/ipv4/tcp_syncookies",
+        "-/proc/sys/net/ipv4/tcp_timestamps"
     ])));
     assert_eq!(
         words("RestrictAddressFamilies"),

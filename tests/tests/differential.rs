@@ -670,8 +670,16 @@ fn differential_with(
         // Frames with timestamps get timestamp cookies where the host allows them.
         let allowed = state.config.cookie_options;
         let expect = |option: u8| allowed & option != 0 && allowed & TIMESTAMPS != 0;
-        assert_eq!(tally.timestamp_cookies > 0, expect(TIMESTAMPS), "timestamp cookies");
-        assert_eq!(tally.wscale_cookies > 0, expect(WINDOW_SCALE), "window scales");
+        assert_eq!(
+            tally.timestamp_cookies > 0,
+            expect(TIMESTAMPS),
+            "timestamp cookies"
+        );
+        assert_eq!(
+            tally.wscale_cookies > 0,
+            expect(WINDOW_SCALE),
+            "window scales"
+        );
     }
     tally.reasons.keys().copied().collect()
 }

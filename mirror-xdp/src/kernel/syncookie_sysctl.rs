@@ -68,9 +68,8 @@ pub fn restore_timestamps(proc_sys: &Path, value: &str) -> Result<(), Syncookies
 /// its receive buffer: the largest receive space (`tcp_rmem`'s maximum or `rmem_max`) in
 /// units of 64 KiB, as a power of two, at most 14.
 pub fn cookie_options(proc_sys: &Path, timestamps: &str) -> Result<(u8, u8), SyncookiesError> {
-    let on = |name: &str| -> Result<bool, SyncookiesError> {
-        Ok(read(&proc_sys.join(name))? != "0")
-    };
+    let on =
+        |name: &str| -> Result<bool, SyncookiesError> { Ok(read(&proc_sys.join(name))? != "0") };
     let mut options = 0;
     if timestamps == TIMESTAMPS_WITHOUT_OFFSETS {
         options |= cookie_option::TIMESTAMPS;
@@ -86,14 +85,17 @@ pub fn cookie_options(proc_sys: &Path, timestamps: &str) -> Result<(u8, u8), Syn
     }
     let tcp_rmem = proc_sys.join("net/ipv4/tcp_rmem");
     let rmem_max = proc_sys.join("net/core/rmem_max");
-    let largest = [
-        number(&tcp_rmem, read(&tcp_rmem)?.split_whitespace().nth(2))?,
-        number(&rmem_max, Some(&read(&rmem_max)?))?,
-    ]
-    .into_iter()
-    .max()
-    .unwrap_or(0);
-    let wscale = largest.max(1).ilog2().saturating_sub(15).min(u32::from(MAX_WSCALE));
+    // `rmem_max` is global, and some kernels (6.1) show it in the host's namespace only.
+    let rmem_max = match std::fs::exists(&rmem_max) {
+        Ok(false) => 0,
+        _ => number(&rmem_max, Some(&read(&rmem_max)?))?,
+    };
+    let largest = number(&tcp_rmem, read(&tcp_rmem)?.split_whitespace().nth(2))?.max(rmem_max);
+    let wscale = largest
+        .max(1)
+        .ilog2()
+        .saturating_sub(15)
+        .min(u32::from(MAX_WSCALE));
     Ok((options, wscale as u8))
 }
 
@@ -179,7 +181,10 @@ mod tests {
     fn timestamp_offsets_go_off_and_come_back() {
         let dir = proc_sys(&DEBIAN);
         let path = dir.path().join(TIMESTAMPS);
-        assert_eq!(timestamps_without_offsets(dir.path()).unwrap().as_deref(), Some("1"));
+        assert_eq!(
+            timestamps_without_offsets(dir.path()).unwrap().as_deref(),
+            Some("1")
+        );
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "2\n");
         // Already without offsets, or off: left alone, nothing to restore.
         assert_eq!(timestamps_without_offsets(dir.path()).unwrap(), None);
@@ -204,7 +209,10 @@ mod tests {
             (all & !cookie_option::TIMESTAMPS, 7)
         );
         // Offsets still on: the echo cannot be read, no timestamp cookies.
-        assert_eq!(cookie_options(dir.path(), "1").unwrap().0 & cookie_option::TIMESTAMPS, 0);
+        assert_eq!(
+            cookie_options(dir.path(), "1").unwrap().0 & cookie_option::TIMESTAMPS,
+            0
+        );
         let mut values = DEBIAN;
         values[2].1 = "0";
         values[3].1 = "0";
@@ -220,6 +228,10 @@ mod tests {
         values[4].1 = "4096 16384 32768";
         values[5].1 = "32768";
         assert_eq!(cookie_options(proc_sys(&values).path(), "2").unwrap().1, 0);
+        // A namespace that does not show the global rmem_max: tcp_rmem alone.
+        let dir = proc_sys(&values);
+        std::fs::remove_file(dir.path().join("net/core/rmem_max")).unwrap();
+        assert_eq!(cookie_options(dir.path(), "2").unwrap().1, 0);
         values[4].1 = "4096 16384";
         let err = cookie_options(proc_sys(&values).path(), "2").unwrap_err();
         assert!(err.to_string().contains("tcp_rmem"), "{err}");
@@ -229,9 +241,8 @@ mod tests {
     fn errors_name_the_setting_and_the_file() {
         let err = enable(Path::new("/nonexistent/tcp_syncookies")).unwrap_err();
         assert!(
-            err.to_string().starts_with(
-                "syn_cookies: reading /nonexistent/tcp_syncookies: "
-            ),
+            err.to_string()
+                .starts_with("syn_cookies: reading /nonexistent/tcp_syncookies: "),
             "{err}"
         );
     }

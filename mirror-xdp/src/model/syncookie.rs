@@ -5,8 +5,7 @@
 
 use super::parse::{L4, Parsed, parse};
 use mirror_xdp_common::{
-    Config, cookie_option, tcp_flag, tcp_option as opt, timestamp_cookie as ts_bits,
-    wire::checksum,
+    Config, cookie_option, tcp_flag, tcp_option as opt, timestamp_cookie as ts_bits, wire::checksum,
 };
 
 /// The MSS values a cookie can encode (the kernel's `msstab` for IPv4 and IPv6).
@@ -147,10 +146,17 @@ pub fn syn_ack(frame: &[u8], cookie: u32, config: &Config, now_ns: u64) -> Optio
     let room = usize::from(syn_tcp[12] >> 4) * 4;
     let with_mss = room >= 24;
     // The IP header's ECN bits: not-ECT (0) lets a cookie grant ECN.
-    let not_ect = if v6 { (syn[1] >> 4) & 3 == 0 } else { syn[1] & 3 == 0 };
+    let not_ect = if v6 {
+        (syn[1] >> 4) & 3 == 0
+    } else {
+        syn[1] & 3 == 0
+    };
     let carried = carried(syn_tcp, not_ect, config.cookie_options).filter(|_| room >= 36);
     // The window scale only if there is room for it too.
-    let wscale = carried.as_ref().and_then(|c| c.wscale).filter(|_| room >= 40);
+    let wscale = carried
+        .as_ref()
+        .and_then(|c| c.wscale)
+        .filter(|_| room >= 40);
     let mut options = Vec::new();
     if with_mss {
         options.extend([opt::MSS, opt::MSS_LEN]);

@@ -162,7 +162,11 @@ impl FrameGen {
 
     /// The ECN bits of a TOS or traffic class byte: mostly not-ECT.
     fn ecn_mark(&mut self) -> u8 {
-        if self.chance(20) { self.rng.u8(1..4) } else { 0 }
+        if self.chance(20) {
+            self.rng.u8(1..4)
+        } else {
+            0
+        }
     }
 
     /// The options of a real client's SYN (the layouts of Linux, macOS and Windows), or those
@@ -179,7 +183,15 @@ impl FrameGen {
         ts.extend([0; 4]);
         let layout: Vec<&[u8]> = match self.rng.u32(0..5) {
             0 => vec![&mss, &sack, &ts, &[NOP], &ws],
-            1 => vec![&mss, &[NOP], &ws, &[NOP, NOP], &ts, &sack, &[tcp_option::END]],
+            1 => vec![
+                &mss,
+                &[NOP],
+                &ws,
+                &[NOP, NOP],
+                &ts,
+                &sack,
+                &[tcp_option::END],
+            ],
             2 => vec![&mss, &[NOP], &ws, &[NOP, NOP], &sack],
             _ => {
                 let mut parts: Vec<&[u8]> = vec![&mss, &ws, &sack, &ts, &[NOP]];

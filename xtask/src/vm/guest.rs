@@ -11,7 +11,7 @@ use super::qemu::REPORT_PREFIX;
 /// Modules loaded up front (autoloading works too, through the initramfs' modprobe hook,
 /// but explicit loads fail loudly; no udev loads drivers for devices): veth pairs, tc clsact
 /// with bpf filters, the virtio-net driver (the VM's NICs, bridge.rs), the tun device,
-/// VLANs, bonds, and the nftables/iptables hooks the comparisons use.
+/// VLANs, bonds, the nftables/iptables hooks the comparisons use, and netem's delay.
 pub const MODULES: &[&str] = &[
     "veth",
     "virtio_net",
@@ -24,6 +24,7 @@ pub const MODULES: &[&str] = &[
     "nft_chain_nat",
     "iptable_raw",
     "ip6table_raw",
+    "sch_netem",
 ];
 
 /// One command the guest runs.

@@ -309,8 +309,16 @@ fn a_syn_with_timestamps_gets_the_kernels_timestamp_cookie() {
     // Scale 9, SACK (16) and ECN (32): 57 is above 42, so one step back.
     let low = 9 | 16 | 32;
     assert_eq!(th[28..32], ((15_625 - 1) * 64 + low as u32).to_be_bytes());
-    assert_eq!(th[32..36], [0xAA, 0xBB, 0xCC, 0xDD], "the echo is the client's");
-    assert_eq!(th[36..40], [1, 3, 3, 7], "the host's scale, not the client's");
+    assert_eq!(
+        th[32..36],
+        [0xAA, 0xBB, 0xCC, 0xDD],
+        "the echo is the client's"
+    );
+    assert_eq!(
+        th[36..40],
+        [1, 3, 3, 7],
+        "the host's scale, not the client's"
+    );
     let ip = &reply[14..34];
     let pseudo = cat(&[&ip[12..20], &[0, 6, 0, 40]]);
     assert_eq!(ones_sum(&cat(&[&pseudo, th])), 0xFFFF);
@@ -351,7 +359,12 @@ fn the_timestamp_carries_only_what_the_host_allows() {
     let reply = syn_ack(&linux_syn(15, 0, 0), 1, &all_options(), now).unwrap();
     assert_eq!(ts(reply_tcp(&reply)) & 0xF, 14);
     // No timestamps on the host: the MSS alone, whatever the SYN has.
-    let reply = syn_ack(&linux_syn(2, ECE | CWR, 0), 1, &without(cookie_option::TIMESTAMPS), now);
+    let reply = syn_ack(
+        &linux_syn(2, ECE | CWR, 0),
+        1,
+        &without(cookie_option::TIMESTAMPS),
+        now,
+    );
     let th = reply.as_deref().map(reply_tcp).unwrap();
     assert_eq!((th.len(), th[13]), (24, 0x12));
 }
@@ -363,20 +376,33 @@ fn a_syn_too_short_for_an_option_goes_without_it() {
         let words = 5 + options.len() / 4;
         let mut syn_tcp = tcp_doff(40000, 80, SYN, words as u8);
         syn_tcp[20..].copy_from_slice(options);
-        eth(&[], IPV4, &ipv4(OTHER4, LOCAL4, ipproto::TCP, &[], 0, &syn_tcp))
+        eth(
+            &[],
+            IPV4,
+            &ipv4(OTHER4, LOCAL4, ipproto::TCP, &[], 0, &syn_tcp),
+        )
     };
     // Timestamp and window scale in 16 bytes (no MSS): room for the timestamp only.
     let syn = build(&[8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 5, 0, 0]);
     let reply = syn_ack(&syn, 1, &all_options(), now).unwrap();
     let th = reply_tcp(&reply);
     assert_eq!(th.len(), 36);
-    assert_eq!(u32::from_be_bytes([th[28], th[29], th[30], th[31]]) & 0xF, 0xF);
+    assert_eq!(
+        u32::from_be_bytes([th[28], th[29], th[30], th[31]]) & 0xF,
+        0xF
+    );
     // A timestamp in 12 bytes: no room for it in the reply, the MSS alone.
     let syn = build(&[8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
-    assert_eq!(reply_tcp(&syn_ack(&syn, 1, &all_options(), now).unwrap()).len(), 24);
+    assert_eq!(
+        reply_tcp(&syn_ack(&syn, 1, &all_options(), now).unwrap()).len(),
+        24
+    );
     // A timestamp after an end-of-list is not read.
     let syn = build(&[0, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0]);
-    assert_eq!(reply_tcp(&syn_ack(&syn, 1, &all_options(), now).unwrap()).len(), 24);
+    assert_eq!(
+        reply_tcp(&syn_ack(&syn, 1, &all_options(), now).unwrap()).len(),
+        24
+    );
 }
 
 #[test]
