@@ -14,6 +14,7 @@ mod limits;
 mod maps;
 mod parse;
 mod sources;
+mod syn_options;
 mod syncookie;
 mod verdict;
 

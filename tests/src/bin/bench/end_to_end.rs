@@ -296,7 +296,7 @@ impl ReceiverThread {
     }
 
     /// CPU time of the receive threads so far, in clock ticks.
-    fn ticks(&self) -> u64 {
+    pub fn ticks(&self) -> u64 {
         self.pids.iter().map(|pid| thread_ticks(*pid)).sum()
     }
 
@@ -349,7 +349,7 @@ fn thread_ticks(pid: u32) -> u64 {
 }
 
 /// Runs `f` with this thread on CPU 0, then lets it run anywhere again.
-fn on_cpu0<R>(f: impl FnOnce() -> R) -> R {
+pub fn on_cpu0<R>(f: impl FnOnce() -> R) -> R {
     // SAFETY: plain libc calls on a zeroed cpu_set_t for the calling thread.
     unsafe {
         let mut all: libc::cpu_set_t = std::mem::zeroed();
@@ -414,7 +414,7 @@ pub fn flood(
 }
 
 /// Frames the server veth's XDP program saw and dropped (`ethtool -S`, all queues).
-fn xdp_counters(ns: &Netns) -> Result<(u64, u64)> {
+pub fn xdp_counters(ns: &Netns) -> Result<(u64, u64)> {
     let out = ns.run_ok("ethtool", &["-S", SERVER_IF])?;
     let (mut packets, mut drops) = (0, 0);
     for (name, value) in String::from_utf8_lossy(&out.stdout)

@@ -15,6 +15,7 @@ mod findings;
 mod goals;
 mod lists;
 mod scaling;
+mod syn_absorb;
 mod virtio_e2e;
 mod xdp_filter;
 
@@ -72,7 +73,7 @@ enum Subject {
 #[command(name = "bench")]
 #[command(group(ArgGroup::new("part").args([
     "paths_only", "lists_only", "end_to_end_only", "control_plane_only", "deny_list_only",
-    "virtio_only", "out"
+    "syn_flood_only", "virtio_only", "out"
 ])))]
 struct Args {
     /// Also write the report to FILE, and the chart next to it (FILE with `.png`).
@@ -93,6 +94,9 @@ struct Args {
     /// Only the deny-list end-to-end table.
     #[arg(long)]
     deny_list_only: bool,
+    /// Only the SYN-flood table: mirror-xdp's cookies next to the kernel's.
+    #[arg(long)]
+    syn_flood_only: bool,
     /// Only the end-to-end table over the virtio-net NICs of a `cargo xtask vm-test --bench`
     /// guest.
     #[arg(long)]
@@ -125,6 +129,10 @@ fn main() -> Result<()> {
     }
     if args.deny_list_only {
         print!("{}", deny_list_e2e::table(&deny_list_e2e::run()?));
+        return Ok(());
+    }
+    if args.syn_flood_only {
+        print!("{}", syn_absorb::table(&syn_absorb::run()?));
         return Ok(());
     }
     let out = args.out;
@@ -280,6 +288,7 @@ fn main() -> Result<()> {
     let end_to_end = end_to_end::run(POLICY)?;
     let deny_list = deny_list_e2e::run();
     let control = control_plane::run(POLICY)?;
+    let syn_flood = syn_absorb::run();
     let chart_note = chart_note(&out, &subjects, &samples, &end_to_end);
     let path_median = |name: &str| {
         subjects
@@ -296,7 +305,15 @@ fn main() -> Result<()> {
         scaling: &scaling,
         lists_worst: Some(lists::worst(&lists)),
         control: &control,
+        syn_flood: syn_flood
+            .as_ref()
+            .ok()
+            .and_then(|rows| syn_absorb::figures(rows)),
     });
+    let syn_flood_section = match &syn_flood {
+        Ok(rows) => syn_absorb::table(rows),
+        Err(e) => format!("skipped: {e:#}\n"),
+    };
     let deny_list_section = match &deny_list {
         Ok(rows) => deny_list_e2e::table(rows),
         Err(e) => format!("skipped: {e:#}\n"),
@@ -355,12 +372,24 @@ fn main() -> Result<()> {
          jiffies (`/proc/stat`). nftables and iptables rows run a bare XDP_PASS natively on \
          the server veth (frames from a live-frames sender reach a veth peer promptly only \
          when it runs native XDP). Dropped counts: the veth's xdp_drops, the nft rule counter, \
-         the iptables rule counter.\n\n{}\n{chart_note}\n\n## Control plane\n\n\
+         the iptables rule counter.\n\n{}\n{chart_note}\n\n## SYN flood: cookies from XDP next to the kernel's\n\n\
+         {syn_frames} SYNs at {syn_rate} a second to an open port (a listener on TCP 80), each \
+         from a random source (the low 24 bits) and port, sent and received as in the table \
+         above, {syn_reps} interleaved repetitions. mirror-xdp: the port open, \
+         `global_syn_rate = 1000` and `syn_cookies = true`, so nearly every SYN is answered \
+         from XDP (`syn_cookie`). The kernel: a bare XDP_PASS and `tcp_syncookies = 2`, so it \
+         answers every SYN with its own cookie (`TcpExtSyncookiesSent`). Answers per \
+         receiving core-second: answered SYNs over the receive thread's CPU time. Meanwhile a \
+         legitimate client connects to the listener one connect after another (3 s timeout, \
+         a banner read: the connection worked).\n\n{syn_flood_section}\n## Control plane\n\n\
          Wall time of the `mirror-xdp` command in the server namespace of a veth testbed.\n\n{}",
         end_to_end::table(&end_to_end),
         control_plane::table(&control),
         frames = end_to_end::FRAMES,
         reps = end_to_end::REPETITIONS,
+        syn_frames = syn_absorb::FRAMES,
+        syn_rate = syn_absorb::RATE_PPS,
+        syn_reps = syn_absorb::REPETITIONS,
     );
     print!("{report}");
     if let Some(out) = out {
