@@ -6,8 +6,12 @@
 //! Settings (the `tg_settings` array, written by mirror-xdp/src/trafficgen.rs):
 //! index 0 = how many low bits of the source address to randomise (0-32; of the last 32-bit
 //! word for IPv6), index 1 = flags (1: random source port 1024-65535, 2: random TCP
-//! sequence number). The user space side checks the template's layout; this side only
-//! refuses (XDP_ABORTED) what it cannot bound.
+//! sequence number), index 2 = the length of the template's headers (Ethernet to the end
+//! of TCP or UDP) in `tg_template`, written back over each frame first: 42, 54, 62 or 74, or
+//! 0 for none. A receiver may rewrite a frame in place and send it back (a SYN cookie
+//! answer), and live-frames pages come back to the generator as they are. The user space
+//! side checks the template's layout; this side only refuses (XDP_ABORTED) what it cannot
+//! bound.
 // On the host (clippy, `cargo check --workspace`) these are ordinary std binaries.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
@@ -28,6 +32,9 @@ use network_types::{
 
 const SETTING_SRC_BITS: u32 = 0;
 const SETTING_FLAGS: u32 = 1;
+const SETTING_HEADERS: u32 = 2;
+/// The longest headers written back: Ethernet, IPv6, TCP without options.
+const TEMPLATE_HEADERS: usize = 74;
 const FLAG_RANDOM_SPORT: u32 = 1;
 const FLAG_RANDOM_SEQ: u32 = 2;
 
@@ -40,7 +47,10 @@ const PROTO_UDP: u8 = ipproto::UDP;
 const IPV6_SRC_LOW_WORD: usize = offset_of!(Ipv6Hdr, src_addr) + 12;
 
 #[map(name = "tg_settings")]
-static SETTINGS: Array<u32> = Array::with_max_entries(2, 0);
+static SETTINGS: Array<u32> = Array::with_max_entries(3, 0);
+
+#[map(name = "tg_template")]
+static TEMPLATE: Array<[u8; TEMPLATE_HEADERS]> = Array::with_max_entries(1, 0);
 
 #[xdp]
 pub fn flood_tx(ctx: XdpContext) -> u32 {
@@ -104,7 +114,29 @@ fn halves(v: [u8; 4]) -> [u16; 2] {
     ]
 }
 
+/// Writes the template's headers back over the frame's (see the settings).
+#[inline(always)]
+fn restore(ctx: &XdpContext) -> Option<()> {
+    let template = TEMPLATE.get(0)?;
+    match setting(SETTING_HEADERS) {
+        42 => copy::<42>(ctx, template),
+        54 => copy::<54>(ctx, template),
+        62 => copy::<62>(ctx, template),
+        74 => copy::<74>(ctx, template),
+        _ => Some(()),
+    }
+}
+
+#[inline(always)]
+fn copy<const N: usize>(ctx: &XdpContext, template: &[u8; TEMPLATE_HEADERS]) -> Option<()> {
+    let frame = at::<N>(ctx, 0)?;
+    // SAFETY: `at` checked the frame holds N bytes; the template holds 74 >= N.
+    unsafe { core::ptr::copy_nonoverlapping(template.as_ptr(), frame as *mut u8, N) };
+    Some(())
+}
+
 fn rewrite(ctx: &XdpContext) -> Option<()> {
+    restore(ctx)?;
     let ethertype_at = at::<2>(ctx, offset_of!(EthHdr, ether_type))?;
     // SAFETY: `at` checked the bounds; [u8; N] has alignment 1 (so for every `at` below).
     let ethertype = u16::from_be_bytes(unsafe { *ethertype_at });

@@ -21,6 +21,9 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tr
 
 const PROGRAM: &str = "flood_tx";
 const SETTINGS: &str = "tg_settings";
+const TEMPLATE: &str = "tg_template";
+/// Header lengths the program writes back over each frame (see `configure`).
+const RESTORED: [usize; 4] = [42, 54, 62, 74];
 /// Frames per live-frames batch: a NAPI budget, a quarter of the veth peer's 256-slot ring,
 /// so a batch fits in the ring when the peer's NAPI drains it on this CPU after each batch.
 /// (When that NAPI is busy on another CPU, the ring can still fill: veth then drops and
@@ -113,8 +116,8 @@ impl TrafficGen {
     /// limit passed. Each frame is one run of the program, so exactly that many leave,
     /// unless the receiving side's queue overflows (see `BATCH`).
     pub fn send(&mut self, flood: &Flood) -> Result<Sent, TrafficGenError> {
-        check_template(flood.template)?;
-        self.configure(flood.randomise)?;
+        let headers = check_template(flood.template)?;
+        self.configure(flood.randomise, flood.template, headers)?;
         let ctx = xdp_md(flood.template.len(), flood.ifindex);
         let mut chunk = match flood.rate_pps {
             Some(rate) => (rate * TICK.as_millis() as u64 / 1000).clamp(1, MAX_CHUNK),
@@ -153,7 +156,27 @@ impl TrafficGen {
         })
     }
 
-    fn configure(&mut self, r: Randomise) -> Result<(), TrafficGenError> {
+    /// The randomisation, and the template's `headers` bytes, which each frame starts from
+    /// again: a receiver may have rewritten the page in place and sent it back (a SYN
+    /// cookie answer does). Headers of other lengths than [`RESTORED`] are not written back.
+    fn configure(
+        &mut self,
+        r: Randomise,
+        template: &[u8],
+        headers: usize,
+    ) -> Result<(), TrafficGenError> {
+        let restored = if RESTORED.contains(&headers) {
+            headers
+        } else {
+            0
+        };
+        let mut copy = [0u8; 74];
+        copy[..restored].copy_from_slice(&template[..restored]);
+        let map = self
+            .ebpf
+            .map_mut(TEMPLATE)
+            .ok_or(TrafficGenError::Missing(TEMPLATE))?;
+        Array::<_, [u8; 74]>::try_from(map)?.set(0, copy, 0)?;
         let map = self
             .ebpf
             .map_mut(SETTINGS)
@@ -161,6 +184,7 @@ impl TrafficGen {
         let mut settings: Array<_, u32> = Array::try_from(map)?;
         settings.set(0, r.src_bits.min(32), 0)?;
         settings.set(1, u32::from(r.sport) | u32::from(r.seq) << 1, 0)?;
+        settings.set(2, restored as u32, 0)?;
         Ok(())
     }
 }
@@ -189,7 +213,8 @@ fn xdp_md(len: usize, ifindex: u32) -> [u8; 24] {
 }
 
 /// The layouts `flood_tx` rewrites at fixed offsets; anything else it would abort on.
-fn check_template(f: &[u8]) -> Result<(), TrafficGenError> {
+/// Returns the length of the headers (Ethernet to the end of the TCP or UDP header).
+fn check_template(f: &[u8]) -> Result<usize, TrafficGenError> {
     let bad = |why| Err(TrafficGenError::Template(why));
     if f.len() < 14 || f.len() > 1514 {
         return bad("length outside 14-1514 bytes");
@@ -201,14 +226,15 @@ fn check_template(f: &[u8]) -> Result<(), TrafficGenError> {
         _ => return bad("neither IPv4 nor IPv6 after the Ethernet header"),
     };
     let l4_len = match proto {
+        6 if f.len() >= l4 + 13 => usize::from(f[l4 + 12] >> 4) * 4,
         6 => 20,
         17 => 8,
         _ => return bad("neither TCP nor UDP"),
     };
-    if f.len() < l4 + l4_len {
+    if l4_len < 8 || f.len() < l4 + l4_len {
         return bad("L4 header truncated");
     }
-    Ok(())
+    Ok(l4 + l4_len)
 }
 
 #[cfg(test)]
@@ -221,14 +247,15 @@ mod tests {
         v4[12..14].copy_from_slice(&[0x08, 0x00]);
         v4[14] = 0x45;
         v4[23] = 6;
-        assert!(check_template(&v4).is_ok());
+        v4[46] = 5 << 4;
+        assert_eq!(check_template(&v4).unwrap(), 54);
         assert!(check_template(&v4[..50]).is_err());
         v4[14] = 0x46;
         assert!(check_template(&v4).is_err());
         let mut v6 = vec![0u8; 62];
         v6[12..14].copy_from_slice(&[0x86, 0xdd]);
         v6[20] = 17;
-        assert!(check_template(&v6).is_ok());
+        assert_eq!(check_template(&v6).unwrap(), 62);
         v6[20] = 58;
         assert!(check_template(&v6).is_err());
     }

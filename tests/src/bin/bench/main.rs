@@ -380,8 +380,10 @@ fn main() -> Result<()> {
          from XDP (`syn_cookie`). The kernel: a bare XDP_PASS and `tcp_syncookies = 2`, so it \
          answers every SYN with its own cookie (`TcpExtSyncookiesSent`). Answers per \
          receiving core-second: answered SYNs over the receive thread's CPU time. Meanwhile a \
-         legitimate client connects to the listener one connect after another (3 s timeout, \
-         a banner read: the connection worked).\n\n{syn_flood_section}\n## Control plane\n\n\
+         legitimate client connects to the listener one connect after another over the \
+         testbed's second veth pair, from the receiving core (3 s timeout; a banner read: \
+         the connection worked); the flood's answers are dropped by a bare XDP_DROP on the \
+         client end of the first pair, whose receive work the receiving core also runs.\n\n{syn_flood_section}\n## Control plane\n\n\
          Wall time of the `mirror-xdp` command in the server namespace of a veth testbed.\n\n{}",
         end_to_end::table(&end_to_end),
         control_plane::table(&control),

@@ -2,6 +2,13 @@
 //! with SYN cookies by mirror-xdp from XDP, next to the kernel's own SYN cookies
 //! (`tcp_syncookies = 2`, the same listener, a bare XDP_PASS on the veth): SYNs answered per
 //! receiving core-second, and a legitimate client's connects while each flood lasts.
+//!
+//! The flood comes over the testbed's first veth pair, whose client end drops the answers
+//! in XDP (a bare XDP_DROP): the receiving core also runs the client end's receive work,
+//! and the stack's handling of a million SYN-ACKs to addresses it does not have would be
+//! most of it. The legitimate client connects over the second pair, where nothing else
+//! queues, from a thread on the receiving core, whose share of the global budget the flood
+//! spends.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,11 +17,14 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use mirror_xdp::{kernel::trafficgen::Randomise, observe::testrun::Baseline};
 use mirror_xdp_tests::{
+    cpu::pin_to_cpu,
     flood::{send_frames, syn_template},
     netns::{Netns, is_root},
     probe::{ProbeResult, tcp_connect},
     servers::{TcpListenerSet, banner},
-    testbed::{CLIENT_IF, CLIENT_V4, SERVER_IF, SERVER_V4, Testbed},
+    testbed::{
+        CLIENT_IF, CLIENT_IF2, CLIENT_V4, CLIENT2_V4, SERVER_IF, SERVER_IF2, SERVER2_V4, Testbed,
+    },
 };
 
 use crate::end_to_end::{ReceiverThread, attach_baseline, on_cpu0, stats, xdp_counters};
@@ -65,15 +75,19 @@ pub fn run() -> Result<Vec<Row>> {
     }
     let bin = std::env::current_exe()?.with_file_name("mirror-xdp");
     let bed = Testbed::new()?;
+    bed.add_second_link()?;
     let _listener = TcpListenerSet::start(&bed.server, &[PORT])?;
     // The kernel answers spoofed sources through the client.
     bed.server.run_ok(
         "ip",
         &["route", "add", "default", "via", &CLIENT_V4.to_string()],
     )?;
-    // A veth hands on its peer's XDP_TX frames only if it runs XDP itself.
+    // A veth hands on its peer's XDP_TX frames only if it runs XDP itself; the flood's
+    // answers end there.
+    let mut flood_sink = Baseline::load("bare_drop")?;
+    bed.client.enter(|| flood_sink.attach_native(CLIENT_IF))?;
     let mut client_pass = Baseline::load("bare_pass")?;
-    bed.client.enter(|| client_pass.attach_native(CLIENT_IF))?;
+    bed.client.enter(|| client_pass.attach_native(CLIENT_IF2))?;
     let policy = bed.work_dir().join("cookies.toml");
     std::fs::write(
         &policy,
@@ -118,7 +132,12 @@ fn sample(
     match row.answerer {
         Answerer::MirrorXdp => {
             let policy = policy.to_str().context("UTF-8 policy path")?;
-            let out = bed.cli(bin, &["attach", "--iface", SERVER_IF, "--policy", policy]);
+            let out = bed.cli(
+                bin,
+                &[
+                    "attach", "--iface", SERVER_IF, "--iface", SERVER_IF2, "--policy", policy,
+                ],
+            );
             if !out.status.success() {
                 bail!("attach: {}", String::from_utf8_lossy(&out.stderr).trim());
             }
@@ -234,16 +253,18 @@ fn netstat(ns: &Netns, name: &str) -> Result<u64> {
         .with_context(|| format!("no TcpExt {name}"))
 }
 
-/// Connects to the listener one after another while `flooding`: (completed, tried,
-/// connect times of the completed ones in ms).
+/// Connects to the listener over the second link one after another while `flooding`, on the
+/// receiving core: (completed, tried, connect times of the completed ones in ms).
 fn legitimate_client(client: &Netns, flooding: &AtomicBool) -> (u32, u32, Vec<f64>) {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    pin_to_cpu(cpus - 1);
     let (mut ok, mut tried, mut times) = (0, 0, Vec::new());
-    let server = SocketAddr::new(IpAddr::from(SERVER_V4), PORT);
+    let server = SocketAddr::new(IpAddr::from(SERVER2_V4), PORT);
     while flooding.load(Ordering::Relaxed) {
         tried += 1;
         let started = Instant::now();
         if let Ok(ProbeResult::Open(text)) =
-            tcp_connect(client, CLIENT_V4.into(), server, CONNECT_TIMEOUT)
+            tcp_connect(client, CLIENT2_V4.into(), server, CONNECT_TIMEOUT)
             && text == banner(PORT)
         {
             ok += 1;
