@@ -206,9 +206,7 @@ pub fn table(f: &Figures) -> String {
 fn fmt(x: f64, unit: &str) -> String {
     if unit == "x" {
         format!("{x:.2}x")
-    } else if unit == "%" {
-        format!("{x:.1}{unit}")
-    } else if unit == " MiB" {
+    } else if unit == "%" || unit == " MiB" {
         format!("{x:.1}{unit}")
     } else {
         format!("{x:.0}{unit}")
