@@ -105,7 +105,10 @@ pub fn download_speeds(bed: &Testbed) -> Speeds {
             reason(&stats(bed), "syn_cookie", "packets") >= FLOOD_UNDER_WAY
         },
     );
-    let failed_before = syncookies_failed(bed);
+    let failed_before = bed
+        .server
+        .tcp_ext("SyncookiesFailed")
+        .expect("TcpExt SyncookiesFailed");
     let mut cookie = Vec::new();
     for _ in 0..COOKIE_TRIES {
         if cookie.len() == DOWNLOADS {
@@ -121,7 +124,11 @@ pub fn download_speeds(bed: &Testbed) -> Speeds {
             cookie.push(d);
         }
     }
-    let cookies_failed = syncookies_failed(bed) - failed_before;
+    let cookies_failed = bed
+        .server
+        .tcp_ext("SyncookiesFailed")
+        .expect("TcpExt SyncookiesFailed")
+        - failed_before;
     drop(flood);
     run_ok(bed, &["detach"]);
     assert_eq!(
@@ -166,21 +173,4 @@ fn download(bed: &Testbed) -> Download {
         connect_s: numbers[0],
         bytes_per_s: numbers[1],
     }
-}
-
-/// `TcpExtSyncookiesFailed` in the server's namespace: ACKs whose cookie did not check.
-fn syncookies_failed(bed: &Testbed) -> u64 {
-    let out = bed
-        .server
-        .run_ok("cat", &["/proc/net/netstat"])
-        .expect("read /proc/net/netstat");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut lines = text.lines().filter(|l| l.starts_with("TcpExt:"));
-    let (names, values) = (lines.next().expect("names"), lines.next().expect("values"));
-    names
-        .split_whitespace()
-        .zip(values.split_whitespace())
-        .find(|(name, _)| *name == "SyncookiesFailed")
-        .map(|(_, v)| v.parse().expect("a number"))
-        .expect("SyncookiesFailed in /proc/net/netstat")
 }

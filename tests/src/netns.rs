@@ -121,6 +121,23 @@ impl Netns {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
+    /// A `TcpExt` counter of the namespace's `/proc/net/netstat` (`SyncookiesSent`, ...).
+    pub fn tcp_ext(&self, name: &str) -> Result<u64> {
+        let out = self.run_ok("cat", &["/proc/net/netstat"])?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut lines = text.lines().filter(|l| l.starts_with("TcpExt:"));
+        let (names, values) = (
+            lines.next().context("no TcpExt names")?,
+            lines.next().context("no TcpExt values")?,
+        );
+        names
+            .split_whitespace()
+            .zip(values.split_whitespace())
+            .find(|(n, _)| *n == name)
+            .and_then(|(_, v)| v.parse().ok())
+            .with_context(|| format!("no TcpExt {name} in {}", self.name()))
+    }
+
     /// Starts a long-running tool in the namespace (stdio to /dev/null); killed on drop.
     pub fn spawn(&self, cmd: &str, args: &[&str]) -> Result<ChildGuard> {
         let mut c = self.command(cmd);

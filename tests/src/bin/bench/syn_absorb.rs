@@ -232,25 +232,8 @@ fn answered(bed: &Testbed, answerer: Answerer) -> Result<u64> {
                 .as_u64()
                 .context("no syn_cookie count in stats --json")
         }
-        Answerer::Kernel => netstat(&bed.server, "SyncookiesSent"),
+        Answerer::Kernel => bed.server.tcp_ext("SyncookiesSent"),
     }
-}
-
-/// A `TcpExt` counter of `/proc/net/netstat` in `ns`.
-fn netstat(ns: &Netns, name: &str) -> Result<u64> {
-    let out = ns.run_ok("cat", &["/proc/net/netstat"])?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut lines = text.lines().filter(|l| l.starts_with("TcpExt:"));
-    let (names, values) = (
-        lines.next().context("names")?,
-        lines.next().context("values")?,
-    );
-    names
-        .split_whitespace()
-        .zip(values.split_whitespace())
-        .find(|(n, _)| *n == name)
-        .and_then(|(_, v)| v.parse().ok())
-        .with_context(|| format!("no TcpExt {name}"))
 }
 
 /// Connects to the listener over the second link one after another while `flooding`, on the
