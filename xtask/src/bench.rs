@@ -1,5 +1,6 @@
-//! `cargo xtask bench`: builds in release mode and runs the bench binary, which writes
-//! docs/benchmarks.md.
+//! `cargo xtask bench`: builds in release mode, runs the bench's cookie download in a
+//! Debian guest (it needs netem, which the host's kernel lacks), then the bench binary on
+//! the host, which writes docs/benchmarks.md with the guest's figures.
 
 use std::process::Command;
 
@@ -22,9 +23,11 @@ pub fn run() -> Result<()> {
         "--bin",
         "mirror-xdp",
     ]))?;
+    let cookie_figures = crate::vm::bench_cookie_download()?;
     run_step(
         Command::new(crate::release_dir().join("bench"))
             .current_dir(repo_root())
-            .args(["--out", "docs/benchmarks.md"]),
+            .args(["--out", "docs/benchmarks.md", "--cookie-download"])
+            .arg(cookie_figures),
     )
 }

@@ -34,7 +34,9 @@ enum Task {
         args: Vec<String>,
     },
     /// Setup, then measure ns per packet of every verdict path next to bare XDP programs
-    /// (BPF test-run) and write docs/benchmarks.md. Not part of `test`.
+    /// (BPF test-run), the veth testbed end to end, SYN floods and the control plane (and,
+    /// in a Debian 6.12 guest, a download over a cookie connection), and write
+    /// docs/benchmarks.md. Not part of `test`.
     Bench,
     /// Setup, build in release mode and run the demo against a policy.
     Demo {

@@ -184,6 +184,17 @@ fn run_kernels(kernels: &[Series], work: &Work) -> Result<()> {
     Ok(())
 }
 
+/// `cargo xtask bench`'s guest part (the bench and the CLI already built): the download
+/// over a cookie connection, in a Debian 6.12 guest; returns the file of its figures.
+pub fn bench_cookie_download() -> Result<PathBuf> {
+    if !is_root() {
+        bail!("bench: qemu runs in a network namespace of its own, which needs root");
+    }
+    let vm_dir = target_dir().join("vm");
+    let kernel = kernel::fetch(Series::V6_12, &vm_dir.join("kernels"))?;
+    bench::cookie_download(&kernel, &vm_dir)
+}
+
 /// One guest of a test run: names its results folder and report lines.
 struct Guest<'a, K> {
     label: String,

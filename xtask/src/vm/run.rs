@@ -1,7 +1,7 @@
 //! One guest run: writes the guest script and the initramfs into the run's results folder,
 //! boots the VM with a deadline from its steps' limits, and judges what the guest left.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -22,6 +22,11 @@ const BOOT_ALLOWANCE: Duration = Duration::from_secs(180);
 pub const MAX_VM: Duration = Duration::from_secs(75 * 60);
 /// The same bound for `--full` and `--bench`, which are not part of CI.
 pub const MAX_VM_LONG: Duration = Duration::from_secs(100 * 60);
+
+/// The folder a guest run labelled `label` writes its results and logs to.
+pub fn results_dir(vm_dir: &Path, label: &str) -> PathBuf {
+    vm_dir.join("runs").join(label)
+}
 
 pub struct GuestRun<'a> {
     /// Names the results folder (target/vm/runs/<label>) and the report lines.
@@ -56,8 +61,8 @@ impl<'a> GuestRun<'a> {
     }
 
     /// The folder the guest writes its results and logs to.
-    pub fn results(&self) -> std::path::PathBuf {
-        self.vm_dir.join("runs").join(self.label)
+    pub fn results(&self) -> PathBuf {
+        results_dir(self.vm_dir, self.label)
     }
 
     /// Boots the VM (see [`Vm::run`] for `host_side`) and judges the steps.

@@ -9,6 +9,7 @@
 
 mod chart;
 mod control_plane;
+mod cookie_download;
 mod deny_list_e2e;
 mod end_to_end;
 mod findings;
@@ -73,7 +74,7 @@ enum Subject {
 #[command(name = "bench")]
 #[command(group(ArgGroup::new("part").args([
     "paths_only", "lists_only", "end_to_end_only", "control_plane_only", "deny_list_only",
-    "syn_flood_only", "virtio_only", "out"
+    "syn_flood_only", "virtio_only", "cookie_download_only", "out"
 ])))]
 struct Args {
     /// Also write the report to FILE, and the chart next to it (FILE with `.png`).
@@ -101,6 +102,20 @@ struct Args {
     /// guest.
     #[arg(long)]
     virtio_only: bool,
+    /// Only the download over a cookie connection next to a normal one (needs sch_netem:
+    /// `cargo xtask bench` runs it in a Debian guest).
+    #[arg(long)]
+    cookie_download_only: bool,
+    /// With --cookie-download-only: also save the figures to FILE, for --cookie-download.
+    #[arg(long, value_name = "FILE", requires = "cookie_download_only")]
+    save: Option<PathBuf>,
+    /// The cookie-download figures a --cookie-download-only --save run left in FILE: the
+    /// report gains their section and goal.
+    #[arg(long, value_name = "FILE", conflicts_with_all = [
+        "paths_only", "lists_only", "end_to_end_only", "control_plane_only", "deny_list_only",
+        "syn_flood_only", "virtio_only", "cookie_download_only"
+    ])]
+    cookie_download: Option<PathBuf>,
 }
 
 fn main() -> Result<()> {
@@ -131,11 +146,25 @@ fn main() -> Result<()> {
         print!("{}", deny_list_e2e::table(&deny_list_e2e::run()?));
         return Ok(());
     }
+    if args.cookie_download_only {
+        let measured = cookie_download::run()?;
+        if let Some(path) = &args.save {
+            cookie_download::save(&measured, path)?;
+        }
+        print!("{}", cookie_download::table(&measured));
+        return Ok(());
+    }
     if args.syn_flood_only {
         print!("{}", syn_absorb::table(&syn_absorb::run()?));
         return Ok(());
     }
     let out = args.out;
+    // Read before measuring: a bad file fails the run before its minutes are spent.
+    let cookies = args
+        .cookie_download
+        .as_deref()
+        .map(cookie_download::load)
+        .transpose()?;
     let policy = Policy::parse(POLICY, Path::new("bench-policy.toml"))
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut enforcer = TestProgram::load(&policy)?;
@@ -296,8 +325,12 @@ fn main() -> Result<()> {
             .position(|(n, _)| *n == name)
             .map(|i| median(&samples[i]) as f64)
     };
+    let vs_drop = |name: &str| path_median(name).map(|c| c / drop_median as f64);
     let goals = goals::table(&goals::Figures {
-        closed_vs_drop: path_median("port_closed tcp v4").map(|c| c / drop_median as f64),
+        closed_vs_drop: vs_drop("port_closed tcp v4"),
+        trusted_vs_drop: vs_drop("trusted"),
+        source_not_allowed_vs_drop: vs_drop("source_not_allowed"),
+        return_vs_drop: vs_drop("return"),
         allowed_vs_filter: path_median("allowed tcp v4")
             .zip(path_median("xdp-filter allowed tcp v4"))
             .map(|(a, f)| a / f),
@@ -309,7 +342,18 @@ fn main() -> Result<()> {
             .as_ref()
             .ok()
             .and_then(|rows| syn_absorb::figures(rows)),
+        cookie_download: cookies.as_ref().map(cookie_download::ratio),
     });
+    let cookie_section = match &cookies {
+        Some(m) => format!(
+            "{}\n\n{}",
+            cookie_download::description(),
+            cookie_download::table(m)
+        ),
+        None => "not measured: `bench --cookie-download FILE` was not given the figures of a \
+                 guest run (`cargo xtask bench` runs one)\n"
+            .to_string(),
+    };
     let syn_flood_section = match &syn_flood {
         Ok(rows) => syn_absorb::table(rows),
         Err(e) => format!("skipped: {e:#}\n"),
@@ -319,7 +363,7 @@ fn main() -> Result<()> {
         Err(e) => format!("skipped: {e:#}\n"),
     };
     let report = format!(
-        "# Benchmarks\n\nKernel {}, {cpu}, {} CPUs. Command: `cargo xtask bench` (about 2 \
+        "# Benchmarks\n\nKernel {}, {cpu}, {} CPUs. Command: `cargo xtask bench` (about 3 \
          minutes; needs root). Every figure is the median of interleaved repetitions, with \
          min and max; every ratio pairs two figures of this one run.\n\n## Goals\n\n{goals}\n\
          ## Per-packet cost by verdict path\n\nBPF_PROG_TEST_RUN, {ROUNDS} interleaved rounds of \
@@ -383,7 +427,8 @@ fn main() -> Result<()> {
          legitimate client connects to the listener one connect after another over the \
          testbed's second veth pair, from the receiving core (3 s timeout; a banner read: \
          the connection worked); the flood's answers are dropped by a bare XDP_DROP on the \
-         client end of the first pair, whose receive work the receiving core also runs.\n\n{syn_flood_section}\n## Control plane\n\n\
+         client end of the first pair, whose receive work the receiving core also runs.\n\n{syn_flood_section}\n\
+         ### A download over a connection made from a cookie\n\n{cookie_section}\n## Control plane\n\n\
          Wall time of the `mirror-xdp` command in the server namespace of a veth testbed.\n\n{}",
         end_to_end::table(&end_to_end),
         control_plane::table(&control),

@@ -67,6 +67,8 @@ pub struct Row {
     pub connects_ok: u32,
     pub connects_tried: u32,
     pub connect_ms: Vec<f64>,
+    /// How each failed connect failed, for the report.
+    pub failures: Vec<String>,
 }
 
 pub fn run() -> Result<Vec<Row>> {
@@ -106,6 +108,7 @@ pub fn run() -> Result<Vec<Row>> {
             received: Vec::new(),
             connects_ok: 0,
             connects_tried: 0,
+            failures: Vec::new(),
             connect_ms: Vec::new(),
         })
         .collect();
@@ -214,6 +217,7 @@ fn measure(bed: &Testbed, template: &[u8], row: &mut Row) -> Result<()> {
     row.connects_ok += connects.0;
     row.connects_tried += connects.1;
     row.connect_ms.extend(connects.2);
+    row.failures.extend(connects.3);
     Ok(())
 }
 
@@ -237,25 +241,31 @@ fn answered(bed: &Testbed, answerer: Answerer) -> Result<u64> {
 }
 
 /// Connects to the listener over the second link one after another while `flooding`, on the
-/// receiving core: (completed, tried, connect times of the completed ones in ms).
-fn legitimate_client(client: &Netns, flooding: &AtomicBool) -> (u32, u32, Vec<f64>) {
+/// receiving core: (completed, tried, connect times of the completed ones in ms, how the
+/// others failed).
+fn legitimate_client(client: &Netns, flooding: &AtomicBool) -> (u32, u32, Vec<f64>, Vec<String>) {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     pin_to_cpu(cpus - 1);
-    let (mut ok, mut tried, mut times) = (0, 0, Vec::new());
+    let (mut ok, mut tried, mut times, mut failures) = (0, 0, Vec::new(), Vec::new());
     let server = SocketAddr::new(IpAddr::from(SERVER2_V4), PORT);
     while flooding.load(Ordering::Relaxed) {
         tried += 1;
         let started = Instant::now();
-        if let Ok(ProbeResult::Open(text)) =
-            tcp_connect(client, CLIENT2_V4.into(), server, CONNECT_TIMEOUT)
-            && text == banner(PORT)
-        {
-            ok += 1;
-            times.push(started.elapsed().as_secs_f64() * 1e3);
+        match tcp_connect(client, CLIENT2_V4.into(), server, CONNECT_TIMEOUT) {
+            Ok(ProbeResult::Open(text)) if text == banner(PORT) => {
+                ok += 1;
+                times.push(started.elapsed().as_secs_f64() * 1e3);
+            }
+            Ok(ProbeResult::Open(text)) => failures.push(format!("open, read {text:?}")),
+            Ok(ProbeResult::Refused) => failures.push("refused".into()),
+            Ok(ProbeResult::Timeout) => {
+                failures.push(format!("no answer in {} s", CONNECT_TIMEOUT.as_secs()))
+            }
+            Err(e) => failures.push(format!("{e:#}")),
         }
         std::thread::sleep(CONNECT_GAP);
     }
-    (ok, tried, times)
+    (ok, tried, times, failures)
 }
 
 /// The Markdown table, and mirror-xdp's rate as a multiple of the kernel's.
@@ -279,6 +289,13 @@ pub fn table(rows: &[Row]) -> String {
             r.received.last().unwrap_or(&0),
             r.connects_ok,
             r.connects_tried,
+        ));
+    }
+    for r in rows.iter().filter(|r| !r.failures.is_empty()) {
+        t.push_str(&format!(
+            "\nFailed connects with {}: {}.\n",
+            r.answerer.name(),
+            r.failures.join("; ")
         ));
     }
     if let (Some(mirror), Some(kernel)) = (rate(Answerer::MirrorXdp), rate(Answerer::Kernel)) {
