@@ -17,12 +17,8 @@ const TCX_NEXT: i32 = -1;
 
 #[classifier]
 pub fn mirror_egress(ctx: TcContext) -> i32 {
-    let frame = Frame {
-        start: ctx.data(),
-        end: ctx.data_end(),
-        // A GSO packet of this host's own is one skb of up to 64 KiB, mostly in fragments.
-        len: ctx.len() as usize,
-    };
+    // A GSO packet of this host's own is one skb of up to 64 KiB, mostly in fragments.
+    let frame = Frame::skb(ctx.data(), ctx.data_end(), ctx.len() as usize);
     let Some(config) = CONFIG.get(0) else {
         return TCX_NEXT;
     };

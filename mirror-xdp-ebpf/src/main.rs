@@ -18,9 +18,7 @@ mod syn_options;
 mod syncookie;
 mod verdict;
 
-use aya_ebpf::{
-    bindings::xdp_action, helpers::bpf_xdp_get_buff_len, macros::xdp, programs::XdpContext,
-};
+use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use mirror_xdp_common::{Reason, config_flag, drop_event_flag, stats_index};
 
 use crate::{
@@ -33,12 +31,7 @@ use crate::{
 /// frame arrives as its first buffer plus fragments (see `Frame`).
 #[xdp(frags)]
 pub fn mirror_xdp(ctx: XdpContext) -> u32 {
-    let frame = Frame {
-        start: ctx.data(),
-        end: ctx.data_end(),
-        // SAFETY: the helper reads the program's own context.
-        len: unsafe { bpf_xdp_get_buff_len(ctx.ctx) } as usize,
-    };
+    let frame = Frame::xdp(&ctx);
     let Some(config) = CONFIG.get(0) else {
         return xdp_action::XDP_PASS;
     };
@@ -47,17 +40,21 @@ pub fn mirror_xdp(ctx: XdpContext) -> u32 {
     if flags & config_flag::LOADED == 0 {
         return xdp_action::XDP_PASS;
     }
-    let bytes = frame.len();
     let monitor = flags & config_flag::MONITOR != 0;
     let mut tx = false;
-    let verdict = match parse(&frame) {
-        Parsed::NonIp => Verdict::new(Reason::NonIp, false),
-        Parsed::Malformed => Verdict::new(Reason::Malformed, true),
+    // The bytes to count: the whole frame, except for a well-formed IP packet that ends
+    // inside its first buffer (see `Frame::counted_len`).
+    let (verdict, bytes) = match parse(&frame) {
+        Parsed::NonIp => (Verdict::new(Reason::NonIp, false), frame.whole_len()),
+        Parsed::Malformed => (Verdict::new(Reason::Malformed, true), frame.whole_len()),
         Parsed::Ip(pkt) => {
+            // Taken before a cookie answer reads the whole length.
+            let bytes = frame.counted_len();
             let mut verdict = judge(&pkt, config);
             // Monitor mode passes the SYN (counted as `syn_cookie`) instead of answering it.
             if verdict.reason == Reason::SynCookie && !monitor {
-                tx = syncookie::answer(ctx.ctx, pkt.ip_off as u32, pkt.v6, bytes as u32);
+                let whole_len = frame.whole_len() as u32;
+                tx = syncookie::answer(ctx.ctx, pkt.ip_off as u32, pkt.v6, whole_len);
                 if !tx {
                     verdict.reason = Reason::SynFlood;
                     verdict.drop = true;
@@ -76,7 +73,7 @@ pub fn mirror_xdp(ctx: XdpContext) -> u32 {
                 let meta = events::meta(pkt.v6, pkt.proto, pkt.dport, verdict.reason as u8, flags);
                 events::emit(&pkt.src, meta);
             }
-            verdict
+            (verdict, bytes)
         }
     };
     count(&verdict, bytes);

@@ -167,8 +167,8 @@ impl Verdict {
     }
 }
 
-/// Is the source inside the rule's `from` set?
-#[inline(never)]
+/// Is the source inside the rule's `from` set? Inlined: a call costs about 6 ns here.
+#[inline(always)]
 fn from_allows(pkt: &Packet, entry: &PortEntry) -> bool {
     let from_id = (entry.from_id as u32).to_be_bytes();
     if pkt.v6 {
@@ -208,6 +208,8 @@ fn is_return(pkt: &Packet, config: &Config, index: u32) -> bool {
 /// The flow-table lookup. A hit refreshes the flow, so an active connection never idles
 /// out, and the port's time, at most once a second. On the coarse clock: a flow may
 /// outlive its idle time by a clock tick (a few ms), and the packet costs one clock read.
+/// Out of line although a call costs about 6 ns here: inlined, its key takes the main
+/// program's stack and the combined stack past 512 bytes (6.1's verifier refuses it).
 #[inline(never)]
 fn fresh_flow(pkt: &Packet, now: u64, port_seen: &SharedU64) -> bool {
     let key = FlowKey::new(

@@ -73,10 +73,10 @@ pub fn judge_one(
     }
     let count = tally.reasons.entry(model.reason).or_default();
     count.packets += 1;
-    count.bytes += frame.len() as u64;
+    count.bytes += model.bytes as u64;
     if model.dropped {
         count.drop_packets += 1;
-        count.drop_bytes += frame.len() as u64;
+        count.drop_bytes += model.bytes as u64;
     }
     if let Some(port) = model.rule_port {
         let entry = tally.ports.entry(port).or_default();

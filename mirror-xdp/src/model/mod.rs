@@ -56,6 +56,8 @@ pub struct Judgement {
     pub tx: bool,
     /// The (proto, dst port) of the rule that decided it (steps 11 and 13), for per-port counters.
     pub rule_port: Option<(Proto, u16)>,
+    /// The bytes the reason's counter counts (docs/semantics.md, "Multi-buffer frames").
+    pub bytes: usize,
 }
 
 /// Judges one received frame.
@@ -70,7 +72,14 @@ pub fn classify_buffers(
     policy: &Policy,
     state: &mut ModelState,
 ) -> Judgement {
-    let verdict = match parse_buffers(frame, first_buffer) {
+    let parsed = parse_buffers(frame, first_buffer);
+    // A packet that ends inside its first buffer counts that buffer: the enforcer reads
+    // the whole length only when it needs it.
+    let bytes = match &parsed {
+        Ok(Parsed::Ip(packet)) if packet.ip_end <= first_buffer => first_buffer,
+        _ => frame.len(),
+    };
+    let verdict = match parsed {
         Err(Malformed(_)) => Verdict::drop(Reason::Malformed),
         Ok(Parsed::NonIp { .. }) => Verdict::pass(Reason::NonIp),
         Ok(Parsed::Ip(packet)) => decide(&packet, policy, state),
@@ -85,6 +94,7 @@ pub fn classify_buffers(
         passes: !tx && (!verdict.dropped || monitor),
         tx,
         rule_port: verdict.rule_port,
+        bytes,
     }
 }
 

@@ -34,6 +34,9 @@ pub struct IpPacket {
     /// The bytes from the IP header to the L4 header: 20 or 40 unless there are IPv4
     /// options or IPv6 extension headers (a SYN cookie is only sent without them).
     pub ip_header_len: usize,
+    /// Where the IP packet ends in the frame, by its length field (bytes past it are link
+    /// padding).
+    pub ip_end: usize,
 }
 
 /// What the filter reads above IP.
@@ -197,6 +200,7 @@ fn ipv4(frame: &[u8], first: First, o: usize) -> Result<IpPacket, Malformed> {
         l4,
         ip_offset: o,
         ip_header_len: header_len,
+        ip_end: o + total_len,
     })
 }
 
@@ -225,6 +229,7 @@ fn ipv6(frame: &[u8], first: First, o: usize) -> Result<IpPacket, Malformed> {
             l4,
             ip_offset: o,
             ip_header_len: cur - o,
+            ip_end: end,
         })
     };
 

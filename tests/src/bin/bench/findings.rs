@@ -7,17 +7,19 @@ pub const FINDINGS: &str = "\
 safe return (`spec_rstack_overflow: Safe RET`): every `ret` of kernel code, JIT-compiled BPF \
 included, goes through a return thunk. With cut-down variants of the program in test runs \
 (bare XDP_DROP 29-30 ns): reading the frame's length with `bpf_xdp_get_buff_len` and \
-returning costs 41-44 ns; with the config read too, the same; parsing adds 2-3 ns; the \
+returning cost 41-44 ns; with the config read too, the same; parsing adds 2-3 ns; the \
 verdict for an allowed or closed-port packet 10-12 ns more; the counters and the drop \
-sample 1-3 ns. The length helper alone is a third of what a closed-port drop costs over a \
-bare drop: without it (the frame's first buffer as its length) port_closed costs 45-47 ns, \
-1.55x, and trusted, source_not_allowed and return 8-10 ns less each. It stays because the \
-byte counters and the IP length check need the whole length of a multi-buffer frame; the \
-next step is to call it only for a packet that reaches past its first buffer. Each hash or \
-trie lookup (a helper call) and each out-of-line function pays the same thunk, which is \
-why the paths past the port lookup (trusted, source_not_allowed: a trie or hash lookup; \
-return: the flow hash) stay over 2x, and why the 1.3x bound for a closed-port drop (8 ns \
-over a bare drop) is below what parsing, the port lookup and the counters cost here.
+sample 1-3 ns. The length helper was a third of what a closed-port drop cost over a bare \
+drop (1.96x): the program now reads the whole length only where a length reaches past the \
+first buffer (docs/semantics.md, \"Multi-buffer frames\"), and a closed-port drop costs \
+about 1.5x, trusted, source_not_allowed and return 8-10 ns less each. An out-of-line BPF \
+function costs about 6 ns a call: the `from` lookup and the IPv4 host lookup are inlined \
+now (source_not_allowed and trusted 5-8 ns less); the flow lookup stays out of line, \
+because inlined its key pushes the combined stack past 512 bytes (6.1's verifier refuses \
+the program). Each hash or trie lookup is a helper call and pays the thunk: that is why the \
+paths past the port lookup (trusted, source_not_allowed: a hash or trie lookup; return: the \
+flow hash) stay over 2x, and why the 1.3x bound for a closed-port drop (8 ns over a bare \
+drop) is below what parsing, the port lookup and the counters cost here.
 - **One lookup of each kind.** With cut-down variants of the program in test runs: a BPF \
 hash lookup costs about 30-35 ns, an LPM trie lookup 30-40 ns even with two entries (more \
 with thousands), an array read 1-2 ns. Only paths that read arrays alone stay near a bare \
