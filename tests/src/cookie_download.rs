@@ -12,7 +12,7 @@ use std::time::Duration;
 use crate::cli::{attach_policy, reason, run_ok, stats};
 use crate::cpu::pin_to_cpu;
 use crate::servers::Nginx;
-use crate::syn_flood::{CPU, FLOOD_UNDER_WAY, Flood, policy_for, start_flood};
+use crate::syn_flood::{CPU, FLOOD_UNDER_WAY, Flood, pass_program, policy_for, start_flood};
 use crate::testbed::*;
 use crate::wait::wait_until;
 
@@ -53,6 +53,19 @@ impl Speeds {
         speeds.sort_by(f64::total_cmp);
         speeds[speeds.len() / 2]
     }
+
+    /// The cookie connections' median speed over the normal ones'.
+    pub fn ratio(&self) -> f64 {
+        Speeds::median(&self.cookie) / Speeds::median(&self.normal)
+    }
+}
+
+/// [`download_speeds`] on a testbed of its own, whose client end runs a bare XDP_PASS
+/// (frames injected by XDP_TX reach a veth peer promptly only then).
+pub fn measure() -> Speeds {
+    let bed = Testbed::new().expect("testbed");
+    let _peer_xdp = pass_program(&bed.client);
+    download_speeds(&bed)
 }
 
 /// Downloads normally (nothing attached), then attaches a policy with cookies and

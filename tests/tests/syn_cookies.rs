@@ -8,7 +8,7 @@
     reason = "an integration test links every dependency of the tests package and uses a few"
 )]
 
-use mirror_xdp_tests::cookie_download::{DELAY_MS, Download, Speeds, download_speeds};
+use mirror_xdp_tests::cookie_download::{DELAY_MS, Download, Speeds, measure};
 use mirror_xdp_tests::require_root;
 use mirror_xdp_tests::syn_flood::{flood_and_connect, pass_program};
 use mirror_xdp_tests::testbed::Testbed;
@@ -51,9 +51,7 @@ fn without_syn_cookies_for_comparison() {
 #[ignore = "needs sch_netem, which the host's kernel lacks: the VM matrix runs it in Debian's"]
 fn a_connection_made_from_a_cookie_downloads_at_full_speed() {
     require_root();
-    let bed = Testbed::new().expect("testbed");
-    let _peer_xdp = pass_program(&bed.client);
-    let speeds = download_speeds(&bed);
+    let speeds = measure();
     let show = |d: &[Download]| -> Vec<String> {
         d.iter()
             .map(|d| {
@@ -74,7 +72,7 @@ fn a_connection_made_from_a_cookie_downloads_at_full_speed() {
          median ratio {:.2}",
         show(&speeds.normal),
         show(&speeds.cookie),
-        cookie / normal
+        speeds.ratio()
     );
     assert_eq!(speeds.cookies_failed, 0, "the kernel refused cookies");
     assert!(

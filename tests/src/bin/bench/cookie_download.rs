@@ -7,9 +7,7 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use mirror_xdp_tests::cookie_download::{DELAY_MS, Download, Speeds, download_speeds};
-use mirror_xdp_tests::syn_flood::pass_program;
-use mirror_xdp_tests::testbed::Testbed;
+use mirror_xdp_tests::cookie_download::{DELAY_MS, Download, Speeds, measure};
 use serde_json::{Value, json};
 
 /// The figures of one run and the kernel they were measured on.
@@ -27,9 +25,7 @@ pub fn run() -> Result<Measured> {
         // SAFETY: no other thread runs yet to read the environment meanwhile.
         unsafe { std::env::set_var("MIRROR_XDP_BIN", bin) };
     }
-    let bed = Testbed::new()?;
-    let _peer_xdp = pass_program(&bed.client);
-    let speeds = download_speeds(&bed);
+    let speeds = measure();
     Ok(Measured {
         kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")?
             .trim()
@@ -92,11 +88,6 @@ pub fn load(path: &Path) -> Result<Measured> {
     })
 }
 
-/// The cookie connections' median speed over the normal ones'.
-pub fn ratio(m: &Measured) -> f64 {
-    Speeds::median(&m.speeds.cookie) / Speeds::median(&m.speeds.normal)
-}
-
 pub fn table(m: &Measured) -> String {
     let row = |name: &str, d: &[Download]| {
         let mb: Vec<f64> = d.iter().map(|d| d.bytes_per_s / 1e6).collect();
@@ -123,7 +114,7 @@ pub fn table(m: &Measured) -> String {
             "made from an XDP cookie during a SYN flood",
             &m.speeds.cookie
         ),
-        ratio = ratio(m),
+        ratio = m.speeds.ratio(),
         failed = m.speeds.cookies_failed,
     )
 }

@@ -342,7 +342,7 @@ fn main() -> Result<()> {
             .as_ref()
             .ok()
             .and_then(|rows| syn_absorb::figures(rows)),
-        cookie_download: cookies.as_ref().map(cookie_download::ratio),
+        cookie_download: cookies.as_ref().map(|m| m.speeds.ratio()),
     });
     let cookie_section = match &cookies {
         Some(m) => format!(
