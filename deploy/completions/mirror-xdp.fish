@@ -33,6 +33,7 @@ complete -c mirror-xdp -n "__fish_mirror_xdp_needs_command" -f -a "audit" -d 'Ru
 complete -c mirror-xdp -n "__fish_mirror_xdp_needs_command" -f -a "check" -d 'Validate a policy file (syntax, addresses, sets, set files, rule conflicts) and check that it would not drop the current SSH session or this host\'s established inbound connections'
 complete -c mirror-xdp -n "__fish_mirror_xdp_needs_command" -f -a "detach" -d 'Detach the enforcer; without --iface from every interface (and remove its pins)'
 complete -c mirror-xdp -n "__fish_mirror_xdp_needs_command" -f -a "diff" -d 'Show what `reload` would change: ports opened and closed, sources added and removed per rule, settings and limits. Exit 0: no change; 1: changes; 2: an invalid policy, a policy a reload would refuse, or nothing attached'
+complete -c mirror-xdp -n "__fish_mirror_xdp_needs_command" -f -a "import" -d 'Print a policy equivalent to an iptables rule set (`iptables-save` and `ip6tables-save` output, with `ipset save` output for the sets it names). Every rule the policy cannot express is reported on stderr as FILE:LINE: message; exit 0: all translated, 1: some rules not translated, 2: unreadable input'
 complete -c mirror-xdp -n "__fish_mirror_xdp_needs_command" -f -a "port" -d 'Live port rules: open ports (to everyone or to some sources) or close them again, at once, without re-attaching'
 complete -c mirror-xdp -n "__fish_mirror_xdp_needs_command" -f -a "reload" -d 'Re-read the policy and apply it atomically (no packet meets half a policy). An invalid policy changes nothing and says where the problem is'
 complete -c mirror-xdp -n "__fish_mirror_xdp_needs_command" -f -a "run" -d 'Attach (or adopt the enforcer attached already, without a gap) and stay in the foreground: reload on policy file changes and SIGHUP, serve Prometheus metrics, log sampled drops. SIGTERM stops the daemon, not the protection'
@@ -70,6 +71,9 @@ complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand diff" -l policy -d
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand diff" -l bpffs -d 'Folder on bpffs for the pinned maps and links' -r -F
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand diff" -l state-dir -d 'Folder of the state file' -r -F
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand diff" -s h -l help -d 'Print help'
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand import" -l bpffs -d 'Folder on bpffs for the pinned maps and links' -r -F
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand import" -l state-dir -d 'Folder of the state file' -r -F
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand import" -s h -l help -d 'Print help'
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand port; and not __fish_seen_subcommand_from allow remove list" -l bpffs -d 'Folder on bpffs for the pinned maps and links' -r -F
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand port; and not __fish_seen_subcommand_from allow remove list" -l state-dir -d 'Folder of the state file' -r -F
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand port; and not __fish_seen_subcommand_from allow remove list" -s h -l help -d 'Print help'

@@ -4,6 +4,7 @@
 //! Its groups, bottom to top; each imports only from the groups listed before it:
 //! - [`build_info`]: the version, commit and eBPF object hash of this build.
 //! - [`policy`]: the policy file, parsed and validated (errors with file:line:col); pure.
+//! - [`import`]: other firewalls' rule sets written out as a policy; pure.
 //! - [`compile`]: a policy compiled to map entries; pure.
 //! - [`model`]: the reference classifier, the same verdict order in plain Rust (the tests'
 //!   oracle and the lock-out judge's); pure.
@@ -26,6 +27,7 @@ pub mod build_info;
 pub mod compile;
 pub mod control;
 pub mod daemon;
+pub mod import;
 pub mod kernel;
 pub mod lifecycle;
 pub mod live;

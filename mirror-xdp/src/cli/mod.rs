@@ -7,6 +7,7 @@ mod check;
 mod detach;
 mod diff;
 mod generate_docs;
+mod import;
 mod port;
 mod reload;
 mod run;
@@ -41,6 +42,7 @@ pub enum Command {
     Check(check::Args),
     Detach(detach::Args),
     Diff(diff::Args),
+    Import(import::Args),
     Port(port::Args),
     Reload(reload::Args),
     Run(run::Args),
@@ -110,6 +112,7 @@ impl Cli {
         match self.command {
             Command::Check(args) => check::run(args, &paths),
             Command::GenerateDocs(args) => generate_docs::run(args),
+            Command::Import(args) => import::run(args),
             Command::Attach(args) => {
                 require_root()?;
                 attach::run(args, &paths)

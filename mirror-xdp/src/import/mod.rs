@@ -1,0 +1,40 @@
+//! `mirror-xdp import`: a rule set of iptables (more to come: ufw, nftables) read into a
+//! neutral [`ruleset::Ruleset`], then written out as a policy. Every rule the policy cannot
+//! express, and every difference the policy will have, is a [`Problem`] with its line.
+
+mod iptables;
+mod ruleset;
+mod translate;
+
+pub use ruleset::Problem;
+
+/// The firewalls whose rule sets `import` reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// `iptables-save` and `ip6tables-save` output, with `ipset save` output for sets.
+    Iptables,
+}
+
+pub struct Imported {
+    /// The policy file's text.
+    pub policy: String,
+    /// Sorted by line.
+    pub problems: Vec<Problem>,
+}
+
+/// Reads `text` (named `input_name` in the policy's header comment).
+pub fn import(format: Format, text: &str, input_name: &str) -> Imported {
+    let (set, mut problems) = match format {
+        Format::Iptables => iptables::read(text),
+    };
+    let translated = translate::translate(&set, input_name);
+    problems.extend(translated.problems);
+    problems.sort_by_key(|p| p.line);
+    Imported {
+        policy: translated.policy,
+        problems,
+    }
+}
+
+#[cfg(test)]
+mod tests;
