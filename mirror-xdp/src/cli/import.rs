@@ -6,7 +6,8 @@ use super::{EXIT_OPERATIONAL, Failure};
 use mirror_xdp::import::{Format, import};
 
 /// Print a policy equivalent to an iptables rule set (`iptables-save` and
-/// `ip6tables-save` output, with `ipset save` output for the sets it names). Every rule the
+/// `ip6tables-save` output, with `ipset save` output for the sets it names) or ufw's
+/// (/etc/ufw/user.rules and user6.rules, one after the other). Every rule the
 /// policy cannot express is reported on stderr as FILE:LINE: message; exit 0: all
 /// translated, 1: some rules not translated, 2: unreadable input.
 #[derive(Debug, clap::Args)]
@@ -21,6 +22,7 @@ pub struct Args {
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub enum From {
     Iptables,
+    Ufw,
 }
 
 pub fn run(args: Args) -> Result<(), Failure> {
@@ -35,6 +37,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
     };
     let format = match args.from {
         From::Iptables => Format::Iptables,
+        From::Ufw => Format::Ufw,
     };
     let imported = import(format, &text, &name);
     print!("{}", imported.policy);

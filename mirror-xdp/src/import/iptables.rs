@@ -1,6 +1,7 @@
 //! Reads `iptables-save` and `ip6tables-save` output (one after the other in one input is
-//! fine), and `ipset save` output for the sets its rules name: the filter table's INPUT
-//! chain, with the user chains it jumps to inlined where it jumps.
+//! fine), and `ipset save` output for the sets its rules name: the filter table's input
+//! chains (INPUT; ufw's user.rules and user6.rules: its user input chains), with the user
+//! chains they jump to inlined where they jump.
 
 use std::collections::BTreeMap;
 
@@ -18,7 +19,8 @@ struct Appended {
     tokens: Vec<String>,
 }
 
-pub fn read(text: &str) -> (Ruleset, Vec<Problem>) {
+/// Reads `text`; `inputs` are the chains inbound packets go through, in order.
+pub fn read(text: &str, inputs: &[&str]) -> (Ruleset, Vec<Problem>) {
     let mut problems = Vec::new();
     let mut set = Ruleset::default();
     let mut chains: BTreeMap<String, Vec<Appended>> = BTreeMap::new();
@@ -71,6 +73,8 @@ pub fn read(text: &str) -> (Ruleset, Vec<Problem>) {
                 let mut tokens = tokens;
                 let chain = tokens.remove(1);
                 tokens.remove(0);
+                // ufw keeps its IPv6 rules in chains of their own.
+                let v6 = v6 || chain.starts_with("ufw6-");
                 chains
                     .entry(chain)
                     .or_default()
@@ -83,7 +87,9 @@ pub fn read(text: &str) -> (Ruleset, Vec<Problem>) {
             }),
         }
     }
-    walk(&chains, "INPUT", 0, &mut set, &mut problems);
+    for input in inputs {
+        walk(&chains, input, 0, &mut set, &mut problems);
+    }
     problems.sort_by_key(|p| p.line);
     (set, problems)
 }
@@ -117,6 +123,18 @@ fn walk(
                 line: a.line,
                 message: format!("jump to {target}, a chain this input does not hold"),
             }),
+            Ok(Parsed::JumpIf(mut r, target)) => match verdict_of(chains, &target) {
+                Some(action) => {
+                    r.action = action;
+                    set.rules.push(r);
+                }
+                None => problems.push(Problem {
+                    line: a.line,
+                    message: format!(
+                        "a conditional jump to {target}, which does more than accept or drop"
+                    ),
+                }),
+            },
             Err(message) => problems.push(Problem {
                 line: a.line,
                 message,
@@ -133,6 +151,25 @@ enum Parsed {
     Ignored,
     /// An unconditional jump to a user chain.
     Jump(String),
+    /// A jump to a user chain for the packets the rule matches.
+    JumpIf(Rule, String),
+}
+
+/// What a chain does with every packet when it only accepts or only drops (LOG aside), as
+/// ufw's limit chains do.
+fn verdict_of(chains: &BTreeMap<String, Vec<Appended>>, chain: &str) -> Option<Action> {
+    let mut deciding = chains.get(chain)?.iter().filter_map(|a| match rule(a) {
+        Ok(Parsed::Ignored) => None,
+        other => Some(other),
+    });
+    match (deciding.next(), deciding.next()) {
+        (Some(Ok(Parsed::Rule(r))), None)
+            if r.protocol == Protocol::Any && r.ports.is_empty() && r.sources.is_empty() =>
+        {
+            Some(r.action)
+        }
+        _ => None,
+    }
 }
 
 /// One `-A` rule's options; an error names what cannot be expressed.
@@ -183,6 +220,12 @@ fn rule(a: &Appended) -> Result<Parsed, String> {
             "-m" | "--match" => match value()?.as_str() {
                 "tcp" | "udp" | "icmp" | "icmp6" | "comment" | "conntrack" | "state"
                 | "multiport" | "set" => {}
+                m @ ("recent" | "limit" | "hashlimit" | "connlimit") => {
+                    return Err(format!(
+                        "a rate limit (-m {m}): the policy's [limits] are per source over \
+                         every port; set them by hand"
+                    ));
+                }
                 other => return Err(format!("match module {other}")),
             },
             "--comment" | "--reject-with" => {
@@ -240,7 +283,7 @@ fn rule(a: &Appended) -> Result<Parsed, String> {
             return if r.protocol == Protocol::Any && r.ports.is_empty() && r.sources.is_empty() {
                 Ok(Parsed::Jump(chain.to_string()))
             } else {
-                Err(format!("conditional jump to {chain}"))
+                Ok(Parsed::JumpIf(r, chain.to_string()))
             };
         }
         None => return Ok(Parsed::Ignored),

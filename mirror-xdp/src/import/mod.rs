@@ -1,4 +1,4 @@
-//! `mirror-xdp import`: a rule set of iptables (more to come: ufw, nftables) read into a
+//! `mirror-xdp import`: a rule set of iptables or ufw (more to come: nftables) read into a
 //! neutral [`ruleset::Ruleset`], then written out as a policy. Every rule the policy cannot
 //! express, and every difference the policy will have, is a [`Problem`] with its line.
 
@@ -13,6 +13,8 @@ pub use ruleset::Problem;
 pub enum Format {
     /// `iptables-save` and `ip6tables-save` output, with `ipset save` output for sets.
     Iptables,
+    /// ufw's `user.rules` and `user6.rules` (one after the other in one input is fine).
+    Ufw,
 }
 
 pub struct Imported {
@@ -25,7 +27,8 @@ pub struct Imported {
 /// Reads `text` (named `input_name` in the policy's header comment).
 pub fn import(format: Format, text: &str, input_name: &str) -> Imported {
     let (set, mut problems) = match format {
-        Format::Iptables => iptables::read(text),
+        Format::Iptables => iptables::read(text, &["INPUT"]),
+        Format::Ufw => ufw(text),
     };
     let translated = translate::translate(&set, input_name);
     problems.extend(translated.problems);
@@ -34,6 +37,27 @@ pub fn import(format: Format, text: &str, input_name: &str) -> Imported {
         policy: translated.policy,
         problems,
     }
+}
+
+/// ufw's user rules, with what ufw's own rules around them do: its default incoming
+/// policy (deny, the default `ufw default` sets), and before.rules' accepts of established
+/// connections and of ICMP. Line 0: ufw's rules, not the input's.
+fn ufw(text: &str) -> (ruleset::Ruleset, Vec<Problem>) {
+    let (mut set, problems) = iptables::read(text, &["ufw-user-input", "ufw6-user-input"]);
+    set.default = Some((ruleset::Action::Drop, 0));
+    set.established = Some(0);
+    set.rules.insert(
+        0,
+        ruleset::Rule {
+            line: 0,
+            action: ruleset::Action::Accept,
+            protocol: ruleset::Protocol::Icmp,
+            ports: Vec::new(),
+            sources: Vec::new(),
+            v6_only: None,
+        },
+    );
+    (set, problems)
 }
 
 #[cfg(test)]

@@ -155,3 +155,51 @@ COMMIT
     assert!(imported.problems.is_empty(), "{:?}", imported.problems);
     assert!(reaches(&policy(&imported), "198.51.100.1", Proto::Udp, 123));
 }
+
+/// `ufw allow 80/tcp`, `ufw allow from 203.0.113.0/24 to any port 22 proto tcp`,
+/// `ufw limit 2222/tcp`, as ufw 0.36 writes them to /etc/ufw/user.rules and user6.rules.
+const UFW: &str = "\
+*filter
+:ufw-user-input - [0:0]
+:ufw-user-limit - [0:0]
+:ufw-user-limit-accept - [0:0]
+### RULES ###
+
+### tuple ### allow tcp 80 0.0.0.0/0 any 0.0.0.0/0 in
+-A ufw-user-input -p tcp --dport 80 -j ACCEPT
+
+### tuple ### allow tcp 22 0.0.0.0/0 any 203.0.113.0/24 in
+-A ufw-user-input -p tcp --dport 22 -s 203.0.113.0/24 -j ACCEPT
+
+### tuple ### limit tcp 2222 0.0.0.0/0 any 0.0.0.0/0 in
+-A ufw-user-input -p tcp --dport 2222 -m conntrack --ctstate NEW -m recent --set
+-A ufw-user-input -p tcp --dport 2222 -m conntrack --ctstate NEW -m recent --update --seconds 30 --hitcount 6 -j ufw-user-limit
+-A ufw-user-input -p tcp --dport 2222 -j ufw-user-limit-accept
+
+### END RULES ###
+-A ufw-user-limit -m limit --limit 3/minute -j LOG --log-prefix \"[UFW LIMIT BLOCK] \"
+-A ufw-user-limit -j REJECT
+-A ufw-user-limit-accept -j ACCEPT
+COMMIT
+*filter
+:ufw6-user-input - [0:0]
+### tuple ### allow tcp 80 ::/0 any ::/0 in
+-A ufw6-user-input -p tcp --dport 80 -j ACCEPT
+COMMIT
+";
+
+#[test]
+fn ufw_user_rules_translate_and_the_limit_is_reported() {
+    let imported = import(Format::Ufw, UFW, "user.rules");
+    let lines: Vec<usize> = imported.problems.iter().map(|p| p.line).collect();
+    // The limit's two `recent` lines: the policy's limits are not per port.
+    assert_eq!(lines, [14, 15], "{:?}", imported.problems);
+    let p = policy(&imported);
+    assert!(reaches(&p, "198.51.100.1", Proto::Tcp, 80));
+    assert!(reaches(&p, "2001:db8::1", Proto::Tcp, 80));
+    assert!(reaches(&p, "203.0.113.5", Proto::Tcp, 22));
+    assert!(!reaches(&p, "198.51.100.1", Proto::Tcp, 22));
+    assert!(reaches(&p, "198.51.100.1", Proto::Tcp, 2222));
+    assert!(!reaches(&p, "2001:db8::1", Proto::Tcp, 2222));
+    assert!(p.settings.return_traffic, "{}", imported.policy);
+}
