@@ -248,7 +248,7 @@ _mirror__xdp() {
             return 0
             ;;
         mirror__subcmd__xdp__subcmd__import)
-            opts="-h --bpffs --state-dir --help iptables ufw"
+            opts="-h --bpffs --state-dir --help iptables ufw nft"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -7,7 +7,8 @@ use mirror_xdp::import::{Format, import};
 
 /// Print a policy equivalent to an iptables rule set (`iptables-save` and
 /// `ip6tables-save` output, with `ipset save` output for the sets it names) or ufw's
-/// (/etc/ufw/user.rules and user6.rules, one after the other). Every rule the
+/// (/etc/ufw/user.rules and user6.rules, one after the other) or nftables' (`nft list
+/// ruleset` output). Every rule the
 /// policy cannot express is reported on stderr as FILE:LINE: message; exit 0: all
 /// translated, 1: some rules not translated, 2: unreadable input.
 #[derive(Debug, clap::Args)]
@@ -23,6 +24,7 @@ pub struct Args {
 pub enum From {
     Iptables,
     Ufw,
+    Nft,
 }
 
 pub fn run(args: Args) -> Result<(), Failure> {
@@ -38,6 +40,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
     let format = match args.from {
         From::Iptables => Format::Iptables,
         From::Ufw => Format::Ufw,
+        From::Nft => Format::Nft,
     };
     let imported = import(format, &text, &name);
     print!("{}", imported.policy);

@@ -1,8 +1,9 @@
-//! `mirror-xdp import`: a rule set of iptables or ufw (more to come: nftables) read into a
+//! `mirror-xdp import`: a rule set of iptables, ufw or nftables read into a
 //! neutral [`ruleset::Ruleset`], then written out as a policy. Every rule the policy cannot
 //! express, and every difference the policy will have, is a [`Problem`] with its line.
 
 mod iptables;
+mod nft;
 mod ruleset;
 mod translate;
 
@@ -15,6 +16,8 @@ pub enum Format {
     Iptables,
     /// ufw's `user.rules` and `user6.rules` (one after the other in one input is fine).
     Ufw,
+    /// `nft list ruleset` output.
+    Nft,
 }
 
 pub struct Imported {
@@ -29,6 +32,7 @@ pub fn import(format: Format, text: &str, input_name: &str) -> Imported {
     let (set, mut problems) = match format {
         Format::Iptables => iptables::read(text, &["INPUT"]),
         Format::Ufw => ufw(text),
+        Format::Nft => nft::read(text),
     };
     let translated = translate::translate(&set, input_name);
     problems.extend(translated.problems);

@@ -203,3 +203,54 @@ fn ufw_user_rules_translate_and_the_limit_is_reported() {
     assert!(!reaches(&p, "2001:db8::1", Proto::Tcp, 2222));
     assert!(p.settings.return_traffic, "{}", imported.policy);
 }
+
+/// The mirror rule set again, as `nft list ruleset` prints it.
+const NFT: &str = r#"table inet filter {
+	set admins {
+		type ipv4_addr
+		flags interval
+		elements = { 198.51.100.10, 203.0.113.0/24 }
+	}
+
+	chain input {
+		type filter hook input priority filter; policy drop;
+		ct state established,related accept
+		iifname "lo" accept
+		ip protocol icmp accept
+		meta l4proto ipv6-icmp accept
+		ip saddr 192.0.2.0/24 counter packets 0 bytes 0 drop
+		tcp dport { 80, 443, 873 } accept
+		ip saddr @admins tcp dport 22 accept
+		ip6 saddr 2001:db8:a::/48 tcp dport 22 accept
+		tcp dport 30000-30010 accept
+		udp dport 161 limit rate 10/second accept
+	}
+}
+"#;
+
+#[test]
+fn an_nft_ruleset_translates_with_its_sets() {
+    let imported = import(Format::Nft, NFT, "ruleset.nft");
+    let lines: Vec<usize> = imported.problems.iter().map(|p| p.line).collect();
+    assert_eq!(lines, [19], "{:?}", imported.problems);
+    let p = policy(&imported);
+    for (src, port, open) in [
+        ("198.51.100.7", 80, true),
+        ("2001:db8:1::7", 873, true),
+        ("198.51.100.10", 22, true),
+        ("203.0.113.9", 22, true),
+        ("198.51.100.7", 22, false),
+        ("2001:db8:a::9", 22, true),
+        ("2001:db8:1::7", 30005, true),
+        ("192.0.2.9", 80, false),
+    ] {
+        assert_eq!(
+            reaches(&p, src, Proto::Tcp, port),
+            open,
+            "{src} to {port}:\n{}",
+            imported.policy
+        );
+    }
+    assert!(!reaches(&p, "198.51.100.7", Proto::Udp, 161));
+    assert!(p.settings.return_traffic);
+}
