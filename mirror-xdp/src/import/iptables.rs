@@ -181,6 +181,7 @@ fn rule(a: &Appended) -> Result<Parsed, String> {
         ports: Vec::new(),
         sources: Vec::new(),
         v6_only: Some(a.v6),
+        rate: None,
     };
     let mut target = None;
     let mut states: Option<String> = None;
@@ -220,7 +221,8 @@ fn rule(a: &Appended) -> Result<Parsed, String> {
             "-m" | "--match" => match value()?.as_str() {
                 "tcp" | "udp" | "icmp" | "icmp6" | "comment" | "conntrack" | "state"
                 | "multiport" | "set" => {}
-                m @ ("recent" | "limit" | "hashlimit" | "connlimit") => {
+                "limit" => {}
+                m @ ("recent" | "hashlimit" | "connlimit") => {
                     return Err(format!(
                         "a rate limit (-m {m}): the policy's [limits] are per source over \
                          every port; set them by hand"
@@ -238,6 +240,10 @@ fn rule(a: &Appended) -> Result<Parsed, String> {
                 }
             }
             "--syn" => {}
+            "--limit" => r.rate = Some(rate(&value()?)?),
+            "--limit-burst" => {
+                value()?;
+            }
             "--tcp-flags" => {
                 let (mask, set) = (value()?, value()?);
                 if !(mask.contains("SYN") && set == "SYN") {
@@ -296,6 +302,21 @@ fn rule(a: &Appended) -> Result<Parsed, String> {
         return Err("destination ports without -p tcp or -p udp".into());
     }
     Ok(Parsed::Rule(r))
+}
+
+/// `50/s`, `3/minute`...: packets a second, rounded up.
+pub(super) fn rate(text: &str) -> Result<u64, String> {
+    let bad = || format!("rate {text:?}");
+    let (n, unit) = text.split_once('/').ok_or_else(bad)?;
+    let n: u64 = n.parse().map_err(|_| bad())?;
+    let seconds = match unit {
+        u if "second".starts_with(u) => 1,
+        u if "minute".starts_with(u) => 60,
+        u if "hour".starts_with(u) => 3600,
+        u if "day".starts_with(u) => 86400,
+        _ => return Err(bad()),
+    };
+    Ok(n.div_ceil(seconds).max(1))
 }
 
 fn net(text: &str) -> Result<IpNet, String> {

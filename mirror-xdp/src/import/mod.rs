@@ -59,6 +59,7 @@ fn ufw(text: &str) -> (ruleset::Ruleset, Vec<Problem>) {
             ports: Vec::new(),
             sources: Vec::new(),
             v6_only: None,
+            rate: None,
         },
     );
     (set, problems)

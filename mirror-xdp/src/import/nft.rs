@@ -166,6 +166,7 @@ fn rule(line: usize, words: &[String], v6_only: Option<bool>) -> Result<Parsed, 
         ports: Vec::new(),
         sources: Vec::new(),
         v6_only,
+        rate: None,
     };
     let mut verdict = None;
     let mut states = None;
@@ -215,12 +216,12 @@ fn rule(line: usize, words: &[String], v6_only: Option<bool>) -> Result<Parsed, 
                             });
                         }
                     }
-                    "protocol" | "nexthdr" => r.protocol = protocol(&value()?)?,
+                    "protocol" | "nexthdr" => r.protocol = protocols(&value()?, &mut w)?,
                     other => return Err(format!("{word} {other}")),
                 }
             }
             "meta" => match value()?.as_str() {
-                "l4proto" => r.protocol = protocol(&value()?)?,
+                "l4proto" => r.protocol = protocols(&value()?, &mut w)?,
                 "nfproto" => r.v6_only = Some(value()? == "ipv6"),
                 other => return Err(format!("meta {other}")),
             },
@@ -263,11 +264,22 @@ fn rule(line: usize, words: &[String], v6_only: Option<bool>) -> Result<Parsed, 
             }
             "log" => return Ok(Parsed::Ignored),
             "limit" => {
-                return Err(
-                    "a rate limit (limit rate): the policy's [limits] are per source \
-                            over every port; set them by hand"
-                        .into(),
-                );
+                // `limit rate N/unit [burst M packets]`.
+                if value()? != "rate" {
+                    return Err("limit without rate".into());
+                }
+                let mut n = value()?;
+                if n == "over" {
+                    return Err("limit rate over".into());
+                }
+                if !n.contains('/') {
+                    n = format!("{n}{}", value()?);
+                }
+                r.rate = Some(super::iptables::rate(&n)?);
+                if w.next_if(|n| *n == "burst").is_some() {
+                    w.next();
+                    w.next_if(|n| *n == "packets");
+                }
             }
             "accept" => verdict = Some(Action::Accept),
             "drop" | "reject" => {
@@ -318,6 +330,23 @@ fn list<'a>(
         items.push(word.to_string());
     }
     Err("an unterminated { ... } list".into())
+}
+
+/// One protocol, or a `{ ... }` list of names that all mean the same one (`{ icmp,
+/// ipv6-icmp }`).
+fn protocols<'a>(
+    first: &str,
+    w: &mut std::iter::Peekable<impl Iterator<Item = &'a str>>,
+) -> Result<Protocol, String> {
+    let names = list(first, w)?;
+    let mut found = names.iter().map(|n| protocol(n));
+    let one = found.next().ok_or("an empty protocol list")??;
+    for other in found {
+        if other? != one {
+            return Err(format!("protocols {{ {} }} in one rule", names.join(", ")));
+        }
+    }
+    Ok(one)
 }
 
 fn protocol(name: &str) -> Result<Protocol, String> {

@@ -44,6 +44,9 @@ pub struct Rule {
     pub sources: Vec<Source>,
     /// Only IPv4 (`Some(false)`) or only IPv6 (`Some(true)`) packets.
     pub v6_only: Option<bool>,
+    /// Matches only while all sources together stay under this many packets a second
+    /// (iptables `-m limit`, nftables `limit rate`).
+    pub rate: Option<u64>,
 }
 
 /// A whole inbound rule set.

@@ -251,6 +251,8 @@ fn an_nft_ruleset_translates_with_its_sets() {
             imported.policy
         );
     }
-    assert!(!reaches(&p, "198.51.100.7", Proto::Udp, 161));
+    // Open, its rate limit approximated (line 19) as a global SYN rate.
+    assert!(reaches(&p, "198.51.100.7", Proto::Udp, 161));
+    assert_eq!(p.limits.global_syn_rate, 10);
     assert!(p.settings.return_traffic);
 }

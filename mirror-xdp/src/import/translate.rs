@@ -40,6 +40,8 @@ struct Family {
     /// Sources some port accepts so far (`accepted_all`: some port accepts every source).
     accepted: Vec<Source>,
     accepted_all: bool,
+    /// The rate limits of accepting rules: (line, packets a second).
+    rates: Vec<(usize, u64)>,
 }
 
 pub struct Translated {
@@ -232,6 +234,21 @@ pub fn translate(set: &Ruleset, input_name: &str) -> Translated {
             let _ = writeln!(policy, "deny = [{}]", list(&mut deny));
         }
     }
+    // Rate-limited accepts: the policy's closest limit counts SYNs to every port.
+    let rates: BTreeMap<usize, u64> = families.iter().flat_map(|f| f.rates.clone()).collect();
+    if let Some(&global) = rates.values().max() {
+        let _ = writeln!(policy, "\n[limits]\nglobal_syn_rate = {global}");
+        for (&line, &rate) in &rates {
+            problems.push(Problem {
+                line,
+                message: format!(
+                    "approximated: a rate limit of {rate} a second on this rule's packets \
+                     became global_syn_rate = {global}, new TCP connections a second to \
+                     every port"
+                ),
+            });
+        }
+    }
     problems.sort_by_key(|p| p.line);
     problems.dedup();
     Translated { policy, problems }
@@ -263,9 +280,17 @@ fn walk(set: &Ruleset, v6: bool, problems: &mut Vec<Problem>) -> Family {
         everything: None,
         accepted: Vec::new(),
         accepted_all: false,
+        rates: Vec::new(),
     };
     for rule in &set.rules {
         if f.everything.is_some() || rule.v6_only.is_some_and(|only| only != v6) {
+            continue;
+        }
+        if rule.rate.is_some() && rule.action == Action::Drop {
+            problems.push(Problem {
+                line: rule.line,
+                message: "not translated: a drop under a rate limit".into(),
+            });
             continue;
         }
         // The rule's sources in this family; none left: the rule is not for it.
@@ -338,6 +363,9 @@ fn walk(set: &Ruleset, v6: bool, problems: &mut Vec<Problem>) -> Family {
                 f.denied.extend(sources.into_iter().map(|s| (s, rule.line)));
             }
             (_, Action::Accept, _) => {
+                if let Some(rate) = rule.rate {
+                    f.rates.push((rule.line, rate));
+                }
                 accept(&mut f, protos, &ranges, &sources);
                 for (drop, reported) in &mut f.port_drops {
                     let hits = ranges.iter().any(|&(lo, hi)| {
