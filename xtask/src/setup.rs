@@ -8,7 +8,8 @@ use crate::{is_root, run_step};
 
 /// Debian packages: the LLVM 22 development files build bpf-linker; the rest are tools that
 /// the integration tests, the demo and the benchmarks run (servers, probes, traffic,
-/// inspection, and nftables and iptables to compare with), and what `cargo xtask vm-test`
+/// inspection, nftables and iptables to compare with, and ufw and ipset, whose rule sets
+/// `import` reads), and what `cargo xtask vm-test`
 /// boots other kernels with (qemu, a static busybox for the initramfs, xz for 6.12's
 /// modules; apt and dpkg fetch and unpack the kernels), and what `cargo xtask package` and
 /// its tests use (dpkg-shlibdeps for the .deb's Depends, lintian, a Debian 12 root made by
@@ -32,6 +33,8 @@ const APT_PACKAGES: &[&str] = &[
     "procps",
     "nftables",
     "iptables",
+    "ipset",
+    "ufw",
     "qemu-system-x86",
     "busybox-static",
     "xz-utils",
