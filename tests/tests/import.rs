@@ -1,14 +1,16 @@
 //! `mirror-xdp import` against the real tools: a typical mirror guide's rules (HTTP, HTTPS
 //! and rsync open, SSH from the admin network, a sync port range, a SYN limit, default
-//! drop) built with the real iptables and nft in the server namespace, probed, dumped,
-//! imported; then the firewall flushed, the imported policy attached, and the same probes
-//! must get the same open/filtered answers.
+//! drop) built with the real iptables (with an ipset), ufw and nft in the server namespace,
+//! probed, dumped, imported; then the firewall flushed, the imported policy attached, and
+//! the same probes must get the same open/filtered answers.
 #![expect(
     unused_crate_dependencies,
     reason = "an integration test links every dependency of the tests package and uses a few"
 )]
 
 use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::Command;
 
 use mirror_xdp_tests::cli::{attach_policy, run, write_policy};
 use mirror_xdp_tests::require_root;
@@ -61,7 +63,7 @@ fn compare(
     assert_eq!(
         imported.code,
         Some(1),
-        "one rule (the SYN limit) cannot be translated: {imported:?}"
+        "the SYN limit cannot be translated exactly: {imported:?}"
     );
     attach_policy(bed, &imported.stdout);
     let got = open_ports(bed);
@@ -81,10 +83,26 @@ fn compare(
 fn iptables_rules_imported_answer_probes_alike() {
     require_root();
     let bed = Testbed::new().expect("testbed");
-    for (tool, admins, icmp) in [
-        ("iptables", "203.0.113.0/24", "icmp"),
-        ("ip6tables", "2001:db8:a::/48", "ipv6-icmp"),
+    for args in [
+        &["create", "admins", "hash:net"][..],
+        &["add", "admins", "203.0.113.0/24"],
     ] {
+        bed.server.run_ok("ipset", args).expect("ipset");
+    }
+    for (tool, admins, icmp) in [
+        (
+            "iptables",
+            &["-m", "set", "--match-set", "admins", "src"][..],
+            "icmp",
+        ),
+        ("ip6tables", &["-s", "2001:db8:a::/48"], "ipv6-icmp"),
+    ] {
+        let ssh = [
+            &["-A", "INPUT"][..],
+            admins,
+            &["-p", "tcp", "--dport", "22", "-j", "ACCEPT"],
+        ]
+        .concat();
         let rules: &[&[&str]] = &[
             &["-A", "INPUT", "-i", "lo", "-j", "ACCEPT"],
             &[
@@ -110,9 +128,7 @@ fn iptables_rules_imported_answer_probes_alike() {
                 "-j",
                 "ACCEPT",
             ],
-            &[
-                "-A", "INPUT", "-s", admins, "-p", "tcp", "--dport", "22", "-j", "ACCEPT",
-            ],
+            &ssh,
             &[
                 "-A",
                 "INPUT",
@@ -137,12 +153,13 @@ fn iptables_rules_imported_answer_probes_alike() {
     let reported = compare(
         &bed,
         "iptables",
-        ("sh", &["-c", "iptables-save; ip6tables-save"]),
+        ("sh", &["-c", "ipset save; iptables-save; ip6tables-save"]),
         &[
             ("iptables", &["-P", "INPUT", "ACCEPT"]),
             ("iptables", &["-F", "INPUT"]),
             ("ip6tables", &["-P", "INPUT", "ACCEPT"]),
             ("ip6tables", &["-F", "INPUT"]),
+            ("ipset", &["destroy", "admins"]),
         ],
     );
     assert!(reported.contains("rate limit"), "{reported}");
@@ -257,4 +274,95 @@ fn nft_rules_imported_answer_probes_alike() {
         &[("nft", &["delete", "table", "inet", "mirror"])],
     );
     assert!(reported.contains("rate limit"), "{reported}");
+}
+
+/// ufw's configuration for one namespace: `ip netns exec` mounts /etc/netns/NAME/X over
+/// /etc/X, so ufw there reads and writes copies, never the host's /etc/ufw. Removed on drop.
+struct UfwConfig(PathBuf);
+
+impl UfwConfig {
+    fn new(ns: &str) -> Self {
+        let dir = PathBuf::from("/etc/netns").join(ns);
+        let config = UfwConfig(dir.clone());
+        std::fs::create_dir_all(dir.join("default")).expect("/etc/netns/NAME");
+        let copied = Command::new("cp")
+            .args(["-a", "/etc/ufw"])
+            .arg(dir.join("ufw"))
+            .status()
+            .expect("cp");
+        assert!(copied.success(), "copying /etc/ufw (is ufw installed?)");
+        // No kernel modules to load, no sysctls to set: the namespace's rules are the test.
+        let defaults = std::fs::read_to_string("/etc/default/ufw").expect("/etc/default/ufw");
+        let defaults: String = defaults
+            .lines()
+            .filter(|l| !l.starts_with("IPT_MODULES="))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        std::fs::write(dir.join("default/ufw"), defaults + "IPT_MODULES=\"\"\n").unwrap();
+        std::fs::write(dir.join("ufw/sysctl.conf"), "").unwrap();
+        config
+    }
+}
+
+impl Drop for UfwConfig {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The mirror guide's rules made with ufw in the server namespace, then `dump` imported.
+fn ufw_rules_imported_answer_probes_alike(dump: &str) {
+    require_root();
+    let bed = Testbed::new().expect("testbed");
+    let _config = UfwConfig::new(bed.server.name());
+    let commands: &[&[&str]] = &[
+        &["default", "deny", "incoming"],
+        &["allow", "80/tcp"],
+        &["allow", "443/tcp"],
+        &["allow", "873/tcp"],
+        &[
+            "allow",
+            "from",
+            "203.0.113.0/24",
+            "to",
+            "any",
+            "port",
+            "22",
+            "proto",
+            "tcp",
+        ],
+        &[
+            "allow",
+            "from",
+            "2001:db8:a::/48",
+            "to",
+            "any",
+            "port",
+            "22",
+            "proto",
+            "tcp",
+        ],
+        &["limit", "30000:30010/tcp"],
+        &["--force", "enable"],
+    ];
+    for args in commands {
+        bed.server.run_ok("ufw", args).expect("ufw");
+    }
+    let reported = compare(
+        &bed,
+        "ufw",
+        ("sh", &["-c", dump]),
+        &[("ufw", &["--force", "disable"])],
+    );
+    assert!(reported.contains("per-source limit"), "{reported}");
+}
+
+#[test]
+fn ufw_user_rules_imported_answer_probes_alike() {
+    ufw_rules_imported_answer_probes_alike("cat /etc/ufw/user.rules /etc/ufw/user6.rules");
+}
+
+#[test]
+fn ufw_show_added_imported_answers_probes_alike() {
+    ufw_rules_imported_answer_probes_alike("ufw show added");
 }

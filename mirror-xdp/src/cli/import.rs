@@ -7,10 +7,10 @@ use mirror_xdp::import::{Format, import};
 
 /// Print a policy equivalent to an iptables rule set (`iptables-save` and
 /// `ip6tables-save` output, with `ipset save` output for the sets it names) or ufw's
-/// (/etc/ufw/user.rules and user6.rules, one after the other) or nftables' (`nft list
-/// ruleset` output). Every rule the
-/// policy cannot express is reported on stderr as FILE:LINE: message; exit 0: all
-/// translated, 1: some rules not translated, 2: unreadable input.
+/// (/etc/ufw/user.rules and user6.rules, one after the other, or `ufw show added`) or
+/// nftables' (`nft list ruleset` output). Every rule the policy cannot express is reported
+/// on stderr as FILE:LINE: message; exit 0: all translated, 1: some rules not translated,
+/// 2: unreadable input.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The firewall the rule set comes from.
@@ -53,8 +53,8 @@ pub fn run(args: Args) -> Result<(), Failure> {
         Err(Failure {
             code: EXIT_OPERATIONAL,
             message: format!(
-                "{} rule(s) not translated exactly; the policy above errs on the side of \
-                 dropping where it could",
+                "{} rule(s) not translated exactly: each line above says what the policy \
+                 does instead",
                 imported.problems.len()
             ),
         })

@@ -12,7 +12,7 @@ use super::ruleset::{Action, Problem, Protocol, Rule, Ruleset, Source};
 /// How deep jumps to user chains are followed.
 const MAX_JUMP_DEPTH: usize = 8;
 
-/// One `-A` line of the filter table.
+/// One `-A` or `-I` line of the filter table.
 struct Appended {
     line: usize,
     v6: bool,
@@ -69,16 +69,26 @@ pub fn read(text: &str, inputs: &[&str]) -> (Ruleset, Vec<Problem>) {
                     }
                 }
             }
-            "-A" if table == "filter" && tokens.len() >= 2 => {
+            op @ ("-A" | "-I") if table == "filter" && tokens.len() >= 2 => {
+                let append = op == "-A";
                 let mut tokens = tokens;
                 let chain = tokens.remove(1);
                 tokens.remove(0);
                 // ufw keeps its IPv6 rules in chains of their own.
                 let v6 = v6 || chain.starts_with("ufw6-");
-                chains
-                    .entry(chain)
-                    .or_default()
-                    .push(Appended { line, v6, tokens });
+                let rules = chains.entry(chain).or_default();
+                let at = match append {
+                    true => rules.len(),
+                    // `-I CHAIN [N]`: before the Nth rule (1, the first, by default).
+                    false => match tokens.first().and_then(|t| t.parse::<usize>().ok()) {
+                        Some(n) => {
+                            tokens.remove(0);
+                            n.saturating_sub(1).min(rules.len())
+                        }
+                        None => 0,
+                    },
+                };
+                rules.insert(at, Appended { line, v6, tokens });
             }
             _ if table != "filter" => {}
             other => problems.push(Problem {
@@ -172,6 +182,14 @@ fn verdict_of(chains: &BTreeMap<String, Vec<Appended>>, chain: &str) -> Option<A
     }
 }
 
+/// A `-m recent` match: a source recorded (`--set`) or checked against `hits` in `seconds`.
+#[derive(Default)]
+struct Recent {
+    set: bool,
+    seconds: String,
+    hits: String,
+}
+
 /// One `-A` rule's options; an error names what cannot be expressed.
 fn rule(a: &Appended) -> Result<Parsed, String> {
     let mut r = Rule {
@@ -186,6 +204,7 @@ fn rule(a: &Appended) -> Result<Parsed, String> {
     let mut target = None;
     let mut states: Option<String> = None;
     let mut loopback = false;
+    let mut recent: Option<Recent> = None;
     let mut t = a.tokens.iter().map(String::as_str);
     while let Some(opt) = t.next() {
         let mut value = || {
@@ -222,7 +241,8 @@ fn rule(a: &Appended) -> Result<Parsed, String> {
                 "tcp" | "udp" | "icmp" | "icmp6" | "comment" | "conntrack" | "state"
                 | "multiport" | "set" => {}
                 "limit" => {}
-                m @ ("recent" | "hashlimit" | "connlimit") => {
+                "recent" => recent = Some(Recent::default()),
+                m @ ("hashlimit" | "connlimit") => {
                     return Err(format!(
                         "a rate limit (-m {m}): the policy's [limits] are per source over \
                          every port; set them by hand"
@@ -239,6 +259,14 @@ fn rule(a: &Appended) -> Result<Parsed, String> {
                     r.ports.push(port_range(item)?);
                 }
             }
+            "--set" => recent.get_or_insert_default().set = true,
+            "--update" | "--rcheck" => {}
+            "--seconds" => recent.get_or_insert_default().seconds = value()?,
+            "--hitcount" => recent.get_or_insert_default().hits = value()?,
+            "--name" | "--mask" => {
+                value()?;
+            }
+            "--rsource" => {}
             "--syn" => {}
             "--limit" => r.rate = Some(rate(&value()?)?),
             "--limit-burst" => {
@@ -268,6 +296,13 @@ fn rule(a: &Appended) -> Result<Parsed, String> {
             "!" => return Err("a negated match (!)".into()),
             other => return Err(format!("option {other}")),
         }
+    }
+    if let Some(recent) = recent {
+        // `--set` only records the source (ufw's `limit` does it before checking).
+        if recent.set && target.is_none() {
+            return Ok(Parsed::Ignored);
+        }
+        return Err(per_source_limit_left_out(&recent.hits, &recent.seconds));
     }
     if let Some(states) = &states {
         let states: Vec<&str> = states.split(',').collect();
@@ -304,6 +339,15 @@ fn rule(a: &Appended) -> Result<Parsed, String> {
     Ok(Parsed::Rule(r))
 }
 
+/// What the policy says instead of a per-port, per-source connection limit (ufw's `limit`).
+pub(super) fn per_source_limit_left_out(hits: &str, seconds: &str) -> String {
+    format!(
+        "a per-source limit ({hits} new connections in {seconds} s, ufw's `limit`) left out: \
+         the policy's [limits] are per source over every port; the ports are open without \
+         it, set per_source_syn_rate by hand if every port should have one"
+    )
+}
+
 /// `50/s`, `3/minute`...: packets a second, rounded up.
 pub(super) fn rate(text: &str) -> Result<u64, String> {
     let bad = || format!("rate {text:?}");
@@ -319,14 +363,14 @@ pub(super) fn rate(text: &str) -> Result<u64, String> {
     Ok(n.div_ceil(seconds).max(1))
 }
 
-fn net(text: &str) -> Result<IpNet, String> {
+pub(super) fn net(text: &str) -> Result<IpNet, String> {
     text.parse::<IpNet>()
         .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from))
         .map_err(|_| format!("source {text:?} is not an address or CIDR"))
 }
 
 /// `80`, `30000:30010` (iptables), `30000-30010`.
-fn port_range(text: &str) -> Result<(u16, u16), String> {
+pub(super) fn port_range(text: &str) -> Result<(u16, u16), String> {
     let bad = || format!("port {text:?}");
     let (lo, hi) = match text.split_once([':', '-']) {
         Some((lo, hi)) => (lo, hi),

@@ -6,6 +6,7 @@ mod iptables;
 mod nft;
 mod ruleset;
 mod translate;
+mod ufw;
 
 pub use ruleset::Problem;
 
@@ -14,7 +15,8 @@ pub use ruleset::Problem;
 pub enum Format {
     /// `iptables-save` and `ip6tables-save` output, with `ipset save` output for sets.
     Iptables,
-    /// ufw's `user.rules` and `user6.rules` (one after the other in one input is fine).
+    /// ufw's `user.rules` and `user6.rules` (one after the other in one input is fine), or
+    /// `ufw show added`.
     Ufw,
     /// `nft list ruleset` output.
     Nft,
@@ -31,7 +33,7 @@ pub struct Imported {
 pub fn import(format: Format, text: &str, input_name: &str) -> Imported {
     let (set, mut problems) = match format {
         Format::Iptables => iptables::read(text, &["INPUT"]),
-        Format::Ufw => ufw(text),
+        Format::Ufw => ufw::read(text),
         Format::Nft => nft::read(text),
     };
     let translated = translate::translate(&set, input_name);
@@ -41,28 +43,6 @@ pub fn import(format: Format, text: &str, input_name: &str) -> Imported {
         policy: translated.policy,
         problems,
     }
-}
-
-/// ufw's user rules, with what ufw's own rules around them do: its default incoming
-/// policy (deny, the default `ufw default` sets), and before.rules' accepts of established
-/// connections and of ICMP. Line 0: ufw's rules, not the input's.
-fn ufw(text: &str) -> (ruleset::Ruleset, Vec<Problem>) {
-    let (mut set, problems) = iptables::read(text, &["ufw-user-input", "ufw6-user-input"]);
-    set.default = Some((ruleset::Action::Drop, 0));
-    set.established = Some(0);
-    set.rules.insert(
-        0,
-        ruleset::Rule {
-            line: 0,
-            action: ruleset::Action::Accept,
-            protocol: ruleset::Protocol::Icmp,
-            ports: Vec::new(),
-            sources: Vec::new(),
-            v6_only: None,
-            rate: None,
-        },
-    );
-    (set, problems)
 }
 
 #[cfg(test)]

@@ -192,8 +192,8 @@ COMMIT
 fn ufw_user_rules_translate_and_the_limit_is_reported() {
     let imported = import(Format::Ufw, UFW, "user.rules");
     let lines: Vec<usize> = imported.problems.iter().map(|p| p.line).collect();
-    // The limit's two `recent` lines: the policy's limits are not per port.
-    assert_eq!(lines, [14, 15], "{:?}", imported.problems);
+    // The limit's check (its `--set` only records): the policy's limits are not per port.
+    assert_eq!(lines, [15], "{:?}", imported.problems);
     let p = policy(&imported);
     assert!(reaches(&p, "198.51.100.1", Proto::Tcp, 80));
     assert!(reaches(&p, "2001:db8::1", Proto::Tcp, 80));
@@ -202,6 +202,44 @@ fn ufw_user_rules_translate_and_the_limit_is_reported() {
     assert!(reaches(&p, "198.51.100.1", Proto::Tcp, 2222));
     assert!(!reaches(&p, "2001:db8::1", Proto::Tcp, 2222));
     assert!(p.settings.return_traffic, "{}", imported.policy);
+}
+
+/// The same rules and more, as `ufw show added` prints them.
+const UFW_ADDED: &str = "\
+Added user rules (see 'ufw status' for running firewall):
+ufw deny from 192.0.2.0/24
+ufw allow 80/tcp
+ufw allow from 203.0.113.0/24 to any port 22 proto tcp
+ufw limit 2222/tcp
+ufw allow 53
+ufw allow 443,873/tcp comment 'web and rsync'
+ufw allow from 198.51.100.0/24 port 123 to any port 123 proto udp
+ufw allow in on eth1 to any port 8080
+ufw allow out 53
+ufw allow from 10.0.0.0/8 to 10.1.1.1 port 9000 proto tcp
+ufw allow 'Nginx Full'
+ufw allow from 2001:db8:a::/48 to any port 22 proto tcp
+";
+
+#[test]
+fn ufw_show_added_translates_and_reports_what_the_policy_cannot_say() {
+    let imported = import(Format::Ufw, UFW_ADDED, "added.txt");
+    let lines: Vec<usize> = imported.problems.iter().map(|p| p.line).collect();
+    // The limit, a source port, an interface, an outbound rule, a destination, an app.
+    assert_eq!(lines, [5, 8, 9, 10, 11, 12], "{:?}", imported.problems);
+    let p = policy(&imported);
+    assert!(!reaches(&p, "192.0.2.7", Proto::Tcp, 80));
+    for port in [80, 443, 873, 53, 2222] {
+        assert!(reaches(&p, "198.51.100.1", Proto::Tcp, port), "{port}");
+    }
+    assert!(reaches(&p, "198.51.100.1", Proto::Udp, 53));
+    assert!(reaches(&p, "203.0.113.5", Proto::Tcp, 22));
+    assert!(reaches(&p, "2001:db8:a::5", Proto::Tcp, 22));
+    assert!(!reaches(&p, "198.51.100.1", Proto::Tcp, 22));
+    assert!(!reaches(&p, "2001:db8::1", Proto::Tcp, 22));
+    for (proto, port) in [(Proto::Udp, 123), (Proto::Tcp, 8080), (Proto::Tcp, 9000)] {
+        assert!(!reaches(&p, "10.0.0.1", proto, port), "{port}");
+    }
 }
 
 /// The mirror rule set again, as `nft list ruleset` prints it.
