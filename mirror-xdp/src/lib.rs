@@ -26,6 +26,7 @@
 pub mod build_info;
 pub mod compile;
 pub mod control;
+pub mod crowdsec;
 pub mod daemon;
 pub mod import;
 pub mod kernel;

@@ -17,6 +17,7 @@ use tempfile as _;
 use thiserror as _;
 use tokio as _;
 use toml as _;
+use ureq as _;
 
 use std::process::ExitCode;
 

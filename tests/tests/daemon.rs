@@ -10,8 +10,8 @@
 )]
 
 use std::collections::BTreeSet;
-use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::io::ErrorKind;
+use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime};
@@ -22,6 +22,7 @@ use mirror_xdp_tests::cli::{
 };
 use mirror_xdp_tests::egress_hook::{self, HOOKS};
 use mirror_xdp_tests::flood::udp_blast;
+use mirror_xdp_tests::metrics::{self, metric};
 use mirror_xdp_tests::netns::ChildGuard;
 use mirror_xdp_tests::probe::UdpResult;
 use mirror_xdp_tests::require_root;
@@ -555,19 +556,5 @@ fn read(log: &Path) -> String {
 
 /// GET /metrics on the server namespace's loopback; None if nothing answers.
 fn scrape(bed: &Testbed) -> Option<String> {
-    bed.server.enter(|| {
-        let addr = SocketAddr::from(([127, 0, 0, 1], METRICS_PORT));
-        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        write!(s, "GET /metrics HTTP/1.1\r\nHost: {addr}\r\n\r\n").ok()?;
-        let mut out = String::new();
-        s.read_to_string(&mut out).ok()?;
-        let (head, body) = out.split_once("\r\n\r\n")?;
-        head.starts_with("HTTP/1.1 200").then(|| body.to_string())
-    })
-}
-
-fn metric(body: &str, name: &str) -> Option<u64> {
-    body.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+    metrics::scrape(&bed.server, METRICS_PORT)
 }

@@ -61,6 +61,7 @@ pub fn run() -> Result<()> {
     installed |= musl_target()?;
     installed |= cargo_deb()?;
     installed |= bpffs()?;
+    installed |= crowdsec()?;
     if !installed {
         println!("setup: everything present");
     }
@@ -235,4 +236,42 @@ fn stdout_of(cmd: &mut Command) -> Result<String> {
         );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Where the CrowdSec binaries the tests run are unpacked (`usr/bin/crowdsec`, `cscli`).
+const CROWDSEC_DIR: &str = "target/crowdsec";
+
+/// Debian's crowdsec package unpacked, not installed: its postinst registers with CrowdSec's
+/// online API and fails without internet, but its binaries run a Local API for the tests.
+fn crowdsec() -> Result<bool> {
+    let dir = crate::repo_root().join(CROWDSEC_DIR);
+    if dir.join("usr/bin/crowdsec").exists() && dir.join("usr/bin/cscli").exists() {
+        return Ok(false);
+    }
+    println!(
+        "setup: unpacking Debian's crowdsec into {} (apt-get download; dpkg -x: not installed, \
+         the tests run its Local API)",
+        dir.display()
+    );
+    let download = dir.with_extension("download");
+    let partial = dir.with_extension("partial");
+    for stale in [&download, &partial, &dir] {
+        if stale.exists() {
+            std::fs::remove_dir_all(stale)?;
+        }
+    }
+    std::fs::create_dir_all(&download)?;
+    run_step(
+        Command::new("apt-get")
+            .args(["download", "crowdsec"])
+            .current_dir(&download),
+    )?;
+    let deb = std::fs::read_dir(&download)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "deb"))
+        .context("apt-get download crowdsec left no .deb")?;
+    run_step(Command::new("dpkg").arg("-x").arg(&deb).arg(&partial))?;
+    std::fs::rename(&partial, &dir)?;
+    std::fs::remove_dir_all(&download)?;
+    Ok(true)
 }

@@ -166,8 +166,8 @@ struct Row {
     hits: Option<u64>,
 }
 
-/// The human list shows this many policy entries; a 100,000-line blocklist would bury the
-/// live entries.
+/// The human list shows this many policy entries and as many CrowdSec ones; a 100,000-line
+/// blocklist would bury the live entries.
 const POLICY_ROWS_SHOWN: usize = 50;
 
 fn list(paths: &Paths, json: bool) -> Result<(), Failure> {
@@ -191,6 +191,14 @@ fn list(paths: &Paths, json: bool) -> Result<(), Failure> {
             expires: expires.unix(),
             hits: hits.as_ref().map(|h| h.get(action, &net)),
         });
+    let crowdsec = set.crowdsec_nets();
+    let crowdsec_rows = crowdsec.iter().map(|(net, expires)| Row {
+        prefix: net.to_string(),
+        action: Action::Deny,
+        origin: "crowdsec",
+        expires: expires.unix(),
+        hits: hits.as_ref().map(|h| h.get(Action::Deny, net)),
+    });
     let policy_rows = policy
         .allow
         .iter()
@@ -204,7 +212,7 @@ fn list(paths: &Paths, json: bool) -> Result<(), Failure> {
             hits: None,
         });
     if json {
-        let rows: Vec<Row> = live_rows.chain(policy_rows).collect();
+        let rows: Vec<Row> = live_rows.chain(crowdsec_rows).chain(policy_rows).collect();
         let doc = serde_json::json!({ "sources": rows });
         println!("{}", serde_json::to_string_pretty(&doc).expect("json"));
     } else {
@@ -213,9 +221,16 @@ fn list(paths: &Paths, json: bool) -> Result<(), Failure> {
         }
         let policy_total = policy.allow.len() + policy.deny.len();
         let rows: Vec<Row> = live_rows
+            .chain(crowdsec_rows.take(POLICY_ROWS_SHOWN))
             .chain(policy_rows.take(POLICY_ROWS_SHOWN))
             .collect();
         print!("{}", table(&rows, &clock));
+        if crowdsec.len() > POLICY_ROWS_SHOWN {
+            println!(
+                "... and {} more crowdsec entries (--json shows all)",
+                crowdsec.len() - POLICY_ROWS_SHOWN
+            );
+        }
         if policy_total > POLICY_ROWS_SHOWN {
             println!(
                 "... and {} more policy entries (--json shows all)",

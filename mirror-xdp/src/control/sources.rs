@@ -189,3 +189,54 @@ pub fn list(paths: &Paths) -> Result<Listing, SourceError> {
         clock,
     })
 }
+
+/// What one CrowdSec pull changes: every decision (`replace`: the LAPI's full state, at
+/// start and after an outage) or the new and deleted ones.
+#[derive(Clone, Debug, Default)]
+pub struct CrowdsecPull {
+    pub replace: bool,
+    /// (decision id, prefix, seconds left).
+    pub new: Vec<(i64, IpNet, u64)>,
+    pub deleted: Vec<i64>,
+}
+
+/// Applies a CrowdSec pull to the generation in force and the state file, like
+/// [`change`]: the kernel first, the previous entries back if anything fails. Returns the
+/// prefixes CrowdSec has in force.
+pub fn sync_crowdsec(
+    paths: &Paths,
+    pull: &CrowdsecPull,
+    progress: &mut dyn FnMut(&str),
+) -> Result<usize, SourceError> {
+    let (_lock, record) = recover::locked_in_force(paths, progress)?;
+    let record = record.ok_or_else(|| SourceError::NotAttached(paths.state_dir.clone()))?;
+    let mut maps = open_in_force(paths, &record).map_err(LiveError::from)?;
+    let clock = Clock::now();
+    let before = LiveSet::load(paths)?;
+    let mut after = before.clone();
+    if pull.replace {
+        after.crowdsec.clear();
+    }
+    for id in &pull.deleted {
+        after.crowdsec.remove(id);
+    }
+    for &(id, net, secs) in &pull.new {
+        after.crowdsec.insert(id, (net, clock.expiry_after(secs)));
+    }
+    after.prune(&clock);
+    if after == before {
+        return Ok(after.crowdsec_nets().len());
+    }
+    let result = after
+        .apply_at(&mut maps, &clock)
+        .and_then(|_| after.save(paths));
+    if let Err(e) = result {
+        if let Err(again) = before.apply(&mut maps) {
+            progress(&format!(
+                "mirror-xdp: restoring the previous live entries failed too: {again}"
+            ));
+        }
+        return Err(e.into());
+    }
+    Ok(after.crowdsec_nets().len())
+}

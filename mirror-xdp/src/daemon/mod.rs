@@ -9,16 +9,17 @@ mod watch;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
+    crowdsec::{self, Bouncer},
     lifecycle::lockout::{self, LockoutRefused},
     lifecycle::{self, AttachMode, EgressChoice, LifecycleError, Sizes},
     observe::metrics,
-    policy::Policy,
+    policy::{Policy, crowdsec::Crowdsec},
     state::{Paths, Record},
 };
 
@@ -84,6 +85,11 @@ async fn daemon(paths: Paths, opts: Options) -> Result<(), DaemonError> {
     // Taken before the policy is read: a change made while starting is then seen as one.
     let mut seen = watch::fingerprint(&policy_path);
     let policy = Policy::load(&policy_path).map_err(|e| DaemonError::Invalid(e.to_string()))?;
+    // A CrowdSec key that others can read is refused before anything changes.
+    let key = match &policy.crowdsec {
+        Some(c) => Some(crowdsec::read_key(&c.api_key_file).map_err(DaemonError::Invalid)?),
+        None => None,
+    };
     // Bound before anything changes: a port in use fails the start, not the metrics later.
     let listener = TcpListener::bind(opts.metrics)
         .map_err(|e| operational(format!("cannot serve metrics on {}: {e}", opts.metrics)))?;
@@ -93,8 +99,16 @@ async fn daemon(paths: Paths, opts: Options) -> Result<(), DaemonError> {
     refresh(&mut watcher, &mut watched);
     start(&paths, &opts, &policy_path, &policy)?;
 
+    let crowdsec_stats = Arc::new(Mutex::new(crowdsec::Stats::default()));
+    let mut bouncer = match (policy.crowdsec.clone(), key) {
+        (Some(config), Some(key)) => Some(start_bouncer(&paths, config, key, &crowdsec_stats)),
+        _ => {
+            clear_crowdsec(&paths);
+            None
+        }
+    };
     let stop = Arc::new(AtomicBool::new(false));
-    let metrics_thread = serve_metrics(listener, &paths, stop.clone())?;
+    let metrics_thread = serve_metrics(listener, &paths, stop.clone(), crowdsec_stats.clone())?;
     log(&format!("metrics on http://{}/metrics", opts.metrics));
     if !opts.metrics.ip().is_loopback() {
         log(&format!(
@@ -122,14 +136,20 @@ async fn daemon(paths: Paths, opts: Options) -> Result<(), DaemonError> {
         tokio::select! {
             _ = hup.recv() => {
                 seen = watch::fingerprint(&policy_path);
-                reload_now(&paths, &policy_path, opts.force, "SIGHUP").await;
+                if let Some(config) = reload_now(&paths, &policy_path, opts.force, "SIGHUP").await {
+                    bouncer = follow(&paths, bouncer, config, &crowdsec_stats);
+                }
             }
             () = watcher.changed() => {
                 let now = watch::fingerprint(&policy_path);
                 // Saved unchanged, touched, or a neighbour in the folder changed: no reload.
                 if now != seen {
                     seen = now;
-                    reload_now(&paths, &policy_path, opts.force, "policy changed").await;
+                    if let Some(config) =
+                        reload_now(&paths, &policy_path, opts.force, "policy changed").await
+                    {
+                        bouncer = follow(&paths, bouncer, config, &crowdsec_stats);
+                    }
                 }
             }
             _ = term.recv() => break "SIGTERM",
@@ -139,6 +159,7 @@ async fn daemon(paths: Paths, opts: Options) -> Result<(), DaemonError> {
         refresh(&mut watcher, &mut watched);
     };
 
+    drop(bouncer);
     stop.store(true, Ordering::Relaxed);
     let _ = metrics_thread.join();
     let left = match Record::load(&paths) {
@@ -248,20 +269,27 @@ fn adopt(
 }
 
 /// Reloads off the async thread (a large set file takes seconds to compile), so the drop
-/// log keeps running; signals that arrive meanwhile wait their turn.
-async fn reload_now(paths: &Paths, policy: &Path, force: bool, why: &str) {
+/// log keeps running; signals that arrive meanwhile wait their turn. Returns the new
+/// policy's `[crowdsec]` when the reload succeeded.
+async fn reload_now(
+    paths: &Paths,
+    policy: &Path,
+    force: bool,
+    why: &str,
+) -> Option<Option<Crowdsec>> {
     log(&format!("{why}: reloading {}", policy.display()));
     let (paths, policy) = (paths.clone(), policy.to_path_buf());
-    if let Err(e) =
-        tokio::task::spawn_blocking(move || reload_blocking(&paths, &policy, force)).await
-    {
-        log(&format!("reload failed: {e}"));
-    }
+    tokio::task::spawn_blocking(move || reload_blocking(&paths, &policy, force))
+        .await
+        .unwrap_or_else(|e| {
+            log(&format!("reload failed: {e}"));
+            None
+        })
 }
 
 /// A policy that does not validate, or would lock out the admin, is refused by `reload`,
 /// which counts the failure (`mirror_xdp_reloads_total{result="error"}`).
-fn reload_blocking(paths: &Paths, policy: &Path, force: bool) {
+fn reload_blocking(paths: &Paths, policy: &Path, force: bool) -> Option<Option<Crowdsec>> {
     match lifecycle::reload(paths, Some(policy), force, &mut |m| log(m)) {
         Ok(done) => {
             log(&format!(
@@ -275,8 +303,78 @@ fn reload_blocking(paths: &Paths, policy: &Path, force: bool) {
             for line in crate::policy::diff::summary(done.changes.as_deref()) {
                 log(&format!("  {line}"));
             }
+            Some(done.crowdsec)
         }
-        Err(e) => log(&format!("reload failed: {e}\n{}", unchanged(paths))),
+        Err(e) => {
+            log(&format!("reload failed: {e}\n{}", unchanged(paths)));
+            None
+        }
+    }
+}
+
+fn start_bouncer(
+    paths: &Paths,
+    config: Crowdsec,
+    key: String,
+    stats: &Arc<Mutex<crowdsec::Stats>>,
+) -> Bouncer {
+    log(&format!(
+        "crowdsec: pulling ban decisions ({}) from {} every {} s",
+        config
+            .scopes
+            .iter()
+            .map(|s| s.name())
+            .collect::<Vec<_>>()
+            .join(", "),
+        config.url,
+        config.poll_interval.as_secs_f64()
+    ));
+    Bouncer::start(paths.clone(), config, key, stats.clone(), log)
+}
+
+/// The bouncer the reloaded policy asks for: the running one if `[crowdsec]` is unchanged,
+/// a new one if it changed (the old one kept if the new key cannot be read), none if it
+/// is gone (and its entries with it).
+fn follow(
+    paths: &Paths,
+    running: Option<Bouncer>,
+    wanted: Option<Crowdsec>,
+    stats: &Arc<Mutex<crowdsec::Stats>>,
+) -> Option<Bouncer> {
+    if running.as_ref().map(|b| &b.config) == wanted.as_ref() {
+        return running;
+    }
+    let Some(config) = wanted else {
+        drop(running);
+        clear_crowdsec(paths);
+        return None;
+    };
+    match crowdsec::read_key(&config.api_key_file) {
+        Ok(key) => {
+            drop(running);
+            Some(start_bouncer(paths, config, key, stats))
+        }
+        Err(e) => {
+            let kept = if running.is_some() {
+                "the previous [crowdsec] keeps running"
+            } else {
+                "no CrowdSec bouncer runs"
+            };
+            log(&format!("crowdsec: {e}; {kept}"));
+            running
+        }
+    }
+}
+
+/// Without `[crowdsec]`, no CrowdSec entries stay (a policy that dropped it, or a daemon
+/// started without it).
+fn clear_crowdsec(paths: &Paths) {
+    match crowdsec::clear(paths, log) {
+        Ok(0) => {}
+        Ok(n) => log(&format!(
+            "crowdsec: the policy has no [crowdsec]: its {n} denied prefixes removed"
+        )),
+        Err(e) => log(&format!("crowdsec: removing its entries failed: {e}")),
     }
 }
 
@@ -296,9 +394,14 @@ fn serve_metrics(
     listener: TcpListener,
     paths: &Paths,
     stop: Arc<AtomicBool>,
+    crowdsec: Arc<Mutex<crowdsec::Stats>>,
 ) -> Result<std::thread::JoinHandle<()>, DaemonError> {
     let paths = paths.clone();
-    let source = move || metrics::scrape_pinned(&paths);
+    let source = move || {
+        let pinned = metrics::scrape_pinned(&paths)?;
+        let stats = crowdsec.lock().unwrap_or_else(|p| p.into_inner()).render();
+        Ok(pinned + &stats)
+    };
     metrics::serve_listener(listener, source, stop).map_err(operational)
 }
 

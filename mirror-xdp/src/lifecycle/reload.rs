@@ -39,6 +39,8 @@ pub struct Reloaded {
     /// What changed against the policy that was in force; `None` when that one is unknown
     /// (an older build attached it and kept no copy).
     pub changes: Option<Vec<Change>>,
+    /// The new policy's `[crowdsec]`, for `run`'s bouncer.
+    pub crowdsec: Option<crate::policy::crowdsec::Crowdsec>,
 }
 
 /// Re-reads the policy of the attached enforcer (or `policy_path`, which then becomes its
@@ -122,6 +124,7 @@ pub fn reload(
                 record: next,
                 elapsed,
                 changes: changes(kept.as_ref(), &live, &policy),
+                crowdsec: policy.crowdsec.clone(),
             })
         }
         Err(e) => {

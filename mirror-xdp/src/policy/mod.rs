@@ -5,6 +5,7 @@
 
 mod addr;
 pub mod bounded;
+pub mod crowdsec;
 pub mod diff;
 mod error;
 mod files;
@@ -46,6 +47,8 @@ pub struct Policy {
     pub global_syn_rate_at: Option<(usize, usize)>,
     /// The resolved `[sets]` by name: live rules (`port allow --from SET`) name them too.
     pub sets: BTreeMap<String, Vec<IpNet>>,
+    /// `[crowdsec]`: the LAPI `run` keeps ban decisions from.
+    pub crowdsec: Option<crowdsec::Crowdsec>,
     /// The texts it was compiled from, which its generation keeps.
     pub files: PolicyFiles,
 }

@@ -29,6 +29,7 @@ pub(super) struct RawPolicy {
     pub sources: RawSources,
     #[serde(default)]
     pub limits: RawLimits,
+    pub crowdsec: Option<RawCrowdsec>,
 }
 
 #[derive(Default, Deserialize)]
@@ -72,6 +73,15 @@ pub(super) struct RawLimits {
     pub source_prefix_v4: Option<Spanned<Int>>,
     pub source_prefix_v6: Option<Spanned<Int>>,
     pub syn_cookies: Option<Spanned<bool>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCrowdsec {
+    pub url: Spanned<String>,
+    pub api_key_file: Spanned<String>,
+    pub poll_interval: Option<Spanned<String>>,
+    pub scopes: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// A TOML integer (any sign: the range is checked later, with a better message).

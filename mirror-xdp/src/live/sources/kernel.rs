@@ -111,7 +111,7 @@ impl LiveSet {
 
     pub fn apply_at(&self, maps: &mut Maps, clock: &Clock) -> Result<u32, LiveError> {
         let allow: Vec<(IpNet, u64)> = self.allow.iter().map(|net| (*net, u64::MAX)).collect();
-        let deny: Vec<(IpNet, u64)> = fold_expiries(&self.deny)
+        let deny: Vec<(IpNet, u64)> = fold_expiries(&self.denies())
             .into_iter()
             .map(|(net, expires)| (net, clock.deadline_ns(expires)))
             .collect();

@@ -122,6 +122,9 @@ impl LiveError {
 pub struct LiveSet {
     pub allow: BTreeSet<IpNet>,
     pub deny: BTreeMap<IpNet, Expiry>,
+    /// CrowdSec's ban decisions by decision id, which `run`'s bouncer keeps (README,
+    /// "CrowdSec"); several decisions may name one prefix. Denies like `deny`.
+    pub crowdsec: BTreeMap<i64, (IpNet, Expiry)>,
 }
 
 /// How many entries an operation added and how many it changed or removed.
@@ -158,6 +161,25 @@ impl LiveSet {
         self.allow.contains(net) || self.deny.contains_key(net)
     }
 
+    /// CrowdSec's prefixes, each with the latest expiry of its decisions.
+    pub fn crowdsec_nets(&self) -> BTreeMap<IpNet, Expiry> {
+        let mut nets = BTreeMap::new();
+        for (net, expires) in self.crowdsec.values() {
+            later(&mut nets, *net, *expires);
+        }
+        nets
+    }
+
+    /// Every prefix the kernel denies: the `source` commands' and CrowdSec's, with the later
+    /// expiry where both name one.
+    pub fn denies(&self) -> BTreeMap<IpNet, Expiry> {
+        let mut nets = self.deny.clone();
+        for (net, expires) in self.crowdsec.values() {
+            later(&mut nets, *net, *expires);
+        }
+        nets
+    }
+
     /// Removes `nets` from both lists.
     pub fn remove(&mut self, nets: &[IpNet]) -> Change {
         let mut change = Change::default();
@@ -171,9 +193,11 @@ impl LiveSet {
 
     /// Drops the deny entries that have expired; returns how many.
     pub fn prune(&mut self, now: &Clock) -> usize {
-        let before = self.deny.len();
+        let before = self.deny.len() + self.crowdsec.len();
         self.deny.retain(|_, expires| !now.expired(*expires));
-        before - self.deny.len()
+        self.crowdsec
+            .retain(|_, (_, expires)| !now.expired(*expires));
+        before - self.deny.len() - self.crowdsec.len()
     }
 
     /// The persisted set; empty when there is no file yet.
@@ -191,6 +215,11 @@ impl LiveSet {
             let expires = entry.expires.map_or(Expiry::Never, Expiry::At);
             set.deny.insert(parse_net(&path, &entry.prefix)?, expires);
         }
+        for entry in &file.crowdsec {
+            let expires = entry.expires.map_or(Expiry::Never, Expiry::At);
+            let net = parse_net(&path, &entry.prefix)?;
+            set.crowdsec.insert(entry.id, (net, expires));
+        }
         Ok(set)
     }
 
@@ -207,6 +236,15 @@ impl LiveSet {
                     expires: expires.unix(),
                 })
                 .collect(),
+            crowdsec: self
+                .crowdsec
+                .iter()
+                .map(|(id, (net, expires))| CrowdsecRecord {
+                    id: *id,
+                    prefix: net.to_string(),
+                    expires: expires.unix(),
+                })
+                .collect(),
         };
         write_json(paths, LIVE_FILE, &file)
     }
@@ -217,6 +255,24 @@ struct LiveFile {
     version: u32,
     allow: Vec<String>,
     deny: Vec<DenyRecord>,
+    /// Absent in files of builds without the bouncer.
+    #[serde(default)]
+    crowdsec: Vec<CrowdsecRecord>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct CrowdsecRecord {
+    /// The LAPI's decision id.
+    id: i64,
+    prefix: String,
+    /// Unix seconds; `null`: never.
+    expires: Option<u64>,
+}
+
+/// Keeps the later of `expires` and what `nets` has for `net`.
+fn later(nets: &mut BTreeMap<IpNet, Expiry>, net: IpNet, expires: Expiry) {
+    let entry = nets.entry(net).or_insert(expires);
+    *entry = (*entry).max(expires);
 }
 
 #[derive(Serialize, Deserialize)]

@@ -71,6 +71,7 @@ pub(super) fn policy() -> Policy {
         limits: Limits::default(),
         global_syn_rate_at: None,
         sets: Default::default(),
+        crowdsec: None,
         files: Default::default(),
     }
 }

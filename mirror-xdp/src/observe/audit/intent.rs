@@ -42,7 +42,7 @@ impl PolicyView {
     /// The policy with the live entries of `live` that are in force at Unix time `now`.
     pub fn new(policy: Policy, live: &LiveSet, now_unix: u64) -> PolicyView {
         let live_deny = live
-            .deny
+            .denies()
             .iter()
             .filter(|(_, expires)| expires.unix().is_none_or(|at| at > now_unix))
             .map(|(net, _)| *net)

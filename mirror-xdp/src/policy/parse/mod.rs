@@ -36,6 +36,11 @@ pub(super) fn parse(original: &str, path: &Path, reader: Reader) -> Result<Polic
         .global_syn_rate
         .as_ref()
         .map(|v| src.line_col(v.span().start));
+    let crowdsec = raw
+        .crowdsec
+        .as_ref()
+        .map(|c| super::crowdsec::crowdsec(&src, path, c))
+        .transpose()?;
     let (sets, reader) = resolver.into_parts();
     Ok(Policy {
         path: path.to_path_buf(),
@@ -46,6 +51,7 @@ pub(super) fn parse(original: &str, path: &Path, reader: Reader) -> Result<Polic
         limits,
         global_syn_rate_at,
         sets,
+        crowdsec,
         files: reader.into_files(path, original),
     })
 }

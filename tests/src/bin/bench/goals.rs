@@ -24,6 +24,8 @@ pub struct Figures<'a> {
     /// A download over a connection made from a cookie over one made normally (a guest's
     /// run: the host has no netem).
     pub cookie_download: Option<f64>,
+    /// 100,000 CrowdSec decisions from one pull: ms until in force, the pull included.
+    pub crowdsec: Option<f64>,
 }
 
 /// One goal: what, the figure, the bound, and whether the bound is an upper one.
@@ -164,6 +166,13 @@ pub fn table(f: &Figures) -> String {
             what: "100,000 live deny entries from standard input (`source deny --file -`)",
             figure: Some(stats(&f.control.live_100k_ms).0),
             bound: 200.0,
+            at_most: true,
+            unit: " ms",
+        },
+        Goal {
+            what: "100,000 CrowdSec decisions from one pull, until in force (pull included)",
+            figure: f.crowdsec,
+            bound: 2000.0,
             at_most: true,
             unit: " ms",
         },

@@ -10,6 +10,7 @@
 mod chart;
 mod control_plane;
 mod cookie_download;
+mod crowdsec_feed;
 mod deny_list_e2e;
 mod end_to_end;
 mod findings;
@@ -74,7 +75,7 @@ enum Subject {
 #[command(name = "bench")]
 #[command(group(ArgGroup::new("part").args([
     "paths_only", "lists_only", "end_to_end_only", "control_plane_only", "deny_list_only",
-    "syn_flood_only", "virtio_only", "cookie_download_only", "out"
+    "syn_flood_only", "virtio_only", "cookie_download_only", "crowdsec_only", "out"
 ])))]
 struct Args {
     /// Also write the report to FILE, and the chart next to it (FILE with `.png`).
@@ -106,6 +107,9 @@ struct Args {
     /// `cargo xtask bench` runs it in a Debian guest).
     #[arg(long)]
     cookie_download_only: bool,
+    /// Only the CrowdSec feed: 100,000 decisions pulled from a real LAPI.
+    #[arg(long)]
+    crowdsec_only: bool,
     /// With --cookie-download-only: also save the figures to FILE, for --cookie-download.
     #[arg(long, value_name = "FILE", requires = "cookie_download_only")]
     save: Option<PathBuf>,
@@ -113,7 +117,7 @@ struct Args {
     /// report gains their section and goal.
     #[arg(long, value_name = "FILE", conflicts_with_all = [
         "paths_only", "lists_only", "end_to_end_only", "control_plane_only", "deny_list_only",
-        "syn_flood_only", "virtio_only", "cookie_download_only"
+        "syn_flood_only", "virtio_only", "cookie_download_only", "crowdsec_only"
     ])]
     cookie_download: Option<PathBuf>,
 }
@@ -152,6 +156,10 @@ fn main() -> Result<()> {
             cookie_download::save(&measured, path)?;
         }
         print!("{}", cookie_download::table(&measured));
+        return Ok(());
+    }
+    if args.crowdsec_only {
+        print!("{}", crowdsec_feed::table(&crowdsec_feed::run()?));
         return Ok(());
     }
     if args.syn_flood_only {
@@ -317,6 +325,7 @@ fn main() -> Result<()> {
     let end_to_end = end_to_end::run(POLICY)?;
     let deny_list = deny_list_e2e::run();
     let control = control_plane::run(POLICY)?;
+    let crowdsec = crowdsec_feed::run();
     let syn_flood = syn_absorb::run();
     let chart_note = chart_note(&out, &subjects, &samples, &end_to_end);
     let path_median = |name: &str| {
@@ -343,7 +352,12 @@ fn main() -> Result<()> {
             .ok()
             .and_then(|rows| syn_absorb::figures(rows)),
         cookie_download: cookies.as_ref().map(|m| m.speeds.ratio()),
+        crowdsec: crowdsec.as_ref().ok().map(crowdsec_feed::Outcome::full_ms),
     });
+    let crowdsec_section = match &crowdsec {
+        Ok(o) => crowdsec_feed::table(o),
+        Err(e) => format!("skipped: {e:#}\n"),
+    };
     let cookie_section = match &cookies {
         Some(m) => format!(
             "{}\n\n{}",
@@ -429,7 +443,14 @@ fn main() -> Result<()> {
          the connection worked); the flood's answers are dropped by a bare XDP_DROP on the \
          client end of the first pair, whose receive work the receiving core also runs.\n\n{syn_flood_section}\n\
          ### A download over a connection made from a cookie\n\n{cookie_section}\n## Control plane\n\n\
-         Wall time of the `mirror-xdp` command in the server namespace of a veth testbed.\n\n{}",
+         Wall time of the `mirror-xdp` command in the server namespace of a veth testbed.\n\n{}\n\
+         ### A CrowdSec feed\n\n\
+         {crowdsec_decisions} ban decisions (90% IPv4 addresses, 10% IPv6 /64s) imported into \
+         Debian's crowdsec 1.4.6 (its Local API alone, on the server namespace's loopback), \
+         pulled by `mirror-xdp run` in full at its start, 3 times from no CrowdSec entries, \
+         and a delta of 1,000 new ones each time, as the daemon logs them: the pull (the \
+         LAPI's work and the transfer) and the time from its answer until the entries are in \
+         force (parsed, written to the kernel's tries and the state file).\n\n{crowdsec_section}",
         end_to_end::table(&end_to_end),
         control_plane::table(&control),
         frames = end_to_end::FRAMES,
@@ -437,6 +458,7 @@ fn main() -> Result<()> {
         syn_frames = syn_absorb::FRAMES,
         syn_rate = syn_absorb::RATE_PPS,
         syn_reps = syn_absorb::REPETITIONS,
+        crowdsec_decisions = crowdsec_feed::DECISIONS,
     );
     print!("{report}");
     if let Some(out) = out {
