@@ -13,7 +13,8 @@ use crate::{is_root, run_step};
 /// boots other kernels with (qemu, a static busybox for the initramfs, xz for 6.12's
 /// modules; apt and dpkg fetch and unpack the kernels), and what `cargo xtask package` and
 /// its tests use (dpkg-shlibdeps for the .deb's Depends, lintian, a Debian 12 root made by
-/// debootstrap, skopeo and umoci for the OCI image).
+/// debootstrap, skopeo and umoci for the OCI image; musl-gcc for the C inside the static
+/// build's TLS crate, ring).
 const APT_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libpolly-22-dev",
@@ -44,6 +45,7 @@ const APT_PACKAGES: &[&str] = &[
     "debootstrap",
     "skopeo",
     "umoci",
+    "musl-tools",
 ];
 
 /// The static build of `cargo xtask package`.

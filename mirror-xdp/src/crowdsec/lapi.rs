@@ -4,6 +4,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::Duration;
 
+use ureq::tls::{RootCerts, TlsConfig};
+
 use crate::policy::crowdsec::{Crowdsec, Scope};
 
 /// A pull that takes longer than this failed (a LAPI that accepts and never answers).
@@ -85,6 +87,12 @@ impl Lapi {
             .timeout_global(Some(TIMEOUT))
             .http_status_as_error(false)
             .user_agent(concat!("mirror-xdp/", env!("CARGO_PKG_VERSION")))
+            // A LAPI behind a private CA is trusted once the CA is in the system's store.
+            .tls_config(
+                TlsConfig::builder()
+                    .root_certs(RootCerts::PlatformVerifier)
+                    .build(),
+            )
             .build()
             .into();
         let scopes: Vec<&str> = config.scopes.iter().map(|s: &Scope| s.name()).collect();
