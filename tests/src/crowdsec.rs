@@ -27,12 +27,24 @@ pub struct Lapi {
     dir: PathBuf,
     daemon: Option<ChildGuard>,
     starts: u32,
+    /// With TLS: the private CA that signed the LAPI's certificate.
+    ca: Option<PathBuf>,
 }
 
 impl Lapi {
     /// Writes the config into `dir` (created), registers a machine for cscli and starts
-    /// the LAPI in `ns`.
+    /// the LAPI in `ns`, over plain HTTP.
     pub fn start(ns: &Netns, dir: &Path) -> Result<Lapi> {
+        Lapi::start_with(ns, dir, false)
+    }
+
+    /// Like [`Lapi::start`], over HTTPS with a certificate for 127.0.0.1 from a private CA
+    /// made for it ([`Lapi::ca`]).
+    pub fn start_tls(ns: &Netns, dir: &Path) -> Result<Lapi> {
+        Lapi::start_with(ns, dir, true)
+    }
+
+    fn start_with(ns: &Netns, dir: &Path, tls: bool) -> Result<Lapi> {
         if !bin("crowdsec").exists() {
             bail!(
                 "{} is missing: `cargo xtask setup` unpacks Debian's crowdsec there",
@@ -40,7 +52,14 @@ impl Lapi {
             );
         }
         std::fs::create_dir_all(dir.join("data"))?;
+        let ca = if tls { Some(certificates(dir)?) } else { None };
         let d = dir.display();
+        let tls_config = match tls {
+            true => {
+                format!("\n    tls:\n      cert_file: {d}/lapi.pem\n      key_file: {d}/lapi.key")
+            }
+            false => String::new(),
+        };
         // No online_client: the LAPI never calls CrowdSec's central API.
         let config = format!(
             "common:\n  daemonize: false\n  log_media: stdout\n  log_level: info\n  working_dir: {d}\n\
@@ -50,7 +69,7 @@ impl Lapi {
              cscli:\n  output: human\n\
              db_config:\n  type: sqlite\n  db_path: {d}/data/crowdsec.db\n  use_wal: true\n\
              api:\n  client:\n    credentials_path: {d}/local_api_credentials.yaml\n  server:\n    \
-             listen_uri: 127.0.0.1:{PORT}\n    profiles_path: {d}/profiles.yaml\n    \
+             listen_uri: 127.0.0.1:{PORT}{tls_config}\n    profiles_path: {d}/profiles.yaml\n    \
              trusted_ips:\n      - 127.0.0.1\n\
              prometheus:\n  enabled: false\n"
         );
@@ -67,6 +86,7 @@ impl Lapi {
             dir: dir.to_path_buf(),
             daemon: None,
             starts: 0,
+            ca,
         };
         let credentials = dir.join("local_api_credentials.yaml");
         lapi.cscli(&[
@@ -77,12 +97,23 @@ impl Lapi {
             "-f",
             credentials.to_str().context("UTF-8 path")?,
         ])?;
+        if tls {
+            // cscli reaches the LAPI at the URL its credentials name.
+            let text = std::fs::read_to_string(&credentials)?;
+            std::fs::write(&credentials, text.replace("url: http://", "url: https://"))?;
+        }
         lapi.restart()?;
         Ok(lapi)
     }
 
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{PORT}")
+        let scheme = if self.ca.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{PORT}")
+    }
+
+    /// The CA of a TLS LAPI's certificate.
+    pub fn ca(&self) -> Option<&Path> {
+        self.ca.as_deref()
     }
 
     /// Runs cscli with this LAPI's config in its namespace; its stdout, or an error with
@@ -96,6 +127,7 @@ impl Lapi {
             .arg("-c")
             .arg(&config)
             .args(args)
+            .envs(self.ca.iter().map(|ca| ("SSL_CERT_FILE", ca)))
             .output()
             .context("running cscli")?;
         if !out.status.success() {
@@ -159,6 +191,32 @@ impl Lapi {
     }
 }
 
+/// A CA and the LAPI's certificate for 127.0.0.1 signed by it, in `dir`; returns the CA's.
+fn certificates(dir: &Path) -> Result<PathBuf> {
+    let openssl = |args: &str| -> Result<()> {
+        let out = Command::new("openssl")
+            .args(args.split_whitespace())
+            .current_dir(dir)
+            .output()
+            .context("running openssl")?;
+        if !out.status.success() {
+            bail!("openssl {args}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(())
+    };
+    openssl(
+        "req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=mirror-xdp-test-CA \
+         -keyout ca.key -out ca.pem",
+    )?;
+    openssl("req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout lapi.key -out lapi.csr")?;
+    std::fs::write(dir.join("lapi.ext"), "subjectAltName=IP:127.0.0.1\n")?;
+    openssl(
+        "x509 -req -in lapi.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 \
+         -extfile lapi.ext -out lapi.pem",
+    )?;
+    Ok(dir.join("ca.pem"))
+}
+
 impl Drop for Lapi {
     fn drop(&mut self) {
         self.kill();
@@ -209,11 +267,13 @@ pub fn key_file(lapi: &Lapi, dir: &Path) -> Result<PathBuf> {
     Ok(key)
 }
 
-/// A policy with TCP `port` open to everyone and `[crowdsec]` pulling every `poll`.
-pub fn policy(key: &Path, port: u16, poll: &str) -> String {
+/// A policy with TCP `port` open to everyone and `[crowdsec]` pulling from `lapi` every
+/// `poll`.
+pub fn policy(lapi: &Lapi, key: &Path, port: u16, poll: &str) -> String {
     format!(
         "version = 1\n\n[[ports]]\nproto = \"tcp\"\nports = [{port}]\n\n[crowdsec]\n\
-         url = \"http://127.0.0.1:{PORT}\"\napi_key_file = \"{}\"\npoll_interval = \"{poll}\"\n",
+         url = \"{}\"\napi_key_file = \"{}\"\npoll_interval = \"{poll}\"\n",
+        lapi.url(),
         key.display()
     )
 }

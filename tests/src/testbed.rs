@@ -194,13 +194,26 @@ impl Testbed {
     /// Starts a long-running CLI (`run ...`), its stdout and stderr going to the returned log
     /// file in the work dir; stopped (SIGTERM, then SIGKILL) when the guard drops.
     pub fn spawn_cli(&self, mirror_xdp_bin: &Path, args: &[&str]) -> Result<(ChildGuard, PathBuf)> {
+        self.spawn_cli_env(mirror_xdp_bin, args, &[])
+    }
+
+    /// [`Testbed::spawn_cli`] with more environment variables.
+    pub fn spawn_cli_env(
+        &self,
+        mirror_xdp_bin: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<(ChildGuard, PathBuf)> {
         static LOGS: AtomicU32 = AtomicU32::new(0);
         let log = self
             .work_dir()
             .join(format!("cli-{}.log", LOGS.fetch_add(1, Ordering::Relaxed)));
         let file = std::fs::File::create(&log)?;
         let mut cmd = self.cli_command(mirror_xdp_bin);
-        cmd.args(args).stdout(file.try_clone()?).stderr(file);
+        cmd.args(args)
+            .envs(env.iter().copied())
+            .stdout(file.try_clone()?)
+            .stderr(file);
         Ok((ChildGuard::spawn(&mut cmd)?, log))
     }
 

@@ -17,7 +17,7 @@ use std::time::Duration;
 use mirror_xdp_tests::cli::{cli_bin, run, run_ok, write_policy};
 use mirror_xdp_tests::crowdsec::{self, Lapi, feed_csv, pull_line};
 use mirror_xdp_tests::metrics::{metric, scrape};
-use mirror_xdp_tests::netns::ChildGuard;
+use mirror_xdp_tests::netns::{ChildGuard, Netns};
 use mirror_xdp_tests::require_root;
 use mirror_xdp_tests::servers::TcpListenerSet;
 use mirror_xdp_tests::sweep::tcp_probe;
@@ -37,11 +37,21 @@ struct Bed {
 
 impl Bed {
     fn new() -> Bed {
+        Bed::with(Lapi::start)
+    }
+
+    /// With the LAPI over HTTPS.
+    fn tls() -> Bed {
+        Bed::with(Lapi::start_tls)
+    }
+
+    fn with(start: fn(&Netns, &Path) -> anyhow::Result<Lapi>) -> Bed {
         let bed = Testbed::new().expect("testbed");
         let http = TcpListenerSet::start(&bed.server, &[HTTP]).expect("listener");
-        let lapi = Lapi::start(&bed.server, &bed.work_dir().join("crowdsec")).expect("LAPI");
+        let lapi = start(&bed.server, &bed.work_dir().join("crowdsec")).expect("LAPI");
         let key = crowdsec::key_file(&lapi, bed.work_dir()).expect("bouncer key");
-        let policy = write_policy(&bed, "policy.toml", &crowdsec::policy(&key, HTTP, "1s"));
+        let text = crowdsec::policy(&lapi, &key, HTTP, "1s");
+        let policy = write_policy(&bed, "policy.toml", &text);
         Bed {
             bed,
             lapi,
@@ -52,6 +62,23 @@ impl Bed {
 
     /// `run` with its log; returns once the first pull is applied.
     fn daemon(&self) -> (ChildGuard, PathBuf) {
+        self.daemon_env(&[])
+    }
+
+    fn daemon_env(&self, env: &[(&str, &str)]) -> (ChildGuard, PathBuf) {
+        let (mut daemon, log) = self.spawn(env);
+        poll_until(Duration::from_secs(120), || {
+            if let Err(e) = daemon.ensure_running() {
+                panic!("{e}:\n{}", read(&log));
+            }
+            self.pulls() > 0
+        })
+        .unwrap_or_else(|| panic!("no pull applied:\n{}", read(&log)));
+        (daemon, log)
+    }
+
+    /// `run` with more environment variables, without waiting.
+    fn spawn(&self, env: &[(&str, &str)]) -> (ChildGuard, PathBuf) {
         let metrics = format!("127.0.0.1:{METRICS_PORT}");
         let policy = self.policy.to_str().expect("UTF-8 path");
         let args = [
@@ -63,15 +90,7 @@ impl Bed {
             "--metrics",
             &metrics,
         ];
-        let (mut daemon, log) = self.bed.spawn_cli(&cli_bin(), &args).expect("run");
-        poll_until(Duration::from_secs(120), || {
-            if let Err(e) = daemon.ensure_running() {
-                panic!("{e}:\n{}", read(&log));
-            }
-            self.pulls() > 0
-        })
-        .unwrap_or_else(|| panic!("no pull applied:\n{}", read(&log)));
-        (daemon, log)
+        self.bed.spawn_cli_env(&cli_bin(), &args, env).expect("run")
     }
 
     fn metrics(&self) -> String {
@@ -304,13 +323,62 @@ fn a_hundred_thousand_decisions_come_into_force_from_one_pull() {
 }
 
 #[test]
+fn decisions_come_over_https_from_a_lapi_behind_a_private_ca() {
+    require_root();
+    let b = Bed::tls();
+    let ca = b
+        .lapi
+        .ca()
+        .expect("a TLS LAPI")
+        .to_str()
+        .expect("UTF-8 path");
+    // The system's CAs alone do not know the LAPI's: nothing is pulled.
+    let (mut daemon, log) = b.spawn(&[("SSL_CERT_FILE", "/etc/ssl/certs/ca-certificates.crt")]);
+    wait_until(
+        Duration::from_secs(30),
+        "a refused certificate counted",
+        || {
+            metric(
+                &b.metrics(),
+                "mirror_xdp_crowdsec_errors_total{kind=\"connect\"}",
+            )
+            .unwrap_or(0)
+                >= 1
+        },
+    );
+    assert_eq!(b.pulls(), 0, "{}", read(&log));
+    assert!(
+        read(&log).contains("cannot reach the LAPI"),
+        "{}",
+        read(&log)
+    );
+    daemon.stop().expect("stop");
+    // With its CA in the store (here SSL_CERT_FILE), the LAPI is trusted.
+    let (_daemon, log) = b.daemon_env(&[("SSL_CERT_FILE", ca)]);
+    b.cscli(&[
+        "decisions",
+        "add",
+        "--ip",
+        "198.51.100.2",
+        "--duration",
+        "1h",
+    ]);
+    b.until(IpAddr::from(CLIENT_V4), false, "a ban over HTTPS", &log);
+}
+
+#[test]
 fn a_key_file_others_can_read_is_refused() {
     require_root();
     let bed = Testbed::new().expect("testbed");
     let key = bed.work_dir().join("crowdsec.key");
     std::fs::write(&key, "0123456789abcdef\n").unwrap();
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let policy = write_policy(&bed, "policy.toml", &crowdsec::policy(&key, HTTP, "1s"));
+    let url = format!("http://127.0.0.1:{}", crowdsec::PORT);
+    let text = format!(
+        "version = 1\n\n[crowdsec]\nurl = \"{url}\"\napi_key_file = \"{}\"\n",
+        key.display()
+    );
+    let policy = write_policy(&bed, "policy.toml", &text);
     let args = [
         "run",
         "--iface",

@@ -45,7 +45,7 @@ pub fn run() -> Result<Outcome> {
     std::fs::write(&feed, feed_csv("192.0.2.1", DECISIONS, 0))?;
     lapi.cscli(&["decisions", "import", "-i", path(&feed)?])?;
     let with = dir.join("with.toml");
-    std::fs::write(&with, crowdsec::policy(&key, 80, "1s"))?;
+    std::fs::write(&with, crowdsec::policy(&lapi, &key, 80, "1s"))?;
     let without = dir.join("without.toml");
     std::fs::write(
         &without,
