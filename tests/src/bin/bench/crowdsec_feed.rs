@@ -1,7 +1,7 @@
 //! A CrowdSec-sized feed: 100,000 ban decisions (90% IPv4 addresses, 10% IPv6 ranges)
 //! imported into a real LAPI (Debian's crowdsec, on the server namespace's loopback), then
-//! pulled by `mirror-xdp run` in full at its start, RUNS times from no CrowdSec entries; and
-//! a delta of 1,000 new decisions on top of them. The daemon logs each pull: its time in
+//! pulled by `mirror-xdp run` in full at its start, RUNS times from no CrowdSec entries; then
+//! RUNS deltas of 1,000 new decisions on top of them. The daemon logs each pull: its time in
 //! the LAPI and on the wire, and how much later its entries were in force (written to the
 //! kernel and the state file).
 
@@ -42,7 +42,7 @@ pub fn run() -> Result<Outcome> {
     let lapi = Lapi::start(&bed.server, &dir.join("crowdsec"))?;
     let key = crowdsec::key_file(&lapi, dir)?;
     let feed = dir.join("feed.csv");
-    std::fs::write(&feed, feed_csv("192.0.2.1", DECISIONS, 0))?;
+    std::fs::write(&feed, feed_csv("192.0.2.100", DECISIONS, 0))?;
     lapi.cscli(&["decisions", "import", "-i", path(&feed)?])?;
     let with = dir.join("with.toml");
     std::fs::write(&with, crowdsec::policy(&lapi, &key, 80, "1s"))?;
@@ -58,29 +58,41 @@ pub fn run() -> Result<Outcome> {
         delta_pull_ms: Vec::new(),
         delta_apply_ms: Vec::new(),
     };
-    for run in 0..RUNS {
+    let mut daemon = None;
+    for _ in 0..RUNS {
+        drop(daemon.take());
         // A daemon without [crowdsec] removes the entries of the run before.
-        let (mut daemon, log) = bed.spawn_cli(&cli, &daemon_args(&without)?)?;
-        wait_for(&log, "running (pid", &mut daemon)?;
-        daemon.stop()?;
-        let (mut daemon, log) = bed.spawn_cli(&cli, &daemon_args(&with)?)?;
-        let (new, pull, apply) = wait_for_pull(&log, "full state", &mut daemon)?;
+        let (mut cleaner, log) = bed.spawn_cli(&cli, &daemon_args(&without)?)?;
+        wait_for(&log, "running (pid", 0, &mut cleaner)?;
+        cleaner.stop()?;
+        let (mut pulling, log) = bed.spawn_cli(&cli, &daemon_args(&with)?)?;
+        let (new, pull, apply) = wait_for_pull(&log, "crowdsec: full state", 0, &mut pulling)?;
         if new != u64::from(DECISIONS) {
             bail!("the full pull brought {new} decisions, not {DECISIONS}");
         }
         out.full_pull_ms.push(pull as f64);
         out.full_apply_ms.push(apply as f64);
-        let delta = dir.join(format!("delta-{run}.csv"));
-        std::fs::write(&delta, feed_csv("192.0.2.2", DELTA, 1 + run as u32))?;
-        lapi.cscli(&["decisions", "import", "-i", path(&delta)?])?;
-        let (new, pull, apply) = wait_for_pull(&log, "delta", &mut daemon)?;
+        daemon = Some((pulling, log));
+    }
+    // Deltas on top of the last run's entries, each of values new to the LAPI.
+    let (mut pulling, log) = daemon.context("no run")?;
+    for salt in 1..=RUNS as u32 {
+        let delta = dir.join(format!("delta-{salt}.csv"));
+        std::fs::write(&delta, feed_csv(&format!("192.0.2.{salt}"), DELTA, salt))?;
+        // Stopped while the LAPI takes the import, so that one pull brings it all.
+        pulling.signal(libc::SIGSTOP)?;
+        let imported = lapi.cscli(&["decisions", "import", "-i", path(&delta)?]);
+        pulling.signal(libc::SIGCONT)?;
+        imported?;
+        let nth = salt as usize - 1;
+        let (new, pull, apply) = wait_for_pull(&log, "crowdsec: delta", nth, &mut pulling)?;
         if new != u64::from(DELTA) {
             bail!("the delta brought {new} decisions, not {DELTA}");
         }
         out.delta_pull_ms.push(pull as f64);
         out.delta_apply_ms.push(apply as f64);
-        daemon.stop()?;
     }
+    pulling.stop()?;
     Ok(out)
 }
 
@@ -100,22 +112,29 @@ fn daemon_args(policy: &Path) -> Result<Vec<&str>> {
     ])
 }
 
-/// Waits (bounded) until the daemon's log has a line containing `what`; returns that line.
+/// Waits (bounded) until the daemon's log has `nth + 1` lines (from 0) containing `what`;
+/// returns the last.
 fn wait_for(
     log: &Path,
     what: &str,
+    nth: usize,
     daemon: &mut mirror_xdp_tests::netns::ChildGuard,
 ) -> Result<String> {
     let mut found = None;
     poll_until(Duration::from_secs(120), || {
         let text = std::fs::read_to_string(log).unwrap_or_default();
-        found = text.lines().find(|l| l.contains(what)).map(str::to_string);
+        found = text
+            .lines()
+            .filter(|l| l.contains(what))
+            .nth(nth)
+            .map(str::to_string);
         found.is_some() || daemon.ensure_running().is_err()
     });
     daemon.ensure_running()?;
     found.with_context(|| {
         format!(
-            "`run` logged no {what:?} within 120 s:\n{}",
+            "`run` logged no {what:?} (number {}) within 120 s:\n{}",
+            nth + 1,
             std::fs::read_to_string(log).unwrap_or_default()
         )
     })
@@ -123,10 +142,11 @@ fn wait_for(
 
 fn wait_for_pull(
     log: &Path,
-    kind: &str,
+    what: &str,
+    nth: usize,
     daemon: &mut mirror_xdp_tests::netns::ChildGuard,
 ) -> Result<(u64, u64, u64)> {
-    let line = wait_for(log, &format!("crowdsec: {kind}"), daemon)?;
+    let line = wait_for(log, what, nth, daemon)?;
     pull_line(&line).with_context(|| format!("cannot read the pull line {line:?}"))
 }
 
