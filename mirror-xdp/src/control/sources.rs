@@ -80,27 +80,54 @@ pub fn change(
     entries: &Entries,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Applied, SourceError> {
+    let nets: Vec<IpNet> = entries.nets.iter().map(|(_, net)| *net).collect();
+    let ((change, expires, pruned), clock, _) =
+        transaction(paths, true, progress, |after, clock| {
+            let pruned = after.prune(clock);
+            let (change, expires) = match op {
+                Op::Deny { ttl_secs } => {
+                    let expires = ttl_secs.map_or(Expiry::Never, |secs| clock.expiry_after(secs));
+                    (after.deny(&nets, expires), Some(expires))
+                }
+                Op::Allow => (after.allow(&nets), None),
+                Op::Remove => {
+                    all_live(after, entries, paths)?;
+                    (after.remove(&nets), None)
+                }
+            };
+            Ok((change, expires, pruned))
+        })?;
+    Ok(Applied {
+        change,
+        expires,
+        pruned,
+        clock,
+    })
+}
+
+/// Under the command lock, `edit`s the live set and brings the generation in force in line
+/// with it, then the state file (`always`, or only if `edit` changed it); if either fails,
+/// the kernel gets the previous entries back. Returns what `edit` returned, the clock it
+/// was given and the set after.
+fn transaction<T>(
+    paths: &Paths,
+    always: bool,
+    progress: &mut dyn FnMut(&str),
+    edit: impl FnOnce(&mut LiveSet, &Clock) -> Result<T, SourceError>,
+) -> Result<(T, Clock, LiveSet), SourceError> {
     let (_lock, record) = recover::locked_in_force(paths, progress)?;
     let record = record.ok_or_else(|| SourceError::NotAttached(paths.state_dir.clone()))?;
     let mut maps = open_in_force(paths, &record).map_err(LiveError::from)?;
-
     let clock = Clock::now();
     let before = LiveSet::load(paths)?;
     let mut after = before.clone();
-    let pruned = after.prune(&clock);
-    let nets: Vec<IpNet> = entries.nets.iter().map(|(_, net)| *net).collect();
-    let (change, expires) = match op {
-        Op::Deny { ttl_secs } => {
-            let expires = ttl_secs.map_or(Expiry::Never, |secs| clock.expiry_after(secs));
-            (after.deny(&nets, expires), Some(expires))
-        }
-        Op::Allow => (after.allow(&nets), None),
-        Op::Remove => {
-            all_live(&after, entries, paths)?;
-            (after.remove(&nets), None)
-        }
-    };
-    let result = after.apply(&mut maps).and_then(|_| after.save(paths));
+    let edited = edit(&mut after, &clock)?;
+    if !always && after == before {
+        return Ok((edited, clock, after));
+    }
+    let result = after
+        .apply_at(&mut maps, &clock)
+        .and_then(|_| after.save(paths));
     if let Err(e) = result {
         if let Err(again) = before.apply(&mut maps) {
             progress(&format!(
@@ -109,12 +136,7 @@ pub fn change(
         }
         return Err(e.into());
     }
-    Ok(Applied {
-        change,
-        expires,
-        pruned,
-        clock,
-    })
+    Ok((edited, clock, after))
 }
 
 /// A remove names live entries only, every one of them.
@@ -201,42 +223,25 @@ pub struct CrowdsecPull {
 }
 
 /// Applies a CrowdSec pull to the generation in force and the state file, like
-/// [`change`]: the kernel first, the previous entries back if anything fails. Returns the
-/// prefixes CrowdSec has in force.
+/// [`change`] (but nothing is written when the pull changes nothing). Returns the prefixes
+/// CrowdSec has in force.
 pub fn sync_crowdsec(
     paths: &Paths,
     pull: &CrowdsecPull,
     progress: &mut dyn FnMut(&str),
 ) -> Result<usize, SourceError> {
-    let (_lock, record) = recover::locked_in_force(paths, progress)?;
-    let record = record.ok_or_else(|| SourceError::NotAttached(paths.state_dir.clone()))?;
-    let mut maps = open_in_force(paths, &record).map_err(LiveError::from)?;
-    let clock = Clock::now();
-    let before = LiveSet::load(paths)?;
-    let mut after = before.clone();
-    if pull.replace {
-        after.crowdsec.clear();
-    }
-    for id in &pull.deleted {
-        after.crowdsec.remove(id);
-    }
-    for &(id, net, secs) in &pull.new {
-        after.crowdsec.insert(id, (net, clock.expiry_after(secs)));
-    }
-    after.prune(&clock);
-    if after == before {
-        return Ok(after.crowdsec_nets().len());
-    }
-    let result = after
-        .apply_at(&mut maps, &clock)
-        .and_then(|_| after.save(paths));
-    if let Err(e) = result {
-        if let Err(again) = before.apply(&mut maps) {
-            progress(&format!(
-                "mirror-xdp: restoring the previous live entries failed too: {again}"
-            ));
+    let ((), _, after) = transaction(paths, false, progress, |after, clock| {
+        if pull.replace {
+            after.crowdsec.clear();
         }
-        return Err(e.into());
-    }
+        for id in &pull.deleted {
+            after.crowdsec.remove(id);
+        }
+        for &(id, net, secs) in &pull.new {
+            after.crowdsec.insert(id, (net, clock.expiry_after(secs)));
+        }
+        after.prune(clock);
+        Ok(())
+    })?;
     Ok(after.crowdsec_nets().len())
 }

@@ -394,13 +394,27 @@ pub(super) fn port_range(text: &str) -> Result<(u16, u16), String> {
 
 /// Splits a line into words; double quotes group (iptables-save quotes comments).
 fn split(text: &str) -> Result<Vec<String>, String> {
+    let mut words = words(text, '"')?;
+    // iptables-save -c puts the counters first: [packets:bytes].
+    if words.first().is_some_and(|w| w.starts_with('[')) {
+        words.remove(0);
+    }
+    if words.is_empty() {
+        return Err("empty line".into());
+    }
+    Ok(words)
+}
+
+/// Words separated by white space; `quote` groups them, and inside quotes a backslash takes
+/// the next character as it is.
+pub(super) fn words(text: &str, quote: char) -> Result<Vec<String>, String> {
     let mut words = Vec::new();
     let mut word = String::new();
     let mut quoted = false;
     let mut chars = text.chars();
     while let Some(c) = chars.next() {
         match c {
-            '"' => quoted = !quoted,
+            c if c == quote => quoted = !quoted,
             '\\' if quoted => word.extend(chars.next()),
             c if c.is_whitespace() && !quoted => {
                 if !word.is_empty() {
@@ -413,15 +427,6 @@ fn split(text: &str) -> Result<Vec<String>, String> {
     if quoted {
         return Err("unterminated quote".into());
     }
-    if !word.is_empty() {
-        words.push(word);
-    }
-    // iptables-save -c puts the counters first: [packets:bytes].
-    if words.first().is_some_and(|w| w.starts_with('[')) {
-        words.remove(0);
-    }
-    if words.is_empty() {
-        return Err("empty line".into());
-    }
+    words.extend((!word.is_empty()).then_some(word));
     Ok(words)
 }

@@ -64,7 +64,8 @@ fn read_commands(text: &str) -> (Ruleset, Vec<Problem>) {
 
 /// The rules one command adds, and what the policy leaves out of it (ufw's `limit`).
 fn command_rules(command: &str, line: usize) -> Result<(Vec<Rule>, Option<String>), String> {
-    let words = split(command)?;
+    // Single quotes group: `comment 'web'`, `'Nginx Full'`.
+    let words = iptables::words(command, '\'')?;
     let mut words = words.iter().map(String::as_str).peekable();
     let mut action = match words.next() {
         Some("allow" | "limit") => Action::Accept,
@@ -166,27 +167,4 @@ fn proto(name: &str) -> Result<Protocol, String> {
 /// `80`, `80,443`, `30000:30010`.
 fn port_list(text: &str) -> Result<Vec<(u16, u16)>, String> {
     text.split(',').map(iptables::port_range).collect()
-}
-
-/// Words, single quotes grouping (`comment 'web'`, `'Nginx Full'`).
-fn split(text: &str) -> Result<Vec<String>, String> {
-    let mut words = Vec::new();
-    let mut word = String::new();
-    let mut quoted = false;
-    for c in text.chars() {
-        match c {
-            '\'' => quoted = !quoted,
-            c if c.is_whitespace() && !quoted => {
-                if !word.is_empty() {
-                    words.push(std::mem::take(&mut word));
-                }
-            }
-            c => word.push(c),
-        }
-    }
-    if quoted {
-        return Err("unterminated quote".into());
-    }
-    words.extend((!word.is_empty()).then_some(word));
-    Ok(words)
 }
