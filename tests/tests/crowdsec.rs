@@ -2,8 +2,9 @@
 //! 1.4.6, its Local API on the server namespace's loopback, decisions made with `cscli`.
 //! Bans of an IPv4 address, an IPv4 range and an IPv6 range filter their sources within a
 //! poll and lift on delete; a live `source allow` wins; the LAPI killed changes nothing
-//! and its return resyncs; a daemon restart resyncs; 100,000 imported decisions come into
-//! force from one pull; a key file others can read is refused.
+//! and its return resyncs; a daemon restart resyncs; a reload without `[crowdsec]` removes
+//! its entries; 100,000 imported decisions come into force from one pull; HTTPS with a
+//! private CA; a key file others can read is refused.
 #![expect(
     unused_crate_dependencies,
     reason = "an integration test links every dependency of the tests package and uses a few"
@@ -284,6 +285,41 @@ fn the_lapi_down_changes_nothing_and_it_resyncs_when_back_and_after_a_restart() 
         &log,
     );
     b.until(v4, false, "the ban made while the daemon was stopped", &log);
+}
+
+#[test]
+fn a_policy_without_crowdsec_removes_its_entries_and_one_with_it_brings_them_back() {
+    require_root();
+    let b = Bed::new();
+    let (_daemon, log) = b.daemon();
+    let v4 = IpAddr::from(CLIENT_V4);
+    b.cscli(&[
+        "decisions",
+        "add",
+        "--ip",
+        "198.51.100.2",
+        "--duration",
+        "1h",
+    ]);
+    b.until(v4, false, "the ban", &log);
+    let with = std::fs::read_to_string(&b.policy).unwrap();
+    let without = &with[..with.find("[crowdsec]").expect("a [crowdsec] table")];
+    write_policy(&b.bed, "policy.toml", without);
+    b.until(v4, true, "the reload without [crowdsec]", &log);
+    assert!(b.listed().is_empty(), "{}", read(&log));
+    assert!(
+        read(&log).contains("its 1 denied prefixes removed"),
+        "{}",
+        read(&log)
+    );
+    assert!(
+        !b.metrics().contains("mirror_xdp_crowdsec"),
+        "{}",
+        b.metrics()
+    );
+    write_policy(&b.bed, "policy.toml", &with);
+    b.until(v4, false, "the reload with [crowdsec] again", &log);
+    assert_eq!(b.listed(), ["198.51.100.2/32"], "{}", read(&log));
 }
 
 #[test]

@@ -347,6 +347,8 @@ fn follow(
     let Some(config) = wanted else {
         drop(running);
         clear_crowdsec(paths);
+        // No bouncer: no CrowdSec metrics either.
+        stats.lock().unwrap_or_else(|p| p.into_inner()).enabled = false;
         return None;
     };
     match crowdsec::read_key(&config.api_key_file) {

@@ -45,7 +45,28 @@ pub fn diff(old: &Policy, new: &Policy) -> Vec<Change> {
         }
     }
     settings(old, new, &mut out);
+    if old.crowdsec != new.crowdsec {
+        let (was, is) = (crowdsec(old), crowdsec(new));
+        out.push(Change(format!("~ crowdsec: {was} -> {is}")));
+    }
     out
+}
+
+/// `[crowdsec]` in a few words.
+fn crowdsec(p: &Policy) -> String {
+    match &p.crowdsec {
+        None => "off".into(),
+        Some(c) => {
+            let scopes: Vec<&str> = c.scopes.iter().map(|s| s.name()).collect();
+            format!(
+                "{} every {} s ({}), key {}",
+                c.url,
+                c.poll_interval.as_secs_f64(),
+                scopes.join(", "),
+                c.api_key_file.display()
+            )
+        }
+    }
 }
 
 /// What a port of one protocol says: closed, open to any source, or open from a list
@@ -280,6 +301,24 @@ ports = [53]
 [sources]
 deny = ["192.0.2.0/24"]
 "#;
+
+    #[test]
+    fn crowdsec_turned_on_and_changed_is_a_change() {
+        let on = format!(
+            "{IN_FORCE}[crowdsec]\nurl = \"http://127.0.0.1:8080\"\napi_key_file = \"cs.key\"\n"
+        );
+        assert_eq!(
+            diff(&policy(IN_FORCE), &policy(&on)),
+            [Change(
+                "~ crowdsec: off -> http://127.0.0.1:8080 every 10 s (ip, range), key \
+                 /etc/mirror-xdp/cs.key"
+                    .into()
+            )]
+        );
+        let slower = on.replace("cs.key\"\n", "cs.key\"\npoll_interval = \"1m\"\n");
+        assert_eq!(diff(&policy(&on), &policy(&slower)).len(), 1);
+        assert_eq!(diff(&policy(&on), &policy(&on)), vec![]);
+    }
 
     #[test]
     fn the_same_policy_is_no_change_even_reordered() {
