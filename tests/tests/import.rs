@@ -67,6 +67,7 @@ fn compare(
     );
     attach_policy(bed, &imported.stdout);
     let got = open_ports(bed);
+    eprintln!("{format}: import reported\n{}", imported.stderr);
     eprintln!("{format}: source, open ports with the tool's rules / with the imported policy");
     for ((src, want), (_, have)) in expected.iter().zip(&got) {
         eprintln!("  {src:<16} {want:?} / {have:?}");
