@@ -183,10 +183,12 @@ fn pull_loop(
     let mut failing: Option<&'static str> = None;
     loop {
         let started = Instant::now();
-        let result = lapi.pull(startup).and_then(|body| {
+        let answer = lapi.pull(startup);
+        // The LAPI's work and the transfer; reading the answer is ours.
+        let pulled = started.elapsed();
+        let result = answer.and_then(|body| {
             stream::read(&body, startup, &config.scopes).map_err(PullError::Garbage)
         });
-        let pulled = started.elapsed();
         let outcome = result
             .map_err(|e| (e.kind(), e.to_string()))
             .and_then(|(pull, ignored)| {
