@@ -162,6 +162,9 @@ fn bans_filter_their_sources_within_a_poll_and_lift_on_delete() {
         println!("{decision:?}: {src} filtered {took:?} after the decision");
         assert!(took <= stretched(Duration::from_secs(4)), "{took:?}");
         assert_eq!(b.listed(), [prefix], "{}", read(&log));
+        let removed = run(&b.bed, &["source", "remove", prefix]);
+        assert_eq!(removed.code, Some(2), "{removed:?}");
+        assert!(removed.stderr.contains("CrowdSec denies it"), "{removed:?}");
         assert!(b.open(other), "{other} is not in {prefix}");
         b.cscli(&[&["decisions", "delete"], decision].concat());
         let took = b.until(src, true, &format!("delete {decision:?}"), &log);

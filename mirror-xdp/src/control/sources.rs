@@ -150,21 +150,21 @@ fn all_live(set: &LiveSet, entries: &Entries, paths: &Paths) -> Result<(), LiveE
         return Ok(());
     }
     let policy = load_policy_sources(paths)?;
+    let crowdsec = set.crowdsec_nets();
+    let not_live = |prefix: IpNet| LiveError::NotLive {
+        prefix,
+        in_policy: policy.contains(&prefix),
+        crowdsec: crowdsec.contains_key(&prefix),
+    };
     let Some(file) = &entries.file else {
-        let prefix = missing[0].1;
-        let in_policy = policy.contains(&prefix);
-        return Err(LiveError::NotLive { prefix, in_policy });
+        return Err(not_live(missing[0].1));
     };
     let lines = missing
         .iter()
         .map(|(line, net)| BadLine {
             file: file.clone(),
             line: *line,
-            message: LiveError::NotLive {
-                prefix: *net,
-                in_policy: policy.contains(net),
-            }
-            .to_string(),
+            message: not_live(*net).to_string(),
         })
         .collect();
     Err(LiveError::BadLines {

@@ -100,10 +100,21 @@ pub enum LiveError {
     )]
     BadLines { file: String, lines: Vec<BadLine> },
     #[error(
-        "{prefix} is not a live entry{}",
-        if *in_policy { "; it comes from the policy file, change it there" } else { "" }
+        "{prefix} is not a live entry{}{}",
+        if *in_policy { "; it comes from the policy file, change it there" } else { "" },
+        if *crowdsec {
+            "; CrowdSec denies it: delete the decision (`cscli decisions delete`), or \
+             `source allow` it"
+        } else {
+            ""
+        }
     )]
-    NotLive { prefix: IpNet, in_policy: bool },
+    NotLive {
+        prefix: IpNet,
+        in_policy: bool,
+        /// A CrowdSec decision denies the prefix (`run`'s bouncer).
+        crowdsec: bool,
+    },
 }
 
 impl LiveError {
@@ -526,7 +537,18 @@ mod tests {
         let policy = LiveError::NotLive {
             prefix: net("192.0.2.0/24"),
             in_policy: true,
+            crowdsec: false,
         };
         assert!(policy.to_string().contains("comes from the policy file"));
+        let crowdsec = LiveError::NotLive {
+            prefix: net("192.0.2.0/24"),
+            in_policy: false,
+            crowdsec: true,
+        };
+        assert_eq!(
+            crowdsec.to_string(),
+            "192.0.2.0/24 is not a live entry; CrowdSec denies it: delete the decision \
+             (`cscli decisions delete`), or `source allow` it"
+        );
     }
 }
