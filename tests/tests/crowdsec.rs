@@ -116,6 +116,24 @@ impl Bed {
         self.lapi.cscli(args).expect("cscli");
     }
 
+    /// A CrowdSec ban of an hour on the client's IPv4 address.
+    fn ban_client_v4(&self) {
+        self.cscli(&[
+            "decisions",
+            "add",
+            "--ip",
+            "198.51.100.2",
+            "--duration",
+            "1h",
+        ]);
+    }
+
+    /// [`Bed::ban_client_v4`], then waits until the client is filtered.
+    fn ban_client(&self, log: &Path) {
+        self.ban_client_v4();
+        self.until(IpAddr::from(CLIENT_V4), false, "the ban", log);
+    }
+
     /// `source list --json`'s CrowdSec rows: (prefix, expires).
     fn listed(&self) -> Vec<String> {
         let out = run_ok(&self.bed, &["source", "list", "--json"]);
@@ -213,15 +231,7 @@ fn the_lapi_down_changes_nothing_and_it_resyncs_when_back_and_after_a_restart() 
     let mut b = Bed::new();
     let (mut daemon, log) = b.daemon();
     let (v4, v6) = (IpAddr::from(CLIENT_V4), IpAddr::from(CLIENT_V6));
-    b.cscli(&[
-        "decisions",
-        "add",
-        "--ip",
-        "198.51.100.2",
-        "--duration",
-        "1h",
-    ]);
-    b.until(v4, false, "the ban", &log);
+    b.ban_client(&log);
 
     b.lapi.kill();
     wait_until(Duration::from_secs(10), "failed pulls counted", || {
@@ -272,14 +282,7 @@ fn the_lapi_down_changes_nothing_and_it_resyncs_when_back_and_after_a_restart() 
         .expect("daemon stops");
     assert!(!b.open(v6), "stopping the daemon lifted a ban");
     b.cscli(&["decisions", "delete", "--range", "2001:db8:1::/48"]);
-    b.cscli(&[
-        "decisions",
-        "add",
-        "--ip",
-        "198.51.100.2",
-        "--duration",
-        "1h",
-    ]);
+    b.ban_client_v4();
     let (_daemon, log) = b.daemon();
     b.until(
         v6,
@@ -296,15 +299,7 @@ fn a_policy_without_crowdsec_removes_its_entries_and_one_with_it_brings_them_bac
     let b = Bed::new();
     let (_daemon, log) = b.daemon();
     let v4 = IpAddr::from(CLIENT_V4);
-    b.cscli(&[
-        "decisions",
-        "add",
-        "--ip",
-        "198.51.100.2",
-        "--duration",
-        "1h",
-    ]);
-    b.until(v4, false, "the ban", &log);
+    b.ban_client(&log);
     let with = std::fs::read_to_string(&b.policy).unwrap();
     let without = &with[..with.find("[crowdsec]").expect("a [crowdsec] table")];
     write_policy(&b.bed, "policy.toml", without);
@@ -394,14 +389,7 @@ fn decisions_come_over_https_from_a_lapi_behind_a_private_ca() {
     daemon.stop().expect("stop");
     // With its CA in the store (here SSL_CERT_FILE), the LAPI is trusted.
     let (_daemon, log) = b.daemon_env(&[("SSL_CERT_FILE", ca)]);
-    b.cscli(&[
-        "decisions",
-        "add",
-        "--ip",
-        "198.51.100.2",
-        "--duration",
-        "1h",
-    ]);
+    b.ban_client_v4();
     b.until(IpAddr::from(CLIENT_V4), false, "a ban over HTTPS", &log);
 }
 
