@@ -16,6 +16,7 @@ mod fuzz_corpus;
 mod hostile_input;
 mod parse;
 mod ports;
+pub mod protocols;
 mod raw;
 pub mod setfile;
 mod sets;
@@ -37,6 +38,8 @@ pub struct Policy {
     pub path: PathBuf,
     pub settings: Settings,
     pub rules: Vec<PortRule>,
+    /// `[[protocols]]`: other IP protocols the host takes.
+    pub protocols: Vec<protocols::ProtocolRule>,
     /// `sources.allow`: trusted sources, bypass every later check.
     pub allow: Vec<IpNet>,
     /// `sources.deny`: always dropped.

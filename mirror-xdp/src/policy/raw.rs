@@ -30,6 +30,8 @@ pub(super) struct RawPolicy {
     #[serde(default)]
     pub limits: RawLimits,
     pub crowdsec: Option<RawCrowdsec>,
+    #[serde(default)]
+    pub protocols: Vec<Spanned<RawProtocolRule>>,
 }
 
 #[derive(Default, Deserialize)]
@@ -52,6 +54,15 @@ pub(super) struct RawRule {
     pub proto: Option<Spanned<String>>,
     pub ports: Option<Spanned<Vec<Spanned<RawPort>>>>,
     pub from: Option<RawList>,
+}
+
+/// One `[[protocols]]` table: its protocols are names or numbers, as [`RawPort`] reads them.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawProtocolRule {
+    pub protocols: Option<Spanned<Vec<Spanned<RawPort>>>>,
+    pub from: Option<RawList>,
+    pub to: Option<RawList>,
 }
 
 #[derive(Default, Deserialize)]

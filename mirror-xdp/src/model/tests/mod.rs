@@ -72,6 +72,7 @@ pub(super) fn policy() -> Policy {
         global_syn_rate_at: None,
         sets: Default::default(),
         crowdsec: None,
+        protocols: Vec::new(),
         files: Default::default(),
     }
 }

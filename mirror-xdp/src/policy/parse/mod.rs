@@ -24,6 +24,7 @@ pub(super) fn parse(original: &str, path: &Path, reader: Reader) -> Result<Polic
     let settings = settings(&src, &raw.settings)?;
     let mut resolver = Resolver::new(&src, reader, &raw.sets)?;
     let rules = rules(&src, &mut resolver, &raw.ports)?;
+    let protocols = super::protocols::protocol_rules(&src, &mut resolver, &raw.protocols)?;
     let mut list = |l: &Option<RawList>| match l {
         Some(l) => resolver.items(l.get_ref(), true),
         None => Ok(Vec::new()),
@@ -46,6 +47,7 @@ pub(super) fn parse(original: &str, path: &Path, reader: Reader) -> Result<Polic
         path: path.to_path_buf(),
         settings,
         rules,
+        protocols,
         allow,
         deny,
         limits,
