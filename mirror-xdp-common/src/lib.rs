@@ -20,7 +20,8 @@ pub use events::{DropBucket, DropEvent, drop_event_flag};
 pub use flows::{FlowKey, FlowState};
 pub use limits::{LimiterKey, LimiterState};
 pub use ports::{
-    FromKeyV4, FromKeyV6, PROTO_SLOT_TCP, PROTO_SLOT_UDP, PortEntry, port_flag, port_index,
+    FromKeyV4, FromKeyV6, PROTO_SLOT_OTHER, PROTO_SLOT_TCP, PROTO_SLOT_UDP, PortEntry, port_flag,
+    port_index, protocol_index,
 };
 pub use reason::Reason;
 pub use sources::{LiveEntry, SourceEntry, SourceKeyV4, SourceKeyV6, source_flag};
@@ -30,7 +31,8 @@ pub use wire::{MAX_IPV6_EXT_HEADERS, ipproto, tcp_flag, tcp_option};
 /// change of a key or value layout gets a new name, so an old pin is never misread.
 pub mod map_name {
     pub const CONFIG: &str = "mx_config_v3";
-    pub const PORTS: &str = "mx_ports_v1";
+    /// TCP and UDP ports, then the other IP protocols (`capacity::RULE_SLOTS`).
+    pub const PORTS: &str = "mx_ports_v2";
     pub const SOURCES_V4: &str = "mx_src4_v3";
     pub const BLOCKS_V4: &str = "mx_blk4_v2";
     pub const SOURCES_V6: &str = "mx_src6_v5";
@@ -56,6 +58,8 @@ pub mod map_name {
     pub const GLOBAL_SYN: &str = "mx_gsyn_v1";
     pub const STATS: &str = "mx_stats_v1";
     pub const PORT_STATS: &str = "mx_pstats_v1";
+    /// Per IP protocol listed by `[[protocols]]`: packets passed and dropped by its rule.
+    pub const PROTOCOL_STATS: &str = "mx_prstats_v1";
     pub const SYN_KEEPALIVE: &str = "mx_synka_v1";
     /// Sampled drop events (ring buffer) and the per-CPU bucket that rate-limits them.
     pub const DROPS: &str = "mx_drops_v1";
@@ -67,7 +71,7 @@ pub mod map_name {
         CONFIG, PORTS, SOURCES_V4, BLOCKS_V4, SOURCES_V6, BLOCKS_V6, FROM_V4, FROM_V6,
     ];
     /// Every map, for pinning and cleanup.
-    pub const ALL: [&str; 24] = [
+    pub const ALL: [&str; 25] = [
         CONFIG,
         PORTS,
         SOURCES_V4,
@@ -89,6 +93,7 @@ pub mod map_name {
         GLOBAL_SYN,
         STATS,
         PORT_STATS,
+        PROTOCOL_STATS,
         SYN_KEEPALIVE,
         DROPS,
         DROP_BUCKET,
@@ -105,6 +110,10 @@ pub mod program_name {
 pub mod capacity {
     /// Two protocols (TCP, UDP) times 65536 ports.
     pub const PORTS: u32 = 2 * 65536;
+    /// The ports array: the port slots, then one per IP protocol (`protocol_index`).
+    pub const RULE_SLOTS: u32 = PORTS + PROTOCOLS;
+    /// IP protocol numbers.
+    pub const PROTOCOLS: u32 = 256;
     /// Tier entries of the static source lists, per address family: the compiled default
     /// only; every load sizes the (preallocated) tables to the lists.
     pub const SOURCES_V4: u32 = 4 << 20;

@@ -1,15 +1,24 @@
-//! The port rules: a (protocol, port) array, and the `from` sets of restricted rules.
+//! The rules: a (protocol, port) array whose last slots are the other IP protocols' rules
+//! (`[[protocols]]`), and the `from` sets of restricted rules.
 
 /// Index into the ports array: `proto_slot << 16 | port`.
 pub const PROTO_SLOT_TCP: u32 = 0;
 pub const PROTO_SLOT_UDP: u32 = 1;
+/// The `[[protocols]]` rules: `PROTO_SLOT_OTHER << 16 | IP protocol number`.
+pub const PROTO_SLOT_OTHER: u32 = 2;
 
 #[inline(always)]
 pub fn port_index(proto_slot: u32, port: u16) -> u32 {
     (proto_slot << 16) | port as u32
 }
 
-/// One (protocol, port) slot of the ports array.
+/// The ports-array index of IP protocol `protocol`'s rule.
+#[inline(always)]
+pub fn protocol_index(protocol: u8) -> u32 {
+    port_index(PROTO_SLOT_OTHER, protocol as u16)
+}
+
+/// One (protocol, port) slot of the ports array, or one IP protocol's slot.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PortEntry {

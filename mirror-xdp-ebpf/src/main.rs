@@ -19,10 +19,10 @@ mod syncookie;
 mod verdict;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
-use mirror_xdp_common::{Reason, config_flag, drop_event_flag, stats_index};
+use mirror_xdp_common::{Reason, capacity, config_flag, drop_event_flag, stats_index};
 
 use crate::{
-    maps::{CONFIG, PORT_STATS, STATS},
+    maps::{CONFIG, PORT_STATS, PROTOCOL_STATS, STATS},
     parse::{Frame, Parsed, parse},
     verdict::{Verdict, judge},
 };
@@ -86,7 +86,8 @@ pub fn mirror_xdp(ctx: XdpContext) -> u32 {
     }
 }
 
-/// Per-CPU counters: packets and bytes per (reason, dropped), packets per rule port.
+/// Per-CPU counters: packets and bytes per (reason, dropped), packets per rule port or
+/// protocol.
 #[inline(always)]
 fn count(verdict: &Verdict, bytes: u64) {
     if let Some(counter) = STATS.get_ptr_mut(stats_index(verdict.reason, verdict.drop)) {
@@ -97,9 +98,12 @@ fn count(verdict: &Verdict, bytes: u64) {
             (*counter).bytes += bytes;
         }
     }
-    if let Some(slot) = verdict.port_slot
-        && let Some(counter) = PORT_STATS.get_ptr_mut(slot)
-    {
+    let counter = match verdict.port_slot {
+        Some(slot) if slot < capacity::PORTS => PORT_STATS.get_ptr_mut(slot),
+        Some(slot) => PROTOCOL_STATS.get_ptr_mut(slot - capacity::PORTS),
+        None => None,
+    };
+    if let Some(counter) = counter {
         // SAFETY: as for STATS above: a per-CPU slot of this program run.
         unsafe {
             if verdict.drop {

@@ -16,8 +16,8 @@ use crate::cells::{FlowCell, LimiterCell, LiveCell, SharedU64};
 #[map(name = "mx_config_v3")]
 pub static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
 
-#[map(name = "mx_ports_v1")]
-pub static PORTS: Array<PortEntry> = Array::with_max_entries(capacity::PORTS, 0);
+#[map(name = "mx_ports_v2")]
+pub static PORTS: Array<PortEntry> = Array::with_max_entries(capacity::RULE_SLOTS, 0);
 
 /// Preallocated (user space sizes it to the lists at load time): an update takes an entry
 /// from a free list instead of allocating one, which makes filling a reload's tables
@@ -96,6 +96,11 @@ pub static STATS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(capacity:
 
 #[map(name = "mx_pstats_v1")]
 pub static PORT_STATS: PerCpuArray<PortCounter> = PerCpuArray::with_max_entries(capacity::PORTS, 0);
+
+/// Per IP protocol, like `PORT_STATS` for the `[[protocols]]` rules.
+#[map(name = "mx_prstats_v1")]
+pub static PROTOCOL_STATS: PerCpuArray<PortCounter> =
+    PerCpuArray::with_max_entries(capacity::PROTOCOLS, 0);
 
 /// When a SYN last went to the kernel, per (family, TCP port): the SYN cookie keepalive.
 #[map(name = "mx_synka_v1")]

@@ -6,7 +6,7 @@ use mirror_xdp_common::{
     Config, FlowKey, FromKeyV4, FromKeyV6, PROTO_SLOT_TCP, PROTO_SLOT_UDP, PortEntry, Reason,
     config_flag,
     flows::{FLOW_IDLE_NS_TCP, FLOW_IDLE_NS_UDP, FLOW_PORT_SLACK_NS},
-    ipproto, port_flag, port_index, source_flag, tcp_flag,
+    ipproto, port_flag, port_index, protocol_index, source_flag, tcp_flag,
 };
 
 use crate::{
@@ -18,7 +18,8 @@ use crate::{
     syncookie,
 };
 
-/// A decision: why, whether it drops, and the ports-array index of the rule that decided.
+/// A decision: why, whether it drops, and the ports-array index of the rule that decided
+/// (a port's, or past the port slots a protocol's).
 pub struct Verdict {
     pub reason: Reason,
     pub drop: bool,
@@ -91,7 +92,7 @@ pub fn judge(pkt: &Packet, config: &Config) -> Verdict {
         L4::Fragment => {
             return Verdict::setting(Reason::Fragment, flags, config_flag::FRAGMENTS_PASS);
         }
-        L4::Other => return Verdict::setting(Reason::Protocol, flags, config_flag::OTHER_PASS),
+        L4::Other => return protocol_verdict(pkt, flags),
         L4::Tcp => PROTO_SLOT_TCP,
         L4::Udp => PROTO_SLOT_UDP,
     };
@@ -117,6 +118,24 @@ pub fn judge(pkt: &Packet, config: &Config) -> Verdict {
             None => clock::now(config),
         };
         syn_verdict(pkt, limiter.map(|(state, _)| state), config, now)
+    } else {
+        Verdict::new(Reason::Allowed, false)
+    };
+    verdict.port_slot = Some(index);
+    verdict
+}
+
+/// Step 15: a `[[protocols]]` rule's, else `settings.other_protocols`. Not inlined: it
+/// keeps the `from` lookup of the port path apart from this rare one.
+#[inline(never)]
+fn protocol_verdict(pkt: &Packet, flags: u32) -> Verdict {
+    let index = protocol_index(pkt.proto);
+    let entry = match PORTS.get(index) {
+        Some(entry) if entry.flags & port_flag::LISTED != 0 => *entry,
+        _ => return Verdict::setting(Reason::Protocol, flags, config_flag::OTHER_PASS),
+    };
+    let mut verdict = if entry.flags & port_flag::HAS_FROM != 0 && !from_allows(pkt, &entry) {
+        Verdict::new(Reason::SourceNotAllowed, true)
     } else {
         Verdict::new(Reason::Allowed, false)
     };

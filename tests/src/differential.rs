@@ -10,7 +10,7 @@ use mirror_xdp::{
     observe::testrun::{TestProgram, XDP_DROP, XDP_PASS, XDP_TX},
     policy::{Policy, Proto},
 };
-use mirror_xdp_common::{Reason, port_index};
+use mirror_xdp_common::{Reason, port_index, protocol_index};
 
 /// A test run puts at most this much of a frame in its first buffer and the rest in
 /// fragments: a page less the XDP headroom (256) and the shared info (320), as the kernel's
@@ -22,6 +22,8 @@ pub const TEST_RUN_FIRST_BUFFER: usize = 4096 - 256 - 320;
 pub struct Tally {
     pub reasons: BTreeMap<Reason, ReasonCount>,
     pub ports: BTreeMap<(Proto, u16), (u64, u64)>,
+    /// (passed, dropped) per IP protocol a `[[protocols]]` rule decided.
+    pub protocols: BTreeMap<u8, (u64, u64)>,
     /// SYNs over the global budget that passed to keep the kernel's cookie check alive.
     pub keepalives: usize,
     /// Cookie SYN-ACKs with a timestamp cookie, and those with a window scale too.
@@ -78,8 +80,12 @@ pub fn judge_one(
         count.drop_packets += 1;
         count.drop_bytes += model.bytes as u64;
     }
-    if let Some(port) = model.rule_port {
-        let entry = tally.ports.entry(port).or_default();
+    let rule_counter = match (model.rule_port, model.rule_protocol) {
+        (Some(port), _) => Some(tally.ports.entry(port).or_default()),
+        (None, Some(protocol)) => Some(tally.protocols.entry(protocol).or_default()),
+        (None, None) => None,
+    };
+    if let Some(entry) = rule_counter {
         if model.dropped {
             entry.1 += 1;
         } else {
@@ -120,8 +126,20 @@ pub fn check_reasons(program: &mut TestProgram, tally: &Tally, batch: &[Vec<u8>]
     );
 }
 
-/// Every per-port counter of the kernel must equal the model's tally.
+/// Every per-port and per-protocol counter of the kernel must equal the model's tally.
 pub fn check_ports(program: &TestProgram, tally: &Tally) {
+    for protocol in 0..=u8::MAX {
+        let kernel = program
+            .maps
+            .port_count(protocol_index(protocol))
+            .expect("read protocol counter");
+        let (pass, drop) = tally.protocols.get(&protocol).copied().unwrap_or_default();
+        assert_eq!(
+            (kernel.pass_packets, kernel.drop_packets),
+            (pass, drop),
+            "protocol counter {protocol}: kernel (pass, drop) vs model"
+        );
+    }
     for proto in [Proto::Tcp, Proto::Udp] {
         for port in 0..=u16::MAX {
             let slot = port_index(mirror_xdp::compile::proto_slot(proto), port);

@@ -57,6 +57,11 @@ from = ["peers"]
 [[ports]]
 proto = "udp"
 ports = [5140, "60000-60010"]
+[[protocols]]
+protocols = ["vrrp", "gre"]
+from = ["peers"]
+[[protocols]]
+protocols = ["esp"]
 [sources]
 allow = ["admins"]
 deny = ["192.0.2.0/24", "2001:db8:bad::/48", "198.51.100.64/26"]
@@ -78,6 +83,9 @@ from = ["0.0.0.0/1", "2001:db8::/32"]
 proto = "tcp"
 ports = ["1-65535"]
 from = ["198.51.100.0/24", "::/0"]
+[[protocols]]
+protocols = [50, "sctp"]
+from = ["0.0.0.0/1", "2001:db8::/32"]
 [sources]
 deny = ["0.0.0.0/2", "2001:db8:8000::/33"]
 allow = ["198.51.100.7", "2001:db8::/33"]
@@ -665,6 +673,15 @@ fn differential_with(
         summary.join(" ")
     );
     assert!(total >= RANDOM_FRAMES, "ran {total} frames");
+    // Each protocol rule must have passed packets, and dropped some where it has `from`.
+    for rule in &policy.protocols {
+        for protocol in &rule.protocols {
+            let (pass, drop) = tally.protocols.get(protocol).copied().unwrap_or_default();
+            eprintln!("{name}: protocol {protocol}: {pass} passed, {drop} dropped");
+            assert!(pass > 0, "no packet of protocol {protocol} passed by its rule");
+            assert_eq!(drop > 0, rule.from.is_some(), "protocol {protocol} drops");
+        }
+    }
     if policy.limits.syn_cookies {
         assert!(tally.keepalives > 0, "no keepalive SYN");
         // Frames with timestamps get timestamp cookies where the host allows them.

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use mirror_xdp_common::{
     Config, PROTO_SLOT_TCP, PROTO_SLOT_UDP, PortEntry, SourceEntry, SourceKeyV4, SourceKeyV6,
-    config_flag, port_flag, port_index, source_flag,
+    config_flag, port_flag, port_index, protocol_index, source_flag,
 };
 
 use crate::policy::{Policy, Proto};
@@ -32,7 +32,7 @@ pub struct Words {
 pub struct MapImage {
     /// Settings and limit parameters, without `LOADED` (the maps module sets it last).
     pub config: Config,
-    /// Listed (proto, port) slots of the ports array.
+    /// Listed slots of the ports array: (proto, port), then IP protocols.
     pub ports: Vec<(u32, PortEntry)>,
     /// The IPv4 source lists: the /24 block array, and the host entries.
     pub blocks_v4: Words,
@@ -74,36 +74,24 @@ pub fn compile(policy: &Policy, cpus: u32) -> Result<MapImage, CompileError> {
         ..MapImage::default()
     };
 
-    // Rules with the same `from` share one from-set id.
+    // Rules with the same `from` share one from-set id, port and protocol rules alike.
     let mut from_ids: BTreeMap<Vec<IpNet>, u16> = BTreeMap::new();
-    let mut ports: BTreeMap<u32, PortEntry> = BTreeMap::new();
+    let mut slots: BTreeMap<u32, PortEntry> = BTreeMap::new();
     for rule in &policy.rules {
-        let entry = match &rule.from {
-            None => PortEntry {
-                flags: port_flag::LISTED,
-                from_id: 0,
-            },
-            Some(from) => {
-                let mut key = from.clone();
-                key.sort();
-                let next = from_ids.len();
-                if next > u16::MAX as usize {
-                    return Err(CompileError::TooManyFromSets(next));
-                }
-                let id = *from_ids.entry(key).or_insert(next as u16);
-                PortEntry {
-                    flags: port_flag::LISTED | port_flag::HAS_FROM,
-                    from_id: id,
-                }
-            }
-        };
+        let entry = slot_entry(rule.from.as_deref(), &mut from_ids)?;
         for range in &rule.ports {
             for port in range.lo..=range.hi {
-                ports.insert(port_index(proto_slot(rule.proto), port), entry);
+                slots.insert(port_index(proto_slot(rule.proto), port), entry);
             }
         }
     }
-    image.ports = ports.into_iter().collect();
+    for rule in &policy.protocols {
+        let entry = slot_entry(rule.from.as_deref(), &mut from_ids)?;
+        for protocol in &rule.protocols {
+            slots.insert(protocol_index(*protocol), entry);
+        }
+    }
+    image.ports = slots.into_iter().collect();
 
     for (nets, id) in &from_ids {
         for net in nets {
@@ -144,6 +132,29 @@ pub fn compile(policy: &Policy, cpus: u32) -> Result<MapImage, CompileError> {
     Ok(image)
 }
 
+/// A listed slot, with the id of its `from` set (a new id for a list not seen yet).
+fn slot_entry(
+    from: Option<&[IpNet]>,
+    from_ids: &mut BTreeMap<Vec<IpNet>, u16>,
+) -> Result<PortEntry, CompileError> {
+    let Some(from) = from else {
+        return Ok(PortEntry {
+            flags: port_flag::LISTED,
+            from_id: 0,
+        });
+    };
+    let mut key = from.to_vec();
+    key.sort();
+    let next = from_ids.len();
+    if next > u16::MAX as usize {
+        return Err(CompileError::TooManyFromSets(next));
+    }
+    Ok(PortEntry {
+        flags: port_flag::LISTED | port_flag::HAS_FROM,
+        from_id: *from_ids.entry(key).or_insert(next as u16),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,15 +180,35 @@ from = ["203.0.113.0/24", "2001:db8:a::/48"]
 proto = "udp"
 ports = [22]
 from = ["2001:db8:a::/48", "203.0.113.0/24"]
+[[protocols]]
+protocols = ["vrrp"]
+from = ["203.0.113.0/24", "2001:db8:a::/48"]
+[[protocols]]
+protocols = ["gre"]
 "#,
         );
         let image = compile(&p, 2).unwrap();
         let slots: Vec<u32> = image.ports.iter().map(|(i, _)| *i).collect();
-        assert_eq!(slots, vec![22, 80, 30001, 30002, 30003, 65536 + 22]);
+        let protocols = 2 * 65536;
+        assert_eq!(
+            slots,
+            vec![
+                22,
+                80,
+                30001,
+                30002,
+                30003,
+                65536 + 22,
+                protocols + 47,
+                protocols + 112
+            ]
+        );
         let ssh = image.ports[0].1;
         assert_eq!(ssh.flags, port_flag::LISTED | port_flag::HAS_FROM);
-        // The same `from` in another order shares the id.
+        // The same `from` in another order shares the id, for a protocol too.
         assert_eq!(image.ports[5].1, ssh);
+        assert_eq!(image.ports[7].1, ssh);
+        assert_eq!(image.ports[6].1.flags, port_flag::LISTED);
         assert_eq!(image.from_v4.len(), 1);
         assert_eq!(image.from_v6.len(), 1);
     }

@@ -67,6 +67,7 @@ pub struct Maps {
     pub global_syn: PerCpuArray<MapData, u64>,
     pub stats: PerCpuArray<MapData, Counter>,
     pub port_stats: PerCpuArray<MapData, PortCounter>,
+    pub protocol_stats: PerCpuArray<MapData, PortCounter>,
     /// When a SYN last went to the kernel, per (family, port): the SYN cookie keepalive.
     pub syn_keepalive: Array<MapData, u64>,
 }
@@ -176,6 +177,7 @@ impl Maps {
             global_syn: typed!(map_name::GLOBAL_SYN),
             stats: typed!(map_name::STATS),
             port_stats: typed!(map_name::PORT_STATS),
+            protocol_stats: typed!(map_name::PROTOCOL_STATS),
             syn_keepalive: typed!(map_name::SYN_KEEPALIVE),
         })
     }
@@ -297,12 +299,25 @@ impl Maps {
             .collect()
     }
 
-    /// Pass and drop counts of one ports-array slot, summed over CPUs.
+    /// The counters of a ports-array slot: a port's, or past them a protocol's.
+    fn slot_counters(
+        &mut self,
+        index: u32,
+    ) -> (&mut PerCpuArray<MapData, PortCounter>, u32, &'static str) {
+        match index.checked_sub(capacity::PORTS) {
+            None => (&mut self.port_stats, index, map_name::PORT_STATS),
+            Some(protocol) => (&mut self.protocol_stats, protocol, map_name::PROTOCOL_STATS),
+        }
+    }
+
+    /// Pass and drop counts of one ports-array slot (a port's or a protocol's), summed
+    /// over CPUs.
     pub fn port_count(&self, index: u32) -> Result<PortCounter, MapsError> {
-        let values = self
-            .port_stats
-            .get(&index, 0)
-            .map_err(access(map_name::PORT_STATS))?;
+        let (counters, at, name) = match index.checked_sub(capacity::PORTS) {
+            None => (&self.port_stats, index, map_name::PORT_STATS),
+            Some(protocol) => (&self.protocol_stats, protocol, map_name::PROTOCOL_STATS),
+        };
+        let values = counters.get(&at, 0).map_err(access(name))?;
         Ok(values
             .iter()
             .fold(PortCounter::default(), |acc, c| PortCounter {
@@ -311,7 +326,7 @@ impl Maps {
             }))
     }
 
-    /// Zeroes every per-reason counter and the per-port counters of `port_slots` (on every
+    /// Zeroes every per-reason counter and the counters of the ports-array `port_slots` (on every
     /// CPU). Packets counted between a caller's last read and this are lost: per-CPU arrays
     /// offer no read-and-clear.
     pub fn reset_counters(
@@ -337,10 +352,9 @@ impl Maps {
                 .map_err(access(map_name::STATS))?;
         }
         for slot in port_slots {
-            let values = zeroes::<PortCounter>(map_name::PORT_STATS, nr_cpus)?;
-            self.port_stats
-                .set(slot, values, 0)
-                .map_err(access(map_name::PORT_STATS))?;
+            let (counters, at, name) = self.slot_counters(slot);
+            let values = zeroes::<PortCounter>(name, nr_cpus)?;
+            counters.set(at, values, 0).map_err(access(name))?;
         }
         Ok(())
     }
@@ -386,8 +400,8 @@ impl Maps {
         })
     }
 
-    /// How many port slots exist (for iterating the per-port counters).
-    pub const PORT_SLOTS: u32 = capacity::PORTS;
+    /// How many slots the ports array has: the ports', then the protocols'.
+    pub const RULE_SLOTS: u32 = capacity::RULE_SLOTS;
 }
 
 /// `CLOCK_MONOTONIC` in nanoseconds: the clock of `bpf_ktime_get_ns`, for flow timestamps.

@@ -56,6 +56,8 @@ pub struct Judgement {
     pub tx: bool,
     /// The (proto, dst port) of the rule that decided it (steps 11 and 13), for per-port counters.
     pub rule_port: Option<(Proto, u16)>,
+    /// The IP protocol whose `[[protocols]]` rule decided it (step 15), for its counters.
+    pub rule_protocol: Option<u8>,
     /// The bytes the reason's counter counts (docs/semantics.md, "Multi-buffer frames").
     pub bytes: usize,
 }
@@ -94,6 +96,7 @@ pub fn classify_buffers(
         passes: !tx && (!verdict.dropped || monitor),
         tx,
         rule_port: verdict.rule_port,
+        rule_protocol: verdict.rule_protocol,
         bytes,
     }
 }
@@ -103,32 +106,31 @@ struct Verdict {
     reason: Reason,
     dropped: bool,
     rule_port: Option<(Proto, u16)>,
+    rule_protocol: Option<u8>,
 }
 
 impl Verdict {
-    fn pass(reason: Reason) -> Verdict {
+    /// A verdict no rule made.
+    fn new(reason: Reason, dropped: bool) -> Verdict {
         Verdict {
             reason,
-            dropped: false,
+            dropped,
             rule_port: None,
+            rule_protocol: None,
         }
     }
 
+    fn pass(reason: Reason) -> Verdict {
+        Verdict::new(reason, false)
+    }
+
     fn drop(reason: Reason) -> Verdict {
-        Verdict {
-            reason,
-            dropped: true,
-            rule_port: None,
-        }
+        Verdict::new(reason, true)
     }
 
     /// A verdict left to a setting.
     fn by(action: Action, reason: Reason) -> Verdict {
-        Verdict {
-            reason,
-            dropped: action == Action::Drop,
-            rule_port: None,
-        }
+        Verdict::new(reason, action == Action::Drop)
     }
 }
 
@@ -172,7 +174,7 @@ fn decide(packet: &IpPacket, policy: &Policy, state: &mut ModelState) -> Verdict
             return Verdict::pass(Reason::Icmp);
         }
         L4::Icmp { .. } => return Verdict::by(settings.icmp, Reason::Icmp),
-        L4::Other { .. } => return Verdict::by(settings.other_protocols, Reason::Protocol),
+        L4::Other { proto } => return protocol_step(packet, proto, policy),
         L4::Tcp {
             dst_port, flags, ..
         } => (Proto::Tcp, dst_port, flags),
@@ -200,10 +202,26 @@ fn decide(packet: &IpPacket, policy: &Policy, state: &mut ModelState) -> Verdict
         Reason::Allowed
     };
     Verdict {
-        reason,
-        dropped: !matches!(reason, Reason::Allowed | Reason::SynCookie),
         rule_port: Some((proto, dst_port)),
+        ..Verdict::new(reason, !matches!(reason, Reason::Allowed | Reason::SynCookie))
     }
+}
+
+/// Step 15: the `[[protocols]]` rule that lists the protocol, else `settings.other_protocols`.
+fn protocol_step(packet: &IpPacket, protocol: u8, policy: &Policy) -> Verdict {
+    let Some(rule) = policy.protocol_rule(protocol) else {
+        return Verdict::by(policy.settings.other_protocols, Reason::Protocol);
+    };
+    let admitted = rule
+        .from
+        .as_ref()
+        .is_none_or(|from| within(from, packet.src));
+    let mut verdict = match admitted {
+        true => Verdict::pass(Reason::Allowed),
+        false => Verdict::drop(Reason::SourceNotAllowed),
+    };
+    verdict.rule_protocol = Some(protocol);
+    verdict
 }
 
 /// Step 12: the source's SYN bucket (a miss bans it), then the global one. With

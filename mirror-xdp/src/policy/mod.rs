@@ -215,6 +215,13 @@ impl Policy {
 
     /// The rule that lists (proto, port), if any. Validation guarantees rules that share a
     /// port agree on `from`, so the first match is the answer.
+    /// The `[[protocols]]` rule that lists IP protocol `protocol`, if one does.
+    pub fn protocol_rule(&self, protocol: u8) -> Option<&protocols::ProtocolRule> {
+        self.protocols
+            .iter()
+            .find(|r| r.protocols.contains(&protocol))
+    }
+
     pub fn rule_for(&self, proto: Proto, port: u16) -> Option<&PortRule> {
         self.rules
             .iter()

@@ -6,6 +6,7 @@ use ipnet::IpNet;
 use toml::Spanned;
 
 use super::PolicyError;
+use super::from_room::FromRoom;
 use super::raw::{RawPort, RawProtocolRule};
 use super::sets::Resolver;
 use super::source::Source;
@@ -39,8 +40,6 @@ pub struct ProtocolRule {
     pub protocols: Vec<u8>,
     /// `None`: any source.
     pub from: Option<Vec<IpNet>>,
-    /// `None`: every address of the host.
-    pub to: Option<Vec<IpNet>>,
     /// The line of the rule's `[[protocols]]` header.
     pub line: usize,
 }
@@ -56,6 +55,7 @@ pub fn name(number: u8) -> String {
 pub(super) fn protocol_rules(
     src: &Source,
     resolver: &mut Resolver,
+    room: &mut FromRoom,
     raw: &[Spanned<RawProtocolRule>],
 ) -> Result<Vec<ProtocolRule>, PolicyError> {
     let mut rules: Vec<ProtocolRule> = Vec::with_capacity(raw.len());
@@ -83,20 +83,26 @@ pub(super) fn protocol_rules(
         }
         protocols.sort_unstable();
         protocols.dedup();
-        let mut list = |l: &Option<super::raw::RawList>, what: &str| match l {
-            None => Ok(None),
-            Some(l) if l.get_ref().is_empty() => Err(src.error(
-                l,
-                format!("`{what} = []` matches nothing; leave `{what}` out to match any"),
-            )),
-            Some(l) => resolver.items(l.get_ref(), true).map(Some),
+        let from = match &rule.from {
+            None => None,
+            Some(l) if l.get_ref().is_empty() => {
+                let msg = "`from = []` matches nothing; leave `from` out to match any";
+                return Err(src.error(l, msg));
+            }
+            Some(l) => {
+                let nets = resolver.items(l.get_ref(), true)?;
+                room.take(&nets).map_err(|msg| src.error(l, msg))?;
+                Some(nets)
+            }
         };
-        let from = list(&rule.from, "from")?;
-        let to = list(&rule.to, "to")?;
+        if let Some(to) = &rule.to {
+            let msg = "`to` (destination addresses) is not supported on protocol rules yet: \
+                       leave it out, the rule then applies to every address of the host";
+            return Err(src.error(to, msg));
+        }
         rules.push(ProtocolRule {
             protocols,
             from,
-            to,
             line: src.line_of(spanned),
         });
     }
@@ -149,19 +155,15 @@ mod tests {
     }
 
     #[test]
-    fn names_and_numbers_with_from_and_to() {
+    fn names_and_numbers_with_from() {
         let p = parse(
-            "[[protocols]]\nprotocols = [\"VRRP\", 47]\nfrom = [\"peers\"]\nto = [\"192.0.2.1\"]\n\
+            "[[protocols]]\nprotocols = [\"VRRP\", 47]\nfrom = [\"peers\"]\n\
              [[protocols]]\nprotocols = [\"esp\", \"51\"]\n",
         )
         .unwrap();
         assert_eq!(p.protocols.len(), 2);
         assert_eq!(p.protocols[0].protocols, [47, 112]);
         assert_eq!(p.protocols[0].from.as_ref().unwrap().len(), 2);
-        assert_eq!(
-            p.protocols[0].to,
-            Some(vec!["192.0.2.1/32".parse().unwrap()])
-        );
         assert_eq!(p.protocols[0].line, 4);
         assert_eq!(
             (
@@ -189,9 +191,9 @@ mod tests {
             ("protocols = []", ":5:13", "is empty"),
             ("from = [\"peers\"]", ":4:1", "has no `protocols`"),
             (
-                "protocols = [\"gre\"]\nto = [\"192.0.2.1/24\"]",
-                ":6:",
-                "192.0.2.0/24",
+                "protocols = [\"gre\"]\nto = [\"192.0.2.1\"]",
+                ":6:6",
+                "not supported on protocol rules yet",
             ),
             (
                 "protocols = [\"gre\"]\nfrom = []",

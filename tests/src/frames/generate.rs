@@ -311,8 +311,9 @@ impl FrameGen {
                 }
             }
             _ => {
-                // GRE, ESP, SCTP, no-next-header, IGMP, OSPF, and the other family's ICMP.
-                let known = [47, 50, 132, 59, 2, 89, if v6 { 1 } else { 58 }];
+                // GRE, ESP, SCTP, no-next-header, IGMP, OSPF, VRRP, and the other family's
+                // ICMP.
+                let known = [47, 50, 132, 59, 2, 89, 112, if v6 { 1 } else { 58 }];
                 let proto = if self.chance(70) {
                     pick(&mut self.rng, &known)
                 } else {

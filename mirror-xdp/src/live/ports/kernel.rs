@@ -52,11 +52,11 @@ const LISTED: PortEntry = PortEntry {
 };
 
 impl KernelPorts {
-    /// Reads the ports array (a lookup per slot: some 131,072, tens of milliseconds) and
-    /// both `from` tries.
+    /// Reads the ports array (a lookup per slot: some 131,328, tens of milliseconds; the
+    /// protocols' slots too, whose `from` sets are in use as well) and both `from` tries.
     pub fn read(maps: &Maps) -> Result<KernelPorts, LivePortsError> {
         let mut kernel = KernelPorts::default();
-        for index in 0..Maps::PORT_SLOTS {
+        for index in 0..Maps::RULE_SLOTS {
             let entry = maps.ports.get(&index, 0).map_err(map(map_name::PORTS))?;
             if entry.flags & port_flag::LISTED != 0 {
                 kernel.slots.insert(index, entry);

@@ -233,3 +233,40 @@ fn monitor_mode_passes_everything() {
     passes(judge_with(&tcp4(OTHER4, 80), &p), Reason::Allowed);
     passes(judge_with(&eth(&[], 0x0806, &[]), &p), Reason::NonIp);
 }
+
+// Step 15
+
+#[test]
+fn listed_protocols_pass_from_their_sources_only() {
+    use crate::policy::protocols::ProtocolRule;
+    let mut p = policy();
+    p.protocols = vec![
+        ProtocolRule {
+            protocols: vec![112],
+            from: Some(nets(&["198.51.100.0/24", "2001:db8:1::/48"])),
+            line: 0,
+        },
+        ProtocolRule {
+            protocols: vec![47, 50],
+            from: None,
+            line: 0,
+        },
+    ];
+    let vrrp = [0x21, 1, 100, 0, 0, 0, 0, 0];
+    let j = judge_with(&v4(PEER4, 112, &vrrp), &p);
+    passes(j, Reason::Allowed);
+    assert_eq!((j.rule_protocol, j.rule_port), (Some(112), None));
+    passes(judge_with(&v6(OTHER6, 112, &vrrp), &p), Reason::Allowed);
+    let j = judge_with(&v4(OTHER4, 112, &vrrp), &p);
+    drops(j, Reason::SourceNotAllowed);
+    assert_eq!(j.rule_protocol, Some(112));
+    passes(judge_with(&v4(OTHER4, 47, &[]), &p), Reason::Allowed);
+    passes(judge_with(&v6(OTHER6, 50, &[0; 8]), &p), Reason::Allowed);
+    // Unlisted protocols stay under `other_protocols`; the earlier steps still come first.
+    let j = judge_with(&v4(OTHER4, 51, &[]), &p);
+    drops(j, Reason::Protocol);
+    assert_eq!(j.rule_protocol, None);
+    drops(judge_with(&v4(BAD4, 47, &[]), &p), Reason::Denied);
+    p.settings.other_protocols = Action::Pass;
+    drops(judge_with(&v4(OTHER4, 112, &vrrp), &p), Reason::SourceNotAllowed);
+}

@@ -23,8 +23,11 @@ pub(super) fn parse(original: &str, path: &Path, reader: Reader) -> Result<Polic
 
     let settings = settings(&src, &raw.settings)?;
     let mut resolver = Resolver::new(&src, reader, &raw.sets)?;
-    let rules = rules(&src, &mut resolver, &raw.ports)?;
-    let protocols = super::protocols::protocol_rules(&src, &mut resolver, &raw.protocols)?;
+    // Port and protocol rules' `from` lists share the kernel's tables.
+    let mut room = FromRoom::default();
+    let rules = rules(&src, &mut resolver, &mut room, &raw.ports)?;
+    let protocols =
+        super::protocols::protocol_rules(&src, &mut resolver, &mut room, &raw.protocols)?;
     let mut list = |l: &Option<RawList>| match l {
         Some(l) => resolver.items(l.get_ref(), true),
         None => Ok(Vec::new()),
@@ -128,10 +131,10 @@ fn action(
 fn rules(
     src: &Source,
     resolver: &mut Resolver,
+    room: &mut FromRoom,
     raw: &[Spanned<RawRule>],
 ) -> Result<Vec<PortRule>, PolicyError> {
     let mut owners = PortOwners::default();
-    let mut room = FromRoom::default();
     let mut rules = Vec::with_capacity(raw.len());
     for (index, spanned) in raw.iter().enumerate() {
         let rule = spanned.get_ref();
