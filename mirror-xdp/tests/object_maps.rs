@@ -99,6 +99,10 @@ fn expected() -> BTreeMap<&'static str, (u32, usize, usize)> {
             map_name::PORT_STATS,
             (PERCPU_ARRAY, index, size_of::<PortCounter>()),
         ),
+        (
+            map_name::PROTOCOL_STATS,
+            (PERCPU_ARRAY, index, size_of::<PortCounter>()),
+        ),
         (map_name::SYN_KEEPALIVE, (ARRAY, index, size_of::<u64>())),
         (map_name::DROPS, (RINGBUF, 0, 0)),
         (

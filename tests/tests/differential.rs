@@ -678,7 +678,10 @@ fn differential_with(
         for protocol in &rule.protocols {
             let (pass, drop) = tally.protocols.get(protocol).copied().unwrap_or_default();
             eprintln!("{name}: protocol {protocol}: {pass} passed, {drop} dropped");
-            assert!(pass > 0, "no packet of protocol {protocol} passed by its rule");
+            assert!(
+                pass > 0,
+                "no packet of protocol {protocol} passed by its rule"
+            );
             assert_eq!(drop > 0, rule.from.is_some(), "protocol {protocol} drops");
         }
     }

@@ -19,7 +19,7 @@ use mirror_xdp::{
     policy::Proto,
     state::{Paths, Record},
 };
-use mirror_xdp_common::port_index;
+use mirror_xdp_common::{port_index, protocol_index};
 
 /// Show packet and byte counters per verdict reason and per rule port.
 #[derive(Debug, clap::Args)]
@@ -89,15 +89,16 @@ pub fn run(args: Args, paths: &Paths) -> Result<(), Failure> {
     Ok(())
 }
 
-/// The port-counter slots of every port a rule lists. Only these need zeroing: the kernel
-/// counts a port only when the ports array marks it listed (`verdict.rs` sets `port_slot`
-/// after the `LISTED` check), and the record lists the same rules. Sweeping all 131,072
-/// slots would cost a syscall each for slots that are always zero.
+/// The counter slots of every port and protocol a rule lists. Only these need zeroing: the
+/// kernel counts a slot only when the ports array marks it listed (`verdict.rs` sets
+/// `port_slot` after the `LISTED` check), and the record lists the same rules. Sweeping all
+/// 131,328 slots would cost a syscall each for slots that are always zero.
 fn listed_port_slots(record: &Record) -> impl Iterator<Item = u32> + '_ {
-    record.ports.iter().flat_map(|rule| {
+    let ports = record.ports.iter().flat_map(|rule| {
         let slot = proto_slot(Proto::from(rule.proto));
         (rule.lo..=rule.hi).map(move |port| port_index(slot, port))
-    })
+    });
+    ports.chain(record.protocols.iter().map(|p| protocol_index(*p)))
 }
 
 /// Reads the counters every `every`, printing totals first and then rates over each
@@ -246,6 +247,20 @@ fn rate_table(cur: &Stats, rates: &Rates) -> String {
             p.proto, p.port, p.pass_packets, p.drop_packets
         );
     }
+    if !rates.protocols.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n{:<13} {:>12} {:>12}",
+            "protocol", "passed/s", drop_word
+        );
+        for p in &rates.protocols {
+            let _ = writeln!(
+                out,
+                "{:<13} {:>12.1} {:>12.1}",
+                p.protocol, p.pass_packets, p.drop_packets
+            );
+        }
+    }
     out
 }
 
@@ -306,6 +321,7 @@ mod tests {
                 port("udp", 53, port_pass, 0),
                 port("tcp", 443, 0, 7),
             ],
+            protocols: vec![],
             limiter: Default::default(),
         }
     }

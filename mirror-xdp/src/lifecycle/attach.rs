@@ -21,7 +21,7 @@ use crate::{
     compile::{compile, possible_cpus},
     kernel::{maps::Maps, syncookie_sysctl},
     policy::Policy,
-    state::{Paths, PolicyRecord, PortRecord, Record},
+    state::{Paths, PolicyRecord, Record, rule_records},
 };
 
 /// Attaches a policy to interfaces. Everything is pinned under `paths.bpffs`; on any failure
@@ -100,6 +100,7 @@ pub fn attach(
     fault::point("attach:egress-program-pinned");
 
     let syncookies = Path::new(syncookie_sysctl::SYSCTL);
+    let (ports, protocols) = rule_records(policy);
     let mut record = Record {
         mode: policy.settings.mode.name().to_string(),
         interfaces: Vec::new(),
@@ -107,11 +108,8 @@ pub fn attach(
             path: absolute(&policy.path),
             generation: 1,
         },
-        ports: policy
-            .rules
-            .iter()
-            .flat_map(|r| r.ports.iter().map(|p| PortRecord::new(r.proto, *p)))
-            .collect(),
+        ports,
+        protocols,
         tcp_syncookies_before: match policy.limits.syn_cookies {
             true => Some(syncookie_sysctl::read(syncookies)?),
             false => None,

@@ -87,6 +87,7 @@ mod tests {
                 generation,
             },
             ports: vec![],
+            protocols: Vec::new(),
             tcp_syncookies_before: None,
             tcp_timestamps_before: None,
             limiter_entries: 1024,

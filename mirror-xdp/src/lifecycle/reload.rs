@@ -27,7 +27,7 @@ use crate::{
     live::sources as live,
     policy::diff::{Change, diff},
     policy::{Policy, PolicyFiles},
-    state::{Paths, PortRecord, Record, in_force},
+    state::{Paths, Record, in_force, rule_records},
 };
 
 /// A reload that went through.
@@ -180,11 +180,7 @@ fn build_and_swap(
     updated.policy.generation = next;
     updated.policy.path = std::path::absolute(&policy.path).unwrap_or(policy.path.clone());
     updated.mode = policy.settings.mode.name().to_string();
-    updated.ports = policy
-        .rules
-        .iter()
-        .flat_map(|r| r.ports.iter().map(|p| PortRecord::new(r.proto, *p)))
-        .collect();
+    (updated.ports, updated.protocols) = rule_records(policy);
     updated.reloads.ok += 1;
     // The spare is this build's too (its folder is named by the build).
     updated.ebpf_object = Some(crate::build_info::EBPF_OBJECT_SHA256.to_owned());

@@ -203,7 +203,10 @@ fn decide(packet: &IpPacket, policy: &Policy, state: &mut ModelState) -> Verdict
     };
     Verdict {
         rule_port: Some((proto, dst_port)),
-        ..Verdict::new(reason, !matches!(reason, Reason::Allowed | Reason::SynCookie))
+        ..Verdict::new(
+            reason,
+            !matches!(reason, Reason::Allowed | Reason::SynCookie),
+        )
     }
 }
 

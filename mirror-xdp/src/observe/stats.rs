@@ -6,13 +6,13 @@ use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use mirror_xdp_common::{config_flag, port_index};
+use mirror_xdp_common::{config_flag, port_index, protocol_index};
 use serde::Serialize;
 
 use crate::{
     compile::proto_slot,
     kernel::maps::{LimiterUsage, Maps, MapsError},
-    policy::Proto,
+    policy::{Proto, protocols},
     state::{InterfaceRecord, PolicyRecord, Record},
 };
 
@@ -24,6 +24,8 @@ pub struct Stats {
     /// Every reason, in verdict order.
     pub reasons: serde_json::Map<String, serde_json::Value>,
     pub ports: Vec<PortStats>,
+    /// The IP protocols `[[protocols]]` rules list.
+    pub protocols: Vec<ProtocolStats>,
     /// The per-source limiter table: sources tracked, created, evicted by a full table.
     pub limiter: LimiterUsage,
 }
@@ -32,6 +34,14 @@ pub struct Stats {
 pub struct PortStats {
     pub proto: &'static str,
     pub port: u16,
+    pub pass_packets: u64,
+    pub drop_packets: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ProtocolStats {
+    /// Its name (`vrrp`), or its number for protocols without one.
+    pub protocol: String,
     pub pass_packets: u64,
     pub drop_packets: u64,
 }
@@ -47,12 +57,20 @@ pub struct Rates {
     /// Per reason: `REASON_FIELDS` per second.
     pub reasons: serde_json::Map<String, serde_json::Value>,
     pub ports: Vec<PortRates>,
+    pub protocols: Vec<ProtocolRates>,
 }
 
 #[derive(Clone, Debug, Serialize)]
 pub struct PortRates {
     pub proto: &'static str,
     pub port: u16,
+    pub pass_packets: f64,
+    pub drop_packets: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ProtocolRates {
+    pub protocol: String,
     pub pass_packets: f64,
     pub drop_packets: f64,
 }
@@ -126,10 +144,26 @@ impl Rates {
                 }
             })
             .collect();
+        let before: HashMap<_, _> = prev.protocols.iter().map(|p| (&p.protocol, p)).collect();
+        let protocols = cur
+            .protocols
+            .iter()
+            .map(|p| {
+                let (pass, drop) = before
+                    .get(&p.protocol)
+                    .map_or((0, 0), |b| (b.pass_packets, b.drop_packets));
+                ProtocolRates {
+                    protocol: p.protocol.clone(),
+                    pass_packets: rate(p.pass_packets, pass),
+                    drop_packets: rate(p.drop_packets, drop),
+                }
+            })
+            .collect();
         Rates {
             interval_secs: (secs * 1000.0).round() / 1000.0,
             reasons,
             ports,
+            protocols,
         }
     }
 
@@ -142,6 +176,7 @@ impl Rates {
     pub fn select(&mut self, rows: Rows) {
         rows.reasons(&mut self.reasons);
         rows.ports(&mut self.ports, |p| p.pass_packets + p.drop_packets);
+        rows.ports(&mut self.protocols, |p| p.pass_packets + p.drop_packets);
     }
 }
 
@@ -182,12 +217,22 @@ impl Stats {
                 }
             }
         }
+        let mut protocols = Vec::new();
+        for protocol in &record.protocols {
+            let count = maps.port_count(protocol_index(*protocol))?;
+            protocols.push(ProtocolStats {
+                protocol: protocols::name(*protocol),
+                pass_packets: count.pass_packets,
+                drop_packets: count.drop_packets,
+            });
+        }
         Ok(Stats {
             mode: if monitor { "monitor" } else { "enforce" },
             interfaces: record.interfaces.clone(),
             policy: record.policy.clone(),
             reasons,
             ports,
+            protocols,
             limiter: maps.limiter_usage(record.limiter_entries)?,
         })
     }
@@ -196,6 +241,9 @@ impl Stats {
     pub fn select(&mut self, rows: Rows) {
         rows.reasons(&mut self.reasons);
         rows.ports(&mut self.ports, |p| {
+            (p.pass_packets + p.drop_packets) as f64
+        });
+        rows.ports(&mut self.protocols, |p| {
             (p.pass_packets + p.drop_packets) as f64
         });
     }
@@ -213,6 +261,15 @@ impl Stats {
             .ports
             .iter()
             .filter_map(|r| by_key.remove(&(r.proto, r.port)))
+            .collect();
+        let mut by_name: HashMap<_, _> = std::mem::take(&mut self.protocols)
+            .into_iter()
+            .map(|p| (p.protocol.clone(), p))
+            .collect();
+        self.protocols = rates
+            .protocols
+            .iter()
+            .filter_map(|r| by_name.remove(&r.protocol))
             .collect();
     }
 
@@ -275,6 +332,20 @@ impl Stats {
                 "{:<6} {:>6} {:>12} {:>12}",
                 p.proto, p.port, p.pass_packets, p.drop_packets
             );
+        }
+        if !self.protocols.is_empty() {
+            let _ = writeln!(
+                out,
+                "\n{:<13} {:>12} {:>12}",
+                "protocol", "passed", drop_word
+            );
+            for p in &self.protocols {
+                let _ = writeln!(
+                    out,
+                    "{:<13} {:>12} {:>12}",
+                    p.protocol, p.pass_packets, p.drop_packets
+                );
+            }
         }
         let l = &self.limiter;
         let _ = writeln!(

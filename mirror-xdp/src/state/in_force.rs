@@ -106,6 +106,7 @@ mod tests {
                 generation,
             },
             ports: Vec::new(),
+            protocols: Vec::new(),
             tcp_syncookies_before: None,
             tcp_timestamps_before: None,
             limiter_entries: 1024,

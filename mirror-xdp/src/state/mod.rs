@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::policy::{PortRange, Proto};
+use crate::policy::{Policy, PortRange, Proto};
 
 /// The default pin folder on bpffs.
 pub const DEFAULT_BPFFS_DIR: &str = "/sys/fs/bpf/mirror-xdp";
@@ -38,6 +38,9 @@ pub struct Record {
     pub policy: PolicyRecord,
     /// The port rules in force, for the per-port counters.
     pub ports: Vec<PortRecord>,
+    /// The IP protocols `[[protocols]]` rules list, for their counters.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub protocols: Vec<u8>,
     /// `net.ipv4.tcp_syncookies` before `attach` set it for `syn_cookies`: `detach` puts it
     /// back. Absent when the policy has no SYN cookies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -164,6 +167,21 @@ pub struct TcFilter {
 pub struct PolicyRecord {
     pub path: PathBuf,
     pub generation: u64,
+}
+
+/// The rules of `policy` as the record keeps them: port ranges, and listed protocols.
+pub fn rule_records(policy: &Policy) -> (Vec<PortRecord>, Vec<u8>) {
+    let ports = policy
+        .rules
+        .iter()
+        .flat_map(|r| r.ports.iter().map(|p| PortRecord::new(r.proto, *p)))
+        .collect();
+    let protocols = policy
+        .protocols
+        .iter()
+        .flat_map(|r| r.protocols.iter().copied())
+        .collect();
+    (ports, protocols)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -268,5 +268,8 @@ fn listed_protocols_pass_from_their_sources_only() {
     assert_eq!(j.rule_protocol, None);
     drops(judge_with(&v4(BAD4, 47, &[]), &p), Reason::Denied);
     p.settings.other_protocols = Action::Pass;
-    drops(judge_with(&v4(OTHER4, 112, &vrrp), &p), Reason::SourceNotAllowed);
+    drops(
+        judge_with(&v4(OTHER4, 112, &vrrp), &p),
+        Reason::SourceNotAllowed,
+    );
 }

@@ -20,6 +20,8 @@ pub enum Meaning {
     Port(Proto, u16),
     /// A non-first fragment: it carries no port; its packet is judged by its first fragment.
     Fragment,
+    /// A packet of an IP protocol other than TCP, UDP and ICMP (VRRP, GRE, ...).
+    Protocol(u8),
 }
 
 /// The verdict the policy intends, and the policy words that say so.
@@ -72,6 +74,11 @@ impl PolicyView {
                 .rules
                 .iter()
                 .any(|r| r.from.as_ref().is_some_and(|from| within(from, src)))
+            || self
+                .policy
+                .protocols
+                .iter()
+                .any(|r| r.from.as_ref().is_some_and(|from| within(from, src)))
     }
 
     /// The verdict the policy intends for `meaning` from `src`. Monitor mode intends to
@@ -92,6 +99,18 @@ impl PolicyView {
                 return match settings.fragments {
                     Action::Pass => pass("fragments = \"pass\""),
                     Action::Drop => drop("fragments = \"drop\""),
+                };
+            }
+            Meaning::Protocol(protocol) => {
+                return match self.policy.protocol_rule(protocol) {
+                    Some(rule) if rule.from.as_ref().is_some_and(|from| !within(from, src)) => {
+                        drop("the protocol admits only its `from` sources")
+                    }
+                    Some(_) => pass("a [[protocols]] rule lists the protocol"),
+                    None => match settings.other_protocols {
+                        Action::Pass => pass("other_protocols = \"pass\""),
+                        Action::Drop => drop("no rule lists the protocol"),
+                    },
                 };
             }
             Meaning::Port(proto, port) => (proto, port),

@@ -198,7 +198,7 @@ fn first_port(preferred: &[u16], wanted: impl Fn(u16) -> bool) -> Option<u16> {
 
 /// A host address inside a prefix: its first host (the network address for /31-/32 and
 /// /127-/128), so it is inside whatever the prefix length.
-fn host_in(net: &IpNet) -> IpAddr {
+pub fn host_in(net: &IpNet) -> IpAddr {
     match net.trunc() {
         IpNet::V4(n) if n.prefix_len() < 31 => IpAddr::V4((u32::from(n.network()) + 1).into()),
         IpNet::V6(n) if n.prefix_len() < 127 => IpAddr::V6((u128::from(n.network()) + 1).into()),

@@ -75,6 +75,24 @@ pub fn render(stats: &Stats, reloads: ReloadCounts) -> String {
 
     header(
         &mut out,
+        "mirror_xdp_protocol_packets_total",
+        "Packets of an IP protocol a [[protocols]] rule lists, per protocol and verdict (drop: would-be drops in monitor mode).",
+        "counter",
+    );
+    for p in &stats.protocols {
+        for (verdict, value) in [("pass", p.pass_packets), ("drop", p.drop_packets)] {
+            let labels = [("protocol", p.protocol.as_str()), ("verdict", verdict)];
+            sample(
+                &mut out,
+                "mirror_xdp_protocol_packets_total",
+                &labels,
+                value,
+            );
+        }
+    }
+
+    header(
+        &mut out,
         "mirror_xdp_policy_generation",
         "Generation of the policy in force (1 at attach, +1 per reload).",
         "gauge",
@@ -217,7 +235,7 @@ mod tests {
 
     use super::*;
     use crate::{
-        observe::stats::PortStats,
+        observe::stats::{PortStats, ProtocolStats},
         state::{InterfaceRecord, PolicyRecord},
     };
 
@@ -251,6 +269,11 @@ mod tests {
                 pass_packets: 10,
                 drop_packets: 2,
             }],
+            protocols: vec![ProtocolStats {
+                protocol: "vrrp".into(),
+                pass_packets: 7,
+                drop_packets: 3,
+            }],
             limiter: Default::default(),
         }
     }
@@ -275,6 +298,9 @@ mod tests {
             "# TYPE mirror_xdp_port_packets_total counter",
             "mirror_xdp_port_packets_total{proto=\"tcp\",port=\"80\",verdict=\"pass\"} 10",
             "mirror_xdp_port_packets_total{proto=\"tcp\",port=\"80\",verdict=\"drop\"} 2",
+            "# TYPE mirror_xdp_protocol_packets_total counter",
+            "mirror_xdp_protocol_packets_total{protocol=\"vrrp\",verdict=\"pass\"} 7",
+            "mirror_xdp_protocol_packets_total{protocol=\"vrrp\",verdict=\"drop\"} 3",
             "# TYPE mirror_xdp_policy_generation gauge",
             "mirror_xdp_policy_generation 3",
             "# HELP mirror_xdp_reloads_total Policy reloads since the enforcer was attached \

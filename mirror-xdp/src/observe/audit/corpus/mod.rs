@@ -6,6 +6,7 @@ mod ipv4;
 mod ipv6;
 mod jumbo;
 mod link;
+mod protocols;
 mod tcp;
 
 use std::net::IpAddr;
@@ -38,10 +39,11 @@ pub enum Class {
     Ipv4MappedIpv6,
     IpInIp,
     MultiBuffer,
+    ListedProtocol,
 }
 
 impl Class {
-    pub const ALL: [Class; 17] = [
+    pub const ALL: [Class; 18] = [
         Class::Vlan,
         Class::Qinq,
         Class::VlanStacked,
@@ -59,6 +61,7 @@ impl Class {
         Class::Ipv4MappedIpv6,
         Class::IpInIp,
         Class::MultiBuffer,
+        Class::ListedProtocol,
     ];
 
     /// The name in the report (the serde name).
@@ -81,6 +84,7 @@ impl Class {
             Class::Ipv4MappedIpv6 => "ipv4-mapped-ipv6",
             Class::IpInIp => "ip-in-ip",
             Class::MultiBuffer => "multi-buffer",
+            Class::ListedProtocol => "listed-protocol",
         }
     }
 }
@@ -107,6 +111,7 @@ pub fn build(view: &PolicyView, targets: &Targets) -> Vec<Probe> {
     ipv6::add(&mut corpus);
     tcp::add(&mut corpus);
     jumbo::add(&mut corpus);
+    protocols::add(&mut corpus);
     corpus.probes
 }
 

@@ -62,7 +62,11 @@ fn the_example_policy_yields_every_class_and_its_targets() {
     assert_eq!(targets.denied_v4, Some("192.0.2.1".parse().unwrap()));
     assert_eq!(targets.denied_v6, None);
     assert!(targets.missing().is_empty(), "{:?}", targets.missing());
-    for class in Class::ALL {
+    // The example lists no protocol: `listed-protocol` has its own test.
+    for class in Class::ALL
+        .into_iter()
+        .filter(|c| *c != Class::ListedProtocol)
+    {
         assert!(
             probes.iter().any(|p| p.class == class),
             "no frame for {}",
@@ -88,6 +92,58 @@ fn passing_other_protocols_lets_tunnels_and_unknown_headers_through() {
     assert_eq!(
         model_findings(&policy, &probes),
         BTreeSet::from([Class::Ipv6ExtUnknown, Class::IpInIp])
+    );
+}
+
+#[test]
+fn a_listed_protocol_passes_from_its_sources_only() {
+    let vrrp = "[[protocols]]\nprotocols = [\"vrrp\"]\nfrom = [\"198.18.0.0/24\", \"2001:db8:18::/48\"]\n\
+                [[protocols]]\nprotocols = [\"esp\"]\n";
+    let policy = with(|t| format!("{t}\n{vrrp}"));
+    let (_, _, probes) = corpus(&policy);
+    let listed: Vec<_> = probes
+        .iter()
+        .filter(|p| p.class == Class::ListedProtocol)
+        .map(|p| (p.label.as_str(), p.intent.drop))
+        .collect();
+    // VRRP: two unnamed, a denied, two admitted sources; ESP: unnamed and denied.
+    assert_eq!(listed.len(), 8, "{listed:#?}");
+    let intent = |label: &str| listed.iter().find(|(l, _)| *l == label).map(|(_, d)| *d);
+    assert_eq!(
+        intent("protocol vrrp (112) from admitted 198.18.0.1"),
+        Some(false)
+    );
+    assert_eq!(
+        intent("protocol vrrp (112) from admitted 2001:db8:18::1"),
+        Some(false)
+    );
+    assert_eq!(
+        intent("protocol vrrp (112) from denied 192.0.2.1"),
+        Some(true)
+    );
+    assert_eq!(
+        intent("protocol esp (50) from denied 192.0.2.1"),
+        Some(true)
+    );
+    assert!(
+        listed
+            .iter()
+            .any(|(l, d)| l.starts_with("protocol vrrp (112) from unnamed") && *d)
+    );
+    assert!(
+        listed
+            .iter()
+            .any(|(l, d)| l.starts_with("protocol esp (50) from unnamed") && !*d)
+    );
+    assert_eq!(model_findings(&policy, &probes), BTreeSet::new());
+    // A rule that admits anyone where the policy meant the peers: a finding.
+    let open = with(|t| format!("{t}\n{}", vrrp.replace("from = ", "# from = ")));
+    let view = PolicyView::new(policy.clone(), &LiveSet::default(), 0);
+    let targets = Targets::pick(&view);
+    let probes = build(&view, &targets);
+    assert_eq!(
+        model_findings(&open, &probes),
+        BTreeSet::from([Class::ListedProtocol])
     );
 }
 
