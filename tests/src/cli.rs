@@ -161,6 +161,18 @@ pub fn port_counts(stats: &Value, proto: &str, port: u16) -> Option<(u64, u64)> 
     })
 }
 
+/// (passed, dropped) of a protocol `[[protocols]]` lists, by its name in `stats --json`.
+pub fn protocol_counts(stats: &Value, protocol: &str) -> Option<(u64, u64)> {
+    stats["protocols"].as_array()?.iter().find_map(|p| {
+        (p["protocol"] == protocol).then(|| {
+            (
+                p["pass_packets"].as_u64().unwrap_or(0),
+                p["drop_packets"].as_u64().unwrap_or(0),
+            )
+        })
+    })
+}
+
 /// Reads stats until `done` holds or `timeout` passes (veth delivers asynchronously, so the
 /// last packets sent may be counted a moment after the sender returns); returns the last.
 pub fn stats_when(bed: &Testbed, timeout: Duration, done: impl Fn(&Value) -> bool) -> Value {

@@ -15,6 +15,7 @@ pub mod debian_root;
 pub mod differential;
 pub mod egress_hook;
 pub mod flood;
+pub mod keepalived;
 pub mod metrics;
 pub mod pinned;
 pub mod reload;

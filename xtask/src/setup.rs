@@ -14,7 +14,7 @@ use crate::{is_root, run_step};
 /// modules; apt and dpkg fetch and unpack the kernels), and what `cargo xtask package` and
 /// its tests use (dpkg-shlibdeps for the .deb's Depends, lintian, a Debian 12 root made by
 /// debootstrap, skopeo and umoci for the OCI image; musl-gcc for the C inside the static
-/// build's TLS crate, ring).
+/// build's TLS crate, ring), and keepalived, whose VRRP the `[[protocols]]` test elects with.
 const APT_PACKAGES: &[&str] = &[
     "llvm-22-dev",
     "libpolly-22-dev",
@@ -46,6 +46,7 @@ const APT_PACKAGES: &[&str] = &[
     "skopeo",
     "umoci",
     "musl-tools",
+    "keepalived",
 ];
 
 /// The static build of `cargo xtask package`.
