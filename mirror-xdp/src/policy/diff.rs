@@ -1,5 +1,6 @@
-//! What applying one policy instead of another changes: ports opened and closed, sources
-//! added and removed per port and in `[sources]`, settings and limits. `mirror-xdp diff`
+//! What applying one policy instead of another changes: ports and protocols opened and
+//! closed, sources added and removed per port or protocol and in `[sources]`, settings and
+//! limits. `mirror-xdp diff`
 //! shows it before a reload, and `reload` and `run` print it after one.
 
 use std::collections::BTreeSet;
@@ -36,6 +37,7 @@ pub fn diff(old: &Policy, new: &Policy) -> Vec<Change> {
     for proto in [Proto::Tcp, Proto::Udp] {
         ports(old, new, proto, &mut out);
     }
+    protocols(old, new, &mut out);
     for (name, old_list, new_list) in [
         ("sources.allow", &old.allow, &new.allow),
         ("sources.deny", &old.deny, &new.deny),
@@ -142,12 +144,45 @@ fn ports(old: &Policy, new: &Policy, proto: Proto, out: &mut Vec<Change>) {
     }
 }
 
+/// Each IP protocol whose `[[protocols]]` rule changed.
+fn protocols(old: &Policy, new: &Policy, out: &mut Vec<Change>) {
+    for number in 0..=u8::MAX {
+        // `None`: no rule; `Some(None)`: any source; `Some(Some(list))`, sorted.
+        let rule = |p: &Policy| {
+            p.protocol_rule(number).map(|r| {
+                r.from.clone().map(|mut nets| {
+                    nets.sort();
+                    nets
+                })
+            })
+        };
+        let (was, is) = (rule(old), rule(new));
+        if was != is {
+            let name = format!("protocol {}", super::protocols::name(number));
+            out.push(change(&name, as_port(&was), as_port(&is)));
+        }
+    }
+}
+
+/// A protocol's rule as a port's: `None` closed, else open from `from`.
+fn as_port(rule: &Option<Option<Vec<IpNet>>>) -> Port<'_> {
+    match rule {
+        None => Port::Closed,
+        Some(from) => Port::Open(from.as_deref()),
+    }
+}
+
 fn port_change(proto: Proto, range: PortRange, was: Port, is: Port) -> Change {
     let ports = if range.lo == range.hi {
         format!("{}/{}", range.lo, proto.name())
     } else {
         format!("{}-{}/{}", range.lo, range.hi, proto.name())
     };
+    change(&ports, was, is)
+}
+
+/// A port range's or a protocol's change.
+fn change(ports: &str, was: Port, is: Port) -> Change {
     Change(match (was, is) {
         (Port::Closed, Port::Open(from)) => format!("+ {ports} opened {}", sources(from)),
         (Port::Open(_), Port::Closed) => format!("- {ports} closed"),
@@ -368,6 +403,33 @@ deny = ["192.0.2.0/24"]
                 "~ limits.per_source_pps: 0 -> 1000",
             ]
         );
+    }
+
+    #[test]
+    fn protocol_rules_get_a_line_each() {
+        let vrrp = "[[protocols]]\nprotocols = [\"vrrp\"]\nfrom = [\"198.51.100.2\"]\n";
+        let with_vrrp = format!("{IN_FORCE}{vrrp}");
+        let lines = |a: &str, b: &str| -> Vec<String> {
+            diff(&policy(a), &policy(b))
+                .iter()
+                .map(ToString::to_string)
+                .collect()
+        };
+        assert_eq!(
+            lines(IN_FORCE, &with_vrrp),
+            ["+ protocol vrrp opened from 198.51.100.2/32"]
+        );
+        let both = with_vrrp.replace("[\"vrrp\"]", "[\"vrrp\", 253]");
+        let open = both.replace("from = [\"198.51.100.2\"]\n", "");
+        assert_eq!(
+            lines(&both, &open),
+            [
+                "~ protocol vrrp now open to any source",
+                "~ protocol 253 now open to any source"
+            ]
+        );
+        assert_eq!(lines(&with_vrrp, IN_FORCE), ["- protocol vrrp closed"]);
+        assert_eq!(lines(&with_vrrp, &with_vrrp), Vec::<String>::new());
     }
 
     #[test]
