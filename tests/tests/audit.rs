@@ -8,7 +8,7 @@
     reason = "an integration test links every dependency of the tests package and uses a few"
 )]
 
-use mirror_xdp_tests::cli::{attach_policy, reason, run, stats};
+use mirror_xdp_tests::cli::{attach_policy, reason, run, run_ok, stats, write_policy};
 use mirror_xdp_tests::require_root;
 use mirror_xdp_tests::testbed::{CLIENT_IF, SERVER_IF, Testbed, ip};
 use serde_json::Value;
@@ -103,7 +103,9 @@ fn the_example_policy_audits_clean_with_every_class_checked() {
     let (code, doc) = audit_json(&bed, &["--iface", SERVER_IF]);
     assert_eq!(code, Some(0), "{doc:#}");
     assert_eq!(doc["findings"], 0, "{doc:#}");
-    let found = classes(&doc);
+    let mut found = classes(&doc);
+    // The example lists no protocol: `listed-protocol` is listed, built for no frame.
+    assert_eq!(found.pop(), Some(("listed-protocol".to_string(), 0, 0)));
     assert_eq!(
         found.iter().map(|c| c.0.as_str()).collect::<Vec<_>>(),
         CLASSES
@@ -125,6 +127,46 @@ fn the_example_policy_audits_clean_with_every_class_checked() {
         2 * frames,
         "counters moved by {}",
         after - before
+    );
+}
+
+/// VRRP from a peer and IP-in-IP from a tunnel's far end: clean, each listed protocol's
+/// frames judged by the live program. IP-in-IP open to anyone carries TCP past the port
+/// rules: a finding.
+#[test]
+fn listed_protocols_audit_clean_unless_a_tunnel_is_open_to_all() {
+    require_root();
+    let bed = Testbed::new().expect("testbed");
+    let rules = "\n[[protocols]]\nprotocols = [\"vrrp\"]\nfrom = [\"198.18.0.2\"]\n\
+                 [[protocols]]\nprotocols = [\"ipip\"]\nfrom = [\"198.18.7.1\"]\n";
+    attach_policy(&bed, &format!("{}{rules}", example_policy()));
+    let (code, doc) = audit_json(&bed, &[]);
+    assert_eq!(code, Some(0), "{doc:#}");
+    let listed = classes(&doc)
+        .into_iter()
+        .find(|c| c.0 == "listed-protocol")
+        .expect("listed-protocol");
+    // Each protocol from an unnamed v4 and v6 source, the denied one and its peer.
+    assert_eq!((listed.1, listed.2), (8, 0), "{doc:#}");
+
+    let open = rules.replace("from = [\"198.18.7.1\"]\n", "");
+    let path = write_policy(&bed, "open.toml", &format!("{}{open}", example_policy()));
+    run_ok(
+        &bed,
+        &["reload", "--policy", path.to_str().expect("utf-8 path")],
+    );
+    let r = run(&bed, &["audit"]);
+    assert_eq!(r.code, Some(1), "{r:?}");
+    assert!(
+        r.stdout.contains("ip-in-ip: IPv4-in-IPv4: TCP SYN to closed port 23 from 198.51.100.200: the program says pass, the policy says drop"),
+        "{}",
+        r.stdout
+    );
+    // The open rule has no admitted source to probe from: 4 VRRP frames and 3 IP-in-IP.
+    assert!(
+        r.stdout.contains("listed-protocol                 7  ok"),
+        "{}",
+        r.stdout
     );
 }
 

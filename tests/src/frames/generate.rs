@@ -39,6 +39,7 @@ impl FrameGen {
             .rules
             .iter()
             .filter_map(|r| r.from.as_ref())
+            .chain(policy.protocols.iter().filter_map(|r| r.from.as_ref()))
             .flatten();
         let nets: Vec<IpNet> = policy
             .allow

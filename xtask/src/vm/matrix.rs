@@ -161,6 +161,11 @@ pub const MATRIX: &[Entry] = &[
     )
     .limit(900),
     entry(
+        "keepalived",
+        ALL,
+        "`[[protocols]]`: keepalived elects through the enforcer, VRRP from the peer only",
+    ),
+    entry(
         "audit",
         &["the_example_policy_audits_clean_with_every_class_checked"],
         "the audit (live program, test-run corpus)",
