@@ -112,6 +112,16 @@ fn keepalived_elects_through_the_enforcer_with_vrrp_from_the_peer_only() {
     eprintln!("handback: server backup {took:?} after the peer restarted");
     assert_eq!(peer.role(), Role::Master);
 
+    // `stats --reset` zeroes the protocol's counters too (the master sends an advert a second).
+    let (passed, _) = protocol_counts(&stats(&bed), "vrrp").expect("vrrp row");
+    assert!(passed >= 3, "{passed} adverts passed");
+    run_ok(&bed, &["stats", "--reset"]);
+    let (passed, dropped) = protocol_counts(&stats(&bed), "vrrp").expect("vrrp row");
+    assert!(
+        passed <= 2 && dropped == 0,
+        "after the reset: {passed}, {dropped}"
+    );
+
     // Without the rule VRRP is another protocol, dropped: the server no longer hears its
     // peer and takes the address too (split brain).
     let path = write_policy(&bed, "policy.toml", WITHOUT_RULE);
@@ -124,6 +134,8 @@ fn keepalived_elects_through_the_enforcer_with_vrrp_from_the_peer_only() {
     assert_eq!(peer.role(), Role::Master, "both claim the address");
     assert!(reason(&stats(&bed), "protocol", "drop_packets") >= 3);
     eprintln!("without the rule: server master too after {took:?} (split brain)");
+    // The rule is gone, and its row in `stats` with it.
+    assert_eq!(protocol_counts(&stats(&bed), "vrrp"), None);
     eprintln!("{}", transcript(&[&server, &peer]).join("\n"));
 }
 
