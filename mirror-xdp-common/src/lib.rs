@@ -20,8 +20,8 @@ pub use events::{DropBucket, DropEvent, drop_event_flag};
 pub use flows::{FlowKey, FlowState};
 pub use limits::{LimiterKey, LimiterState};
 pub use ports::{
-    FromKeyV4, FromKeyV6, PROTO_SLOT_OTHER, PROTO_SLOT_TCP, PROTO_SLOT_UDP, PortEntry, port_flag,
-    port_index, protocol_index,
+    FromKeyV4, FromKeyV6, PROTO_SLOT_OTHER, PROTO_SLOT_TCP, PROTO_SLOT_UDP, PortEntry, ToKeyV4,
+    ToKeyV6, port_flag, port_index, protocol_index,
 };
 pub use reason::Reason;
 pub use sources::{LiveEntry, SourceEntry, SourceKeyV4, SourceKeyV6, source_flag};
@@ -48,6 +48,9 @@ pub mod map_name {
     pub const LIVE_BLOCKS_V6: &str = "mx_lblk6_v1";
     pub const FROM_V4: &str = "mx_from4_v1";
     pub const FROM_V6: &str = "mx_from6_v1";
+    /// Rules with `to`: (ports-array index, destination prefix) to the slot's entry there.
+    pub const TO_V4: &str = "mx_to4_v1";
+    pub const TO_V6: &str = "mx_to6_v1";
     pub const FLOWS: &str = "mx_flows_v1";
     /// Per (protocol, local port): when a flow on it was last seen (see `flows`).
     pub const FLOW_PORTS: &str = "mx_fports_v1";
@@ -67,11 +70,11 @@ pub mod map_name {
     /// The maps that hold one policy: each reload fills a new set (a generation) and swaps
     /// the program that reads them. The others (counters, flows, limiter state, live
     /// entries) are shared by every generation.
-    pub const PER_GENERATION: [&str; 8] = [
-        CONFIG, PORTS, SOURCES_V4, BLOCKS_V4, SOURCES_V6, BLOCKS_V6, FROM_V4, FROM_V6,
+    pub const PER_GENERATION: [&str; 10] = [
+        CONFIG, PORTS, SOURCES_V4, BLOCKS_V4, SOURCES_V6, BLOCKS_V6, FROM_V4, FROM_V6, TO_V4, TO_V6,
     ];
     /// Every map, for pinning and cleanup.
-    pub const ALL: [&str; 25] = [
+    pub const ALL: [&str; 27] = [
         CONFIG,
         PORTS,
         SOURCES_V4,
@@ -86,6 +89,8 @@ pub mod map_name {
         LIVE_BLOCKS_V6,
         FROM_V4,
         FROM_V6,
+        TO_V4,
+        TO_V6,
         FLOWS,
         FLOW_PORTS,
         LIMITS,
@@ -123,6 +128,10 @@ pub mod capacity {
     /// `from` prefixes of all port rules together, per address family.
     pub const FROM_V4: u32 = 1 << 18;
     pub const FROM_V6: u32 = 1 << 16;
+    /// Entries of the destination tries: one per (port or protocol, `to` prefix) of the
+    /// rules with `to`, per address family.
+    pub const TO_V4: u32 = 1 << 18;
+    pub const TO_V6: u32 = 1 << 18;
     /// Connections this host opened, remembered for return traffic (LRU).
     pub const FLOWS: u32 = 1 << 16;
     /// Sources tracked by the per-source limits (LRU), unless `attach --limiter-entries`

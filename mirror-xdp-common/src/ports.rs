@@ -33,6 +33,9 @@ pub mod port_flag {
     pub const LISTED: u16 = 1 << 0;
     /// The rule has a `from` list: the source must match `from_id` in the FROM tries.
     pub const HAS_FROM: u16 = 1 << 1;
+    /// Rules with `to` list this slot: the TO tries, keyed by the slot and the destination,
+    /// hold the entry for their destinations; elsewhere this entry stands (listed or not).
+    pub const HAS_TO: u16 = 1 << 2;
 }
 
 /// LPM key of the FROM_V4 trie: `from_id` then the address, both network byte order.
@@ -45,6 +48,12 @@ pub struct FromKeyV4 {
     pub from_id: [u8; 4],
     pub addr: [u8; 4],
 }
+
+/// LPM key of the TO_V4 trie: the ports-array index in place of `from_id`, then the
+/// destination address; its value is the [`PortEntry`] for those destinations.
+pub type ToKeyV4 = FromKeyV4;
+/// LPM key of the TO_V6 trie, like [`ToKeyV4`].
+pub type ToKeyV6 = FromKeyV6;
 
 /// LPM key data of the FROM_V6 trie, like [`FromKeyV4`].
 // Aligned so that the programs copy its addresses in words, not bytes.

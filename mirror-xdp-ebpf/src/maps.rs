@@ -8,7 +8,7 @@ use aya_ebpf::{
 };
 use mirror_xdp_common::{
     Config, Counter, FlowKey, FromKeyV4, FromKeyV6, LimiterKey, PortCounter, PortEntry,
-    SourceEntry, SourceKeyV4, SourceKeyV6, capacity,
+    SourceEntry, SourceKeyV4, SourceKeyV6, ToKeyV4, ToKeyV6, capacity,
 };
 
 use crate::cells::{FlowCell, LimiterCell, LiveCell, SharedU64};
@@ -70,6 +70,13 @@ pub static FROM_V4: LpmTrie<FromKeyV4, u32> = LpmTrie::with_max_entries(capacity
 
 #[map(name = "mx_from6_v1")]
 pub static FROM_V6: LpmTrie<FromKeyV6, u32> = LpmTrie::with_max_entries(capacity::FROM_V6, 0);
+
+/// Rules with `to`: keyed by (ports-array index, destination), their slot's entry there.
+#[map(name = "mx_to4_v1")]
+pub static TO_V4: LpmTrie<ToKeyV4, PortEntry> = LpmTrie::with_max_entries(capacity::TO_V4, 0);
+
+#[map(name = "mx_to6_v1")]
+pub static TO_V6: LpmTrie<ToKeyV6, PortEntry> = LpmTrie::with_max_entries(capacity::TO_V6, 0);
 
 #[map(name = "mx_flows_v1")]
 pub static FLOWS: LruHashMap<FlowKey, FlowCell> = LruHashMap::with_max_entries(capacity::FLOWS, 0);

@@ -4,7 +4,7 @@
 use aya_ebpf::maps::lpm_trie::Key;
 use mirror_xdp_common::{
     Config, FlowKey, FromKeyV4, FromKeyV6, PROTO_SLOT_TCP, PROTO_SLOT_UDP, PortEntry, Reason,
-    config_flag,
+    ToKeyV4, ToKeyV6, config_flag,
     flows::{FLOW_IDLE_NS_TCP, FLOW_IDLE_NS_UDP, FLOW_PORT_SLACK_NS},
     ipproto, port_flag, port_index, protocol_index, source_flag, tcp_flag,
 };
@@ -12,7 +12,7 @@ use mirror_xdp_common::{
 use crate::{
     cells::{LimiterCell, SharedU64},
     clock, limits,
-    maps::{FLOW_PORTS, FLOWS, FROM_V4, FROM_V6, PORTS},
+    maps::{FLOW_PORTS, FLOWS, FROM_V4, FROM_V6, PORTS, TO_V4, TO_V6},
     parse::{L4, Packet},
     sources::source_flags,
     syncookie,
@@ -100,9 +100,9 @@ pub fn judge(pkt: &Packet, config: &Config) -> Verdict {
     if flags & config_flag::RETURN_TRAFFIC != 0 && is_return(pkt, config, index) {
         return Verdict::new(Reason::Return, false);
     }
-    let entry = match PORTS.get(index) {
-        Some(entry) if entry.flags & port_flag::LISTED != 0 => *entry,
-        _ => {
+    let entry = match slot_entry(pkt, index) {
+        Some(entry) => entry,
+        None => {
             return Verdict::setting(Reason::PortClosed, flags, config_flag::DEFAULT_PASS)
                 .default_named();
         }
@@ -130,9 +130,8 @@ pub fn judge(pkt: &Packet, config: &Config) -> Verdict {
 #[inline(never)]
 fn protocol_verdict(pkt: &Packet, flags: u32) -> Verdict {
     let index = protocol_index(pkt.proto);
-    let entry = match PORTS.get(index) {
-        Some(entry) if entry.flags & port_flag::LISTED != 0 => *entry,
-        _ => return Verdict::setting(Reason::Protocol, flags, config_flag::OTHER_PASS),
+    let Some(entry) = slot_entry(pkt, index) else {
+        return Verdict::setting(Reason::Protocol, flags, config_flag::OTHER_PASS);
     };
     let mut verdict = if entry.flags & port_flag::HAS_FROM != 0 && !from_allows(pkt, &entry) {
         Verdict::new(Reason::SourceNotAllowed, true)
@@ -183,6 +182,46 @@ impl Verdict {
             self.reason = Reason::Default;
         }
         self
+    }
+}
+
+/// The listed entry of a ports-array slot for this packet's destination: from the TO tries
+/// where rules with `to` list the slot, else the slot's own; `None`: no rule applies.
+#[inline(always)]
+fn slot_entry(pkt: &Packet, index: u32) -> Option<PortEntry> {
+    let mut entry = *PORTS.get(index)?;
+    if entry.flags & port_flag::HAS_TO != 0 {
+        let to = to_entry(pkt, index);
+        if to.flags != 0 {
+            entry = to;
+        }
+    }
+    (entry.flags & port_flag::LISTED != 0).then_some(entry)
+}
+
+/// The TO tries' entry for (slot, destination); flags 0 where they hold none. Out of line:
+/// only slots that rules with `to` list pay for it, and its key stays off the main
+/// program's stack. A plain entry, not an `Option`: LLVM builds the `None` of one from a
+/// register the verifier sees as uninitialised.
+#[inline(never)]
+fn to_entry(pkt: &Packet, index: u32) -> PortEntry {
+    let slot = index.to_be_bytes();
+    let found = if pkt.v6 {
+        let key = ToKeyV6 {
+            from_id: slot,
+            addr: pkt.dst,
+        };
+        TO_V6.get(Key::new(32 + 128, key))
+    } else {
+        let key = ToKeyV4 {
+            from_id: slot,
+            addr: [pkt.dst[0], pkt.dst[1], pkt.dst[2], pkt.dst[3]],
+        };
+        TO_V4.get(Key::new(32 + 32, key))
+    };
+    match found {
+        Some(entry) => *entry,
+        None => PortEntry::default(),
     }
 }
 

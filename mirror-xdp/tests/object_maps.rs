@@ -13,7 +13,7 @@ use std::{collections::BTreeMap, mem::size_of};
 use mirror_xdp_common::{
     Config, Counter, DropBucket, FlowKey, FlowState, FromKeyV4, FromKeyV6, LimiterKey,
     LimiterState, LiveEntry, PortCounter, PortEntry, SourceEntry, SourceKeyV4, SourceKeyV6,
-    events::DROP_RING_BYTES, map_name,
+    ToKeyV4, ToKeyV6, events::DROP_RING_BYTES, map_name,
 };
 
 /// The object `mirror-xdp` embeds: its build script leaves it in this package's OUT_DIR.
@@ -72,6 +72,14 @@ fn expected() -> BTreeMap<&'static str, (u32, usize, usize)> {
         (
             map_name::FROM_V4,
             (LPM_TRIE, lpm::<FromKeyV4>(), size_of::<u32>()),
+        ),
+        (
+            map_name::TO_V4,
+            (LPM_TRIE, lpm::<ToKeyV4>(), size_of::<PortEntry>()),
+        ),
+        (
+            map_name::TO_V6,
+            (LPM_TRIE, lpm::<ToKeyV6>(), size_of::<PortEntry>()),
         ),
         (
             map_name::FROM_V6,

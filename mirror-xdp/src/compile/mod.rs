@@ -32,8 +32,12 @@ pub struct Words {
 pub struct MapImage {
     /// Settings and limit parameters, without `LOADED` (the maps module sets it last).
     pub config: Config,
-    /// Listed slots of the ports array: (proto, port), then IP protocols.
+    /// Listed slots of the ports array: (proto, port), then IP protocols; a slot only
+    /// rules with `to` list has just `HAS_TO`.
     pub ports: Vec<(u32, PortEntry)>,
+    /// The rules with `to`: (slot, destination prefix, the slot's entry there).
+    pub to_v4: Vec<(u32, Ipv4Net, PortEntry)>,
+    pub to_v6: Vec<(u32, Ipv6Net, PortEntry)>,
     /// The IPv4 source lists: the /24 block array, and the host entries.
     pub blocks_v4: Words,
     pub sources_v4: Vec<(SourceKeyV4, SourceEntry)>,
@@ -77,18 +81,36 @@ pub fn compile(policy: &Policy, cpus: u32) -> Result<MapImage, CompileError> {
     // Rules with the same `from` share one from-set id, port and protocol rules alike.
     let mut from_ids: BTreeMap<Vec<IpNet>, u16> = BTreeMap::new();
     let mut slots: BTreeMap<u32, PortEntry> = BTreeMap::new();
-    for rule in &policy.rules {
-        let entry = slot_entry(rule.from.as_deref(), &mut from_ids)?;
-        for range in &rule.ports {
-            for port in range.lo..=range.hi {
-                slots.insert(port_index(proto_slot(rule.proto), port), entry);
+    let port_rules = policy.rules.iter().map(|rule| {
+        let indexes = rule.ports.iter().flat_map(|range| {
+            (range.lo..=range.hi).map(|port| port_index(proto_slot(rule.proto), port))
+        });
+        (indexes.collect::<Vec<u32>>(), &rule.from, &rule.to)
+    });
+    let protocol_rules = policy.protocols.iter().map(|rule| {
+        let indexes = rule.protocols.iter().map(|p| protocol_index(*p));
+        (indexes.collect::<Vec<u32>>(), &rule.from, &rule.to)
+    });
+    for (indexes, from, to) in port_rules.chain(protocol_rules) {
+        let entry = slot_entry(from.as_deref(), &mut from_ids)?;
+        for index in indexes {
+            let slot = slots.entry(index).or_default();
+            match to {
+                // The slot's own entry, for every destination the TO tries do not hold.
+                None => slot.flags |= entry.flags,
+                Some(to) => {
+                    slot.flags |= port_flag::HAS_TO;
+                    for net in to {
+                        match net.trunc() {
+                            IpNet::V4(n) => image.to_v4.push((index, n, entry)),
+                            IpNet::V6(n) => image.to_v6.push((index, n, entry)),
+                        }
+                    }
+                }
             }
-        }
-    }
-    for rule in &policy.protocols {
-        let entry = slot_entry(rule.from.as_deref(), &mut from_ids)?;
-        for protocol in &rule.protocols {
-            slots.insert(protocol_index(*protocol), entry);
+            if to.is_none() {
+                slot.from_id = entry.from_id;
+            }
         }
     }
     image.ports = slots.into_iter().collect();
@@ -211,6 +233,66 @@ protocols = ["gre"]
         assert_eq!(image.ports[6].1.flags, port_flag::LISTED);
         assert_eq!(image.from_v4.len(), 1);
         assert_eq!(image.from_v6.len(), 1);
+    }
+
+    #[test]
+    fn rules_with_to_go_to_the_to_tries() {
+        let p = policy(
+            r#"
+version = 1
+[[ports]]
+proto = "tcp"
+ports = [80]
+to = ["198.51.100.1", "2001:db8:1::1"]
+[[ports]]
+proto = "tcp"
+ports = [80, 22]
+from = ["203.0.113.0/24"]
+to = ["203.0.113.1"]
+[[ports]]
+proto = "tcp"
+ports = [443]
+[[protocols]]
+protocols = ["vrrp"]
+to = ["198.51.100.1"]
+"#,
+        );
+        let image = compile(&p, 2).unwrap();
+        let has_to = PortEntry {
+            flags: port_flag::HAS_TO,
+            from_id: 0,
+        };
+        let open = PortEntry {
+            flags: port_flag::LISTED,
+            from_id: 0,
+        };
+        let admins = PortEntry {
+            flags: port_flag::LISTED | port_flag::HAS_FROM,
+            from_id: 0,
+        };
+        assert_eq!(
+            image.ports,
+            vec![
+                (22, has_to),
+                (80, has_to),
+                (443, open),
+                (2 * 65536 + 112, has_to)
+            ]
+        );
+        let net = |s: &str| s.parse().unwrap();
+        assert_eq!(
+            image.to_v4,
+            vec![
+                (80, net("198.51.100.1/32"), open),
+                (80, net("203.0.113.1/32"), admins),
+                (22, net("203.0.113.1/32"), admins),
+                (2 * 65536 + 112, net("198.51.100.1/32"), open),
+            ]
+        );
+        assert_eq!(
+            image.to_v6,
+            vec![(80, "2001:db8:1::1/128".parse().unwrap(), open)]
+        );
     }
 
     #[test]

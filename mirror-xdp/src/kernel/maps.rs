@@ -9,8 +9,8 @@ use aya::{
 };
 use mirror_xdp_common::{
     Config, Counter, FlowKey, FlowState, FromKeyV4, FromKeyV6, LimiterKey, LimiterState, LiveEntry,
-    PortCounter, PortEntry, Reason, SourceEntry, SourceKeyV4, SourceKeyV6, capacity, config_flag,
-    flows::flow_port_index, map_name, stats_index,
+    PortCounter, PortEntry, Reason, SourceEntry, SourceKeyV4, SourceKeyV6, ToKeyV4, ToKeyV6,
+    capacity, config_flag, flows::flow_port_index, map_name, stats_index,
 };
 
 use std::os::fd::AsFd;
@@ -58,6 +58,9 @@ pub struct Maps {
     pub live_blocks_v6: Array<MapData, u64>,
     pub from_v4: LpmTrie<MapData, FromKeyV4, u32>,
     pub from_v6: LpmTrie<MapData, FromKeyV6, u32>,
+    /// Rules with `to`: (slot, destination) to the slot's entry there.
+    pub to_v4: LpmTrie<MapData, ToKeyV4, PortEntry>,
+    pub to_v6: LpmTrie<MapData, ToKeyV6, PortEntry>,
     pub flows: HashMap<MapData, FlowKey, FlowState>,
     /// Per (protocol, local port): a recent flow's time (`mirror_xdp_common::flows`).
     pub flow_ports: Array<MapData, u64>,
@@ -170,6 +173,8 @@ impl Maps {
             live_blocks_v6: typed!(map_name::LIVE_BLOCKS_V6),
             from_v4: typed!(map_name::FROM_V4),
             from_v6: typed!(map_name::FROM_V6),
+            to_v4: typed!(map_name::TO_V4),
+            to_v6: typed!(map_name::TO_V6),
             flows: typed!(map_name::FLOWS),
             flow_ports: typed!(map_name::FLOW_PORTS),
             limits: typed!(map_name::LIMITS),
@@ -241,6 +246,27 @@ impl Maps {
             self.from_v6
                 .insert(&key, 1, 0)
                 .map_err(access(map_name::FROM_V6))?;
+        }
+        // Before the slots are read with `HAS_TO`: the program is not judging yet anyway.
+        for (index, net, entry) in &image.to_v4 {
+            let data = ToKeyV4 {
+                from_id: index.to_be_bytes(),
+                addr: net.network().octets(),
+            };
+            let key = Key::new(32 + net.prefix_len() as u32, data);
+            self.to_v4
+                .insert(&key, entry, 0)
+                .map_err(access(map_name::TO_V4))?;
+        }
+        for (index, net, entry) in &image.to_v6 {
+            let data = ToKeyV6 {
+                from_id: index.to_be_bytes(),
+                addr: net.network().octets(),
+            };
+            let key = Key::new(32 + net.prefix_len() as u32, data);
+            self.to_v6
+                .insert(&key, entry, 0)
+                .map_err(access(map_name::TO_V6))?;
         }
         Ok(image.config)
     }

@@ -183,7 +183,7 @@ fn decide(packet: &IpPacket, policy: &Policy, state: &mut ModelState) -> Verdict
     if settings.return_traffic && flow_key(packet).is_some_and(|key| state.flows.contains(&key)) {
         return Verdict::pass(Reason::Return);
     }
-    let Some(rule) = policy.rule_for(proto, dst_port) else {
+    let Some(rule) = policy.rule_for(proto, dst_port, packet.dst) else {
         return match settings.default {
             Action::Drop => Verdict::drop(Reason::PortClosed),
             Action::Pass => Verdict::pass(Reason::Default),
@@ -210,9 +210,10 @@ fn decide(packet: &IpPacket, policy: &Policy, state: &mut ModelState) -> Verdict
     }
 }
 
-/// Step 15: the `[[protocols]]` rule that lists the protocol, else `settings.other_protocols`.
+/// Step 15: the `[[protocols]]` rule that lists the protocol for the packet's destination,
+/// else `settings.other_protocols`.
 fn protocol_step(packet: &IpPacket, protocol: u8, policy: &Policy) -> Verdict {
-    let Some(rule) = policy.protocol_rule(protocol) else {
+    let Some(rule) = policy.protocol_rule(protocol, packet.dst) else {
         return Verdict::by(policy.settings.other_protocols, Reason::Protocol);
     };
     let admitted = rule

@@ -71,61 +71,63 @@ fn crowdsec(p: &Policy) -> String {
     }
 }
 
-/// What a port of one protocol says: closed, open to any source, or open from a list
-/// (sorted, so a reordered list is no change).
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Port<'a> {
-    Closed,
-    Open(Option<&'a [IpNet]>),
+/// A rule's destinations and sources, each sorted (`None`: every address, any source).
+type Grant = (Option<Vec<IpNet>>, Option<Vec<IpNet>>);
+
+fn grant(to: &Option<Vec<IpNet>>, from: &Option<Vec<IpNet>>) -> Grant {
+    (super::ports::from_key(to), super::ports::from_key(from))
 }
 
-/// Every port of one protocol: the rule that lists it (the first, as the compiler takes it)
-/// as an index into `froms`.
+/// What a port or protocol says in one policy: the distinct grants of the rules that list
+/// it, sorted; none: closed.
+type Says<'a> = Vec<&'a Grant>;
+
+fn says<'a>(grants: &'a [Grant], listing: impl Iterator<Item = usize>) -> Says<'a> {
+    let mut said: Says = listing.map(|i| &grants[i]).collect();
+    said.sort();
+    said.dedup();
+    said
+}
+
+/// Every port of one protocol: the rules that list it, as indices into `grants`.
 struct Ports {
-    rule: Vec<Option<usize>>,
-    froms: Vec<Option<Vec<IpNet>>>,
+    rules: Vec<Vec<usize>>,
+    grants: Vec<Grant>,
 }
 
 impl Ports {
     fn new(policy: &Policy, proto: Proto) -> Ports {
-        let mut rule = vec![None; usize::from(u16::MAX) + 1];
-        let mut froms = Vec::new();
+        let mut rules = vec![Vec::new(); usize::from(u16::MAX) + 1];
+        let mut grants = Vec::new();
         for r in policy.rules.iter().filter(|r| r.proto == proto) {
-            let index = froms.len();
-            froms.push(r.from.as_ref().map(|nets| {
-                let mut sorted = nets.clone();
-                sorted.sort();
-                sorted
-            }));
+            let index = grants.len();
+            grants.push(grant(&r.to, &r.from));
             for range in &r.ports {
-                for slot in &mut rule[usize::from(range.lo)..=usize::from(range.hi)] {
-                    slot.get_or_insert(index);
+                for slot in &mut rules[usize::from(range.lo)..=usize::from(range.hi)] {
+                    slot.push(index);
                 }
             }
         }
-        Ports { rule, froms }
+        Ports { rules, grants }
     }
 
-    fn get(&self, port: u16) -> Port<'_> {
-        match self.rule[usize::from(port)] {
-            None => Port::Closed,
-            Some(i) => Port::Open(self.froms[i].as_deref()),
-        }
+    fn get(&self, port: u16) -> Says<'_> {
+        says(&self.grants, self.rules[usize::from(port)].iter().copied())
     }
 }
 
 /// Walks every port once and reports runs of ports that changed the same way as a range.
 fn ports(old: &Policy, new: &Policy, proto: Proto, out: &mut Vec<Change>) {
     let (old, new) = (Ports::new(old, proto), Ports::new(new, proto));
-    let mut run: Option<(PortRange, Port, Port)> = None;
+    let mut run: Option<(PortRange, Says, Says)> = None;
     for number in 1..=u16::MAX {
         let (was, is) = (old.get(number), new.get(number));
         if let Some((range, w, i)) = &mut run {
-            if range.hi + 1 == number && (*w, *i) == (was, is) {
+            if range.hi + 1 == number && (&*w, &*i) == (&was, &is) {
                 range.hi = number;
                 continue;
             }
-            out.push(port_change(proto, *range, *w, *i));
+            out.push(port_change(proto, *range, w, i));
             run = None;
         }
         if was != is {
@@ -140,39 +142,39 @@ fn ports(old: &Policy, new: &Policy, proto: Proto, out: &mut Vec<Change>) {
         }
     }
     if let Some((range, w, i)) = run {
-        out.push(port_change(proto, range, w, i));
+        out.push(port_change(proto, range, &w, &i));
     }
 }
 
-/// Each IP protocol whose `[[protocols]]` rule changed.
+/// Each IP protocol whose `[[protocols]]` rules changed.
 fn protocols(old: &Policy, new: &Policy, out: &mut Vec<Change>) {
+    let grants = |p: &Policy| -> Vec<(Vec<u8>, Grant)> {
+        let rules = p.protocols.iter();
+        rules
+            .map(|r| (r.protocols.clone(), grant(&r.to, &r.from)))
+            .collect()
+    };
+    let (old, new) = (grants(old), grants(new));
+    let listing = |rules: &[(Vec<u8>, Grant)], number: u8| -> Vec<usize> {
+        (0..rules.len())
+            .filter(|&i| rules[i].0.contains(&number))
+            .collect()
+    };
+    let (old_grants, new_grants): (Vec<Grant>, Vec<Grant>) = (
+        old.iter().map(|(_, g)| g.clone()).collect(),
+        new.iter().map(|(_, g)| g.clone()).collect(),
+    );
     for number in 0..=u8::MAX {
-        // `None`: no rule; `Some(None)`: any source; `Some(Some(list))`, sorted.
-        let rule = |p: &Policy| {
-            p.protocol_rule(number).map(|r| {
-                r.from.clone().map(|mut nets| {
-                    nets.sort();
-                    nets
-                })
-            })
-        };
-        let (was, is) = (rule(old), rule(new));
+        let was = says(&old_grants, listing(&old, number).into_iter());
+        let is = says(&new_grants, listing(&new, number).into_iter());
         if was != is {
             let name = format!("protocol {}", super::protocols::name(number));
-            out.push(change(&name, as_port(&was), as_port(&is)));
+            out.push(change(&name, &was, &is));
         }
     }
 }
 
-/// A protocol's rule as a port's: `None` closed, else open from `from`.
-fn as_port(rule: &Option<Option<Vec<IpNet>>>) -> Port<'_> {
-    match rule {
-        None => Port::Closed,
-        Some(from) => Port::Open(from.as_deref()),
-    }
-}
-
-fn port_change(proto: Proto, range: PortRange, was: Port, is: Port) -> Change {
+fn port_change(proto: Proto, range: PortRange, was: &Says, is: &Says) -> Change {
     let ports = if range.lo == range.hi {
         format!("{}/{}", range.lo, proto.name())
     } else {
@@ -181,19 +183,57 @@ fn port_change(proto: Proto, range: PortRange, was: Port, is: Port) -> Change {
     change(&ports, was, is)
 }
 
-/// A port range's or a protocol's change.
-fn change(ports: &str, was: Port, is: Port) -> Change {
-    Change(match (was, is) {
-        (Port::Closed, Port::Open(from)) => format!("+ {ports} opened {}", sources(from)),
-        (Port::Open(_), Port::Closed) => format!("- {ports} closed"),
+/// A port range's or a protocol's change: in a few words where neither side has `to`.
+fn change(what: &str, was: &Says, is: &Says) -> Change {
+    let (Some(was_simple), Some(is_simple)) = (simple(was), simple(is)) else {
+        return Change(format!("~ {what}: {} -> {}", described(was), described(is)));
+    };
+    Change(match (was_simple, is_simple) {
+        (Port::Closed, Port::Open(from)) => format!("+ {what} opened {}", sources(from)),
+        (Port::Open(_), Port::Closed) => format!("- {what} closed"),
         (Port::Open(Some(a)), Port::Open(Some(b))) => {
             let change = nets_changed(a, b).unwrap_or_default();
-            format!("~ {ports} sources: {change}")
+            format!("~ {what} sources: {change}")
         }
-        (Port::Open(_), Port::Open(None)) => format!("~ {ports} now open to any source"),
-        (Port::Open(None), Port::Open(from)) => format!("~ {ports} now only {}", sources(from)),
+        (Port::Open(_), Port::Open(None)) => format!("~ {what} now open to any source"),
+        (Port::Open(None), Port::Open(from)) => format!("~ {what} now only {}", sources(from)),
         (Port::Closed, Port::Closed) => unreachable!("an unchanged port is not a change"),
     })
+}
+
+/// What a port or protocol says where no rule has `to`: closed, or open to any source or
+/// from a list.
+#[derive(Clone, Copy)]
+enum Port<'a> {
+    Closed,
+    Open(Option<&'a [IpNet]>),
+}
+
+/// The port's [`Port`], or `None` when a rule has `to`.
+fn simple<'a>(said: &Says<'a>) -> Option<Port<'a>> {
+    match said.as_slice() {
+        [] => Some(Port::Closed),
+        [(None, from)] => Some(Port::Open(from.as_deref())),
+        _ => None,
+    }
+}
+
+/// "closed", or each grant: "to 198.51.100.1/32 from any source; to every address from ...".
+fn described(said: &Says) -> String {
+    if said.is_empty() {
+        return "closed".into();
+    }
+    let grants: Vec<String> = said
+        .iter()
+        .map(|(to, from)| {
+            let to = match to {
+                None => "every address".to_string(),
+                Some(nets) => shown(&nets.iter().collect::<Vec<_>>()),
+            };
+            format!("to {to} {}", sources(from.as_deref()))
+        })
+        .collect();
+    grants.join("; ")
 }
 
 fn sources(from: Option<&[IpNet]>) -> String {

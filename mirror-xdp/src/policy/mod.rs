@@ -6,6 +6,7 @@
 mod addr;
 pub mod bounded;
 pub mod crowdsec;
+mod destinations;
 pub mod diff;
 mod error;
 mod files;
@@ -23,6 +24,7 @@ mod sets;
 mod source;
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use ipnet::IpNet;
@@ -116,6 +118,13 @@ impl Proto {
     }
 }
 
+/// Whether a rule with destinations `to` (`None`: every address) applies to `dst`. An
+/// address matches only prefixes of its own family.
+pub fn applies_to(to: &Option<Vec<IpNet>>, dst: IpAddr) -> bool {
+    to.as_ref()
+        .is_none_or(|nets| nets.iter().any(|n| n.contains(&dst)))
+}
+
 /// An inclusive port range; a single port has `lo == hi`. Always `1 <= lo <= hi`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PortRange {
@@ -136,6 +145,9 @@ pub struct PortRule {
     pub ports: Vec<PortRange>,
     /// `None`: any source. `Some(list)`: only these prefixes (the expanded `from`).
     pub from: Option<Vec<IpNet>>,
+    /// `None`: every address of the host. `Some(list)`: packets to these destinations only
+    /// (the expanded `to`); to another one the rule is as if absent.
+    pub to: Option<Vec<IpNet>>,
     /// The line of the rule's `[[ports]]` header, for messages; 0 for a rule that does not
     /// come from the policy file (a live rule merged in).
     pub line: usize,
@@ -215,17 +227,19 @@ impl Policy {
 
     /// The rule that lists (proto, port), if any. Validation guarantees rules that share a
     /// port agree on `from`, so the first match is the answer.
-    /// The `[[protocols]]` rule that lists IP protocol `protocol`, if one does.
-    pub fn protocol_rule(&self, protocol: u8) -> Option<&protocols::ProtocolRule> {
+    /// The `[[protocols]]` rule that lists IP protocol `protocol` for packets to `dst`, if
+    /// one does.
+    pub fn protocol_rule(&self, protocol: u8, dst: IpAddr) -> Option<&protocols::ProtocolRule> {
         self.protocols
             .iter()
-            .find(|r| r.protocols.contains(&protocol))
+            .find(|r| r.protocols.contains(&protocol) && applies_to(&r.to, dst))
     }
 
-    pub fn rule_for(&self, proto: Proto, port: u16) -> Option<&PortRule> {
-        self.rules
-            .iter()
-            .find(|r| r.proto == proto && r.ports.iter().any(|p| p.contains(port)))
+    /// The rule that lists (`proto`, `port`) for packets to `dst`, if one does.
+    pub fn rule_for(&self, proto: Proto, port: u16, dst: IpAddr) -> Option<&PortRule> {
+        self.rules.iter().find(|r| {
+            r.proto == proto && r.ports.iter().any(|p| p.contains(port)) && applies_to(&r.to, dst)
+        })
     }
 
     /// Expands items given outside the file (`port allow --from`) with this policy's sets,

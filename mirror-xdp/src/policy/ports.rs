@@ -1,7 +1,9 @@
-//! `[[ports]]` entries: numbers and "lo-hi" ranges, and the check that a port has one `from`.
+//! `[[ports]]` entries: numbers and "lo-hi" ranges, and the check that a port has one `from`
+//! for each destination.
 
 use ipnet::IpNet;
 
+use super::destinations::disjoint;
 use super::raw::RawPort;
 use super::{PortRange, Proto};
 
@@ -47,8 +49,9 @@ fn number(part: &str, whole: &str) -> Result<u16, String> {
     }
 }
 
-/// The ports claimed so far, to refuse the same (proto, port) in two rules with different
-/// `from` (rules that agree on `from` may share ports).
+/// The ports claimed so far, to refuse the same (proto, port) in two rules that would both
+/// apply to a packet with different sources (rules that agree on `from` and `to` may share
+/// ports, as may rules whose `to` lists share no address).
 #[derive(Default)]
 pub(super) struct PortOwners {
     owners: Vec<Owner>,
@@ -60,6 +63,7 @@ struct Owner {
     rule: usize,
     line: usize,
     from: Option<Vec<IpNet>>,
+    to: Option<Vec<IpNet>>,
 }
 
 /// `from` as a set: sorted, without duplicates.
@@ -73,31 +77,41 @@ pub(super) fn from_key(from: &Option<Vec<IpNet>>) -> Option<Vec<IpNet>> {
 }
 
 impl PortOwners {
-    /// Records that rule number `rule` (whose header is on `line`) lists `range`; `from` is
-    /// its [`from_key`]. `Err` names the earlier rule that lists a shared port differently.
+    /// Records that rule number `rule` (whose header is on `line`) lists `range`; `from`
+    /// and `to` are its [`from_key`]s. `Err` names the earlier rule that lists a shared
+    /// port differently for some destination.
     pub fn claim(
         &mut self,
         proto: Proto,
         range: PortRange,
-        rule: usize,
-        line: usize,
+        (rule, line): (usize, usize),
         from: &Option<Vec<IpNet>>,
+        to: &Option<Vec<IpNet>>,
     ) -> Result<(), String> {
         let clash = self.owners.iter().find(|o| {
             o.rule != rule
                 && o.proto == proto
                 && o.range.lo <= range.hi
                 && range.lo <= o.range.hi
-                && o.from != *from
+                && (o.from != *from || o.to != *to)
+                && !disjoint(&o.to, to)
         });
         if let Some(o) = clash {
             let port = o.range.lo.max(range.lo);
-            return Err(format!(
-                "{} port {port} is also in the rule at line {}, which has a different `from`; \
-                 a port has one source list (merge the rules, or give them the same `from`)",
-                proto.name(),
-                o.line
-            ));
+            let (proto, line) = (proto.name(), o.line);
+            return Err(if o.to.is_none() && to.is_none() {
+                format!(
+                    "{proto} port {port} is also in the rule at line {line}, which has a \
+                     different `from`; a port has one source list (merge the rules, or give \
+                     them the same `from`)"
+                )
+            } else {
+                format!(
+                    "{proto} port {port} is also in the rule at line {line}, for destinations \
+                     this rule's cover too; two rules may share a port if they have the same \
+                     `from` and `to`, or `to` lists that share no address"
+                )
+            });
         }
         self.owners.push(Owner {
             proto,
@@ -105,6 +119,7 @@ impl PortOwners {
             rule,
             line,
             from: from.clone(),
+            to: to.clone(),
         });
         Ok(())
     }
@@ -183,23 +198,23 @@ mod tests {
         let admins: Option<Vec<IpNet>> = Some(vec!["203.0.113.0/24".parse().unwrap()]);
         let mut owners = PortOwners::default();
         owners
-            .claim(Proto::Tcp, range(20, 30), 0, 5, &None)
+            .claim(Proto::Tcp, range(20, 30), (0, 5), &None, &None)
             .unwrap();
         // Same rule repeating itself, other protocol, same `from`, disjoint ports: fine.
         owners
-            .claim(Proto::Tcp, range(25, 25), 0, 5, &None)
+            .claim(Proto::Tcp, range(25, 25), (0, 5), &None, &None)
             .unwrap();
         owners
-            .claim(Proto::Udp, range(22, 22), 1, 9, &admins)
+            .claim(Proto::Udp, range(22, 22), (1, 9), &admins, &None)
             .unwrap();
         owners
-            .claim(Proto::Tcp, range(30, 40), 2, 12, &None)
+            .claim(Proto::Tcp, range(30, 40), (2, 12), &None, &None)
             .unwrap();
         owners
-            .claim(Proto::Tcp, range(41, 41), 3, 15, &admins)
+            .claim(Proto::Tcp, range(41, 41), (3, 15), &admins, &None)
             .unwrap();
         assert_eq!(
-            owners.claim(Proto::Tcp, range(10, 22), 4, 20, &admins),
+            owners.claim(Proto::Tcp, range(10, 22), (4, 20), &admins, &None),
             Err(
                 "tcp port 20 is also in the rule at line 5, which has a different `from`; \
                  a port has one source list (merge the rules, or give them the same `from`)"
@@ -207,13 +222,41 @@ mod tests {
             )
         );
         assert_eq!(
-            owners.claim(Proto::Udp, range(22, 22), 5, 25, &None),
+            owners.claim(Proto::Udp, range(22, 22), (5, 25), &None, &None),
             Err(
                 "udp port 22 is also in the rule at line 9, which has a different `from`; \
                  a port has one source list (merge the rules, or give them the same `from`)"
                     .into()
             )
         );
+    }
+
+    #[test]
+    fn shared_ports_need_the_same_from_and_to_or_disjoint_destinations() {
+        let net = |s: &str| Some(vec![s.parse::<IpNet>().unwrap()]);
+        let (a, b) = (net("198.51.100.1/32"), net("203.0.113.1/32"));
+        let admins = net("203.0.113.0/24");
+        let mut owners = PortOwners::default();
+        owners
+            .claim(Proto::Tcp, range(80, 80), (0, 5), &None, &a)
+            .unwrap();
+        // Another address, other sources: fine; the same address and sources: fine.
+        owners
+            .claim(Proto::Tcp, range(80, 80), (1, 9), &admins, &b)
+            .unwrap();
+        owners
+            .claim(Proto::Tcp, range(80, 80), (2, 12), &None, &a)
+            .unwrap();
+        let overlap = owners.claim(Proto::Tcp, range(70, 90), (3, 15), &admins, &a);
+        assert!(
+            overlap
+                .as_ref()
+                .is_err_and(|e| e.contains("line 5, for destinations")),
+            "{overlap:?}"
+        );
+        // No `to` covers every address: it overlaps both.
+        let every = owners.claim(Proto::Tcp, range(80, 80), (4, 20), &None, &None);
+        assert!(every.is_err(), "{every:?}");
     }
 
     #[test]

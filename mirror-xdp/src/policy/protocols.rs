@@ -6,7 +6,9 @@ use ipnet::IpNet;
 use toml::Spanned;
 
 use super::PolicyError;
+use super::destinations::{ToRoom, destinations, disjoint};
 use super::from_room::FromRoom;
+use super::ports::from_key;
 use super::raw::{RawPort, RawProtocolRule};
 use super::sets::Resolver;
 use super::source::Source;
@@ -40,6 +42,8 @@ pub struct ProtocolRule {
     pub protocols: Vec<u8>,
     /// `None`: any source.
     pub from: Option<Vec<IpNet>>,
+    /// `None`: every address of the host.
+    pub to: Option<Vec<IpNet>>,
     /// The line of the rule's `[[protocols]]` header.
     pub line: usize,
 }
@@ -55,7 +59,7 @@ pub fn name(number: u8) -> String {
 pub(super) fn protocol_rules(
     src: &Source,
     resolver: &mut Resolver,
-    room: &mut FromRoom,
+    (room, to_room): &mut (FromRoom, ToRoom),
     raw: &[Spanned<RawProtocolRule>],
 ) -> Result<Vec<ProtocolRule>, PolicyError> {
     let mut rules: Vec<ProtocolRule> = Vec::with_capacity(raw.len());
@@ -71,18 +75,8 @@ pub(super) fn protocol_rules(
         let mut protocols = Vec::with_capacity(items.get_ref().len());
         for item in items.get_ref() {
             let number = protocol(item.get_ref()).map_err(|msg| src.error(item, msg))?;
-            if let Some(earlier) = rules.iter().find(|r| r.protocols.contains(&number)) {
-                let msg = format!(
-                    "{} is listed by the rule at line {} already: one rule per protocol",
-                    name(number),
-                    earlier.line
-                );
-                return Err(src.error(item, msg));
-            }
-            protocols.push(number);
+            protocols.push((number, item));
         }
-        protocols.sort_unstable();
-        protocols.dedup();
         let from = match &rule.from {
             None => None,
             Some(l) if l.get_ref().is_empty() => {
@@ -95,14 +89,32 @@ pub(super) fn protocol_rules(
                 Some(nets)
             }
         };
-        if let Some(to) = &rule.to {
-            let msg = "`to` (destination addresses) is not supported on protocol rules yet: \
-                       leave it out, the rule then applies to every address of the host";
-            return Err(src.error(to, msg));
+        let to = destinations(src, resolver, to_room, &rule.to, protocols.len())?;
+        // Two rules may list a protocol for destinations that share no address.
+        for (number, item) in &protocols {
+            let clash = rules.iter().find(|r| {
+                r.protocols.contains(number)
+                    && !(disjoint(&r.to, &to)
+                        || (from_key(&r.from) == from_key(&from)
+                            && from_key(&r.to) == from_key(&to)))
+            });
+            if let Some(earlier) = clash {
+                let msg = format!(
+                    "{} is listed by the rule at line {} already, for destinations this \
+                     rule's cover too: one rule per protocol and destination",
+                    name(*number),
+                    earlier.line
+                );
+                return Err(src.error(*item, msg));
+            }
         }
+        let mut protocols: Vec<u8> = protocols.into_iter().map(|(n, _)| n).collect();
+        protocols.sort_unstable();
+        protocols.dedup();
         rules.push(ProtocolRule {
             protocols,
             from,
+            to,
             line: src.line_of(spanned),
         });
     }
@@ -191,9 +203,14 @@ mod tests {
             ("protocols = []", ":5:13", "is empty"),
             ("from = [\"peers\"]", ":4:1", "has no `protocols`"),
             (
-                "protocols = [\"gre\"]\nto = [\"192.0.2.1\"]",
+                "protocols = [\"gre\"]\nto = []",
                 ":6:6",
-                "not supported on protocol rules yet",
+                "`to = []` matches no address",
+            ),
+            (
+                "protocols = [\"gre\"]\nto = [\"192.0.2.1/24\"]",
+                ":6:",
+                "192.0.2.0/24",
             ),
             (
                 "protocols = [\"gre\"]\nfrom = []",
@@ -209,12 +226,27 @@ mod tests {
             let e = parse(&format!("[[protocols]]\n{table}\n")).unwrap_err();
             assert!(e.contains(at) && e.contains(words), "{table}: {e}");
         }
-        let twice =
-            parse("[[protocols]]\nprotocols = [\"gre\"]\n[[protocols]]\nprotocols = [47]\n")
-                .unwrap_err();
+        // Listed twice with other sources: which rule would decide?
+        let twice = parse(
+            "[[protocols]]\nprotocols = [\"gre\"]\n[[protocols]]\nprotocols = [47]\nfrom = [\"peers\"]\n",
+        )
+        .unwrap_err();
         assert!(
             twice.contains(":7:14") && twice.contains("line 4"),
             "{twice}"
+        );
+        // For destinations that share no address, two rules may list a protocol.
+        let apart = "[[protocols]]\nprotocols = [\"vrrp\"]\nto = [\"192.0.2.1\"]\n\
+                     [[protocols]]\nprotocols = [112]\nfrom = [\"peers\"]\nto = [\"192.0.2.9\"]\n";
+        let p = parse(apart).unwrap();
+        let at = |a: &str| a.parse().unwrap();
+        assert_eq!(p.protocol_rule(112, at("192.0.2.9")).unwrap().line, 7);
+        assert_eq!(p.protocol_rule(112, at("192.0.2.1")).unwrap().line, 4);
+        assert!(p.protocol_rule(112, at("192.0.2.2")).is_none());
+        let overlap = parse(&apart.replace("192.0.2.9", "192.0.2.0/24")).unwrap_err();
+        assert!(
+            overlap.contains(":8:14") && overlap.contains("line 4"),
+            "{overlap}"
         );
     }
 }

@@ -54,6 +54,7 @@ pub(super) struct RawRule {
     pub proto: Option<Spanned<String>>,
     pub ports: Option<Spanned<Vec<Spanned<RawPort>>>>,
     pub from: Option<RawList>,
+    pub to: Option<RawList>,
 }
 
 /// One `[[protocols]]` table: its protocols are names or numbers, as [`RawPort`] reads them.

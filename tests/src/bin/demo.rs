@@ -202,7 +202,8 @@ fn expected(policy: &Policy, row: &Row) -> &'static str {
     if inside(&policy.deny) {
         return "filtered";
     }
-    let open = match policy.rule_for(row.proto, row.port) {
+    let dst = Testbed::server_addr_for(row.src);
+    let open = match policy.rule_for(row.proto, row.port, dst) {
         Some(rule) => rule.from.as_deref().is_none_or(inside),
         None => policy.settings.default == mirror_xdp::policy::Action::Pass,
     };

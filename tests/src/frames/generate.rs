@@ -27,6 +27,9 @@ pub struct FrameGen {
     rng: Rng,
     v4_nets: Vec<Ipv4Net>,
     v6_nets: Vec<Ipv6Net>,
+    /// The rules' `to` prefixes: destinations in and just around them.
+    to_v4: Vec<Ipv4Net>,
+    to_v6: Vec<Ipv6Net>,
     /// Port ranges of every rule, both protocols together, so TCP also hits UDP-only ports.
     ranges: Vec<(u16, u16)>,
     /// Range edges, their neighbours, and the extremes 0, 1, 65535.
@@ -48,6 +51,14 @@ impl FrameGen {
             .chain(rule_nets)
             .copied()
             .collect();
+        let to_nets: Vec<IpNet> = policy
+            .rules
+            .iter()
+            .filter_map(|r| r.to.as_ref())
+            .chain(policy.protocols.iter().filter_map(|r| r.to.as_ref()))
+            .flatten()
+            .copied()
+            .collect();
         let ranges: Vec<(u16, u16)> = policy
             .rules
             .iter()
@@ -67,6 +78,20 @@ impl FrameGen {
                 })
                 .collect(),
             v6_nets: nets
+                .iter()
+                .filter_map(|n| match n {
+                    IpNet::V6(n) => Some(*n),
+                    IpNet::V4(_) => None,
+                })
+                .collect(),
+            to_v4: to_nets
+                .iter()
+                .filter_map(|n| match n {
+                    IpNet::V4(n) => Some(*n),
+                    IpNet::V6(_) => None,
+                })
+                .collect(),
+            to_v6: to_nets
                 .iter()
                 .filter_map(|n| match n {
                     IpNet::V6(n) => Some(*n),
@@ -458,7 +483,11 @@ impl FrameGen {
     }
 
     fn dst_v4(&mut self) -> Ipv4Addr {
-        if self.chance(80) {
+        if !self.to_v4.is_empty() && self.chance(50) {
+            let net = pick(&mut self.rng, &self.to_v4);
+            let (lo, hi) = (u32::from(net.network()), u32::from(net.broadcast()));
+            Ipv4Addr::from(self.near(lo.into(), hi.into(), u32::MAX.into()) as u32)
+        } else if self.chance(80) {
             LOCAL_V4
         } else {
             Ipv4Addr::from(self.rng.u32(..))
@@ -466,7 +495,11 @@ impl FrameGen {
     }
 
     fn dst_v6(&mut self) -> Ipv6Addr {
-        if self.chance(80) {
+        if !self.to_v6.is_empty() && self.chance(50) {
+            let net = pick(&mut self.rng, &self.to_v6);
+            let (lo, hi) = (u128::from(net.network()), u128::from(net.broadcast()));
+            Ipv6Addr::from(self.near(lo, hi, u128::MAX))
+        } else if self.chance(80) {
             LOCAL_V6
         } else {
             Ipv6Addr::from(self.rng.u128(..))

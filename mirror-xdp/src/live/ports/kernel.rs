@@ -34,6 +34,8 @@ pub struct KernelPorts {
     /// The prefixes of each `from` id, sorted. An id whose list is empty (a policy rule
     /// with an empty set file) has no prefixes, so it is not here.
     pub sets: BTreeMap<u16, Vec<IpNet>>,
+    /// The `from` ids the entries of the TO tries (rules with `to`) use: never emptied.
+    pub to_sets: BTreeSet<u16>,
 }
 
 /// The writes that make slots say what they should, in the order to make them.
@@ -78,6 +80,20 @@ impl KernelPorts {
                 kernel.add(data.from_id, IpNet::V6(net));
             }
         }
+        let v4 = maps
+            .to_v4
+            .iter()
+            .map(|e| (map_name::TO_V4, e.map(|(_, v)| v)));
+        let v6 = maps
+            .to_v6
+            .iter()
+            .map(|e| (map_name::TO_V6, e.map(|(_, v)| v)));
+        for (name, entry) in v4.chain(v6) {
+            let entry = entry.map_err(map(name))?;
+            if entry.flags & port_flag::HAS_FROM != 0 {
+                kernel.to_sets.insert(entry.from_id);
+            }
+        }
         for nets in kernel.sets.values_mut() {
             nets.sort();
         }
@@ -118,6 +134,7 @@ impl KernelPorts {
             .filter(|e| e.flags & port_flag::HAS_FROM != 0)
             .map(|e| e.from_id)
             .chain(self.sets.keys().copied())
+            .chain(self.to_sets.iter().copied())
             .max();
         let mut next: u32 = highest.map_or(0, |id| u32::from(id) + 1);
         let mut plan = Plan::default();
@@ -159,6 +176,7 @@ impl KernelPorts {
             .values()
             .filter(|e| e.flags & port_flag::HAS_FROM != 0)
             .map(|e| e.from_id)
+            .chain(self.to_sets.iter().copied())
             .collect();
         plan.unused = self
             .sets
@@ -245,6 +263,7 @@ mod tests {
     /// Port 80 open, 22 for admins (id 0), 23 for an empty set file (id 1, no prefixes).
     fn kernel() -> KernelPorts {
         KernelPorts {
+            to_sets: Default::default(),
             slots: [(80, LISTED), (22, from(0)), (23, from(1))].into(),
             sets: [(0, nets(&["203.0.113.0/24"]))].into(),
         }
@@ -308,6 +327,7 @@ mod tests {
     #[test]
     fn ids_run_out_at_65536() {
         let k = KernelPorts {
+            to_sets: Default::default(),
             slots: [(22, from(u16::MAX))].into(),
             sets: [(u16::MAX, nets(&["10.0.0.0/8"]))].into(),
         };

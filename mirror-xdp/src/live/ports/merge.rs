@@ -51,6 +51,7 @@ pub fn merge(
                     proto: rule.spec.proto,
                     ports: vec![rule.spec.ports],
                     from: from.clone(),
+                    to: None,
                     line: 0,
                 });
                 accepted.push((rule, from.as_deref().map(from_key)));
@@ -100,7 +101,24 @@ fn check(
     };
     let key = from.as_deref().map(from_key);
     for own in &policy.rules {
-        if own.proto != rule.spec.proto || own.from.as_deref().map(from_key) == key {
+        if own.proto != rule.spec.proto {
+            continue;
+        }
+        if own.to.is_some()
+            && let Some(port) = shared_port(&own.ports, &rule.spec)
+        {
+            return Err((
+                format!(
+                    "{} port {port} is in the policy rule at line {} of {}, which applies to \
+                     some destinations only (`to`); a live rule applies to all of them",
+                    rule.spec.proto.name(),
+                    own.line,
+                    policy.path.display(),
+                ),
+                "change the policy".to_string(),
+            ));
+        }
+        if own.from.as_deref().map(from_key) == key {
             continue;
         }
         if let Some(port) = shared_port(&own.ports, &rule.spec) {
@@ -204,7 +222,7 @@ from = ["admins"]
         assert_eq!(extra[1].from, Some(nets));
         assert_eq!(
             merged
-                .rule_for(crate::policy::Proto::Tcp, 8082)
+                .rule_for(crate::policy::Proto::Tcp, 8082, [198, 51, 100, 1].into())
                 .map(|r| r.line),
             Some(0)
         );

@@ -244,11 +244,13 @@ fn listed_protocols_pass_from_their_sources_only() {
         ProtocolRule {
             protocols: vec![112],
             from: Some(nets(&["198.51.100.0/24", "2001:db8:1::/48"])),
+            to: None,
             line: 0,
         },
         ProtocolRule {
             protocols: vec![47, 50],
             from: None,
+            to: None,
             line: 0,
         },
     ];

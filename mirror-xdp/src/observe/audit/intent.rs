@@ -64,7 +64,8 @@ impl PolicyView {
         !self.trusted(src) && (within(&self.policy.deny, src) || within(&self.live_deny, src))
     }
 
-    /// Whether `src` is named anywhere: trusted, denied or in some rule's `from`.
+    /// Whether `src` is named anywhere: trusted, denied or in some rule's `from` (or `to`:
+    /// an address the rules treat apart is no outsider).
     pub fn names(&self, src: IpAddr) -> bool {
         self.trusted(src)
             || within(&self.policy.deny, src)
@@ -81,9 +82,9 @@ impl PolicyView {
                 .any(|r| r.from.as_ref().is_some_and(|from| within(from, src)))
     }
 
-    /// The verdict the policy intends for `meaning` from `src`. Monitor mode intends to
-    /// drop nothing.
-    pub fn intent(&self, src: IpAddr, meaning: Meaning) -> Intent {
+    /// The verdict the policy intends for `meaning` from `src` to `dst`. Monitor mode
+    /// intends to drop nothing.
+    pub fn intent(&self, src: IpAddr, dst: IpAddr, meaning: Meaning) -> Intent {
         let settings = &self.policy.settings;
         if settings.mode == Mode::Monitor {
             return pass("monitor mode drops nothing");
@@ -102,7 +103,7 @@ impl PolicyView {
                 };
             }
             Meaning::Protocol(protocol) => {
-                return match self.policy.protocol_rule(protocol) {
+                return match self.policy.protocol_rule(protocol, dst) {
                     Some(rule) if rule.from.as_ref().is_some_and(|from| !within(from, src)) => {
                         drop("the protocol admits only its `from` sources")
                     }
@@ -115,7 +116,7 @@ impl PolicyView {
             }
             Meaning::Port(proto, port) => (proto, port),
         };
-        match self.policy.rule_for(proto, port) {
+        match self.policy.rule_for(proto, port, dst) {
             Some(rule) if rule.from.as_ref().is_some_and(|from| !within(from, src)) => {
                 drop("the port admits only its `from` sources")
             }

@@ -56,7 +56,7 @@ pub struct Targets {
     /// forms must earn nothing.
     pub trusted_v4: Option<Ipv4Addr>,
     pub from_v4: Option<Ipv4Addr>,
-    /// Where the frames go (the filter does not judge destinations).
+    /// Where the frames go: an address a rule's `to` names, if any.
     pub dst_v4: Ipv4Addr,
     pub dst_v6: Ipv6Addr,
 }
@@ -73,7 +73,23 @@ pub struct Aim {
 impl Targets {
     pub fn pick(view: &PolicyView) -> Targets {
         let policy = &view.policy;
-        let tcp_rule = |port: u16| policy.rule_for(Proto::Tcp, port);
+        // Where the frames go: an address some rule's `to` names, so that its rules are
+        // the ones checked, else a documentation address.
+        let to_nets = || {
+            let ports = policy.rules.iter().filter_map(|r| r.to.as_ref());
+            let protocols = policy.protocols.iter().filter_map(|r| r.to.as_ref());
+            ports.chain(protocols).flatten().map(host_in)
+        };
+        let dst_v4 = to_nets()
+            .find_map(v4)
+            .unwrap_or(Ipv4Addr::new(198, 51, 100, 1));
+        let dst_v6 = to_nets()
+            .find_map(|a| match a {
+                IpAddr::V6(a) => Some(a),
+                IpAddr::V4(_) => None,
+            })
+            .unwrap_or(Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 1));
+        let tcp_rule = |port: u16| policy.rule_for(Proto::Tcp, port, dst_v4.into());
         let closed_port = (policy.settings.default == Action::Drop)
             .then(|| first_port(&CLOSED_CANDIDATES, |p| tcp_rule(p).is_none()))
             .flatten();
@@ -119,8 +135,8 @@ impl Targets {
             outsider_v6,
             trusted_v4,
             from_v4,
-            dst_v4: Ipv4Addr::new(198, 51, 100, 1),
-            dst_v6: Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 1),
+            dst_v4,
+            dst_v6,
         }
     }
 

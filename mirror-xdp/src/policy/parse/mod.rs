@@ -4,6 +4,7 @@ use std::path::Path;
 
 use toml::Spanned;
 
+use super::destinations::{ToRoom, destinations};
 use super::files::Reader;
 use super::from_room::FromRoom;
 use super::ports::{PortOwners, from_key, port_range};
@@ -23,11 +24,11 @@ pub(super) fn parse(original: &str, path: &Path, reader: Reader) -> Result<Polic
 
     let settings = settings(&src, &raw.settings)?;
     let mut resolver = Resolver::new(&src, reader, &raw.sets)?;
-    // Port and protocol rules' `from` lists share the kernel's tables.
-    let mut room = FromRoom::default();
-    let rules = rules(&src, &mut resolver, &mut room, &raw.ports)?;
+    // Port and protocol rules' `from` and `to` lists share the kernel's tables.
+    let mut rooms = (FromRoom::default(), ToRoom::default());
+    let rules = rules(&src, &mut resolver, &mut rooms, &raw.ports)?;
     let protocols =
-        super::protocols::protocol_rules(&src, &mut resolver, &mut room, &raw.protocols)?;
+        super::protocols::protocol_rules(&src, &mut resolver, &mut rooms, &raw.protocols)?;
     let mut list = |l: &Option<RawList>| match l {
         Some(l) => resolver.items(l.get_ref(), true),
         None => Ok(Vec::new()),
@@ -131,7 +132,7 @@ fn action(
 fn rules(
     src: &Source,
     resolver: &mut Resolver,
-    room: &mut FromRoom,
+    (room, to_room): &mut (FromRoom, ToRoom),
     raw: &[Spanned<RawRule>],
 ) -> Result<Vec<PortRule>, PolicyError> {
     let mut owners = PortOwners::default();
@@ -176,17 +177,20 @@ fn rules(
                 Some(nets)
             }
         };
-        let key = from_key(&from);
+        let slots = ports.iter().map(|r| usize::from(r.hi - r.lo) + 1).sum();
+        let to = destinations(src, resolver, to_room, &rule.to, slots)?;
+        let (key, to_key) = (from_key(&from), from_key(&to));
         let line = src.line_of(spanned);
         for (range, item) in ports.iter().zip(items.get_ref()) {
             owners
-                .claim(proto, *range, index, line, &key)
+                .claim(proto, *range, (index, line), &key, &to_key)
                 .map_err(|msg| src.error(item, msg))?;
         }
         rules.push(PortRule {
             proto,
             ports,
             from,
+            to,
             line,
         });
     }

@@ -8,7 +8,7 @@ use crate::observe::audit::frame::{
     PROTO_IPIP, PROTO_IPV6, PROTO_TCP, Payload, V4Extras, ethernet, flag, ip, ipv4, ipv6, tcp,
 };
 use crate::observe::audit::intent::Meaning;
-use crate::observe::audit::targets::TargetKind;
+use crate::observe::audit::targets::{Aim, TargetKind};
 
 pub(super) fn add(c: &mut Corpus) {
     options(c);
@@ -165,11 +165,15 @@ fn zero_and_broadcast(c: &mut Corpus) {
             let frame = ethernet(&[], &ip(aim.src, aim.dst, segment(&aim)));
             c.port_probe(Class::ZeroBroadcastAddress, what, &aim, frame);
         }
-        let frame = ethernet(&[], &ip(aim.src, Ipv4Addr::BROADCAST.into(), segment(aim)));
+        let broadcast = Aim {
+            dst: Ipv4Addr::BROADCAST.into(),
+            ..*aim
+        };
+        let frame = ethernet(&[], &ip(aim.src, broadcast.dst, segment(aim)));
         c.port_probe(
             Class::ZeroBroadcastAddress,
             "destination 255.255.255.255",
-            aim,
+            &broadcast,
             frame,
         );
     }

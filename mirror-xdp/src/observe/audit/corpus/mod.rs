@@ -141,18 +141,14 @@ impl Corpus<'_> {
         self.targets.aims(kinds, v6)
     }
 
-    /// Adds a frame that means a TCP segment from `aim.src` to `aim.port`.
+    /// Adds a frame that means a TCP segment from `aim.src` to `aim.port` at `aim.dst`.
     fn port_probe(&mut self, class: Class, trick: &str, aim: &Aim, frame: Vec<u8>) {
         let meaning = Meaning::Port(Proto::Tcp, aim.port);
-        self.probe(
-            class,
-            format!("{trick}: {}", describe(aim)),
-            aim.src,
-            meaning,
-            frame,
-        );
+        let label = format!("{trick}: {}", describe(aim));
+        self.probe_to(class, label, (aim.src, aim.dst), meaning, frame);
     }
 
+    /// Adds a frame from `src` to the targets' destination of its family.
     fn probe(
         &mut self,
         class: Class,
@@ -161,7 +157,22 @@ impl Corpus<'_> {
         meaning: Meaning,
         frame: Vec<u8>,
     ) {
-        let intent = self.view.intent(src, meaning);
+        let dst = match src {
+            IpAddr::V4(_) => self.targets.dst_v4.into(),
+            IpAddr::V6(_) => self.targets.dst_v6.into(),
+        };
+        self.probe_to(class, label, (src, dst), meaning, frame);
+    }
+
+    fn probe_to(
+        &mut self,
+        class: Class,
+        label: String,
+        (src, dst): (IpAddr, IpAddr),
+        meaning: Meaning,
+        frame: Vec<u8>,
+    ) {
+        let intent = self.view.intent(src, dst, meaning);
         self.probes.push(Probe {
             class,
             label,

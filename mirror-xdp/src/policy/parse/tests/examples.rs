@@ -75,12 +75,14 @@ fn full_example() {
                 proto: Proto::Tcp,
                 ports: vec![one(80), one(443), one(873), range(30001, 30010)],
                 from: None,
+                to: None,
                 line: 15,
             },
             PortRule {
                 proto: Proto::Tcp,
                 ports: vec![one(22)],
                 from: Some(admins.clone()),
+                to: None,
                 line: 19,
             },
         ]
@@ -105,9 +107,14 @@ fn full_example() {
             syn_cookies: false,
         }
     );
-    let ssh = p.rule_for(Proto::Tcp, 22).unwrap();
+    let ssh = p
+        .rule_for(Proto::Tcp, 22, [198, 51, 100, 1].into())
+        .unwrap();
     assert_eq!(ssh.from.as_deref(), Some(&admins[..]));
-    assert!(p.rule_for(Proto::Udp, 22).is_none());
+    assert!(
+        p.rule_for(Proto::Udp, 22, [198, 51, 100, 1].into())
+            .is_none()
+    );
 }
 
 #[test]
@@ -164,18 +171,21 @@ fn example_policy_file() {
                     range(30001, 30010),
                 ],
                 from: None,
+                to: None,
                 line: 25,
             },
             PortRule {
                 proto: Proto::Tcp,
                 ports: vec![one(22)],
                 from: Some(admins),
+                to: None,
                 line: 39,
             },
             PortRule {
                 proto: Proto::Udp,
                 ports: vec![one(5140)],
                 from: None,
+                to: None,
                 line: 45,
             },
         ]

@@ -16,6 +16,7 @@ ports = [5140, "53", "6000-6010", 5140]
             proto: Proto::Udp,
             ports: vec![one(5140), one(53), range(6000, 6010), one(5140)],
             from: None,
+            to: None,
             line: 2,
         }]
     );
@@ -267,4 +268,69 @@ ports = [22, "1-100"]
          different `from`; a port has one source list (merge the rules, or give them the \
          same `from`)"
     );
+}
+
+/// `to`: the same port open to all on one address and to admins on another; a rule whose
+/// destinations overlap another's with other sources, `to = []` and host bits are errors
+/// where they are.
+#[test]
+fn to_lists_give_a_port_one_rule_per_destination() {
+    let two = r#"version = 1
+[sets]
+admins = ["203.0.113.0/24"]
+[[ports]]
+proto = "tcp"
+ports = [80, 873]
+to = ["198.51.100.1", "2001:db8:1::1"]
+[[ports]]
+proto = "tcp"
+ports = [80]
+from = ["admins"]
+to = ["203.0.113.1"]
+"#;
+    let p = ok(two);
+    let at = |a: &str| a.parse().unwrap();
+    assert_eq!(
+        p.rule_for(Proto::Tcp, 80, at("198.51.100.1")).unwrap().line,
+        4
+    );
+    assert_eq!(
+        p.rule_for(Proto::Tcp, 80, at("2001:db8:1::1"))
+            .unwrap()
+            .line,
+        4
+    );
+    assert_eq!(
+        p.rule_for(Proto::Tcp, 80, at("203.0.113.1")).unwrap().line,
+        8
+    );
+    assert!(p.rule_for(Proto::Tcp, 80, at("198.51.100.9")).is_none());
+    assert!(p.rule_for(Proto::Tcp, 873, at("203.0.113.1")).is_none());
+    for (edit, at, words) in [
+        (
+            two.replace("to = [\"203.0.113.1\"]", "to = [\"198.51.100.0/24\"]"),
+            ":10:10",
+            "line 4, for destinations",
+        ),
+        (
+            two.replace("to = [\"203.0.113.1\"]\n", ""),
+            ":10:10",
+            "line 4, for destinations",
+        ),
+        (
+            two.replace("to = [\"203.0.113.1\"]", "to = []"),
+            ":12:6",
+            "`to = []` matches no address",
+        ),
+        (
+            two.replace("to = [\"203.0.113.1\"]", "to = [\"203.0.113.1/24\"]"),
+            ":12:",
+            "203.0.113.0/24",
+        ),
+    ] {
+        let e = Policy::parse(&edit, Path::new("policy.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(at) && e.contains(words), "{edit}: {e}");
+    }
 }

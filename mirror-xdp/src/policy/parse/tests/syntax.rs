@@ -60,7 +60,7 @@ fn unknown_keys_anywhere() {
     );
     assert_eq!(
         err("version = 1\n[[ports]]\nproto = \"tcp\"\nports = [22]\nsource = [\"a\"]\n"),
-        "policy.toml:5:1: unknown field `source`, expected one of `proto`, `ports`, `from`"
+        "policy.toml:5:1: unknown field `source`, expected one of `proto`, `ports`, `from`, `to`"
     );
     assert_eq!(
         err("version = 1\n[sources]\ntrust = []\n"),
