@@ -109,6 +109,9 @@ struct Row {
     /// `null`: any source. Live rules keep set names as given; policy rules show the
     /// prefixes their `from` expanded to.
     from: Option<Vec<String>>,
+    /// The policy rule's `to` (destinations); absent: every address of the host.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    to: Option<Vec<String>>,
     origin: &'static str,
 }
 
@@ -131,6 +134,7 @@ fn rows(policy: Option<&Policy>, live: &LivePorts) -> Vec<Row> {
                 proto: rule.proto.name(),
                 ports: ports(&spec),
                 from: rule.from.as_deref().map(strings),
+                to: rule.to.as_deref().map(strings),
                 origin: "policy",
             });
         }
@@ -140,6 +144,7 @@ fn rows(policy: Option<&Policy>, live: &LivePorts) -> Vec<Row> {
             proto: rule.spec.proto.name(),
             ports: ports(&rule.spec),
             from: rule.from.as_deref().map(strings),
+            to: None,
             origin: "live",
         });
     }
@@ -177,25 +182,37 @@ fn table(rows: &[Row]) -> String {
     if rows.is_empty() {
         return "no port rules\n".to_string();
     }
-    let cells: Vec<[String; 4]> = rows
-        .iter()
-        .map(|r| {
-            let from = match &r.from {
-                Some(list) if list.len() > FROM_SHOWN => format!(
-                    "{} (+{} more)",
-                    list[..FROM_SHOWN].join(", "),
-                    list.len() - FROM_SHOWN
-                ),
-                other => from_text(other.as_deref()),
-            };
-            let ports = match &r.ports {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            [r.origin.to_string(), r.proto.to_string(), ports, from]
-        })
-        .collect();
-    super::table::render(["ORIGIN", "PROTO", "PORTS", "FROM"], &cells)
+    let shortened = |list: &[String]| {
+        if list.len() > FROM_SHOWN {
+            format!(
+                "{} (+{} more)",
+                list[..FROM_SHOWN].join(", "),
+                list.len() - FROM_SHOWN
+            )
+        } else {
+            list.join(", ")
+        }
+    };
+    let cells = rows.iter().map(|r| {
+        let from = match &r.from {
+            Some(list) => shortened(list),
+            None => from_text::<String>(None),
+        };
+        let ports = match &r.ports {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        let to = r.to.as_deref().map_or("every address".into(), shortened);
+        [r.origin.to_string(), r.proto.to_string(), ports, from, to]
+    });
+    // The destinations column only where some rule has `to`.
+    if rows.iter().any(|r| r.to.is_some()) {
+        let cells: Vec<[String; 5]> = cells.collect();
+        super::table::render(["ORIGIN", "PROTO", "PORTS", "FROM", "TO"], &cells)
+    } else {
+        let cells: Vec<[String; 4]> = cells.map(|[o, p, ports, f, _]| [o, p, ports, f]).collect();
+        super::table::render(["ORIGIN", "PROTO", "PORTS", "FROM"], &cells)
+    }
 }
 
 fn fail(e: LivePortsError) -> Failure {
@@ -253,6 +270,26 @@ mod tests {
             ])
         );
         assert_eq!(rows(None, &live).len(), 1);
+    }
+
+    #[test]
+    fn rules_with_to_get_a_destinations_column() {
+        let policy = Policy::parse(
+            "version = 1\n[[ports]]\nproto = \"tcp\"\nports = [80]\nto = [\"198.51.100.1\"]\n\
+             [[ports]]\nproto = \"tcp\"\nports = [443]\n",
+            Path::new("p.toml"),
+        )
+        .unwrap();
+        let rows = rows(Some(&policy), &LivePorts::default());
+        let doc = serde_json::to_value(&rows).unwrap();
+        assert_eq!(doc[0]["to"], serde_json::json!(["198.51.100.1/32"]));
+        assert!(doc[1].get("to").is_none(), "{doc}");
+        assert_eq!(
+            table(&rows),
+            "ORIGIN  PROTO  PORTS  FROM        TO\n\
+             policy  tcp    80     any source  198.51.100.1/32\n\
+             policy  tcp    443    any source  every address\n"
+        );
     }
 
     #[test]
