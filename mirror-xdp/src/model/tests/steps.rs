@@ -275,3 +275,39 @@ fn listed_protocols_pass_from_their_sources_only() {
         Reason::SourceNotAllowed,
     );
 }
+
+#[test]
+fn rules_apply_to_their_destinations_only() {
+    use crate::policy::protocols::ProtocolRule;
+    let mut p = policy();
+    // 80 and 443 open to all, but at LOCAL4 and LOCAL6 only; VRRP at LOCAL4 only.
+    p.rules[0].to = Some(nets(&["10.0.0.1/32", "2001:db8:ffff::1/128"]));
+    p.protocols = vec![ProtocolRule {
+        protocols: vec![112],
+        from: None,
+        to: Some(nets(&["10.0.0.1/32"])),
+        line: 0,
+    }];
+    passes(judge_with(&tcp4(OTHER4, 80), &p), Reason::Allowed);
+    passes(
+        judge_with(&v6(OTHER6, ipproto::TCP, &tcp(1, 443, SYN)), &p),
+        Reason::Allowed,
+    );
+    passes(judge_with(&v4(OTHER4, 112, &[0; 8]), &p), Reason::Allowed);
+    let elsewhere = |l4: u8, payload: &[u8]| {
+        eth(
+            &[],
+            IPV4,
+            &ipv4(OTHER4, Ipv4Addr::new(10, 0, 0, 2), l4, &[], 0, payload),
+        )
+    };
+    let j = judge_with(&elsewhere(ipproto::TCP, &tcp(1, 80, SYN)), &p);
+    drops(j, Reason::PortClosed);
+    assert_eq!(j.rule_port, None);
+    drops(judge_with(&elsewhere(112, &[0; 8]), &p), Reason::Protocol);
+    // The SSH rule has no `to`: every address.
+    drops(
+        judge_with(&elsewhere(ipproto::TCP, &tcp(1, 22, SYN)), &p),
+        Reason::SourceNotAllowed,
+    );
+}

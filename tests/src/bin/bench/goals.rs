@@ -26,6 +26,8 @@ pub struct Figures<'a> {
     pub cookie_download: Option<f64>,
     /// 100,000 CrowdSec decisions from one pull: ms until in force, the pull included.
     pub crowdsec: Option<f64>,
+    /// The worst path `to` rules leave on its verdict: with them over without.
+    pub destinations_worst: Option<f64>,
 }
 
 /// One goal: what, the figure, the bound, and whether the bound is an upper one.
@@ -168,6 +170,13 @@ pub fn table(f: &Figures) -> String {
             bound: 200.0,
             at_most: true,
             unit: " ms",
+        },
+        Goal {
+            what: "rules with `to` (destination trie) vs the same rules without, worst path",
+            figure: f.destinations_worst,
+            bound: 2.0,
+            at_most: true,
+            unit: "x",
         },
         Goal {
             what: "100,000 CrowdSec decisions from one pull, until in force (pull included)",

@@ -12,6 +12,7 @@ mod control_plane;
 mod cookie_download;
 mod crowdsec_feed;
 mod deny_list_e2e;
+mod destinations;
 mod end_to_end;
 mod findings;
 mod goals;
@@ -75,7 +76,8 @@ enum Subject {
 #[command(name = "bench")]
 #[command(group(ArgGroup::new("part").args([
     "paths_only", "lists_only", "end_to_end_only", "control_plane_only", "deny_list_only",
-    "syn_flood_only", "virtio_only", "cookie_download_only", "crowdsec_only", "out"
+    "syn_flood_only", "virtio_only", "cookie_download_only", "crowdsec_only",
+    "destinations_only", "out"
 ])))]
 struct Args {
     /// Also write the report to FILE, and the chart next to it (FILE with `.png`).
@@ -110,6 +112,9 @@ struct Args {
     /// Only the CrowdSec feed: 100,000 decisions pulled from a real LAPI.
     #[arg(long)]
     crowdsec_only: bool,
+    /// Only the cost of `to` (destination) rules: the same frames with and without them.
+    #[arg(long)]
+    destinations_only: bool,
     /// With --cookie-download-only: also save the figures to FILE, for --cookie-download.
     #[arg(long, value_name = "FILE", requires = "cookie_download_only")]
     save: Option<PathBuf>,
@@ -117,7 +122,8 @@ struct Args {
     /// report gains their section and goal.
     #[arg(long, value_name = "FILE", conflicts_with_all = [
         "paths_only", "lists_only", "end_to_end_only", "control_plane_only", "deny_list_only",
-        "syn_flood_only", "virtio_only", "cookie_download_only", "crowdsec_only"
+        "syn_flood_only", "virtio_only", "cookie_download_only", "crowdsec_only",
+        "destinations_only"
     ])]
     cookie_download: Option<PathBuf>,
 }
@@ -156,6 +162,10 @@ fn main() -> Result<()> {
             cookie_download::save(&measured, path)?;
         }
         print!("{}", cookie_download::table(&measured));
+        return Ok(());
+    }
+    if args.destinations_only {
+        print!("{}", destinations::table(&destinations::run()?));
         return Ok(());
     }
     if args.crowdsec_only {
@@ -322,6 +332,7 @@ fn main() -> Result<()> {
         .unwrap_or_default();
     let scaling = scaling::run()?;
     let lists = lists::run()?;
+    let destinations = destinations::run()?;
     let end_to_end = end_to_end::run(POLICY)?;
     let deny_list = deny_list_e2e::run();
     let control = control_plane::run(POLICY)?;
@@ -353,6 +364,7 @@ fn main() -> Result<()> {
             .and_then(|rows| syn_absorb::figures(rows)),
         cookie_download: cookies.as_ref().map(|m| m.speeds.ratio()),
         crowdsec: crowdsec.as_ref().ok().map(crowdsec_feed::Outcome::full_ms),
+        destinations_worst: Some(destinations::worst(&destinations)),
     });
     let crowdsec_section = match &crowdsec {
         Ok(o) => crowdsec_feed::table(o),
@@ -394,6 +406,14 @@ fn main() -> Result<()> {
          bench policy with an IPv6 prefix in each list, and the one live entry each live path \
          needs.\n\n{lists_table}\n\
          ### Where the nanoseconds go\n\n{findings}\n\
+         ## Rules per destination (`to`)\n\n\
+         The bench policy with a VRRP rule, next to the same rules with `to` lists (the web \
+         ports and SSH to the server's addresses and six more, among them a /26 and two \
+         /64s; HTTP for the admins at another address; VRRP at two), the same frames \
+         through both, side by side in {destinations_rounds} interleaved rounds of \
+         {REPEAT} runs. A port or protocol that a rule with `to` lists costs one more trie \
+         lookup (by port and destination); the others keep the array lookup alone.\n\n\
+         {destinations_table}\n\
          ## Deny list size\n\n\
          The same 20,000 SYN frames, each from another source (half inside listed \
          prefixes, half anywhere), one test run each, {rounds} rounds; the lists are 60% \
@@ -407,6 +427,8 @@ fn main() -> Result<()> {
         live_deny = lists::LIVE_DENY,
         live_allow = lists::LIVE_ALLOW,
         lists_table = lists::table(&lists),
+        destinations_rounds = destinations::ROUNDS,
+        destinations_table = destinations::table(&destinations),
         findings = findings::FINDINGS,
     );
     let report = format!(

@@ -148,6 +148,16 @@ fn a_listed_protocol_passes_from_its_sources_only() {
 }
 
 #[test]
+fn rules_with_to_are_aimed_at_their_destination_and_audit_clean() {
+    let policy = with(|t| {
+        format!("{t}\n[[ports]]\nproto = \"tcp\"\nports = [8443]\nto = [\"198.51.100.7\"]\n")
+    });
+    let (_, targets, probes) = corpus(&policy);
+    assert_eq!(targets.dst_v4, std::net::Ipv4Addr::new(198, 51, 100, 7));
+    assert_eq!(model_findings(&policy, &probes), BTreeSet::new());
+}
+
+#[test]
 fn passing_fragments_is_no_finding() {
     let policy = example();
     assert_eq!(policy.settings.fragments, crate::policy::Action::Pass);
