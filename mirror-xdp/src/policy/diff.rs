@@ -230,7 +230,11 @@ fn described(said: &Says) -> String {
                 None => "every address".to_string(),
                 Some(nets) => shown(&nets.iter().collect::<Vec<_>>()),
             };
-            format!("to {to} {}", sources(from.as_deref()))
+            let from = match from {
+                None => "any source".to_string(),
+                Some(nets) => shown(&nets.iter().collect::<Vec<_>>()),
+            };
+            format!("to {to} from {from}")
         })
         .collect();
     grants.join("; ")
@@ -470,6 +474,37 @@ deny = ["192.0.2.0/24"]
         );
         assert_eq!(lines(&with_vrrp, IN_FORCE), ["- protocol vrrp closed"]);
         assert_eq!(lines(&with_vrrp, &with_vrrp), Vec::<String>::new());
+    }
+
+    #[test]
+    fn rules_with_to_say_what_each_destination_gets() {
+        let to = IN_FORCE.replace(
+            "ports = [80, 8080, \"30001-30010\"]",
+            "ports = [80, 8080, \"30001-30010\"]\nto = [\"198.51.100.1\"]",
+        );
+        let lines = |a: &str, b: &str| -> Vec<String> {
+            diff(&policy(a), &policy(b))
+                .iter()
+                .map(ToString::to_string)
+                .collect()
+        };
+        assert_eq!(
+            lines(IN_FORCE, &to),
+            [
+                "~ 80/tcp: to every address from any source -> to 198.51.100.1/32 from any source",
+                "~ 8080/tcp: to every address from any source -> to 198.51.100.1/32 from any source",
+                "~ 30001-30010/tcp: to every address from any source -> to 198.51.100.1/32 from any source",
+            ]
+        );
+        let admins_too = format!(
+            "{to}[[ports]]\nproto = \"tcp\"\nports = [80]\nfrom = [\"admins\"]\nto = [\"203.0.113.1\"]\n"
+        );
+        assert_eq!(
+            lines(&to, &admins_too),
+            ["~ 80/tcp: to 198.51.100.1/32 from any source -> to 198.51.100.1/32 from any \
+              source; to 203.0.113.1/32 from 203.0.113.0/24"]
+        );
+        assert_eq!(lines(&admins_too, &admins_too), Vec::<String>::new());
     }
 
     #[test]
