@@ -97,7 +97,10 @@ pub fn compile(policy: &Policy, cpus: u32) -> Result<MapImage, CompileError> {
             let slot = slots.entry(index).or_default();
             match to {
                 // The slot's own entry, for every destination the TO tries do not hold.
-                None => slot.flags |= entry.flags,
+                None => {
+                    slot.flags |= entry.flags;
+                    slot.from_id = entry.from_id;
+                }
                 Some(to) => {
                     slot.flags |= port_flag::HAS_TO;
                     for net in to {
@@ -107,9 +110,6 @@ pub fn compile(policy: &Policy, cpus: u32) -> Result<MapImage, CompileError> {
                         }
                     }
                 }
-            }
-            if to.is_none() {
-                slot.from_id = entry.from_id;
             }
         }
     }
