@@ -55,10 +55,11 @@ pub fn mirror_egress(ctx: TcContext) -> i32 {
     TCX_NEXT
 }
 
+/// A rule lists the UDP port, for every address or (`to`) for some.
 #[inline(always)]
 fn udp_port_listed(sport: [u8; 2]) -> bool {
     let index = port_index(PROTO_SLOT_UDP, u16::from_be_bytes(sport));
     PORTS
         .get(index)
-        .is_some_and(|e| e.flags & port_flag::LISTED != 0)
+        .is_some_and(|e| e.flags & (port_flag::LISTED | port_flag::HAS_TO) != 0)
 }
