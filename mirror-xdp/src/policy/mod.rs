@@ -8,6 +8,7 @@ pub mod bounded;
 pub mod crowdsec;
 mod destinations;
 pub mod diff;
+pub mod egress;
 mod error;
 mod files;
 mod from_room;
@@ -42,6 +43,8 @@ pub struct Policy {
     pub rules: Vec<PortRule>,
     /// `[[protocols]]`: other IP protocols the host takes.
     pub protocols: Vec<protocols::ProtocolRule>,
+    /// `[egress]`: what the host may connect to.
+    pub egress: egress::Egress,
     /// `sources.allow`: trusted sources, bypass every later check.
     pub allow: Vec<IpNet>,
     /// `sources.deny`: always dropped.

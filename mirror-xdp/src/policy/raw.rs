@@ -32,6 +32,25 @@ pub(super) struct RawPolicy {
     pub crowdsec: Option<RawCrowdsec>,
     #[serde(default)]
     pub protocols: Vec<Spanned<RawProtocolRule>>,
+    #[serde(default)]
+    pub egress: RawEgress,
+}
+
+/// `[egress]` and its `[[egress.ports]]` tables.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawEgress {
+    pub default: Option<Spanned<String>>,
+    #[serde(default)]
+    pub ports: Vec<Spanned<RawEgressRule>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawEgressRule {
+    pub proto: Option<Spanned<String>>,
+    pub ports: Option<Spanned<Vec<Spanned<RawPort>>>>,
+    pub to: Option<RawList>,
 }
 
 #[derive(Default, Deserialize)]

@@ -77,6 +77,7 @@ pub(super) fn policy() -> Policy {
         sets: Default::default(),
         crowdsec: None,
         protocols: Vec::new(),
+        egress: Default::default(),
         files: Default::default(),
     }
 }

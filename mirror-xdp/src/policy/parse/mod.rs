@@ -29,6 +29,7 @@ pub(super) fn parse(original: &str, path: &Path, reader: Reader) -> Result<Polic
     let rules = rules(&src, &mut resolver, &mut rooms, &raw.ports)?;
     let protocols =
         super::protocols::protocol_rules(&src, &mut resolver, &mut rooms, &raw.protocols)?;
+    let egress = super::egress::egress(&src, &mut resolver, &raw.egress)?;
     let mut list = |l: &Option<RawList>| match l {
         Some(l) => resolver.items(l.get_ref(), true),
         None => Ok(Vec::new()),
@@ -52,6 +53,7 @@ pub(super) fn parse(original: &str, path: &Path, reader: Reader) -> Result<Polic
         settings,
         rules,
         protocols,
+        egress,
         allow,
         deny,
         limits,

@@ -51,7 +51,7 @@ fn unknown_keys_anywhere() {
     assert_eq!(
         err("version = 1\n\nport = [80]\n"),
         "policy.toml:3:1: unknown field `port`, expected one of `version`, `settings`, \
-         `sets`, `ports`, `sources`, `limits`, `crowdsec`, `protocols`; did you mean `ports`?"
+         `sets`, `ports`, `sources`, `limits`, `crowdsec`, `protocols`, `egress`; did you mean `ports`?"
     );
     assert_eq!(
         err("version = 1\n[settings]\n  defaults = \"drop\"\n"),
@@ -160,7 +160,7 @@ fn bom_in_the_policy_is_ignored() {
     assert_eq!(
         err("\u{feff}version = 1\nbogus = 1\n"),
         "policy.toml:2:1: unknown field `bogus`, expected one of `version`, `settings`, \
-         `sets`, `ports`, `sources`, `limits`, `crowdsec`, `protocols`"
+         `sets`, `ports`, `sources`, `limits`, `crowdsec`, `protocols`, `egress`"
     );
 }
 

@@ -1,0 +1,181 @@
+//! `[egress]`: the connections the host itself may open (README, "Policy reference").
+//! Replies to inbound traffic always pass; with `default = "drop"` only the listed
+//! destinations are reachable.
+
+use ipnet::IpNet;
+use toml::Spanned;
+
+use super::ports::port_range;
+use super::raw::{RawEgress, RawEgressRule};
+use super::sets::Resolver;
+use super::source::Source;
+use super::{Action, PolicyError, PortRange, Proto};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Egress {
+    /// `Pass` (the default): no egress filtering.
+    pub default: Action,
+    pub rules: Vec<EgressRule>,
+}
+
+impl Default for Egress {
+    fn default() -> Self {
+        Egress {
+            default: Action::Pass,
+            rules: Vec::new(),
+        }
+    }
+}
+
+/// One `[[egress.ports]]` table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EgressRule {
+    pub proto: Proto,
+    pub ports: Vec<PortRange>,
+    /// `None`: any destination.
+    pub to: Option<Vec<IpNet>>,
+    pub line: usize,
+}
+
+pub(super) fn egress(
+    src: &Source,
+    resolver: &mut Resolver,
+    raw: &RawEgress,
+) -> Result<Egress, PolicyError> {
+    let default = match &raw.default {
+        None => Action::Pass,
+        Some(v) => match v.get_ref().as_str() {
+            "pass" => Action::Pass,
+            "drop" => Action::Drop,
+            other => {
+                let msg = format!("egress.default must be \"pass\" or \"drop\", not \"{other}\"");
+                return Err(src.error(v, msg));
+            }
+        },
+    };
+    let rules = raw
+        .ports
+        .iter()
+        .map(|rule| egress_rule(src, resolver, rule))
+        .collect::<Result<_, _>>()?;
+    Ok(Egress { default, rules })
+}
+
+fn egress_rule(
+    src: &Source,
+    resolver: &mut Resolver,
+    spanned: &Spanned<RawEgressRule>,
+) -> Result<EgressRule, PolicyError> {
+    let rule = spanned.get_ref();
+    let proto = match &rule.proto {
+        None => return Err(src.error(spanned, "egress rule has no `proto` (\"tcp\" or \"udp\")")),
+        Some(p) => match p.get_ref().as_str() {
+            "tcp" => Proto::Tcp,
+            "udp" => Proto::Udp,
+            other => {
+                let msg = format!("proto must be \"tcp\" or \"udp\", not \"{other}\"");
+                return Err(src.error(p, msg));
+            }
+        },
+    };
+    let items = match &rule.ports {
+        Some(items) if !items.get_ref().is_empty() => items,
+        Some(items) => {
+            let msg = "`ports` is empty: an egress rule names the ports the host may connect to";
+            return Err(src.error(items, msg));
+        }
+        None => {
+            let msg = "egress rule has no `ports`: it names the ports the host may connect to \
+                       (\"lo-hi\" ranges too)";
+            return Err(src.error(spanned, msg));
+        }
+    };
+    let ports = items
+        .get_ref()
+        .iter()
+        .map(|item| port_range(item.get_ref()).map_err(|msg| src.error(item, msg)))
+        .collect::<Result<_, _>>()?;
+    let to = match &rule.to {
+        None => None,
+        Some(l) if l.get_ref().is_empty() => {
+            let msg = "`to = []` matches nothing; leave `to` out to allow any destination";
+            return Err(src.error(l, msg));
+        }
+        Some(l) => Some(resolver.items(l.get_ref(), true)?),
+    };
+    Ok(EgressRule {
+        proto,
+        ports,
+        to,
+        line: src.line_of(spanned),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::policy::Policy;
+
+    use super::*;
+
+    fn parse(tables: &str) -> Result<Policy, String> {
+        let text = format!("version = 1\n[sets]\nupstreams = [\"192.0.2.80\"]\n{tables}");
+        Policy::parse(&text, Path::new("p.toml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn upstreams_dns_and_ntp() {
+        let p = parse(
+            "[egress]\ndefault = \"drop\"\n\
+             [[egress.ports]]\nproto = \"tcp\"\nports = [873, 443]\nto = [\"upstreams\"]\n\
+             [[egress.ports]]\nproto = \"udp\"\nports = [53, 123]\n",
+        )
+        .unwrap();
+        let e = p.egress;
+        assert_eq!(e.default, Action::Drop);
+        assert_eq!(e.rules.len(), 2);
+        assert_eq!(e.rules[0].to, Some(vec!["192.0.2.80/32".parse().unwrap()]));
+        assert_eq!(
+            (e.rules[1].proto, e.rules[1].to.clone(), e.rules[1].line),
+            (Proto::Udp, None, 10)
+        );
+        assert_eq!(parse("").unwrap().egress, Egress::default());
+    }
+
+    #[test]
+    fn bad_egress_rules_are_refused_where_they_are() {
+        for (table, at, words) in [
+            (
+                "[egress]\ndefault = \"block\"",
+                ":5:11",
+                "\"pass\" or \"drop\"",
+            ),
+            (
+                "[[egress.ports]]\nproto = \"tcp\"",
+                ":4:1",
+                "has no `ports`",
+            ),
+            (
+                "[[egress.ports]]\nproto = \"tcp\"\nports = []",
+                ":6:9",
+                "is empty",
+            ),
+            ("[[egress.ports]]\nports = [53]", ":4:1", "has no `proto`"),
+            (
+                "[[egress.ports]]\nproto = \"tcp\"\nports = [443]\nto = [\"192.0.2.1/24\"]",
+                ":7:",
+                "192.0.2.0/24",
+            ),
+            (
+                "[[egress.ports]]\nproto = \"tcp\"\nports = [443]\nto = []",
+                ":7:6",
+                "matches nothing",
+            ),
+            ("[egress]\nport = 1", ":5:1", "unknown field `port`"),
+        ] {
+            let e = parse(table).unwrap_err();
+            assert!(e.contains(at) && e.contains(words), "{table}: {e}");
+        }
+    }
+}
