@@ -68,6 +68,9 @@ pub mod config_flag {
     /// The IPv4 block array is flat, a byte per /24 (a list that touches most /16s), not
     /// a directory and chunks (see `sources::BLOCK_DIRECTORY_WORDS_V4`).
     pub const BLOCKS_FLAT_V4: u32 = 1 << 14;
+    /// `[egress] default = "drop"`: the egress program drops the connections this host
+    /// opens unless an egress rule lists them.
+    pub const EGRESS_DROP: u32 = 1 << 15;
     /// Set once the maps hold a whole policy; until then the program passes everything.
     pub const LOADED: u32 = 1 << 31;
 }

@@ -31,6 +31,9 @@ pub const DROP_EVENT_V1_BYTES: usize = 24;
 pub mod drop_event_flag {
     /// Monitor mode: the packet passed, but the policy would have dropped it.
     pub const WOULD_DROP: u8 = 1 << 0;
+    /// Dropped on the way out (`egress_denied`): `src` holds the destination the host
+    /// tried to reach.
+    pub const EGRESS: u8 = 1 << 1;
 }
 
 /// Size of the drop ring buffer: about 6,500 events, several seconds of the rate below on

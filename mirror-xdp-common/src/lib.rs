@@ -20,8 +20,8 @@ pub use events::{DropBucket, DropEvent, drop_event_flag};
 pub use flows::{FlowKey, FlowState};
 pub use limits::{LimiterKey, LimiterState};
 pub use ports::{
-    FromKeyV4, FromKeyV6, PROTO_SLOT_OTHER, PROTO_SLOT_TCP, PROTO_SLOT_UDP, PortEntry, ToKeyV4,
-    ToKeyV6, port_flag, port_index, protocol_index,
+    FromKeyV4, FromKeyV6, PROTO_SLOT_EGRESS, PROTO_SLOT_OTHER, PROTO_SLOT_TCP, PROTO_SLOT_UDP,
+    PortEntry, ToKeyV4, ToKeyV6, egress_index, port_flag, port_index, protocol_index,
 };
 pub use reason::Reason;
 pub use sources::{LiveEntry, SourceEntry, SourceKeyV4, SourceKeyV6, source_flag};
@@ -51,6 +51,10 @@ pub mod map_name {
     /// Rules with `to`: (ports-array index, destination prefix) to the slot's entry there.
     pub const TO_V4: &str = "mx_to4_v1";
     pub const TO_V6: &str = "mx_to6_v1";
+    /// `[[egress.ports]]`: per (protocol, destination port), indexed like the ports array.
+    pub const EGRESS_PORTS: &str = "mx_eports_v1";
+    /// Per CPU: the packets the egress program dropped (`egress_denied`).
+    pub const EGRESS_STATS: &str = "mx_egstats_v1";
     pub const FLOWS: &str = "mx_flows_v1";
     /// Per (protocol, local port): when a flow on it was last seen (see `flows`).
     pub const FLOW_PORTS: &str = "mx_fports_v1";
@@ -74,7 +78,7 @@ pub mod map_name {
         CONFIG, PORTS, SOURCES_V4, BLOCKS_V4, SOURCES_V6, BLOCKS_V6, FROM_V4, FROM_V6, TO_V4, TO_V6,
     ];
     /// Every map, for pinning and cleanup.
-    pub const ALL: [&str; 27] = [
+    pub const ALL: [&str; 29] = [
         CONFIG,
         PORTS,
         SOURCES_V4,
@@ -91,6 +95,7 @@ pub mod map_name {
         FROM_V6,
         TO_V4,
         TO_V6,
+        EGRESS_PORTS,
         FLOWS,
         FLOW_PORTS,
         LIMITS,
@@ -99,6 +104,7 @@ pub mod map_name {
         STATS,
         PORT_STATS,
         PROTOCOL_STATS,
+        EGRESS_STATS,
         SYN_KEEPALIVE,
         DROPS,
         DROP_BUCKET,
@@ -138,8 +144,12 @@ pub mod capacity {
     /// says otherwise: about 7 MiB. A source that keeps sending keeps its entry; it is
     /// forgotten only when this many other sources come between two of its packets.
     pub const LIMITS: u32 = 1 << 16;
-    /// Counter slots: one per (reason, dropped) pair.
-    pub const STATS: u32 = 2 * crate::reason::COUNT as u32;
+    /// Counter slots: one per (reason, dropped) pair of the reasons the XDP program gives
+    /// (`egress_denied`, the egress program's, has a map of its own).
+    pub const STATS: u32 = 2 * crate::reason::XDP_COUNT as u32;
+    /// The egress rules' array: TCP and UDP ports, when `[egress]` drops; else user space
+    /// makes it one entry.
+    pub const EGRESS_PORTS: u32 = 2 * 65536;
     /// When a SYN last went to the kernel, per (address family, TCP port): separate IPv4
     /// and IPv6 listeners each need their own (see `syn_keepalive_index`).
     pub const SYN_KEEPALIVE: u32 = 2 * 65536;

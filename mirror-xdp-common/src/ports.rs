@@ -6,6 +6,15 @@ pub const PROTO_SLOT_TCP: u32 = 0;
 pub const PROTO_SLOT_UDP: u32 = 1;
 /// The `[[protocols]]` rules: `PROTO_SLOT_OTHER << 16 | IP protocol number`.
 pub const PROTO_SLOT_OTHER: u32 = 2;
+/// The egress rules' slots in the TO tries: `egress_index`. Their own array (EGRESS_PORTS)
+/// is indexed like the ports array's first two protocols.
+pub const PROTO_SLOT_EGRESS: u32 = 3;
+
+/// The TO tries' index of the egress rule slot `index` (a ports-array index of TCP or UDP).
+#[inline(always)]
+pub fn egress_index(index: u32) -> u32 {
+    index + (PROTO_SLOT_EGRESS << 16)
+}
 
 #[inline(always)]
 pub fn port_index(proto_slot: u32, port: u16) -> u32 {

@@ -25,10 +25,15 @@ pub enum Reason {
     /// Answered with a SYN cookie SYN-ACK (XDP_TX) instead of dropped: appended last so the
     /// codes above keep their numbers.
     SynCookie = 15,
+    /// A connection this host opens that no egress rule lists, with `[egress] default =
+    /// "drop"`: the egress program's only reason.
+    EgressDenied = 16,
 }
 
 /// How many reasons there are.
-pub const COUNT: usize = 16;
+pub const COUNT: usize = 17;
+/// The reasons the XDP program gives: all but `EgressDenied`.
+pub const XDP_COUNT: usize = 16;
 
 impl Reason {
     pub const ALL: [Reason; COUNT] = [
@@ -48,6 +53,7 @@ impl Reason {
         Reason::Default,
         Reason::Protocol,
         Reason::SynCookie,
+        Reason::EgressDenied,
     ];
 
     /// The name used by `stats --json`, the Prometheus labels and the docs.
@@ -69,6 +75,7 @@ impl Reason {
             Reason::Default => "default",
             Reason::Protocol => "protocol",
             Reason::SynCookie => "syn_cookie",
+            Reason::EgressDenied => "egress_denied",
         }
     }
 

@@ -78,6 +78,15 @@ pub static TO_V4: LpmTrie<ToKeyV4, PortEntry> = LpmTrie::with_max_entries(capaci
 #[map(name = "mx_to6_v1")]
 pub static TO_V6: LpmTrie<ToKeyV6, PortEntry> = LpmTrie::with_max_entries(capacity::TO_V6, 0);
 
+/// `[[egress.ports]]`: the slot's entry per (protocol, destination port); sized to one
+/// entry by user space when `[egress]` does not drop.
+#[map(name = "mx_eports_v1")]
+pub static EGRESS_PORTS: Array<PortEntry> = Array::with_max_entries(capacity::EGRESS_PORTS, 0);
+
+/// Packets and bytes the egress program dropped (in monitor mode: would have), per CPU.
+#[map(name = "mx_egstats_v1")]
+pub static EGRESS_STATS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(1, 0);
+
 #[map(name = "mx_flows_v1")]
 pub static FLOWS: LruHashMap<FlowKey, FlowCell> = LruHashMap::with_max_entries(capacity::FLOWS, 0);
 

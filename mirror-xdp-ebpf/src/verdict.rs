@@ -204,7 +204,7 @@ fn slot_entry(pkt: &Packet, index: u32) -> Option<PortEntry> {
 /// program's stack. A plain entry, not an `Option`: LLVM builds the `None` of one from a
 /// register the verifier sees as uninitialised.
 #[inline(never)]
-fn to_entry(pkt: &Packet, index: u32) -> PortEntry {
+pub fn to_entry(pkt: &Packet, index: u32) -> PortEntry {
     let slot = index.to_be_bytes();
     let found = if pkt.v6 {
         let key = ToKeyV6 {

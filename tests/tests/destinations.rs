@@ -46,8 +46,7 @@ fn open_ports(bed: &Testbed, src: IpAddr, dst: IpAddr) -> BTreeSet<u16> {
     if curl(&bed.client, Some(src), dst).is_ok_and(|body| body == NGINX_INDEX) {
         open.insert(80);
     }
-    if rsync(&bed.client, Some(src), dst).is_ok_and(|files| files.iter().any(|f| f == RSYNC_FILE))
-    {
+    if rsync(&bed.client, Some(src), dst).is_ok_and(|files| files.iter().any(|f| f == RSYNC_FILE)) {
         open.insert(873);
     }
     for port in [22, 443] {
@@ -69,19 +68,36 @@ fn one_port_open_to_all_on_one_address_and_to_admins_on_another() {
     let _others = TcpListenerSet::start(&bed.server, &[22, 443]).expect("listeners");
     // Without the enforcer every port answers everywhere: what is filtered below is its work.
     let all: BTreeSet<u16> = PORTS.into();
-    assert_eq!(open_ports(&bed, CLIENT_V4.into(), SERVER_ADMIN_V4.into()), all);
+    assert_eq!(
+        open_ports(&bed, CLIENT_V4.into(), SERVER_ADMIN_V4.into()),
+        all
+    );
     attach_policy(&bed, POLICY);
 
     let (public, admin) = (BTreeSet::from([80, 443]), BTreeSet::from([22, 80, 873]));
     let families: [(IpAddr, IpAddr, IpAddr, IpAddr); 2] = [
-        (CLIENT_V4.into(), ADMIN_V4.into(), SERVER_V4.into(), SERVER_ADMIN_V4.into()),
-        (CLIENT_V6.into(), ADMIN_V6.into(), SERVER_V6.into(), SERVER_ADMIN_V6.into()),
+        (
+            CLIENT_V4.into(),
+            ADMIN_V4.into(),
+            SERVER_V4.into(),
+            SERVER_ADMIN_V4.into(),
+        ),
+        (
+            CLIENT_V6.into(),
+            ADMIN_V6.into(),
+            SERVER_V6.into(),
+            SERVER_ADMIN_V6.into(),
+        ),
     ];
     for (client, admin_src, public_dst, admin_dst) in families {
         let seen = [
             (client, public_dst, open_ports(&bed, client, public_dst)),
             (client, admin_dst, open_ports(&bed, client, admin_dst)),
-            (admin_src, public_dst, open_ports(&bed, admin_src, public_dst)),
+            (
+                admin_src,
+                public_dst,
+                open_ports(&bed, admin_src, public_dst),
+            ),
             (admin_src, admin_dst, open_ports(&bed, admin_src, admin_dst)),
         ];
         for (src, dst, open) in &seen {
@@ -103,5 +119,8 @@ fn one_port_open_to_all_on_one_address_and_to_admins_on_another() {
     assert!(reason(&s, "port_closed", "drop_packets") > 0);
     assert!(reason(&s, "source_not_allowed", "drop_packets") > 0);
     let (pass, drop) = port_counts(&s, "tcp", 80).expect("tcp/80 counted");
-    assert!(pass > 0 && drop > 0, "tcp/80: {pass} passed, {drop} dropped");
+    assert!(
+        pass > 0 && drop > 0,
+        "tcp/80: {pass} passed, {drop} dropped"
+    );
 }

@@ -198,11 +198,7 @@ to = ["10.0.0.1"]
 
 #[test]
 fn rules_per_destination_agree_with_model() {
-    let must = [
-        Reason::Return,
-        Reason::SourceNotAllowed,
-        Reason::PortClosed,
-    ];
+    let must = [Reason::Return, Reason::SourceNotAllowed, Reason::PortClosed];
     let reached = differential("destinations", DESTINATIONS, 12);
     expect_reached(&reached, &reasons(&[&must]), &[]);
 }
@@ -726,7 +722,10 @@ fn differential_with(
     for protocol in listed {
         let (pass, drop) = tally.protocols.get(&protocol).copied().unwrap_or_default();
         eprintln!("{name}: protocol {protocol}: {pass} passed, {drop} dropped");
-        assert!(pass > 0, "no packet of protocol {protocol} passed by its rule");
+        assert!(
+            pass > 0,
+            "no packet of protocol {protocol} passed by its rule"
+        );
         let restricted = policy
             .protocols
             .iter()

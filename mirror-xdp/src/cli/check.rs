@@ -35,6 +35,9 @@ pub fn run(args: Args, paths: &Paths) -> Result<(), Failure> {
         policy.allow.len(),
         policy.deny.len(),
     );
+    for warning in policy.egress.warnings() {
+        eprintln!("warning: {warning}");
+    }
     lockout::refuse_lockout(&policy, paths, args.force, &mut |msg| eprintln!("{msg}"))
         .map_err(Failure::lockout)
 }

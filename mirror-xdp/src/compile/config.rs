@@ -27,6 +27,10 @@ pub fn config(policy: &Policy, cpus: u32) -> Result<Config, PolicyError> {
     set(limits.per_source_syn_rate > 0, config_flag::LIMIT_SYN);
     set(limits.global_syn_rate > 0, config_flag::LIMIT_GLOBAL_SYN);
     set(limits.syn_cookies, config_flag::SYN_COOKIES);
+    set(
+        policy.egress.default == Action::Drop,
+        config_flag::EGRESS_DROP,
+    );
 
     let (pps_interval_ns, pps_tolerance_ns) =
         bucket(limits.per_source_pps, limits.per_source_burst);

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use mirror_xdp_common::{
     Config, PROTO_SLOT_TCP, PROTO_SLOT_UDP, PortEntry, SourceEntry, SourceKeyV4, SourceKeyV6,
-    config_flag, port_flag, port_index, protocol_index, source_flag,
+    config_flag, egress_index, port_flag, port_index, protocol_index, source_flag,
 };
 
 use crate::policy::{Policy, Proto};
@@ -35,9 +35,13 @@ pub struct MapImage {
     /// Listed slots of the ports array: (proto, port), then IP protocols; a slot only
     /// rules with `to` list has just `HAS_TO`.
     pub ports: Vec<(u32, PortEntry)>,
-    /// The rules with `to`: (slot, destination prefix, the slot's entry there).
+    /// The rules with `to`: (slot, destination prefix, the slot's entry there); egress
+    /// rules' slots at `egress_index`.
     pub to_v4: Vec<(u32, Ipv4Net, PortEntry)>,
     pub to_v6: Vec<(u32, Ipv6Net, PortEntry)>,
+    /// `[[egress.ports]]`: listed (proto, destination port) slots; none unless `[egress]`
+    /// drops (the array is then one entry).
+    pub egress_ports: Vec<(u32, PortEntry)>,
     /// The IPv4 source lists: the /24 block array, and the host entries.
     pub blocks_v4: Words,
     pub sources_v4: Vec<(SourceKeyV4, SourceEntry)>,
@@ -114,6 +118,34 @@ pub fn compile(policy: &Policy, cpus: u32) -> Result<MapImage, CompileError> {
         }
     }
     image.ports = slots.into_iter().collect();
+
+    if policy.egress.default == crate::policy::Action::Drop {
+        let mut egress: BTreeMap<u32, PortEntry> = BTreeMap::new();
+        for rule in &policy.egress.rules {
+            for range in &rule.ports {
+                for port in range.lo..=range.hi {
+                    let index = port_index(proto_slot(rule.proto), port);
+                    let slot = egress.entry(index).or_default();
+                    let Some(to) = &rule.to else {
+                        slot.flags |= port_flag::LISTED;
+                        continue;
+                    };
+                    slot.flags |= port_flag::HAS_TO;
+                    let listed = PortEntry {
+                        flags: port_flag::LISTED,
+                        from_id: 0,
+                    };
+                    for net in to {
+                        match net.trunc() {
+                            IpNet::V4(n) => image.to_v4.push((egress_index(index), n, listed)),
+                            IpNet::V6(n) => image.to_v6.push((egress_index(index), n, listed)),
+                        }
+                    }
+                }
+            }
+        }
+        image.egress_ports = egress.into_iter().collect();
+    }
 
     for (nets, id) in &from_ids {
         for net in nets {

@@ -100,7 +100,8 @@ fn stamped(wall: SystemTime, earlier: Option<Duration>, e: &DropEvent) -> String
     }
 }
 
-/// `drop port_closed 198.51.100.2 -> tcp/23`; `would-drop ...` in monitor mode.
+/// `drop port_closed 198.51.100.2 -> tcp/23`; `would-drop ...` in monitor mode; a packet
+/// the host sent, `drop egress_denied host -> 203.0.113.5 tcp/8080`.
 pub fn line(e: &DropEvent) -> String {
     let what = if e.flags & drop_event_flag::WOULD_DROP != 0 {
         "would-drop"
@@ -121,6 +122,9 @@ pub fn line(e: &DropEvent) -> String {
         ipproto::ICMPV6 => "icmpv6".to_string(),
         n => format!("proto/{n}"),
     };
+    if e.flags & drop_event_flag::EGRESS != 0 {
+        return format!("{what} {reason} host -> {src} {dst}");
+    }
     format!("{what} {reason} {src} -> {dst}")
 }
 
@@ -267,6 +271,12 @@ mod tests {
         assert_eq!(
             line(&e),
             "would-drop source_not_allowed 2001:db8:1::2 -> udp/5353"
+        );
+        let mut egress = event(4, v4, ipproto::TCP, 8080, Reason::EgressDenied);
+        egress.flags = drop_event_flag::EGRESS;
+        assert_eq!(
+            line(&egress),
+            "drop egress_denied host -> 198.51.100.2 tcp/8080"
         );
         let e = event(4, v4, 47, 0, Reason::Protocol);
         assert_eq!(line(&e), "drop protocol 198.51.100.2 -> proto/47");

@@ -61,6 +61,10 @@ pub struct Maps {
     /// Rules with `to`: (slot, destination) to the slot's entry there.
     pub to_v4: LpmTrie<MapData, ToKeyV4, PortEntry>,
     pub to_v6: LpmTrie<MapData, ToKeyV6, PortEntry>,
+    /// `[[egress.ports]]` by (protocol, destination port).
+    pub egress_ports: Array<MapData, PortEntry>,
+    /// The egress program's drops, per CPU (`egress_denied`).
+    pub egress_stats: PerCpuArray<MapData, Counter>,
     pub flows: HashMap<MapData, FlowKey, FlowState>,
     /// Per (protocol, local port): a recent flow's time (`mirror_xdp_common::flows`).
     pub flow_ports: Array<MapData, u64>,
@@ -175,6 +179,8 @@ impl Maps {
             from_v6: typed!(map_name::FROM_V6),
             to_v4: typed!(map_name::TO_V4),
             to_v6: typed!(map_name::TO_V6),
+            egress_ports: typed!(map_name::EGRESS_PORTS),
+            egress_stats: typed!(map_name::EGRESS_STATS),
             flows: typed!(map_name::FLOWS),
             flow_ports: typed!(map_name::FLOW_PORTS),
             limits: typed!(map_name::LIMITS),
@@ -195,6 +201,11 @@ impl Maps {
             self.ports
                 .set(*index, entry, 0)
                 .map_err(access(map_name::PORTS))?;
+        }
+        for (index, entry) in &image.egress_ports {
+            self.egress_ports
+                .set(*index, entry, 0)
+                .map_err(access(map_name::EGRESS_PORTS))?;
         }
         // Batched: a million-prefix list loads in well under a second this way; the IPv4
         // host table (the slowest: an allocation per entry) in a thread of its own.
@@ -295,17 +306,26 @@ impl Maps {
         Ok(self.config()?.flags)
     }
 
-    /// Counters per reason, summed over CPUs.
+    /// Counters per reason, summed over CPUs: the XDP program's, and the egress
+    /// program's drops (`egress_denied`, never a pass).
     pub fn reason_counts(&self) -> Result<Vec<(Reason, ReasonCount)>, MapsError> {
+        let add = |acc: Counter, c: &Counter| Counter {
+            packets: acc.packets + c.packets,
+            bytes: acc.bytes + c.bytes,
+        };
         let sum = |reason, dropped| -> Result<Counter, MapsError> {
-            let values = self
-                .stats
-                .get(&stats_index(reason, dropped), 0)
-                .map_err(access(map_name::STATS))?;
-            Ok(values.iter().fold(Counter::default(), |acc, c| Counter {
-                packets: acc.packets + c.packets,
-                bytes: acc.bytes + c.bytes,
-            }))
+            let values = match reason {
+                Reason::EgressDenied if dropped => self
+                    .egress_stats
+                    .get(&0, 0)
+                    .map_err(access(map_name::EGRESS_STATS))?,
+                Reason::EgressDenied => return Ok(Counter::default()),
+                _ => self
+                    .stats
+                    .get(&stats_index(reason, dropped), 0)
+                    .map_err(access(map_name::STATS))?,
+            };
+            Ok(values.iter().fold(Counter::default(), add))
         };
         Reason::ALL
             .iter()
@@ -377,6 +397,10 @@ impl Maps {
                 .set(index, values, 0)
                 .map_err(access(map_name::STATS))?;
         }
+        let values = zeroes::<Counter>(map_name::EGRESS_STATS, nr_cpus)?;
+        self.egress_stats
+            .set(0, values, 0)
+            .map_err(access(map_name::EGRESS_STATS))?;
         for slot in port_slots {
             let (counters, at, name) = self.slot_counters(slot);
             let values = zeroes::<PortCounter>(name, nr_cpus)?;

@@ -66,6 +66,7 @@ pub fn check_pins(paths: &Paths, scope: Scope, limiter_entries: u32) -> Result<(
                 map_name::SOURCES_V6,
                 map_name::BLOCKS_V4,
                 map_name::BLOCKS_V6,
+                map_name::EGRESS_PORTS,
             ];
             let size = sized.contains(&name.as_str()).then_some(0);
             compare(&path, layout, size)?;

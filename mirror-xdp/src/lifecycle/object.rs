@@ -7,7 +7,7 @@ use aya::{
     Ebpf, EbpfLoader,
     programs::{SchedClassifier, Xdp},
 };
-use mirror_xdp_common::{map_name, program_name};
+use mirror_xdp_common::{capacity, config_flag, map_name, program_name};
 
 use super::{
     LifecycleError,
@@ -40,6 +40,8 @@ pub struct MapSizes {
     pub blocks_v6: u32,
     pub sources_v4: u32,
     pub sources_v6: u32,
+    /// The egress rules' array: every (protocol, port) when `[egress]` drops, else one.
+    pub egress_ports: u32,
 }
 
 impl MapSizes {
@@ -54,6 +56,11 @@ impl MapSizes {
             blocks_v6: image.blocks_v6.len.max(1),
             sources_v4: room(image.sources_v4.len()),
             sources_v6: room(image.sources_v6.len()),
+            egress_ports: if image.config.flags & config_flag::EGRESS_DROP != 0 {
+                capacity::EGRESS_PORTS
+            } else {
+                1
+            },
         }
     }
 }
@@ -86,7 +93,8 @@ pub fn load(pins: Option<(&Paths, &Path)>, sizes: MapSizes) -> Result<Ebpf, Life
         .map_max_entries(map_name::SOURCES_V4, sizes.sources_v4)
         .map_max_entries(map_name::BLOCKS_V4, sizes.blocks_v4)
         .map_max_entries(map_name::BLOCKS_V6, sizes.blocks_v6)
-        .map_max_entries(map_name::SOURCES_V6, sizes.sources_v6);
+        .map_max_entries(map_name::SOURCES_V6, sizes.sources_v6)
+        .map_max_entries(map_name::EGRESS_PORTS, sizes.egress_ports);
     if let Some((paths, generation_dir)) = pins {
         for name in map_name::ALL {
             let path = if map_name::PER_GENERATION.contains(&name) {

@@ -140,6 +140,7 @@ fn fits(spare: &Path, need: &MapSizes) -> bool {
         && max_entries(map_name::SOURCES_V6) >= need.sources_v6
         && max_entries(map_name::BLOCKS_V4) >= need.blocks_v4
         && max_entries(map_name::BLOCKS_V6) >= need.blocks_v6
+        && max_entries(map_name::EGRESS_PORTS) >= need.egress_ports
 }
 
 #[cfg(test)]
@@ -153,6 +154,7 @@ mod tests {
             blocks_v6: 1,
             sources_v4,
             sources_v6,
+            egress_ports: 1,
         }
     }
 

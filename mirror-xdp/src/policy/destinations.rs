@@ -10,19 +10,23 @@ use super::raw::RawList;
 use super::sets::Resolver;
 use super::source::Source;
 
-/// Reads a rule's `to`: `None` when absent (every address of the host).
+/// Where a rule without `to` applies, for messages.
+pub(super) const HOST: &str = "every address of the host";
+pub(super) const ANYWHERE: &str = "any destination";
+
+/// Reads a rule's `to`: `None` when absent (`absent`: [`HOST`] or [`ANYWHERE`]).
 pub(super) fn destinations(
     src: &Source,
     resolver: &mut Resolver,
     room: &mut ToRoom,
-    raw: &Option<RawList>,
+    (raw, absent): (&Option<RawList>, &str),
     slots: usize,
 ) -> Result<Option<Vec<IpNet>>, PolicyError> {
     let Some(list) = raw else {
         return Ok(None);
     };
     if list.get_ref().is_empty() {
-        let msg = "`to = []` matches no address; leave `to` out for every address of the host";
+        let msg = format!("`to = []` matches no address; leave `to` out for {absent}");
         return Err(src.error(list, msg));
     }
     let nets = resolver.items(list.get_ref(), true)?;

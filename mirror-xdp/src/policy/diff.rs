@@ -38,6 +38,7 @@ pub fn diff(old: &Policy, new: &Policy) -> Vec<Change> {
         ports(old, new, proto, &mut out);
     }
     protocols(old, new, &mut out);
+    egress(old, new, &mut out);
     for (name, old_list, new_list) in [
         ("sources.allow", &old.allow, &new.allow),
         ("sources.deny", &old.deny, &new.deny),
@@ -96,19 +97,34 @@ struct Ports {
 }
 
 impl Ports {
+    /// The `[[ports]]` rules of `proto`.
     fn new(policy: &Policy, proto: Proto) -> Ports {
-        let mut rules = vec![Vec::new(); usize::from(u16::MAX) + 1];
+        let rules = policy.rules.iter().filter(|r| r.proto == proto);
+        Ports::of(rules.map(|r| (r.ports.as_slice(), grant(&r.to, &r.from))))
+    }
+
+    /// The `[[egress.ports]]` rules of `proto` (no sources: `from` stays `None`).
+    fn egress(policy: &Policy, proto: Proto) -> Ports {
+        let rules = policy.egress.rules.iter().filter(|r| r.proto == proto);
+        Ports::of(rules.map(|r| (r.ports.as_slice(), grant(&r.to, &None))))
+    }
+
+    fn of<'a>(rules: impl Iterator<Item = (&'a [PortRange], Grant)>) -> Ports {
+        let mut listing = vec![Vec::new(); usize::from(u16::MAX) + 1];
         let mut grants = Vec::new();
-        for r in policy.rules.iter().filter(|r| r.proto == proto) {
+        for (ranges, grant) in rules {
             let index = grants.len();
-            grants.push(grant(&r.to, &r.from));
-            for range in &r.ports {
-                for slot in &mut rules[usize::from(range.lo)..=usize::from(range.hi)] {
+            grants.push(grant);
+            for range in ranges {
+                for slot in &mut listing[usize::from(range.lo)..=usize::from(range.hi)] {
                     slot.push(index);
                 }
             }
         }
-        Ports { rules, grants }
+        Ports {
+            rules: listing,
+            grants,
+        }
     }
 
     fn get(&self, port: u16) -> Says<'_> {
@@ -116,9 +132,13 @@ impl Ports {
     }
 }
 
-/// Walks every port once and reports runs of ports that changed the same way as a range.
-fn ports(old: &Policy, new: &Policy, proto: Proto, out: &mut Vec<Change>) {
-    let (old, new) = (Ports::new(old, proto), Ports::new(new, proto));
+/// Walks every port once and reports runs of ports that changed the same way as a range,
+/// each as `line` words it.
+fn ports_changed(
+    (old, new): (&Ports, &Ports),
+    line: impl Fn(PortRange, &Says, &Says) -> Change,
+    out: &mut Vec<Change>,
+) {
     let mut run: Option<(PortRange, Says, Says)> = None;
     for number in 1..=u16::MAX {
         let (was, is) = (old.get(number), new.get(number));
@@ -127,7 +147,7 @@ fn ports(old: &Policy, new: &Policy, proto: Proto, out: &mut Vec<Change>) {
                 range.hi = number;
                 continue;
             }
-            out.push(port_change(proto, *range, w, i));
+            out.push(line(*range, w, i));
             run = None;
         }
         if was != is {
@@ -142,7 +162,55 @@ fn ports(old: &Policy, new: &Policy, proto: Proto, out: &mut Vec<Change>) {
         }
     }
     if let Some((range, w, i)) = run {
-        out.push(port_change(proto, range, &w, &i));
+        out.push(line(range, &w, &i));
+    }
+}
+
+fn ports(old: &Policy, new: &Policy, proto: Proto, out: &mut Vec<Change>) {
+    let (old, new) = (Ports::new(old, proto), Ports::new(new, proto));
+    let line = |range, was: &Says, is: &Says| port_change(proto, range, was, is);
+    ports_changed((&old, &new), line, out);
+}
+
+/// `[egress]`: its default, and the (protocol, port) its rules let the host connect to.
+fn egress(old: &Policy, new: &Policy, out: &mut Vec<Change>) {
+    let (was, is) = (old.egress.default, new.egress.default);
+    if was != is {
+        out.push(Change(format!(
+            "~ egress.default: {} -> {}",
+            action(was),
+            action(is)
+        )));
+    }
+    let destinations = |said: &Says| -> String {
+        let to: Vec<String> = said
+            .iter()
+            .map(|(to, _)| match to {
+                None => "any destination".to_string(),
+                Some(nets) => shown(&nets.iter().collect::<Vec<_>>()),
+            })
+            .collect();
+        to.join("; ")
+    };
+    for proto in [Proto::Tcp, Proto::Udp] {
+        let (a, b) = (Ports::egress(old, proto), Ports::egress(new, proto));
+        let line = |range: PortRange, was: &Says, is: &Says| {
+            let ports = if range.lo == range.hi {
+                format!("{}/{}", range.lo, proto.name())
+            } else {
+                format!("{}-{}/{}", range.lo, range.hi, proto.name())
+            };
+            Change(match (was.is_empty(), is.is_empty()) {
+                (true, _) => format!("+ egress {ports} to {}", destinations(is)),
+                (_, true) => format!("- egress {ports}"),
+                _ => format!(
+                    "~ egress {ports}: to {} -> to {}",
+                    destinations(was),
+                    destinations(is)
+                ),
+            })
+        };
+        ports_changed((&a, &b), line, out);
     }
 }
 
@@ -501,10 +569,44 @@ deny = ["192.0.2.0/24"]
         );
         assert_eq!(
             lines(&to, &admins_too),
-            ["~ 80/tcp: to 198.51.100.1/32 from any source -> to 198.51.100.1/32 from any \
-              source; to 203.0.113.1/32 from 203.0.113.0/24"]
+            [
+                "~ 80/tcp: to 198.51.100.1/32 from any source -> to 198.51.100.1/32 from any \
+              source; to 203.0.113.1/32 from 203.0.113.0/24"
+            ]
         );
         assert_eq!(lines(&admins_too, &admins_too), Vec::<String>::new());
+    }
+
+    #[test]
+    fn egress_rules_and_default_get_a_line_each() {
+        let egress = format!(
+            "{IN_FORCE}[egress]\ndefault = \"drop\"\n[[egress.ports]]\nproto = \"tcp\"\n\
+             ports = [873, 443]\nto = [\"192.0.2.80\"]\n[[egress.ports]]\nproto = \"udp\"\n\
+             ports = [53]\n"
+        );
+        let lines = |a: &str, b: &str| -> Vec<String> {
+            diff(&policy(a), &policy(b))
+                .iter()
+                .map(ToString::to_string)
+                .collect()
+        };
+        assert_eq!(
+            lines(IN_FORCE, &egress),
+            [
+                "~ egress.default: pass -> drop",
+                "+ egress 443/tcp to 192.0.2.80/32",
+                "+ egress 873/tcp to 192.0.2.80/32",
+                "+ egress 53/udp to any destination",
+            ]
+        );
+        let wider = egress.replace("to = [\"192.0.2.80\"]\n", "");
+        assert_eq!(
+            lines(&egress, &wider),
+            [
+                "~ egress 443/tcp: to 192.0.2.80/32 -> to any destination",
+                "~ egress 873/tcp: to 192.0.2.80/32 -> to any destination",
+            ]
+        );
     }
 
     #[test]

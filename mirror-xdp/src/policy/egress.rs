@@ -5,6 +5,7 @@
 use ipnet::IpNet;
 use toml::Spanned;
 
+use super::destinations::{ANYWHERE, ToRoom, destinations};
 use super::ports::port_range;
 use super::raw::{RawEgress, RawEgressRule};
 use super::sets::Resolver;
@@ -37,9 +38,31 @@ pub struct EgressRule {
     pub line: usize,
 }
 
+impl Egress {
+    /// What an admin should know before this applies: with `default = "drop"`, no rule
+    /// letting DNS out (name lookups, package updates and CrowdSec's LAPI by name fail).
+    pub fn warnings(&self) -> Vec<String> {
+        let dns = |proto: Proto| {
+            self.rules
+                .iter()
+                .any(|r| r.proto == proto && r.ports.iter().any(|p| p.contains(53)))
+        };
+        if self.default == Action::Drop && !dns(Proto::Udp) {
+            return vec![
+                "[egress] default = \"drop\" and no egress rule lists udp/53: this host's DNS \
+                 lookups will fail (add [[egress.ports]] with proto = \"udp\", ports = [53] \
+                 and your resolvers in `to`)"
+                    .to_string(),
+            ];
+        }
+        Vec::new()
+    }
+}
+
 pub(super) fn egress(
     src: &Source,
     resolver: &mut Resolver,
+    to_room: &mut ToRoom,
     raw: &RawEgress,
 ) -> Result<Egress, PolicyError> {
     let default = match &raw.default {
@@ -56,7 +79,7 @@ pub(super) fn egress(
     let rules = raw
         .ports
         .iter()
-        .map(|rule| egress_rule(src, resolver, rule))
+        .map(|rule| egress_rule(src, resolver, to_room, rule))
         .collect::<Result<_, _>>()?;
     Ok(Egress { default, rules })
 }
@@ -64,6 +87,7 @@ pub(super) fn egress(
 fn egress_rule(
     src: &Source,
     resolver: &mut Resolver,
+    to_room: &mut ToRoom,
     spanned: &Spanned<RawEgressRule>,
 ) -> Result<EgressRule, PolicyError> {
     let rule = spanned.get_ref();
@@ -95,14 +119,9 @@ fn egress_rule(
         .iter()
         .map(|item| port_range(item.get_ref()).map_err(|msg| src.error(item, msg)))
         .collect::<Result<_, _>>()?;
-    let to = match &rule.to {
-        None => None,
-        Some(l) if l.get_ref().is_empty() => {
-            let msg = "`to = []` matches nothing; leave `to` out to allow any destination";
-            return Err(src.error(l, msg));
-        }
-        Some(l) => Some(resolver.items(l.get_ref(), true)?),
-    };
+    let ports: Vec<PortRange> = ports;
+    let slots = ports.iter().map(|r| usize::from(r.hi - r.lo) + 1).sum();
+    let to = destinations(src, resolver, to_room, (&rule.to, ANYWHERE), slots)?;
     Ok(EgressRule {
         proto,
         ports,
@@ -141,6 +160,20 @@ mod tests {
             (Proto::Udp, None, 10)
         );
         assert_eq!(parse("").unwrap().egress, Egress::default());
+        assert_eq!(e.warnings(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn dropping_egress_without_dns_is_warned_about() {
+        let no_dns = "[egress]\ndefault = \"drop\"\n\
+                      [[egress.ports]]\nproto = \"tcp\"\nports = [873, 53]\n";
+        let warnings = parse(no_dns).unwrap().egress.warnings();
+        assert!(
+            warnings.len() == 1 && warnings[0].contains("udp/53"),
+            "{warnings:?}"
+        );
+        let pass = parse("[egress]\ndefault = \"pass\"\n").unwrap();
+        assert_eq!(pass.egress.warnings(), Vec::<String>::new());
     }
 
     #[test]
@@ -170,7 +203,7 @@ mod tests {
             (
                 "[[egress.ports]]\nproto = \"tcp\"\nports = [443]\nto = []",
                 ":7:6",
-                "matches nothing",
+                "leave `to` out for any destination",
             ),
             ("[egress]\nport = 1", ":5:1", "unknown field `port`"),
         ] {

@@ -6,7 +6,7 @@ use ipnet::IpNet;
 use toml::Spanned;
 
 use super::PolicyError;
-use super::destinations::{ToRoom, destinations, disjoint};
+use super::destinations::{HOST, ToRoom, destinations, disjoint};
 use super::from_room::FromRoom;
 use super::ports::from_key;
 use super::raw::{RawPort, RawProtocolRule};
@@ -89,7 +89,7 @@ pub(super) fn protocol_rules(
                 Some(nets)
             }
         };
-        let to = destinations(src, resolver, to_room, &rule.to, protocols.len())?;
+        let to = destinations(src, resolver, to_room, (&rule.to, HOST), protocols.len())?;
         // Two rules may list a protocol for destinations that share no address.
         for (number, item) in &protocols {
             let clash = rules.iter().find(|r| {

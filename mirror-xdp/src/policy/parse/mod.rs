@@ -4,7 +4,7 @@ use std::path::Path;
 
 use toml::Spanned;
 
-use super::destinations::{ToRoom, destinations};
+use super::destinations::{HOST, ToRoom, destinations};
 use super::files::Reader;
 use super::from_room::FromRoom;
 use super::ports::{PortOwners, from_key, port_range};
@@ -29,7 +29,7 @@ pub(super) fn parse(original: &str, path: &Path, reader: Reader) -> Result<Polic
     let rules = rules(&src, &mut resolver, &mut rooms, &raw.ports)?;
     let protocols =
         super::protocols::protocol_rules(&src, &mut resolver, &mut rooms, &raw.protocols)?;
-    let egress = super::egress::egress(&src, &mut resolver, &raw.egress)?;
+    let egress = super::egress::egress(&src, &mut resolver, &mut rooms.1, &raw.egress)?;
     let mut list = |l: &Option<RawList>| match l {
         Some(l) => resolver.items(l.get_ref(), true),
         None => Ok(Vec::new()),
@@ -180,7 +180,7 @@ fn rules(
             }
         };
         let slots = ports.iter().map(|r| usize::from(r.hi - r.lo) + 1).sum();
-        let to = destinations(src, resolver, to_room, &rule.to, slots)?;
+        let to = destinations(src, resolver, to_room, (&rule.to, HOST), slots)?;
         let (key, to_key) = (from_key(&from), from_key(&to));
         let line = src.line_of(spanned);
         for (range, item) in ports.iter().zip(items.get_ref()) {

@@ -74,7 +74,10 @@ pub fn run() -> Result<Vec<Row>> {
         ("tcp 80 v4", tcp4(SERVER, 80)),
         ("tcp 443 v6", tcp6(SERVER6, 443)),
         ("tcp 22 v4, not an admin", tcp4(SERVER, 22)),
-        ("tcp 80 v4, another address", tcp4(Ipv4Addr::new(198, 51, 100, 9), 80)),
+        (
+            "tcp 80 v4, another address",
+            tcp4(Ipv4Addr::new(198, 51, 100, 9), 80),
+        ),
         ("tcp 3306 v4, no rule", tcp4(SERVER, 3306)),
         (
             "udp 5140 v4, rule without to",
@@ -84,7 +87,9 @@ pub fn run() -> Result<Vec<Row>> {
         ),
         (
             "vrrp v4",
-            Frame::ipv4(Ipv4::new(CLIENT, SERVER, vrrp)).pad_to(60).build(),
+            Frame::ipv4(Ipv4::new(CLIENT, SERVER, vrrp))
+                .pad_to(60)
+                .build(),
         ),
     ];
     let mut rows = Vec::new();
