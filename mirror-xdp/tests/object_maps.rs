@@ -82,6 +82,14 @@ fn expected() -> BTreeMap<&'static str, (u32, usize, usize)> {
             (LPM_TRIE, lpm::<ToKeyV6>(), size_of::<PortEntry>()),
         ),
         (
+            map_name::EGRESS_PORTS,
+            (ARRAY, index, size_of::<PortEntry>()),
+        ),
+        (
+            map_name::EGRESS_STATS,
+            (PERCPU_ARRAY, index, size_of::<Counter>()),
+        ),
+        (
             map_name::FROM_V6,
             (LPM_TRIE, lpm::<FromKeyV6>(), size_of::<u32>()),
         ),

@@ -22,6 +22,7 @@ pub fn kernel_accepts_tcx(ns: &Netns, iface: &str) -> bool {
             blocks_v6: 1,
             sources_v4: 1024,
             sources_v6: 1024,
+            egress_ports: 1,
         };
         let mut ebpf = object::load(None, sizes).expect("loading the eBPF object");
         let program = object::egress_program(&mut ebpf).expect("loading the egress program");

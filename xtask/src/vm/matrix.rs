@@ -161,6 +161,11 @@ pub const MATRIX: &[Entry] = &[
     )
     .limit(900),
     entry(
+        "egress",
+        ALL,
+        "`[egress]`: the egress program drops what the host opens unless a rule lists it",
+    ),
+    entry(
         "keepalived",
         ALL,
         "`[[protocols]]`: keepalived elects through the enforcer, VRRP from the peer only",
