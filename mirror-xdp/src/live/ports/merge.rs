@@ -229,6 +229,26 @@ from = ["admins"]
     }
 
     #[test]
+    fn a_port_that_a_rule_with_to_lists_takes_no_live_rule() {
+        let text = format!(
+            "{POLICY}[[ports]]\nproto = \"udp\"\nports = [5140]\nto = [\"198.51.100.1\"]\n"
+        );
+        let policy = Policy::parse(&text, Path::new("/etc/mirror-xdp/policy.toml")).unwrap();
+        let e = policy
+            .clone()
+            .with_live_ports(&live(&[rule("5140/udp", &[])]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 14") && e.contains("(`to`)"), "{e}");
+        // Another port of the same protocol is fine.
+        assert!(
+            policy
+                .with_live_ports(&live(&[rule("5141/udp", &[])]))
+                .is_ok()
+        );
+    }
+
+    #[test]
     fn same_sources_as_the_policy_is_a_duplicate_not_a_clash() {
         let rules = [
             rule("22/tcp", &["admins"]),
