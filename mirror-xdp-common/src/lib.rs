@@ -74,8 +74,18 @@ pub mod map_name {
     /// The maps that hold one policy: each reload fills a new set (a generation) and swaps
     /// the program that reads them. The others (counters, flows, limiter state, live
     /// entries) are shared by every generation.
-    pub const PER_GENERATION: [&str; 10] = [
-        CONFIG, PORTS, SOURCES_V4, BLOCKS_V4, SOURCES_V6, BLOCKS_V6, FROM_V4, FROM_V6, TO_V4, TO_V6,
+    pub const PER_GENERATION: [&str; 11] = [
+        CONFIG,
+        PORTS,
+        SOURCES_V4,
+        BLOCKS_V4,
+        SOURCES_V6,
+        BLOCKS_V6,
+        FROM_V4,
+        FROM_V6,
+        TO_V4,
+        TO_V6,
+        EGRESS_PORTS,
     ];
     /// Every map, for pinning and cleanup.
     pub const ALL: [&str; 29] = [
