@@ -26,7 +26,8 @@ pub struct Figures<'a> {
     pub cookie_download: Option<f64>,
     /// 100,000 CrowdSec decisions from one pull: ms until in force, the pull included.
     pub crowdsec: Option<f64>,
-    /// The worst path `to` rules leave on its verdict: with them over without.
+    /// A port no rule with `to` lists, in a policy with such rules over one without: the
+    /// worst of those paths.
     pub destinations_worst: Option<f64>,
 }
 
@@ -172,9 +173,9 @@ pub fn table(f: &Figures) -> String {
             unit: " ms",
         },
         Goal {
-            what: "rules with `to` (destination trie) vs the same rules without, worst path",
+            what: "a port no `to` rule lists, with `to` rules in the policy vs without (worst)",
             figure: f.destinations_worst,
-            bound: 2.0,
+            bound: 1.1,
             at_most: true,
             unit: "x",
         },

@@ -412,7 +412,8 @@ fn main() -> Result<()> {
          /64s; HTTP for the admins at another address; VRRP at two), the same frames \
          through both, side by side in {destinations_rounds} interleaved rounds of \
          {REPEAT} runs. A port or protocol that a rule with `to` lists costs one more trie \
-         lookup (by port and destination); the others keep the array lookup alone.\n\n\
+         lookup (by port and destination); the others keep the array lookup alone (a \
+         goal above).\n\n\
          {destinations_table}\n\
          ## Deny list size\n\n\
          The same 20,000 SYN frames, each from another source (half inside listed \
