@@ -432,6 +432,14 @@ mod tests {
         Policy::parse(text, Path::new("/etc/mirror-xdp/policy.toml")).unwrap()
     }
 
+    /// The change lines from policy text `a` to `b`.
+    fn lines(a: &str, b: &str) -> Vec<String> {
+        diff(&policy(a), &policy(b))
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
     const IN_FORCE: &str = r#"version = 1
 [sets]
 admins = ["203.0.113.0/24"]
@@ -521,12 +529,6 @@ deny = ["192.0.2.0/24"]
     fn protocol_rules_get_a_line_each() {
         let vrrp = "[[protocols]]\nprotocols = [\"vrrp\"]\nfrom = [\"198.51.100.2\"]\n";
         let with_vrrp = format!("{IN_FORCE}{vrrp}");
-        let lines = |a: &str, b: &str| -> Vec<String> {
-            diff(&policy(a), &policy(b))
-                .iter()
-                .map(ToString::to_string)
-                .collect()
-        };
         assert_eq!(
             lines(IN_FORCE, &with_vrrp),
             ["+ protocol vrrp opened from 198.51.100.2/32"]
@@ -550,12 +552,6 @@ deny = ["192.0.2.0/24"]
             "ports = [80, 8080, \"30001-30010\"]",
             "ports = [80, 8080, \"30001-30010\"]\nto = [\"198.51.100.1\"]",
         );
-        let lines = |a: &str, b: &str| -> Vec<String> {
-            diff(&policy(a), &policy(b))
-                .iter()
-                .map(ToString::to_string)
-                .collect()
-        };
         assert_eq!(
             lines(IN_FORCE, &to),
             [
@@ -584,12 +580,6 @@ deny = ["192.0.2.0/24"]
              ports = [873, 443]\nto = [\"192.0.2.80\"]\n[[egress.ports]]\nproto = \"udp\"\n\
              ports = [53]\n"
         );
-        let lines = |a: &str, b: &str| -> Vec<String> {
-            diff(&policy(a), &policy(b))
-                .iter()
-                .map(ToString::to_string)
-                .collect()
-        };
         assert_eq!(
             lines(IN_FORCE, &egress),
             [

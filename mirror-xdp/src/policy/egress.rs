@@ -91,17 +91,7 @@ fn egress_rule(
     spanned: &Spanned<RawEgressRule>,
 ) -> Result<EgressRule, PolicyError> {
     let rule = spanned.get_ref();
-    let proto = match &rule.proto {
-        None => return Err(src.error(spanned, "egress rule has no `proto` (\"tcp\" or \"udp\")")),
-        Some(p) => match p.get_ref().as_str() {
-            "tcp" => Proto::Tcp,
-            "udp" => Proto::Udp,
-            other => {
-                let msg = format!("proto must be \"tcp\" or \"udp\", not \"{other}\"");
-                return Err(src.error(p, msg));
-            }
-        },
-    };
+    let proto = super::ports::proto(src, spanned, &rule.proto, "egress rule")?;
     let items = match &rule.ports {
         Some(items) if !items.get_ref().is_empty() => items,
         Some(items) => {

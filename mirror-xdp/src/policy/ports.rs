@@ -3,9 +3,33 @@
 
 use ipnet::IpNet;
 
+use toml::Spanned;
+
 use super::destinations::disjoint;
 use super::raw::RawPort;
-use super::{PortRange, Proto};
+use super::source::Source;
+use super::{PolicyError, PortRange, Proto};
+
+/// A rule's `proto`: "tcp" or "udp"; `rule` (the table) is where a missing one is reported,
+/// `what` names the kind of rule ("rule", "egress rule").
+pub(super) fn proto<T>(
+    src: &Source,
+    rule: &Spanned<T>,
+    raw: &Option<Spanned<String>>,
+    what: &str,
+) -> Result<Proto, PolicyError> {
+    let Some(p) = raw else {
+        return Err(src.error(rule, format!("{what} has no `proto` (\"tcp\" or \"udp\")")));
+    };
+    match p.get_ref().as_str() {
+        "tcp" => Ok(Proto::Tcp),
+        "udp" => Ok(Proto::Udp),
+        other => {
+            let msg = format!("proto must be \"tcp\" or \"udp\", not \"{other}\"");
+            Err(src.error(p, msg))
+        }
+    }
+}
 
 /// Reads one entry of `ports`: a number, "n" or "lo-hi" (spaces around the numbers allowed,
 /// as the README says); `Err` says what is wrong.

@@ -11,7 +11,7 @@ use super::ports::{PortOwners, from_key, port_range};
 use super::raw::{Int, RawLimits, RawList, RawPolicy, RawRule, RawSettings, RawVersion};
 use super::sets::Resolver;
 use super::source::Source;
-use super::{Action, Limits, Mode, Policy, PolicyError, PortRule, Proto, Settings};
+use super::{Action, Limits, Mode, Policy, PolicyError, PortRule, Settings};
 
 /// Parses and validates policy text read from `path` (set files are relative to its folder,
 /// read by `reader`).
@@ -141,17 +141,7 @@ fn rules(
     let mut rules = Vec::with_capacity(raw.len());
     for (index, spanned) in raw.iter().enumerate() {
         let rule = spanned.get_ref();
-        let proto = match &rule.proto {
-            None => return Err(src.error(spanned, "rule has no `proto` (\"tcp\" or \"udp\")")),
-            Some(p) => match p.get_ref().as_str() {
-                "tcp" => Proto::Tcp,
-                "udp" => Proto::Udp,
-                other => {
-                    let msg = format!("proto must be \"tcp\" or \"udp\", not \"{other}\"");
-                    return Err(src.error(p, msg));
-                }
-            },
-        };
+        let proto = super::ports::proto(src, spanned, &rule.proto, "rule")?;
         let Some(items) = &rule.ports else {
             let msg = "rule has no `ports` (an array of port numbers and \"lo-hi\" ranges)";
             return Err(src.error(spanned, msg));
