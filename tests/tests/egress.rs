@@ -1,8 +1,9 @@
 //! `[egress]`: with `default = "drop"` the server may open connections only to what its
 //! egress rules list. Its rsync to the upstream mirror works, IPv4 and IPv6; its curl to
 //! another port and its rsync to another address of the upstream are dropped (counted as
-//! `egress_denied`); clients' connections to the server still get their replies; with
-//! `default = "pass"` everything goes out again.
+//! `egress_denied`); clients' connections to the server still get their replies; monitor
+//! mode counts what it would drop and sends it; with `default = "pass"` everything goes
+//! out again.
 #![expect(
     unused_crate_dependencies,
     reason = "an integration test links every dependency of the tests package and uses a few"
@@ -79,9 +80,24 @@ fn the_server_reaches_only_what_its_egress_rules_list() {
         assert_eq!(body, NGINX_INDEX);
     }
 
-    let open = std::fs::read_to_string(&policy)
-        .expect("policy")
-        .replace("default = \"drop\"", "default = \"pass\"");
+    // Monitor mode counts what it would drop, and sends it.
+    let text = std::fs::read_to_string(&policy).expect("policy");
+    let monitor = text.replacen(
+        "version = 1",
+        "version = 1\n[settings]\nmode = \"monitor\"",
+        1,
+    );
+    let path = write_policy(&bed, "policy.toml", &monitor);
+    run_ok(
+        &bed,
+        &["reload", "--policy", path.to_str().expect("utf-8 path")],
+    );
+    let before = reason(&stats(&bed), "egress_denied", "drop_packets");
+    assert!(fetches(&bed, v4), "monitor mode sends what it would drop");
+    let would = reason(&stats(&bed), "egress_denied", "drop_packets") - before;
+    assert!(would >= 1, "monitor mode counted {would}");
+
+    let open = text.replace("default = \"drop\"", "default = \"pass\"");
     let path = write_policy(&bed, "policy.toml", &open);
     run_ok(
         &bed,

@@ -98,49 +98,23 @@ pub fn compile(policy: &Policy, cpus: u32) -> Result<MapImage, CompileError> {
     for (indexes, from, to) in port_rules.chain(protocol_rules) {
         let entry = slot_entry(from.as_deref(), &mut from_ids)?;
         for index in indexes {
-            let slot = slots.entry(index).or_default();
-            match to {
-                // The slot's own entry, for every destination the TO tries do not hold.
-                None => {
-                    slot.flags |= entry.flags;
-                    slot.from_id = entry.from_id;
-                }
-                Some(to) => {
-                    slot.flags |= port_flag::HAS_TO;
-                    for net in to {
-                        match net.trunc() {
-                            IpNet::V4(n) => image.to_v4.push((index, n, entry)),
-                            IpNet::V6(n) => image.to_v6.push((index, n, entry)),
-                        }
-                    }
-                }
-            }
+            place(&mut slots, &mut image, (index, index), entry, to);
         }
     }
     image.ports = slots.into_iter().collect();
 
     if policy.egress.default == crate::policy::Action::Drop {
         let mut egress: BTreeMap<u32, PortEntry> = BTreeMap::new();
+        let listed = PortEntry {
+            flags: port_flag::LISTED,
+            from_id: 0,
+        };
         for rule in &policy.egress.rules {
             for range in &rule.ports {
                 for port in range.lo..=range.hi {
                     let index = port_index(proto_slot(rule.proto), port);
-                    let slot = egress.entry(index).or_default();
-                    let Some(to) = &rule.to else {
-                        slot.flags |= port_flag::LISTED;
-                        continue;
-                    };
-                    slot.flags |= port_flag::HAS_TO;
-                    let listed = PortEntry {
-                        flags: port_flag::LISTED,
-                        from_id: 0,
-                    };
-                    for net in to {
-                        match net.trunc() {
-                            IpNet::V4(n) => image.to_v4.push((egress_index(index), n, listed)),
-                            IpNet::V6(n) => image.to_v6.push((egress_index(index), n, listed)),
-                        }
-                    }
+                    let at = (index, egress_index(index));
+                    place(&mut egress, &mut image, at, listed, &rule.to);
                 }
             }
         }
@@ -184,6 +158,32 @@ pub fn compile(policy: &Policy, cpus: u32) -> Result<MapImage, CompileError> {
         image.config.flags |= config_flag::HAS_SOURCES_V6;
     }
     Ok(image)
+}
+
+/// Puts a rule's `entry` in slot `index` of `slots`: in the slot itself for a rule without
+/// `to`, else the slot is marked `HAS_TO` and each destination prefix gets the entry in the
+/// TO tries, at `to_index` (the slot's index there).
+fn place(
+    slots: &mut BTreeMap<u32, PortEntry>,
+    image: &mut MapImage,
+    (index, to_index): (u32, u32),
+    entry: PortEntry,
+    to: &Option<Vec<IpNet>>,
+) {
+    let slot = slots.entry(index).or_default();
+    let Some(to) = to else {
+        // The slot's own entry, for every destination the TO tries do not hold.
+        slot.flags |= entry.flags;
+        slot.from_id = entry.from_id;
+        return;
+    };
+    slot.flags |= port_flag::HAS_TO;
+    for net in to {
+        match net.trunc() {
+            IpNet::V4(n) => image.to_v4.push((to_index, n, entry)),
+            IpNet::V6(n) => image.to_v6.push((to_index, n, entry)),
+        }
+    }
 }
 
 /// A listed slot, with the id of its `from` set (a new id for a list not seen yet).

@@ -345,23 +345,14 @@ impl Maps {
             .collect()
     }
 
-    /// The counters of a ports-array slot: a port's, or past them a protocol's.
-    fn slot_counters(
-        &mut self,
-        index: u32,
-    ) -> (&mut PerCpuArray<MapData, PortCounter>, u32, &'static str) {
-        match index.checked_sub(capacity::PORTS) {
-            None => (&mut self.port_stats, index, map_name::PORT_STATS),
-            Some(protocol) => (&mut self.protocol_stats, protocol, map_name::PROTOCOL_STATS),
-        }
-    }
-
     /// Pass and drop counts of one ports-array slot (a port's or a protocol's), summed
     /// over CPUs.
     pub fn port_count(&self, index: u32) -> Result<PortCounter, MapsError> {
-        let (counters, at, name) = match index.checked_sub(capacity::PORTS) {
-            None => (&self.port_stats, index, map_name::PORT_STATS),
-            Some(protocol) => (&self.protocol_stats, protocol, map_name::PROTOCOL_STATS),
+        let (protocol, at, name) = slot_counter(index);
+        let counters = if protocol {
+            &self.protocol_stats
+        } else {
+            &self.port_stats
         };
         let values = counters.get(&at, 0).map_err(access(name))?;
         Ok(values
@@ -402,7 +393,12 @@ impl Maps {
             .set(0, values, 0)
             .map_err(access(map_name::EGRESS_STATS))?;
         for slot in port_slots {
-            let (counters, at, name) = self.slot_counters(slot);
+            let (protocol, at, name) = slot_counter(slot);
+            let counters = if protocol {
+                &mut self.protocol_stats
+            } else {
+                &mut self.port_stats
+            };
             let values = zeroes::<PortCounter>(name, nr_cpus)?;
             counters.set(at, values, 0).map_err(access(name))?;
         }
@@ -452,6 +448,15 @@ impl Maps {
 
     /// How many slots the ports array has: the ports', then the protocols'.
     pub const RULE_SLOTS: u32 = capacity::RULE_SLOTS;
+}
+
+/// Where a ports-array slot's counters are: in the protocol counters (past the port slots)
+/// or the port counters, at which index, in the map of which name.
+fn slot_counter(index: u32) -> (bool, u32, &'static str) {
+    match index.checked_sub(capacity::PORTS) {
+        None => (false, index, map_name::PORT_STATS),
+        Some(protocol) => (true, protocol, map_name::PROTOCOL_STATS),
+    }
 }
 
 /// `CLOCK_MONOTONIC` in nanoseconds: the clock of `bpf_ktime_get_ns`, for flow timestamps.

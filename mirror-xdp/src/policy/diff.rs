@@ -216,25 +216,20 @@ fn egress(old: &Policy, new: &Policy, out: &mut Vec<Change>) {
 
 /// Each IP protocol whose `[[protocols]]` rules changed.
 fn protocols(old: &Policy, new: &Policy, out: &mut Vec<Change>) {
-    let grants = |p: &Policy| -> Vec<(Vec<u8>, Grant)> {
-        let rules = p.protocols.iter();
+    let grants =
+        |p: &Policy| -> Vec<Grant> { p.protocols.iter().map(|r| grant(&r.to, &r.from)).collect() };
+    let (old_grants, new_grants) = (grants(old), grants(new));
+    // The indexes of the rules of `p` that list `number`.
+    let listing = |p: &Policy, number: u8| -> Vec<usize> {
+        let rules = p.protocols.iter().enumerate();
         rules
-            .map(|r| (r.protocols.clone(), grant(&r.to, &r.from)))
+            .filter(|(_, r)| r.protocols.contains(&number))
+            .map(|(i, _)| i)
             .collect()
     };
-    let (old, new) = (grants(old), grants(new));
-    let listing = |rules: &[(Vec<u8>, Grant)], number: u8| -> Vec<usize> {
-        (0..rules.len())
-            .filter(|&i| rules[i].0.contains(&number))
-            .collect()
-    };
-    let (old_grants, new_grants): (Vec<Grant>, Vec<Grant>) = (
-        old.iter().map(|(_, g)| g.clone()).collect(),
-        new.iter().map(|(_, g)| g.clone()).collect(),
-    );
     for number in 0..=u8::MAX {
-        let was = says(&old_grants, listing(&old, number).into_iter());
-        let is = says(&new_grants, listing(&new, number).into_iter());
+        let was = says(&old_grants, listing(old, number).into_iter());
+        let is = says(&new_grants, listing(new, number).into_iter());
         if was != is {
             let name = format!("protocol {}", super::protocols::name(number));
             out.push(change(&name, &was, &is));
