@@ -31,6 +31,9 @@ _mirror__xdp() {
             mirror__xdp,diff)
                 cmd="mirror__xdp__subcmd__diff"
                 ;;
+            mirror__xdp,explain)
+                cmd="mirror__xdp__subcmd__explain"
+                ;;
             mirror__xdp,import)
                 cmd="mirror__xdp__subcmd__import"
                 ;;
@@ -80,7 +83,7 @@ _mirror__xdp() {
 
     case "${cmd}" in
         mirror__xdp)
-            opts="-h -V --bpffs --state-dir --help --version attach audit check detach diff import port reload run source status stats"
+            opts="-h -V --bpffs --state-dir --help --version attach audit check detach diff explain import port reload run source status stats"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -229,6 +232,32 @@ _mirror__xdp() {
             fi
             case "${prev}" in
                 --policy)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --bpffs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mirror__subcmd__xdp__subcmd__explain)
+            opts="-h --dst --json --bpffs --state-dir --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --dst)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -33,6 +33,7 @@ complete -c mirror-xdp -n "__fish_mirror_xdp_needs_command" -f -a "audit" -d 'Ru
 complete -c mirror-xdp -n "__fish_mirror_xdp_needs_command" -f -a "check" -d 'Validate a policy file (syntax, addresses, sets, set files, rule conflicts) and check that it would not drop the current SSH session or this host\'s established inbound connections'
 complete -c mirror-xdp -n "__fish_mirror_xdp_needs_command" -f -a "detach" -d 'Detach the enforcer; without --iface from every interface (and remove its pins)'
 complete -c mirror-xdp -n "__fish_mirror_xdp_needs_command" -f -a "diff" -d 'Show what `reload` would change: ports opened and closed, sources added and removed per rule, settings and limits. Exit 0: no change; 1: changes; 2: an invalid policy, a policy a reload would refuse, or nothing attached'
+complete -c mirror-xdp -n "__fish_mirror_xdp_needs_command" -f -a "explain" -d 'Say what the attached enforcer would do with a new connection from SRC to PORT/PROTO (or to an IP protocol: icmp, vrrp, 47), and what decided it: the policy rule or set entry (file and line), a live entry and its origin, a ban and its expiry, a limit and its bucket, or a setting. Reads the live state; sends nothing'
 complete -c mirror-xdp -n "__fish_mirror_xdp_needs_command" -f -a "import" -d 'Print a policy equivalent to an iptables rule set (`iptables-save` and `ip6tables-save` output, with `ipset save` output for the sets it names) or ufw\'s (/etc/ufw/user.rules and user6.rules, one after the other, or `ufw show added`) or nftables\' (`nft list ruleset` output). Every rule the policy cannot express is reported on stderr as FILE:LINE: message; exit 0: all translated, 1: some rules not translated, 2: unreadable input'
 complete -c mirror-xdp -n "__fish_mirror_xdp_needs_command" -f -a "port" -d 'Live port rules: open ports (to everyone or to some sources) or close them again, at once, without re-attaching'
 complete -c mirror-xdp -n "__fish_mirror_xdp_needs_command" -f -a "reload" -d 'Re-read the policy and apply it atomically (no packet meets half a policy). An invalid policy changes nothing and says where the problem is'
@@ -71,6 +72,11 @@ complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand diff" -l policy -d
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand diff" -l bpffs -d 'Folder on bpffs for the pinned maps and links' -r -F
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand diff" -l state-dir -d 'Folder of the state file' -r -F
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand diff" -s h -l help -d 'Print help'
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand explain" -l dst -d 'The destination (default: the first address of the source\'s family on the attached interfaces); matters where rules have `to`' -r
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand explain" -l bpffs -d 'Folder on bpffs for the pinned maps and links' -r -F
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand explain" -l state-dir -d 'Folder of the state file' -r -F
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand explain" -l json -d 'Machine-readable output'
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand explain" -s h -l help -d 'Print help'
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand import" -l bpffs -d 'Folder on bpffs for the pinned maps and links' -r -F
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand import" -l state-dir -d 'Folder of the state file' -r -F
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand import" -s h -l help -d 'Print help'

@@ -6,6 +6,7 @@ mod audit;
 mod check;
 mod detach;
 mod diff;
+mod explain;
 mod generate_docs;
 mod import;
 mod port;
@@ -42,6 +43,7 @@ pub enum Command {
     Check(check::Args),
     Detach(detach::Args),
     Diff(diff::Args),
+    Explain(explain::Args),
     Import(import::Args),
     Port(port::Args),
     Reload(reload::Args),
@@ -113,6 +115,7 @@ impl Cli {
             Command::Check(args) => check::run(args, &paths),
             Command::GenerateDocs(args) => generate_docs::run(args),
             Command::Import(args) => import::run(args),
+            Command::Explain(args) => require_root().and_then(|()| explain::run(args, &paths)),
             Command::Attach(args) => {
                 require_root()?;
                 attach::run(args, &paths)

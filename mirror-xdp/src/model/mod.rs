@@ -301,7 +301,8 @@ fn ban(bucket: &mut LimiterState, config: &Config, now: u64) {
     }
 }
 
-fn limiter_key(src: IpAddr, config: &Config) -> LimiterKey {
+/// The limiter table's key of a source: its prefix (`source_prefix_v4`/`_v6`) and family.
+pub fn limiter_key(src: IpAddr, config: &Config) -> LimiterKey {
     let (bytes, v6) = match src {
         IpAddr::V4(a) => {
             let mut b = [0u8; 16];

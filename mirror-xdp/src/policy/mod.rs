@@ -16,6 +16,7 @@ mod from_room;
 mod fuzz_corpus;
 #[cfg(test)]
 mod hostile_input;
+mod locate;
 mod parse;
 mod ports;
 pub mod protocols;
@@ -33,6 +34,7 @@ use ipnet::IpNet;
 pub use addr::parse_prefix;
 pub use error::PolicyError;
 pub use files::PolicyFiles;
+pub use locate::{Location, SourceList};
 
 /// A policy that parsed and validated: every address list is expanded to prefixes.
 #[derive(Clone, Debug, PartialEq, Eq)]
