@@ -55,6 +55,9 @@ _mirror__xdp() {
             mirror__xdp,status)
                 cmd="mirror__xdp__subcmd__status"
                 ;;
+            mirror__xdp,trace)
+                cmd="mirror__xdp__subcmd__trace"
+                ;;
             mirror__xdp__subcmd__port,allow)
                 cmd="mirror__xdp__subcmd__port__subcmd__allow"
                 ;;
@@ -83,7 +86,7 @@ _mirror__xdp() {
 
     case "${cmd}" in
         mirror__xdp)
-            opts="-h -V --bpffs --state-dir --help --version attach audit check detach diff explain import port reload run source status stats"
+            opts="-h -V --bpffs --state-dir --help --version attach audit check detach diff explain import port reload run source status stats trace"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -625,6 +628,44 @@ _mirror__xdp() {
                 return 0
             fi
             case "${prev}" in
+                --bpffs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mirror__subcmd__xdp__subcmd__trace)
+            opts="-h --source --port --count --rate --bpffs --state-dir --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --source)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --port)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --count)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --rate)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --bpffs)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

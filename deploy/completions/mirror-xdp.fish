@@ -41,6 +41,7 @@ complete -c mirror-xdp -n "__fish_mirror_xdp_needs_command" -f -a "run" -d 'Atta
 complete -c mirror-xdp -n "__fish_mirror_xdp_needs_command" -f -a "source" -d 'Live source entries: deny or trust sources at once, without re-attaching'
 complete -c mirror-xdp -n "__fish_mirror_xdp_needs_command" -f -a "status" -d 'Show the interfaces, attach modes, egress hooks, program id, policy path and generation, the eBPF object of the build whose programs are in force, and the kernel memory its maps hold'
 complete -c mirror-xdp -n "__fish_mirror_xdp_needs_command" -f -a "stats" -d 'Show packet and byte counters per verdict reason and per rule port'
+complete -c mirror-xdp -n "__fish_mirror_xdp_needs_command" -f -a "trace" -d 'Print a line for each packet the attached enforcer judges that matches (time, interface, verdict, reason, step of the verdict order, source, destination), from the kernel, until Ctrl-C or --count lines. At most --rate lines a second per CPU; the matching packets over it are counted and reported at the end. Costs nothing while no trace runs'
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand attach" -l iface -d 'Interface to protect (repeat for several)' -r
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand attach" -l policy -d 'The policy file (TOML)' -r -F
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand attach" -l xdp-mode -d 'XDP attach mode: `auto` tries native and falls back to skb' -r -f -a "auto\t''
@@ -152,3 +153,10 @@ complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand stats" -l json -d 
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand stats" -l nonzero -d 'Only rows with a nonzero number: reasons and ports that saw packets (with --watch, in the numbers on each screen: totals first, then rates)'
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand stats" -l reset -d 'Print the counters, then zero them all (with --json the JSON shows them as they were)'
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand stats" -s h -l help -d 'Print help'
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand trace" -l source -d 'Only packets from this prefix or address' -r
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand trace" -l port -d 'Only packets to this port (PORT/tcp, PORT/udp) or of this IP protocol (vrrp, 47; icmp with --source)' -r
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand trace" -l count -d 'Stop after N lines' -r
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand trace" -l rate -d 'Lines a second per CPU at most' -r
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand trace" -l bpffs -d 'Folder on bpffs for the pinned maps and links' -r -F
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand trace" -l state-dir -d 'Folder of the state file' -r -F
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand trace" -s h -l help -d 'Print help'

@@ -12,6 +12,7 @@ pub mod limits;
 pub mod ports;
 pub mod reason;
 pub mod sources;
+pub mod trace;
 pub mod wire;
 
 pub use config::{Config, config_flag, cookie_option, timestamp_cookie};
@@ -25,6 +26,7 @@ pub use ports::{
 };
 pub use reason::Reason;
 pub use sources::{LiveEntry, SourceEntry, SourceKeyV4, SourceKeyV6, source_flag};
+pub use trace::{TraceBucket, TraceEvent, TraceFilter, trace_flag};
 pub use wire::{MAX_IPV6_EXT_HEADERS, ipproto, tcp_flag, tcp_option};
 
 /// Map names (the kernel keeps 15 characters). The `_vN` suffix is the layout version: a
@@ -71,6 +73,10 @@ pub mod map_name {
     /// Sampled drop events (ring buffer) and the per-CPU bucket that rate-limits them.
     pub const DROPS: &str = "mx_drops_v1";
     pub const DROP_BUCKET: &str = "mx_dropsb_v2";
+    /// `mirror-xdp trace`: its filter, its records (ring buffer) and its per-CPU bucket.
+    pub const TRACE_FILTER: &str = "mx_tracef_v1";
+    pub const TRACE: &str = "mx_trace_v1";
+    pub const TRACE_BUCKET: &str = "mx_traceb_v1";
     /// The maps that hold one policy: each reload fills a new set (a generation) and swaps
     /// the program that reads them. The others (counters, flows, limiter state, live
     /// entries) are shared by every generation.
@@ -88,7 +94,7 @@ pub mod map_name {
         EGRESS_PORTS,
     ];
     /// Every map, for pinning and cleanup.
-    pub const ALL: [&str; 29] = [
+    pub const ALL: [&str; 32] = [
         CONFIG,
         PORTS,
         SOURCES_V4,
@@ -118,6 +124,9 @@ pub mod map_name {
         SYN_KEEPALIVE,
         DROPS,
         DROP_BUCKET,
+        TRACE_FILTER,
+        TRACE,
+        TRACE_BUCKET,
     ];
 }
 
@@ -186,6 +195,9 @@ const _: () = {
     assert!(size_of::<PortCounter>() == 16);
     assert!(size_of::<DropEvent>() == 32);
     assert!(size_of::<DropBucket>() == 16);
+    assert!(size_of::<TraceFilter>() == 64);
+    assert!(size_of::<TraceEvent>() == 56);
+    assert!(size_of::<TraceBucket>() == 16);
 };
 
 /// User space reads and writes the map keys and values as plain bytes.
@@ -217,5 +229,8 @@ mod pod {
         Counter,
         PortCounter,
         DropEvent,
+        TraceFilter,
+        TraceEvent,
+        TraceBucket,
     );
 }

@@ -16,10 +16,11 @@ mod parse;
 mod sources;
 mod syn_options;
 mod syncookie;
+mod trace;
 mod verdict;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
-use mirror_xdp_common::{Reason, capacity, config_flag, drop_event_flag, stats_index};
+use mirror_xdp_common::{Reason, capacity, config_flag, drop_event_flag, stats_index, trace_flag};
 
 use crate::{
     maps::{CONFIG, PORT_STATS, PROTOCOL_STATS, STATS},
@@ -72,6 +73,18 @@ pub fn mirror_xdp(ctx: XdpContext) -> u32 {
                 };
                 let meta = events::meta(pkt.v6, pkt.proto, pkt.dport, verdict.reason as u8, flags);
                 events::emit(&pkt.src, meta);
+            }
+            if trace::on() {
+                let flags = if tx {
+                    trace_flag::TX
+                } else if verdict.drop {
+                    trace_flag::DROP | if monitor { trace_flag::MONITOR } else { 0 }
+                } else {
+                    0
+                };
+                // SAFETY: the context the kernel passed; its fields are readable.
+                let ifindex = unsafe { (*ctx.ctx).ingress_ifindex };
+                trace::emit(&pkt, verdict.reason as u32 | (flags as u32) << 8, ifindex);
             }
             (verdict, bytes)
         }

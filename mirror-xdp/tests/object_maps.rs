@@ -13,7 +13,7 @@ use std::{collections::BTreeMap, mem::size_of};
 use mirror_xdp_common::{
     Config, Counter, DropBucket, FlowKey, FlowState, FromKeyV4, FromKeyV6, LimiterKey,
     LimiterState, LiveEntry, PortCounter, PortEntry, SourceEntry, SourceKeyV4, SourceKeyV6,
-    ToKeyV4, ToKeyV6, events::DROP_RING_BYTES, map_name,
+    ToKeyV4, ToKeyV6, TraceBucket, TraceFilter, events::DROP_RING_BYTES, map_name,
 };
 
 /// The object `mirror-xdp` embeds: its build script leaves it in this package's OUT_DIR.
@@ -124,6 +124,15 @@ fn expected() -> BTreeMap<&'static str, (u32, usize, usize)> {
         (
             map_name::DROP_BUCKET,
             (PERCPU_ARRAY, index, size_of::<DropBucket>()),
+        ),
+        (
+            map_name::TRACE_FILTER,
+            (ARRAY, index, size_of::<TraceFilter>()),
+        ),
+        (map_name::TRACE, (RINGBUF, 0, 0)),
+        (
+            map_name::TRACE_BUCKET,
+            (PERCPU_ARRAY, index, size_of::<TraceBucket>()),
         ),
     ])
 }

@@ -1,11 +1,11 @@
-//! Looking at an attached enforcer's pins from a test: which folders and pins exist, and
-//! how full the limiter table is.
+//! Looking at an attached enforcer's pins from a test: which folders and pins exist, how
+//! full the limiter table is, and the trace filter.
 
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use aya::maps::{HashMap, Map, MapData};
-use mirror_xdp_common::{LimiterKey, LimiterState};
+use aya::maps::{Array, HashMap, Map, MapData};
+use mirror_xdp_common::{LimiterKey, LimiterState, TraceFilter};
 
 /// The entries a pinned limiter table (an LRU hash) holds now, and its capacity.
 pub fn limiter_fill(pin: &Path) -> Result<(usize, u32)> {
@@ -13,6 +13,13 @@ pub fn limiter_fill(pin: &Path) -> Result<(usize, u32)> {
     let capacity = data.info()?.max_entries();
     let table: HashMap<MapData, LimiterKey, LimiterState> = Map::from_map_data(data)?.try_into()?;
     Ok((table.keys().count(), capacity))
+}
+
+/// The trace filter an enforcer holds now (`on` is zero while no trace runs).
+pub fn trace_filter(pin: &Path) -> Result<TraceFilter> {
+    let data = MapData::from_pin(pin).with_context(|| format!("opening {}", pin.display()))?;
+    let array: Array<MapData, TraceFilter> = Map::from_map_data(data)?.try_into()?;
+    Ok(array.get(&0, 0)?)
 }
 
 /// The names in `dir` that start with `prefix` (`""` for all), sorted; empty if `dir` does

@@ -16,6 +16,7 @@ mod source;
 mod stats;
 mod status;
 mod table;
+mod trace;
 
 use std::path::PathBuf;
 
@@ -51,6 +52,7 @@ pub enum Command {
     Source(source::Args),
     Status(status::Args),
     Stats(stats::Args),
+    Trace(trace::Args),
     /// Write the man pages and shell completions (for `cargo xtask man` and packagers).
     #[command(hide = true)]
     GenerateDocs(generate_docs::Args),
@@ -153,6 +155,7 @@ impl Cli {
                 require_root()?;
                 stats::run(args, &paths)
             }
+            Command::Trace(args) => require_root().and_then(|()| trace::run(args, &paths)),
         }
     }
 }

@@ -325,7 +325,7 @@ fn within(prefixes: &[IpNet], addr: IpAddr) -> bool {
 }
 
 /// Step 7: error and reply messages that must get through whatever `settings.icmp` says.
-fn icmp_essential(src: IpAddr, icmp_type: u8) -> bool {
+pub fn icmp_essential(src: IpAddr, icmp_type: u8) -> bool {
     match src {
         // echo reply, destination unreachable (frag-needed included), time exceeded
         IpAddr::V4(_) => matches!(icmp_type, 0 | 3 | 11),

@@ -1,7 +1,8 @@
 //! Seeing what the enforcer does: its counters ([`stats`]), the Prometheus exposition
 //! ([`metrics`]), running frames through the program with BPF_PROG_TEST_RUN ([`testrun`])
 //! and the bypass audit built on it ([`audit`]); what decides a connection's verdict
-//! ([`explain`]); wall-clock times of kernel timestamps ([`clock`]).
+//! ([`explain`]); a line per judged packet ([`trace`]); wall-clock times of kernel
+//! timestamps ([`clock`]).
 
 pub mod audit;
 pub mod clock;
@@ -10,3 +11,4 @@ pub mod memory;
 pub mod metrics;
 pub mod stats;
 pub mod testrun;
+pub mod trace;

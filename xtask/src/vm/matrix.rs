@@ -171,6 +171,11 @@ pub const MATRIX: &[Entry] = &[
         "`[[protocols]]`: keepalived elects through the enforcer, VRRP from the peer only",
     ),
     entry(
+        "trace",
+        ALL,
+        "`trace`: the XDP program's filtered, rate-bounded records in their ring buffer",
+    ),
+    entry(
         "audit",
         &["the_example_policy_audits_clean_with_every_class_checked"],
         "the audit (live program, test-run corpus)",
