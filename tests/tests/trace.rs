@@ -184,11 +184,9 @@ fn trace_is_bounded_in_rate_and_stops_on_ctrl_c() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let elapsed = started.elapsed().as_secs() + 1;
-    // SAFETY: kill(2) on the trace this test started.
-    assert_eq!(
-        unsafe { libc::kill(trace.child.pid() as i32, libc::SIGINT) },
-        0
-    );
+    // SAFETY: kill(2) on the trace this test started, by its id.
+    let sent = unsafe { libc::kill(trace.child.pid() as i32, libc::SIGINT) };
+    assert_eq!(sent, 0, "SIGINT to the trace");
     assert_eq!(
         trace.wait(Duration::from_secs(5)),
         Some(0),
