@@ -3,19 +3,21 @@
 //! another port and its rsync to another address of the upstream are dropped (counted as
 //! `egress_denied`); clients' connections to the server still get their replies; monitor
 //! mode counts what it would drop and sends it; with `default = "pass"` everything goes
-//! out again.
+//! out again. The daemon's drop log shows the drops; `check` warns when DNS cannot go out.
 #![expect(
     unused_crate_dependencies,
     reason = "an integration test links every dependency of the tests package and uses a few"
 )]
 
 use std::net::IpAddr;
+use std::time::Duration;
 
-use mirror_xdp_tests::cli::{attach_policy, reason, run_ok, stats, write_policy};
+use mirror_xdp_tests::cli::{attach_policy, cli_bin, reason, run_ok, stats, write_policy};
 use mirror_xdp_tests::probe::{curl, rsync};
 use mirror_xdp_tests::require_root;
 use mirror_xdp_tests::servers::{NGINX_INDEX, Nginx, RSYNC_FILE, RsyncDaemon};
 use mirror_xdp_tests::testbed::*;
+use mirror_xdp_tests::wait::poll_until;
 
 /// HTTP served to clients; out, rsync to the upstream's mirror addresses only.
 const POLICY: &str = r#"
@@ -104,4 +106,38 @@ fn the_server_reaches_only_what_its_egress_rules_list() {
         &["reload", "--policy", path.to_str().expect("utf-8 path")],
     );
     assert!(fetches(&bed, v4) && fetches(&bed, v6), "default = \"pass\"");
+}
+
+/// The daemon's drop log names the egress drops (the host, where it tried to go), and
+/// `check` warns when a dropping `[egress]` lets no DNS out.
+#[test]
+fn egress_drops_reach_the_drop_log_and_check_warns_about_dns() {
+    require_root();
+    let bed = Testbed::new().expect("testbed");
+    let _upstream_web = Nginx::start(&bed.client).expect("upstream nginx");
+    let path = write_policy(&bed, "policy.toml", POLICY);
+    let policy = path.to_str().expect("utf-8 path");
+    let args = ["run", "--iface", SERVER_IF, "--policy", policy];
+    let (_daemon, log) = bed.spawn_cli(&cli_bin(), &args).expect("starting run");
+    let read = || std::fs::read_to_string(&log).unwrap_or_default();
+    poll_until(Duration::from_secs(20), || read().contains("running (pid"))
+        .unwrap_or_else(|| panic!("the daemon is not running:\n{}", read()));
+    let line = format!("drop egress_denied host -> {CLIENT_V4} tcp/80");
+    poll_until(Duration::from_secs(10), || {
+        assert!(!fetches(&bed, CLIENT_V4.into()), "HTTP out is not listed");
+        read().contains(&line)
+    })
+    .unwrap_or_else(|| panic!("no {line:?} in the drop log:\n{}", read()));
+
+    let check = run_ok(&bed, &["check", "--policy", policy]);
+    assert!(!check.stderr.contains("DNS"), "{check:?}");
+    let no_dns = POLICY.replace("ports = [53, 123]", "ports = [123]");
+    let path = write_policy(&bed, "no-dns.toml", &no_dns);
+    let check = run_ok(&bed, &["check", "--policy", path.to_str().expect("utf-8")]);
+    assert!(
+        check
+            .stderr
+            .contains("no egress rule lists udp/53: this host's DNS lookups will fail"),
+        "{check:?}"
+    );
 }
