@@ -1,7 +1,8 @@
 //! `mirror-xdp trace` on the veth testbed: lines for the packets its filter matches and no
 //! others, from the kernel as the enforcer judges them; it stops by itself after --count
 //! lines and cleanly on Ctrl-C (SIGINT), switching the kernel's trace off; while it runs
-//! every matching packet is either shown or counted as left out by the rate bound.
+//! every matching packet is either shown or counted as left out by the rate bound; a
+//! second trace is refused while one runs.
 #![expect(
     unused_crate_dependencies,
     reason = "an integration test links every dependency of the tests package and uses a few"
@@ -12,7 +13,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use mirror_xdp_tests::cli::{attach_policy, cli_bin};
+use mirror_xdp_tests::cli::{assert_exit, attach_policy, cli_bin, run};
 use mirror_xdp_tests::netns::ChildGuard;
 use mirror_xdp_tests::pinned::trace_filter;
 use mirror_xdp_tests::probe::tcp_connect;
@@ -167,6 +168,8 @@ fn trace_is_bounded_in_rate_and_stops_on_ctrl_c() {
             "5",
         ],
     );
+    let second = run(&bed, &["trace", "--count", "1"]);
+    assert_exit(&second, 1, "another `mirror-xdp trace` is running");
     const SENT: u64 = 60;
     let started = Instant::now();
     bed.client

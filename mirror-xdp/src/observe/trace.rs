@@ -120,14 +120,9 @@ pub struct Tracer {
 }
 
 impl Tracer {
-    /// Takes the trace lock and opens the maps; drops records a trace before this one left.
+    /// Opens the maps, takes the trace lock and drops the records a trace before this one
+    /// left.
     pub fn open(paths: &Paths, on: TraceFilter) -> Result<Tracer, TraceError> {
-        let lock_path = paths.state_dir.join(LOCK_FILE);
-        let lock = File::create(&lock_path).map_err(|source| TraceError::Lock {
-            path: lock_path.clone(),
-            source,
-        })?;
-        lock.try_lock().map_err(|_| TraceError::Busy(lock_path))?;
         let open = |name: &'static str| {
             let path = paths.map_pin(name, 0);
             MapData::from_pin(&path)
@@ -140,6 +135,18 @@ impl Tracer {
             .map_err(|e| TraceError::Map(map_name::TRACE_BUCKET, e))?;
         let mut ring = RingBuf::try_from(open(map_name::TRACE)?)
             .map_err(|e| TraceError::Map(map_name::TRACE, e))?;
+        // After the maps: with nothing attached, that is the message.
+        let lock_path = paths.state_dir.join(LOCK_FILE);
+        let lock = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(|source| TraceError::Lock {
+                path: lock_path.clone(),
+                source,
+            })?;
+        lock.try_lock().map_err(|_| TraceError::Busy(lock_path))?;
         while ring.next().is_some() {}
         let mut tracer = Tracer {
             filter,
