@@ -40,6 +40,9 @@ _mirror__xdp() {
             mirror__xdp,port)
                 cmd="mirror__xdp__subcmd__port"
                 ;;
+            mirror__xdp,protocol)
+                cmd="mirror__xdp__subcmd__protocol"
+                ;;
             mirror__xdp,reload)
                 cmd="mirror__xdp__subcmd__reload"
                 ;;
@@ -67,6 +70,15 @@ _mirror__xdp() {
             mirror__xdp__subcmd__port,remove)
                 cmd="mirror__xdp__subcmd__port__subcmd__remove"
                 ;;
+            mirror__xdp__subcmd__protocol,allow)
+                cmd="mirror__xdp__subcmd__protocol__subcmd__allow"
+                ;;
+            mirror__xdp__subcmd__protocol,list)
+                cmd="mirror__xdp__subcmd__protocol__subcmd__list"
+                ;;
+            mirror__xdp__subcmd__protocol,remove)
+                cmd="mirror__xdp__subcmd__protocol__subcmd__remove"
+                ;;
             mirror__xdp__subcmd__source,allow)
                 cmd="mirror__xdp__subcmd__source__subcmd__allow"
                 ;;
@@ -86,7 +98,7 @@ _mirror__xdp() {
 
     case "${cmd}" in
         mirror__xdp)
-            opts="-h -V --bpffs --state-dir --help --version attach audit check detach diff explain import port reload run source status stats trace"
+            opts="-h -V --bpffs --state-dir --help --version attach audit check detach diff explain import port protocol reload run source status stats trace"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -372,6 +384,98 @@ _mirror__xdp() {
             return 0
             ;;
         mirror__subcmd__xdp__subcmd__port__subcmd__remove)
+            opts="-h --bpffs --state-dir --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --bpffs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mirror__subcmd__xdp__subcmd__protocol)
+            opts="-h --bpffs --state-dir --help allow remove list"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --bpffs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mirror__subcmd__xdp__subcmd__protocol__subcmd__allow)
+            opts="-h --from --bpffs --state-dir --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --from)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --bpffs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mirror__subcmd__xdp__subcmd__protocol__subcmd__list)
+            opts="-h --json --bpffs --state-dir --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --bpffs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mirror__subcmd__xdp__subcmd__protocol__subcmd__remove)
             opts="-h --bpffs --state-dir --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

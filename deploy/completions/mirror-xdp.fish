@@ -36,6 +36,7 @@ complete -c mirror-xdp -n "__fish_mirror_xdp_needs_command" -f -a "diff" -d 'Sho
 complete -c mirror-xdp -n "__fish_mirror_xdp_needs_command" -f -a "explain" -d 'Say what the attached enforcer would do with a new connection from SRC to PORT/PROTO (or to an IP protocol: icmp, vrrp, 47), and what decided it: the policy rule or set entry (file and line), a live entry and its origin, a ban and its expiry, a limit and its bucket, or a setting. Reads the live state; sends nothing'
 complete -c mirror-xdp -n "__fish_mirror_xdp_needs_command" -f -a "import" -d 'Print a policy equivalent to an iptables rule set (`iptables-save` and `ip6tables-save` output, with `ipset save` output for the sets it names) or ufw\'s (/etc/ufw/user.rules and user6.rules, one after the other, or `ufw show added`) or nftables\' (`nft list ruleset` output). Every rule the policy cannot express is reported on stderr as FILE:LINE: message; exit 0: all translated, 1: some rules not translated, 2: unreadable input'
 complete -c mirror-xdp -n "__fish_mirror_xdp_needs_command" -f -a "port" -d 'Live port rules: open ports (to everyone or to some sources) or close them again, at once, without re-attaching'
+complete -c mirror-xdp -n "__fish_mirror_xdp_needs_command" -f -a "protocol" -d 'Live protocol rules: let an IP protocol other than TCP, UDP and ICMP in (VRRP from a keepalived peer, GRE from a tunnel end), to everyone or to some sources, or close it again, at once, without re-attaching'
 complete -c mirror-xdp -n "__fish_mirror_xdp_needs_command" -f -a "reload" -d 'Re-read the policy and apply it atomically (no packet meets half a policy). An invalid policy changes nothing and says where the problem is'
 complete -c mirror-xdp -n "__fish_mirror_xdp_needs_command" -f -a "run" -d 'Attach (or adopt the enforcer attached already, without a gap) and stay in the foreground: reload on policy file changes and SIGHUP, serve Prometheus metrics, log sampled drops. SIGTERM stops the daemon, not the protection'
 complete -c mirror-xdp -n "__fish_mirror_xdp_needs_command" -f -a "source" -d 'Live source entries: deny or trust sources at once, without re-attaching'
@@ -98,6 +99,23 @@ complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand port; and __fish_s
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand port; and __fish_seen_subcommand_from list" -l state-dir -d 'Folder of the state file' -r -F
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand port; and __fish_seen_subcommand_from list" -l json -d 'Machine-readable output'
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand port; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand protocol; and not __fish_seen_subcommand_from allow remove list" -l bpffs -d 'Folder on bpffs for the pinned maps and links' -r -F
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand protocol; and not __fish_seen_subcommand_from allow remove list" -l state-dir -d 'Folder of the state file' -r -F
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand protocol; and not __fish_seen_subcommand_from allow remove list" -s h -l help -d 'Print help'
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand protocol; and not __fish_seen_subcommand_from allow remove list" -f -a "allow" -d 'Let a protocol in, from any source or only from the `--from` sources'
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand protocol; and not __fish_seen_subcommand_from allow remove list" -f -a "remove" -d 'Remove a protocol\'s live rule; policy protocols change in the policy file'
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand protocol; and not __fish_seen_subcommand_from allow remove list" -f -a "list" -d 'Show the protocol rules: the policy\'s and the live ones'
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand protocol; and __fish_seen_subcommand_from allow" -l from -d 'Only these sources: CIDRs, addresses or set names of the policy (repeatable)' -r
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand protocol; and __fish_seen_subcommand_from allow" -l bpffs -d 'Folder on bpffs for the pinned maps and links' -r -F
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand protocol; and __fish_seen_subcommand_from allow" -l state-dir -d 'Folder of the state file' -r -F
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand protocol; and __fish_seen_subcommand_from allow" -s h -l help -d 'Print help'
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand protocol; and __fish_seen_subcommand_from remove" -l bpffs -d 'Folder on bpffs for the pinned maps and links' -r -F
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand protocol; and __fish_seen_subcommand_from remove" -l state-dir -d 'Folder of the state file' -r -F
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand protocol; and __fish_seen_subcommand_from remove" -s h -l help -d 'Print help'
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand protocol; and __fish_seen_subcommand_from list" -l bpffs -d 'Folder on bpffs for the pinned maps and links' -r -F
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand protocol; and __fish_seen_subcommand_from list" -l state-dir -d 'Folder of the state file' -r -F
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand protocol; and __fish_seen_subcommand_from list" -l json -d 'Machine-readable output'
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand protocol; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand reload" -l policy -d 'Switch to this policy file instead of re-reading the current one' -r -F
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand reload" -l bpffs -d 'Folder on bpffs for the pinned maps and links' -r -F
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand reload" -l state-dir -d 'Folder of the state file' -r -F

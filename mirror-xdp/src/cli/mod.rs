@@ -10,6 +10,7 @@ mod explain;
 mod generate_docs;
 mod import;
 mod port;
+mod protocol;
 mod reload;
 mod run;
 mod source;
@@ -47,6 +48,7 @@ pub enum Command {
     Explain(explain::Args),
     Import(import::Args),
     Port(port::Args),
+    Protocol(protocol::Args),
     Reload(reload::Args),
     Run(run::Args),
     Source(source::Args),
@@ -135,6 +137,7 @@ impl Cli {
                 require_root()?;
                 port::run(args, &paths)
             }
+            Command::Protocol(args) => require_root().and_then(|()| protocol::run(args, &paths)),
             Command::Reload(args) => {
                 require_root()?;
                 reload::run(args, &paths)

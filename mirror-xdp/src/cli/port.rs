@@ -258,6 +258,7 @@ mod tests {
         .unwrap();
         let live = LivePorts {
             rules: vec![rule("8082/tcp", &["admins", "203.0.113.7"])],
+            ..LivePorts::default()
         };
         let doc = serde_json::to_value(rows(Some(&policy), &live)).unwrap();
         assert_eq!(
@@ -302,6 +303,7 @@ mod tests {
                     &["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5"],
                 ),
             ],
+            ..LivePorts::default()
         };
         assert_eq!(
             table(&rows(None, &live)),

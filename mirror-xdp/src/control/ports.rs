@@ -131,12 +131,12 @@ pub fn snapshot(paths: &Paths) -> Result<(Option<Policy>, LivePorts), LivePortsE
     Ok((policy, LivePorts::load(paths)?))
 }
 
-fn attached(paths: &Paths) -> Result<Record, LivePortsError> {
+pub(super) fn attached(paths: &Paths) -> Result<Record, LivePortsError> {
     Record::load(paths)?.ok_or_else(|| LivePortsError::NotAttached(paths.state_dir.clone()))
 }
 
 /// Writes `want`, then runs `save`; if either fails, writes `undo` (best effort).
-fn commit(
+pub(super) fn commit(
     maps: &mut Maps,
     want: &[(u32, Want)],
     undo: &[(u32, Want)],

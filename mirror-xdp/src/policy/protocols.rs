@@ -121,6 +121,12 @@ pub(super) fn protocol_rules(
     Ok(rules)
 }
 
+/// A protocol given outside the file (`protocol allow vrrp`), with the file's rules and
+/// messages.
+pub fn parse(text: &str) -> Result<u8, String> {
+    protocol(&RawPort::Text(text.to_string()))
+}
+
 /// A name of [`NAMES`] or a number 0-255 other than those with rules of their own.
 fn protocol(raw: &RawPort) -> Result<u8, String> {
     let number = match raw {

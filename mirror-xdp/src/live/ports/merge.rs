@@ -3,7 +3,10 @@
 
 use ipnet::IpNet;
 
-use super::{LivePorts, LivePortsError, LiveRule, PortSpec, from_key, from_text};
+use super::{
+    LivePorts, LivePortsError, LiveRule, PortSpec, from_key, from_text, merge_protocols,
+    resolve_from,
+};
 use crate::policy::{Policy, PortRule};
 
 impl Policy {
@@ -13,7 +16,12 @@ impl Policy {
     /// does not define, it is refused: the caller keeps what is in force.
     pub fn with_live_ports(mut self, live: &LivePorts) -> Result<Policy, LivePortsError> {
         let extra = live_rules(&self, live, None)?;
+        let (protocols, mut problems) = merge_protocols(&self, live, None);
+        if !problems.is_empty() {
+            return Err(problems.remove(0));
+        }
         self.rules.extend(extra);
+        self.protocols.extend(protocols);
         Ok(self)
     }
 }
@@ -83,22 +91,7 @@ fn check(
     accepted: &[(&LiveRule, Option<Vec<IpNet>>)],
     rule: &LiveRule,
 ) -> Result<Option<Vec<IpNet>>, (String, String)> {
-    let name_sources = || "name other sources".to_string();
-    let from = match &rule.from {
-        None => None,
-        Some(items) => {
-            let nets = policy.resolve(items).map_err(|e| (e, name_sources()))?;
-            if nets.is_empty() {
-                // The policy file allows an empty set file (closed to all, as it says); a
-                // live rule that opens nothing is a mistake.
-                return Err((
-                    "its sets hold no address, so the ports would be open to no one".to_string(),
-                    name_sources(),
-                ));
-            }
-            Some(nets)
-        }
-    };
+    let from = resolve_from(policy, &rule.from, "the ports")?;
     let key = from.as_deref().map(from_key);
     for own in &policy.rules {
         if own.proto != rule.spec.proto {
@@ -192,6 +185,7 @@ from = ["admins"]
     fn live(rules: &[LiveRule]) -> LivePorts {
         LivePorts {
             rules: rules.to_vec(),
+            ..LivePorts::default()
         }
     }
 

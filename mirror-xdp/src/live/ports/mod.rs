@@ -1,5 +1,6 @@
-//! Live port rules (`mirror-xdp port`): the persisted set of CLI port rules, kept in
-//! `<state_dir>/live-ports.json` so they survive reload, re-attach and restart.
+//! Live port rules (`mirror-xdp port`) and protocol rules (`mirror-xdp protocol`,
+//! [`protocols`]): the persisted set of CLI rules, kept in `<state_dir>/live-ports.json` so
+//! they survive reload, re-attach and restart.
 //!
 //! Attach and reload compile them together with the policy ([`Policy::with_live_ports`],
 //! in [`merge`]); between reloads a change goes straight into the ports array and `from`
@@ -8,6 +9,7 @@
 
 pub mod kernel;
 pub mod merge;
+pub mod protocols;
 
 use std::path::PathBuf;
 
@@ -16,11 +18,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::kernel::maps::MapsError;
 use crate::live::sources::{self, LiveError};
-use crate::policy::{ListItem, PolicyError, PortRange, Proto, parse_port_range};
+use crate::policy::{ListItem, Policy, PolicyError, PortRange, Proto, parse_port_range};
 use crate::state::{Paths, StateError};
 
 pub use kernel::{KernelPorts, Plan, Want};
 pub use merge::live_rules;
+pub use protocols::{LiveProtocol, merge_protocols};
 
 pub const FILE: &str = "live-ports.json";
 const FORMAT_VERSION: u32 = 1;
@@ -51,6 +54,11 @@ pub enum LivePortsError {
     Clash { rule: LiveRule, message: String },
     #[error("{spec} is not a live rule{hint}")]
     NotLive { spec: PortSpec, hint: String },
+    /// A live protocol rule that cannot join the policy.
+    #[error("live rule {rule}: {message}")]
+    ProtocolClash { rule: LiveProtocol, message: String },
+    #[error("{protocol} has no live rule{hint}")]
+    NotLiveProtocol { protocol: String, hint: String },
     #[error("port map {name}: {source}")]
     Map {
         name: &'static str,
@@ -72,6 +80,8 @@ impl LivePortsError {
             LivePortsError::Policy(_)
                 | LivePortsError::Clash { .. }
                 | LivePortsError::NotLive { .. }
+                | LivePortsError::ProtocolClash { .. }
+                | LivePortsError::NotLiveProtocol { .. }
         )
     }
 }
@@ -141,15 +151,7 @@ pub struct LiveRule {
 impl LiveRule {
     /// Whether `other` says the same: same ports, same items in any order.
     fn same_as(&self, other: &LiveRule) -> bool {
-        let key = |r: &LiveRule| {
-            r.from.as_ref().map(|items| {
-                let mut items = items.clone();
-                items.sort();
-                items.dedup();
-                items
-            })
-        };
-        self.spec == other.spec && key(self) == key(other)
+        self.spec == other.spec && items_key(&self.from) == items_key(&other.from)
     }
 }
 
@@ -171,6 +173,39 @@ pub fn from_text<T: ToString>(from: Option<&[T]>) -> String {
     }
 }
 
+/// A live rule's `from` expanded with the policy's sets, or why not and what to do.
+/// `what` names what it opens ("the ports").
+fn resolve_from(
+    policy: &Policy,
+    from: &Option<Vec<ListItem>>,
+    what: &str,
+) -> Result<Option<Vec<IpNet>>, (String, String)> {
+    let name_sources = || "name other sources".to_string();
+    let Some(items) = from else {
+        return Ok(None);
+    };
+    let nets = policy.resolve(items).map_err(|e| (e, name_sources()))?;
+    if nets.is_empty() {
+        // The policy file allows an empty set file (closed to all, as it says); a live
+        // rule that opens nothing is a mistake.
+        return Err((
+            format!("its sets hold no address, so {what} would be open to no one"),
+            name_sources(),
+        ));
+    }
+    Ok(Some(nets))
+}
+
+/// Items given for `from` as a set (sorted, no duplicates): the same in any order.
+fn items_key(from: &Option<Vec<ListItem>>) -> Option<Vec<ListItem>> {
+    from.as_ref().map(|items| {
+        let mut items = items.clone();
+        items.sort();
+        items.dedup();
+        items
+    })
+}
+
 /// A `from` list as a set (sorted, no duplicates): two rules agree when these are equal.
 pub fn from_key(nets: &[IpNet]) -> Vec<IpNet> {
     let mut nets: Vec<IpNet> = nets.iter().map(IpNet::trunc).collect();
@@ -183,6 +218,8 @@ pub fn from_key(nets: &[IpNet]) -> Vec<IpNet> {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LivePorts {
     pub rules: Vec<LiveRule>,
+    /// Live protocol rules, one per protocol.
+    pub protocols: Vec<LiveProtocol>,
 }
 
 /// What adding a rule changed.
@@ -229,17 +266,15 @@ impl LivePorts {
         for record in file.rules {
             let spec =
                 PortSpec::parse(&format!("{}/{}", record.ports, record.proto)).map_err(&corrupt)?;
-            let from = match record.from {
-                None => None,
-                Some(items) => Some(
-                    items
-                        .iter()
-                        .map(|text| ListItem::parse(text))
-                        .collect::<Result<Vec<_>, _>>()
-                        .map_err(&corrupt)?,
-                ),
-            };
+            let from = items(record.from).map_err(&corrupt)?;
             set.rules.push(LiveRule { spec, from });
+        }
+        for record in file.protocols {
+            let from = items(record.from).map_err(&corrupt)?;
+            set.protocols.push(LiveProtocol {
+                protocol: record.protocol,
+                from,
+            });
         }
         Ok(set)
     }
@@ -260,6 +295,17 @@ impl LivePorts {
                         .map(|items| items.iter().map(ToString::to_string).collect()),
                 })
                 .collect(),
+            protocols: self
+                .protocols
+                .iter()
+                .map(|r| ProtocolRecord {
+                    protocol: r.protocol,
+                    from: r
+                        .from
+                        .as_ref()
+                        .map(|i| i.iter().map(ToString::to_string).collect()),
+                })
+                .collect(),
         };
         sources::write_json(paths, FILE, &file)
     }
@@ -269,6 +315,22 @@ impl LivePorts {
 struct PortsFile {
     version: u32,
     rules: Vec<RuleRecord>,
+    /// Absent in the files of builds before live protocol rules.
+    #[serde(default)]
+    protocols: Vec<ProtocolRecord>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ProtocolRecord {
+    protocol: u8,
+    /// CIDRs and set names; `null`: any source.
+    from: Option<Vec<String>>,
+}
+
+/// Items as the state file keeps them (`null`: any source).
+fn items(from: Option<Vec<String>>) -> Result<Option<Vec<ListItem>>, String> {
+    from.map(|items| items.iter().map(|text| ListItem::parse(text)).collect())
+        .transpose()
 }
 
 #[derive(Serialize, Deserialize)]
@@ -362,6 +424,16 @@ mod tests {
                 rule("8081/tcp", &[]),
                 rule("30001-30010/udp", &["admins", "2001:db8::/32"]),
             ],
+            protocols: vec![
+                LiveProtocol {
+                    protocol: 112,
+                    from: Some(vec![ListItem::parse("peers").unwrap()]),
+                },
+                LiveProtocol {
+                    protocol: 47,
+                    from: None,
+                },
+            ],
         };
         set.save(&paths).unwrap();
         assert_eq!(LivePorts::load(&paths).unwrap(), set);
@@ -374,5 +446,13 @@ mod tests {
         .unwrap();
         let err = LivePorts::load(&paths).unwrap_err();
         assert!(matches!(err, LiveError::Corrupt { .. }), "{err}");
+        // A file of a build before live protocol rules.
+        std::fs::write(
+            paths.state_dir.join(FILE),
+            r#"{"version":1,"rules":[{"proto":"tcp","ports":"8081","from":null}]}"#,
+        )
+        .unwrap();
+        let old = LivePorts::load(&paths).unwrap();
+        assert_eq!((old.rules.len(), old.protocols.len()), (1, 0));
     }
 }

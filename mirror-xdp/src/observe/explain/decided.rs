@@ -37,7 +37,7 @@ pub enum DecidedBy {
     /// A live entry: a `source` or `port` command's (`cli`) or a CrowdSec decision's.
     Live {
         origin: &'static str,
-        /// `allow`, `deny` or `port`.
+        /// `allow`, `deny`, `port` or `protocol`.
         action: &'static str,
         entry: String,
         /// Unix seconds; absent: never.
@@ -193,28 +193,38 @@ impl Context<'_> {
         setting(list.key(), "an entry that is no longer there".into())
     }
 
-    /// The rule that lists the port or protocol for this destination.
+    /// The rule that lists the port or protocol for this destination: the policy's (live
+    /// rules are merged in with line 0), or the live one.
     fn rule(&self) -> DecidedBy {
-        let (line, live) = match self.target {
+        let live = &self.live_ports;
+        let (line, action, live) = match self.target {
             Target::Port(proto, port) => {
                 let rule = self.policy.rule_for(proto, port, self.dst);
-                let live = self
-                    .live_ports
+                let own = live
                     .rules
                     .iter()
                     .find(|r| r.spec.proto == proto && r.spec.ports.contains(port));
-                (rule.map_or(0, |r| r.line), live.map(ToString::to_string))
+                (
+                    rule.map_or(0, |r| r.line),
+                    "port",
+                    own.map(ToString::to_string),
+                )
             }
-            Target::Protocol(n) => (
-                self.policy.protocol_rule(n, self.dst).map_or(0, |r| r.line),
-                None,
-            ),
-            Target::Icmp => (0, None),
+            Target::Protocol(n) => {
+                let rule = self.policy.protocol_rule(n, self.dst);
+                let own = live.protocols.iter().find(|r| r.protocol == n);
+                (
+                    rule.map_or(0, |r| r.line),
+                    "protocol",
+                    own.map(ToString::to_string),
+                )
+            }
+            Target::Icmp => (0, "", None),
         };
         match (line, live) {
             (0, Some(rule)) => DecidedBy::Live {
                 origin: "cli",
-                action: "port",
+                action,
                 entry: rule,
                 expires: None,
                 decision: None,
