@@ -270,11 +270,11 @@ impl LivePorts {
             set.rules.push(LiveRule { spec, from });
         }
         for record in file.protocols {
+            // The rules of `protocol allow`: not TCP, UDP or ICMP.
+            let protocol =
+                crate::policy::protocols::parse(&record.protocol.to_string()).map_err(&corrupt)?;
             let from = items(record.from).map_err(&corrupt)?;
-            set.protocols.push(LiveProtocol {
-                protocol: record.protocol,
-                from,
-            });
+            set.protocols.push(LiveProtocol { protocol, from });
         }
         Ok(set)
     }
@@ -454,5 +454,12 @@ mod tests {
         .unwrap();
         let old = LivePorts::load(&paths).unwrap();
         assert_eq!((old.rules.len(), old.protocols.len()), (1, 0));
+        std::fs::write(
+            paths.state_dir.join(FILE),
+            r#"{"version":1,"rules":[],"protocols":[{"protocol":6,"from":null}]}"#,
+        )
+        .unwrap();
+        let err = LivePorts::load(&paths).unwrap_err();
+        assert!(err.to_string().contains("TCP has its own rules"), "{err}");
     }
 }
