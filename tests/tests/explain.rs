@@ -178,18 +178,38 @@ fn moved(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>, icmp: bo
 }
 
 /// Explains a connection, then makes it: the explained reason is the one whose counter the
-/// connection moved, and its verdict says whether it got through.
+/// connection moved, and its verdict says whether it got through. Made a second time if
+/// another counter moved too: the namespaces' own IPv6 chatter (neighbour discovery, MLD)
+/// now and then lands under a source's reason (`trusted` for the trusted admin).
 fn explain_and_probe(bed: &Testbed, src: IpAddr, target: &str) -> Value {
-    probe_within(bed, src, target, None).expect("no time bound")
+    let mut last = String::new();
+    for _ in 0..2 {
+        match probe_within(bed, src, target, None) {
+            Probe::Agreed(e) => return e,
+            Probe::Moved(why) => last = why,
+            Probe::Late => unreachable!("no time bound"),
+        }
+    }
+    panic!("{last}");
 }
 
-/// [`explain_and_probe`]; with `since`, only if the connection starts within 800 ms of it
-/// (a limit's bucket refills meanwhile): `None` if it did not.
-fn probe_within(bed: &Testbed, src: IpAddr, target: &str, since: Option<Instant>) -> Option<Value> {
+/// What one explained connection showed.
+enum Probe {
+    /// Exactly the explained reason's counter moved.
+    Agreed(Value),
+    /// Other counters moved (or not the explained one): why.
+    Moved(String),
+    /// The connection came 800 ms or more after `since`.
+    Late,
+}
+
+/// [`explain_and_probe`] once; with `since`, only if the connection starts within 800 ms
+/// of it (a limit's bucket refills meanwhile).
+fn probe_within(bed: &Testbed, src: IpAddr, target: &str, since: Option<Instant>) -> Probe {
     let before = counts(bed);
     let explained = explain(bed, src, target);
     if since.is_some_and(|t| t.elapsed() >= Duration::from_millis(800)) {
-        return None;
+        return Probe::Late;
     }
     let answered = connect(bed, src, target);
     // Monitor mode would count a pass as a drop; this policy enforces.
@@ -204,11 +224,6 @@ fn probe_within(bed: &Testbed, src: IpAddr, target: &str, since: Option<Instant>
         std::thread::sleep(Duration::from_millis(50));
         after = counts(bed);
     }
-    assert_eq!(
-        moved(&before, &after, target == "icmp"),
-        [counter],
-        "{src} {target}: {explained:#}"
-    );
     // Only connections with something listening answer; a passed raw packet answers nothing.
     if answered {
         assert_eq!(
@@ -222,7 +237,13 @@ fn probe_within(bed: &Testbed, src: IpAddr, target: &str, since: Option<Instant>
             "{src} {target} was explained as dropped: {explained:#}"
         );
     }
-    Some(explained)
+    let moved = moved(&before, &after, target == "icmp");
+    if moved != [counter.clone()] {
+        return Probe::Moved(format!(
+            "{src} {target}: moved {moved:?}, not [{counter:?}]: {explained:#}"
+        ));
+    }
+    Probe::Agreed(explained)
 }
 
 /// Checks an explanation's reason and what decided it.
@@ -244,17 +265,20 @@ fn s(text: &str) -> Value {
 
 /// A limit's reason right after `spend` ran out the source's bucket (of one a second):
 /// retried while the connection came so late after the spending that the bucket could
-/// have refilled.
+/// have refilled, or chatter moved another counter.
 fn limited(bed: &Testbed, src: IpAddr, target: &str, spend: impl Fn()) -> Value {
+    let mut last = "a probe never came within 800 ms of spending the bucket".to_string();
     for _ in 0..3 {
         let spent = Instant::now();
         spend();
-        if let Some(e) = probe_within(bed, src, target, Some(spent)) {
-            return e;
+        match probe_within(bed, src, target, Some(spent)) {
+            Probe::Agreed(e) => return e,
+            Probe::Moved(why) => last = why,
+            Probe::Late => {}
         }
         std::thread::sleep(Duration::from_secs(2));
     }
-    panic!("a probe never came within 800 ms of spending the bucket");
+    panic!("{last}");
 }
 
 #[test]
@@ -394,7 +418,8 @@ fn explain_agrees_with_probes_for_every_reason() {
         ],
     );
     let left = e["decided_by"]["expires"].as_u64().unwrap() - now_unix();
-    assert!((3590..=3600).contains(&left), "expires in {left} s: {e:#}");
+    // The expiry is rounded up to a whole second; this clock reads down.
+    assert!((3590..=3601).contains(&left), "expires in {left} s: {e:#}");
     run_ok(&bed, &["source", "remove", "2001:db8:1::/64"]);
 
     // Without --dst: an address of the attached interface.

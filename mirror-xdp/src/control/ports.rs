@@ -79,11 +79,7 @@ pub fn allow(paths: &Paths, rule: LiveRule) -> Result<Allowed, LivePortsError> {
 /// rule that keeps `attach` from accepting a changed policy can go).
 pub fn remove(paths: &Paths, spec: PortSpec) -> Result<Removed, LivePortsError> {
     let _lock = dir::lock(&paths.state_dir)?;
-    let record = Record::load(paths)?;
-    let policy = match &record {
-        Some(record) => Some(in_force::policy(paths, record)?),
-        None => None,
-    };
+    let (record, policy) = in_force_if_attached(paths)?;
     let before = LivePorts::load(paths)?;
     let Some(index) = before.position(&spec) else {
         return Err(not_live(&before, policy.as_ref(), spec));
@@ -124,11 +120,20 @@ pub fn remove(paths: &Paths, spec: PortSpec) -> Result<Removed, LivePortsError> 
 /// so they belong together.
 pub fn snapshot(paths: &Paths) -> Result<(Option<Policy>, LivePorts), LivePortsError> {
     let _lock = dir::lock(&paths.state_dir)?;
-    let policy = match Record::load(paths)? {
-        Some(record) => Some(in_force::policy(paths, &record)?),
-        None => None,
-    };
+    let (_, policy) = in_force_if_attached(paths)?;
     Ok((policy, LivePorts::load(paths)?))
+}
+
+/// The record and the policy in force, if anything is attached (a removal works with
+/// nothing attached too).
+pub(super) fn in_force_if_attached(
+    paths: &Paths,
+) -> Result<(Option<Record>, Option<Policy>), LivePortsError> {
+    let Some(record) = Record::load(paths)? else {
+        return Ok((None, None));
+    };
+    let policy = in_force::policy(paths, &record)?;
+    Ok((Some(record), Some(policy)))
 }
 
 pub(super) fn attached(paths: &Paths) -> Result<Record, LivePortsError> {

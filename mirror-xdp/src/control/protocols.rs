@@ -5,7 +5,7 @@
 
 use mirror_xdp_common::protocol_index;
 
-use super::ports::{attached, commit};
+use super::ports::{attached, commit, in_force_if_attached};
 use crate::live::ports::kernel::Want;
 use crate::live::ports::{
     Added, LivePorts, LivePortsError, LiveProtocol, from_key, merge_protocols,
@@ -14,7 +14,7 @@ use crate::live::sources;
 use crate::policy::Policy;
 use crate::policy::protocols::{ProtocolRule, name};
 use crate::state::dir;
-use crate::state::{Paths, Record, in_force};
+use crate::state::{Paths, in_force};
 
 /// What `allow` did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,11 +66,7 @@ pub fn allow(paths: &Paths, rule: LiveProtocol) -> Result<Allowed, LivePortsErro
 /// Removes the protocol's live rule; the protocol closes unless the policy lists it.
 pub fn remove(paths: &Paths, protocol: u8) -> Result<Removed, LivePortsError> {
     let _lock = dir::lock(&paths.state_dir)?;
-    let record = Record::load(paths)?;
-    let policy = match &record {
-        Some(record) => Some(in_force::policy(paths, record)?),
-        None => None,
-    };
+    let (record, policy) = in_force_if_attached(paths)?;
     let before = LivePorts::load(paths)?;
     let Some(index) = before.protocol_position(protocol) else {
         let line = policy.as_ref().and_then(|p| {

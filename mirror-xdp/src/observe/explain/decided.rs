@@ -252,57 +252,41 @@ impl Context<'_> {
     }
 
     fn pps_bucket(&self) -> Bucket {
-        let c = &self.state.config;
-        let limits = &self.policy.limits;
+        let (c, l) = (&self.state.config, &self.policy.limits);
         let tat = self.bucket_state().pps_tat_ns;
-        self.bucket(
-            "per_source_pps",
-            limits.per_source_pps,
-            limits.per_source_burst,
-            tat,
-            c.pps_interval_ns,
-            c.pps_tolerance_ns,
-        )
+        let gcra = (tat, c.pps_interval_ns, c.pps_tolerance_ns);
+        self.bucket("per_source_pps", l.per_source_pps, l.per_source_burst, gcra)
     }
 
     fn syn_bucket(&self) -> Bucket {
-        let c = &self.state.config;
-        let limits = &self.policy.limits;
+        let (c, l) = (&self.state.config, &self.policy.limits);
         let tat = self.bucket_state().syn_tat_ns;
+        let gcra = (tat, c.syn_interval_ns, c.syn_tolerance_ns);
         self.bucket(
             "per_source_syn_rate",
-            limits.per_source_syn_rate,
-            limits.per_source_syn_burst,
-            tat,
-            c.syn_interval_ns,
-            c.syn_tolerance_ns,
+            l.per_source_syn_rate,
+            l.per_source_syn_burst,
+            gcra,
         )
     }
 
     fn global_bucket(&self) -> Bucket {
         let c = &self.state.config;
         let rate = self.policy.limits.global_syn_rate;
-        let mut bucket = self.bucket(
-            "global_syn_rate",
-            rate,
-            rate,
+        let gcra = (
             self.state.global_syn_tat_ns,
             c.global_syn_interval_ns,
             c.global_syn_tolerance_ns,
         );
+        let mut bucket = self.bucket("global_syn_rate", rate, rate, gcra);
         bucket.counts = "all sources (this CPU's share)".into();
         bucket
     }
 
-    fn bucket(
-        &self,
-        limit: &'static str,
-        rate: u64,
-        burst: u64,
-        tat: u64,
-        interval: u64,
-        tolerance: u64,
-    ) -> Bucket {
+    /// A limit's bucket from its GCRA state: (theoretical arrival time, interval,
+    /// tolerance).
+    fn bucket(&self, limit: &'static str, rate: u64, burst: u64, gcra: (u64, u64, u64)) -> Bucket {
+        let (tat, interval, tolerance) = gcra;
         let (tokens, next) = room(tat, self.state.now_ns, interval, tolerance);
         Bucket {
             limit,
