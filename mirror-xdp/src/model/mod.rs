@@ -3,7 +3,9 @@
 //! It follows docs/semantics.md to the letter and shares no code with the kernel program, so
 //! that the differential test (same frames through both) catches a mistake on either side.
 //! The limits (steps 5, 6 and 12) are modelled with a clock the caller sets.
+//! [`classify_egress`] does the same for the egress program.
 
+mod egress;
 mod parse;
 mod syncookie;
 #[cfg(test)]
@@ -22,6 +24,7 @@ use mirror_xdp_common::{
 
 use crate::policy::{Action, Mode, Policy, Proto};
 
+pub use egress::{EgressJudgement, classify_egress};
 pub use parse::{IpPacket, L4, Malformed, Parsed, flow_key, parse, parse_buffers, tcp_flag};
 pub use syncookie::{cookie_mss, cookie_timestamp, syn_ack, window};
 

@@ -1,9 +1,10 @@
 //! Running the XDP program on frames with BPF_PROG_TEST_RUN, without attaching it anywhere:
-//! the differential test, the benchmarks and `audit` judge frames this way.
+//! the differential test, the benchmarks and `audit` judge frames this way. The egress
+//! program runs the same way on the frames this host would send.
 
 use aya::{
     Ebpf,
-    programs::{TestRun, TestRunOptions, Xdp},
+    programs::{SchedClassifier, TestRun, TestRunOptions, TestRunResult, Xdp},
 };
 
 use crate::{
@@ -20,6 +21,10 @@ use crate::{
 pub const XDP_DROP: u32 = 1;
 pub const XDP_PASS: u32 = 2;
 pub const XDP_TX: u32 = 3;
+
+/// The egress program's return codes: the packet goes on (TCX_NEXT, -1), or is dropped.
+pub const TC_NEXT: u32 = u32::MAX;
+pub const TC_DROP: u32 = 2;
 
 /// Bare `XDP_DROP` / `XDP_PASS` programs, the yardstick of the benchmarks (test support).
 #[cfg(feature = "test-support")]
@@ -74,7 +79,10 @@ impl Baseline {
     }
 }
 
-fn timed_run(program: &Xdp, frame: &[u8], repeat: u32) -> Result<(u32, u64), TestRunError> {
+fn timed_run<P>(program: &P, frame: &[u8], repeat: u32) -> Result<(u32, u64), TestRunError>
+where
+    P: for<'a> TestRun<Opts<'a> = TestRunOptions<'a>, Result = TestRunResult>,
+{
     let mut opts = TestRunOptions::new();
     opts.data_in = Some(frame);
     opts.repeat = repeat;
@@ -153,5 +161,24 @@ impl TestProgram {
     /// average nanoseconds per run.
     pub fn time(&mut self, frame: &[u8], repeat: u32) -> Result<(u32, u64), TestRunError> {
         timed_run(self.program(), frame, repeat)
+    }
+
+    /// Loads the egress program (the verifier runs), for [`TestProgram::time_egress`]. It
+    /// shares this copy's maps: the flows it records are the XDP program's return traffic.
+    pub fn load_egress(&mut self) -> Result<(), LifecycleError> {
+        object::egress_program(&mut self.ebpf).map(drop)
+    }
+
+    /// Runs the egress program (see [`TestProgram::load_egress`]) `repeat` times on
+    /// `frame`, a packet this host sends; returns [`TC_NEXT`] or [`TC_DROP`] and the
+    /// kernel's average nanoseconds per run. Frames longer than a page less the skb's room
+    /// are refused: a test run's skb is linear.
+    pub fn time_egress(&mut self, frame: &[u8], repeat: u32) -> Result<(u32, u64), TestRunError> {
+        let program: &SchedClassifier = self
+            .ebpf
+            .program(mirror_xdp_common::program_name::EGRESS)
+            .and_then(|p| p.try_into().ok())
+            .ok_or(aya::programs::ProgramError::NotLoaded)?;
+        timed_run(program, frame, repeat)
     }
 }

@@ -2,6 +2,8 @@
 //! Replies to inbound traffic always pass; with `default = "drop"` only the listed
 //! destinations are reachable.
 
+use std::net::IpAddr;
+
 use ipnet::IpNet;
 use toml::Spanned;
 
@@ -10,7 +12,7 @@ use super::ports::port_range;
 use super::raw::{RawEgress, RawEgressRule};
 use super::sets::Resolver;
 use super::source::Source;
-use super::{Action, PolicyError, PortRange, Proto};
+use super::{Action, PolicyError, PortRange, Proto, applies_to};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Egress {
@@ -39,6 +41,13 @@ pub struct EgressRule {
 }
 
 impl Egress {
+    /// An egress rule lists (`proto`, `port`) for any destination or, with `to`, for `dst`.
+    pub fn allows(&self, proto: Proto, port: u16, dst: IpAddr) -> bool {
+        self.rules.iter().any(|r| {
+            r.proto == proto && r.ports.iter().any(|p| p.contains(port)) && applies_to(&r.to, dst)
+        })
+    }
+
     /// What an admin should know before this applies: with `default = "drop"`, no rule
     /// letting DNS out (name lookups, package updates and CrowdSec's LAPI by name fail).
     pub fn warnings(&self) -> Vec<String> {

@@ -1,7 +1,8 @@
 //! A seeded generator of test frames aimed at a policy: mostly well-formed frames whose
-//! sources sit in and just around the policy's prefixes and whose ports sit on and around
-//! its rules, some with one field broken, some plain noise. The same seed and policy always
-//! give the same frames, so a failing frame can be found again.
+//! sources sit in and just around the policy's prefixes, destinations in and around its
+//! `to` lists, and ports on and around its rules (egress rules' `to` and ports too), some
+//! with one field broken, some plain noise. The same seed and policy always give the same
+//! frames, so a failing frame can be found again.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -56,13 +57,16 @@ impl FrameGen {
             .iter()
             .filter_map(|r| r.to.as_ref())
             .chain(policy.protocols.iter().filter_map(|r| r.to.as_ref()))
+            .chain(policy.egress.rules.iter().filter_map(|r| r.to.as_ref()))
             .flatten()
             .copied()
             .collect();
         let ranges: Vec<(u16, u16)> = policy
             .rules
             .iter()
-            .flat_map(|r| r.ports.iter().map(|p| (p.lo, p.hi)))
+            .flat_map(|r| &r.ports)
+            .chain(policy.egress.rules.iter().flat_map(|r| &r.ports))
+            .map(|p| (p.lo, p.hi))
             .collect();
         let mut edge_ports = vec![0, 1, 65535];
         for &(lo, hi) in &ranges {

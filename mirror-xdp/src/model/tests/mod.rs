@@ -1,5 +1,6 @@
 //! Unit tests of the reference model: the example policy and helpers they share.
 
+mod egress;
 mod headers;
 mod limits;
 mod steps;
