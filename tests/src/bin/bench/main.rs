@@ -13,6 +13,7 @@ mod cookie_download;
 mod crowdsec_feed;
 mod deny_list_e2e;
 mod destinations;
+mod egress;
 mod end_to_end;
 mod findings;
 mod goals;
@@ -77,7 +78,7 @@ enum Subject {
 #[command(group(ArgGroup::new("part").args([
     "paths_only", "lists_only", "end_to_end_only", "control_plane_only", "deny_list_only",
     "syn_flood_only", "virtio_only", "cookie_download_only", "crowdsec_only",
-    "destinations_only", "out"
+    "destinations_only", "egress_only", "out"
 ])))]
 struct Args {
     /// Also write the report to FILE, and the chart next to it (FILE with `.png`).
@@ -115,6 +116,9 @@ struct Args {
     /// Only the cost of `to` (destination) rules: the same frames with and without them.
     #[arg(long)]
     destinations_only: bool,
+    /// Only the egress program's cost per sent packet: idle, return traffic, egress rules.
+    #[arg(long)]
+    egress_only: bool,
     /// With --cookie-download-only: also save the figures to FILE, for --cookie-download.
     #[arg(long, value_name = "FILE", requires = "cookie_download_only")]
     save: Option<PathBuf>,
@@ -123,7 +127,7 @@ struct Args {
     #[arg(long, value_name = "FILE", conflicts_with_all = [
         "paths_only", "lists_only", "end_to_end_only", "control_plane_only", "deny_list_only",
         "syn_flood_only", "virtio_only", "cookie_download_only", "crowdsec_only",
-        "destinations_only"
+        "destinations_only", "egress_only"
     ])]
     cookie_download: Option<PathBuf>,
 }
@@ -166,6 +170,10 @@ fn main() -> Result<()> {
     }
     if args.destinations_only {
         print!("{}", destinations::table(&destinations::run()?));
+        return Ok(());
+    }
+    if args.egress_only {
+        print!("{}", egress::table(&egress::run()?));
         return Ok(());
     }
     if args.crowdsec_only {
@@ -333,6 +341,7 @@ fn main() -> Result<()> {
     let scaling = scaling::run()?;
     let lists = lists::run()?;
     let destinations = destinations::run()?;
+    let egress = egress::run()?;
     let end_to_end = end_to_end::run(POLICY)?;
     let deny_list = deny_list_e2e::run();
     let control = control_plane::run(POLICY)?;
@@ -415,6 +424,18 @@ fn main() -> Result<()> {
          lookup (by port and destination); the others keep the array lookup alone (a \
          goal above).\n\n\
          {destinations_table}\n\
+         ## The egress program\n\n\
+         What the host sends passes the egress program: the same frames (60 bytes; IPv6 74) \
+         through it with the hook idle (`return_traffic = false`, no `[egress]`: it reads the \
+         config and returns), with return traffic alone (the default: a SYN or a datagram \
+         from an unlisted port records a flow), and with the bench policy plus `[egress] \
+         default = \"drop\"` and a mirror's egress rules (rsync and HTTPS to three upstream \
+         prefixes, DNS and NTP to two resolvers, HTTP anywhere), side by side in \
+         {egress_rounds} interleaved rounds of {REPEAT} runs. Only a packet that opens a \
+         connection is judged, and with return traffic recorded (an insert into the flow \
+         LRU, most of its cost); the rest of a connection's packets pass after the parse, \
+         and a dropped one records nothing.\n\n\
+         {egress_table}\n\
          ## Deny list size\n\n\
          The same 20,000 SYN frames, each from another source (half inside listed \
          prefixes, half anywhere), one test run each, {rounds} rounds; the lists are 60% \
@@ -430,6 +451,8 @@ fn main() -> Result<()> {
         lists_table = lists::table(&lists),
         destinations_rounds = destinations::ROUNDS,
         destinations_table = destinations::table(&destinations),
+        egress_rounds = egress::ROUNDS,
+        egress_table = egress::table(&egress),
         findings = findings::FINDINGS,
     );
     let report = format!(
