@@ -336,13 +336,17 @@ _mirror__xdp() {
             return 0
             ;;
         mirror__subcmd__xdp__subcmd__port__subcmd__allow)
-            opts="-h --from --bpffs --state-dir --help"
+            opts="-h --from --to --bpffs --state-dir --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --from)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --to)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -428,13 +432,17 @@ _mirror__xdp() {
             return 0
             ;;
         mirror__subcmd__xdp__subcmd__protocol__subcmd__allow)
-            opts="-h --from --bpffs --state-dir --help"
+            opts="-h --from --to --bpffs --state-dir --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --from)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --to)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -85,10 +85,11 @@ complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand import" -s h -l he
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand port; and not __fish_seen_subcommand_from allow remove list" -l bpffs -d 'Folder on bpffs for the pinned maps and links' -r -F
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand port; and not __fish_seen_subcommand_from allow remove list" -l state-dir -d 'Folder of the state file' -r -F
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand port; and not __fish_seen_subcommand_from allow remove list" -s h -l help -d 'Print help'
-complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand port; and not __fish_seen_subcommand_from allow remove list" -f -a "allow" -d 'Open a port or range, to any source or only to the `--from` sources'
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand port; and not __fish_seen_subcommand_from allow remove list" -f -a "allow" -d 'Open a port or range, to any source or only to the `--from` sources, on every address of the host or only on the `--to` ones'
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand port; and not __fish_seen_subcommand_from allow remove list" -f -a "remove" -d 'Remove a live rule (exactly as it was allowed); policy ports change in the policy file'
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand port; and not __fish_seen_subcommand_from allow remove list" -f -a "list" -d 'Show the port rules: the policy\'s and the live ones'
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand port; and __fish_seen_subcommand_from allow" -l from -d 'Only these sources: CIDRs, addresses or set names of the policy (repeatable)' -r
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand port; and __fish_seen_subcommand_from allow" -l to -d 'Only to these destinations (the host\'s addresses): CIDRs, addresses or set names of the policy (repeatable)' -r
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand port; and __fish_seen_subcommand_from allow" -l bpffs -d 'Folder on bpffs for the pinned maps and links' -r -F
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand port; and __fish_seen_subcommand_from allow" -l state-dir -d 'Folder of the state file' -r -F
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand port; and __fish_seen_subcommand_from allow" -s h -l help -d 'Print help'
@@ -102,10 +103,11 @@ complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand port; and __fish_s
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand protocol; and not __fish_seen_subcommand_from allow remove list" -l bpffs -d 'Folder on bpffs for the pinned maps and links' -r -F
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand protocol; and not __fish_seen_subcommand_from allow remove list" -l state-dir -d 'Folder of the state file' -r -F
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand protocol; and not __fish_seen_subcommand_from allow remove list" -s h -l help -d 'Print help'
-complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand protocol; and not __fish_seen_subcommand_from allow remove list" -f -a "allow" -d 'Let a protocol in, from any source or only from the `--from` sources'
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand protocol; and not __fish_seen_subcommand_from allow remove list" -f -a "allow" -d 'Let a protocol in, from any source or only from the `--from` sources, on every address of the host or only on the `--to` ones'
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand protocol; and not __fish_seen_subcommand_from allow remove list" -f -a "remove" -d 'Remove a protocol\'s live rule; policy protocols change in the policy file'
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand protocol; and not __fish_seen_subcommand_from allow remove list" -f -a "list" -d 'Show the protocol rules: the policy\'s and the live ones'
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand protocol; and __fish_seen_subcommand_from allow" -l from -d 'Only these sources: CIDRs, addresses or set names of the policy (repeatable)' -r
+complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand protocol; and __fish_seen_subcommand_from allow" -l to -d 'Only to these destinations (the host\'s addresses): CIDRs, addresses or set names of the policy (repeatable)' -r
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand protocol; and __fish_seen_subcommand_from allow" -l bpffs -d 'Folder on bpffs for the pinned maps and links' -r -F
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand protocol; and __fish_seen_subcommand_from allow" -l state-dir -d 'Folder of the state file' -r -F
 complete -c mirror-xdp -n "__fish_mirror_xdp_using_subcommand protocol; and __fish_seen_subcommand_from allow" -s h -l help -d 'Print help'

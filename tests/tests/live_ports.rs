@@ -1,19 +1,20 @@
 //! `mirror-xdp port` in the veth testbed: live rules open and close ports within a second
 //! without re-attaching, with or without `--from`, survive reload and detach + attach, are
 //! listed with their origin and counted by `stats`, and clashes with the policy are refused.
+//! With `--to` a live rule applies to some of the host's addresses only.
 #![expect(
     unused_crate_dependencies,
     reason = "an integration test links every dependency of the tests package and uses a few"
 )]
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use mirror_xdp_tests::cli::{
-    Run, assert_exit, attach_policy, generation, list_json, port_counts, run, run_ok, stats,
-    write_policy,
+    Run, assert_exit, attach_policy, generation, list_json, port_counts, reason, run, run_ok,
+    stats, write_policy,
 };
-use mirror_xdp_tests::probe::UdpResult;
+use mirror_xdp_tests::probe::{UdpResult, tcp_connect};
 use mirror_xdp_tests::require_root;
 use mirror_xdp_tests::servers::{TcpListenerSet, UdpEchoSet};
 use mirror_xdp_tests::sweep::{PROBE_TIMEOUT, assert_blocked, assert_open, udp_probe_within};
@@ -307,4 +308,108 @@ fn port_commands_judge_by_the_policy_in_force_not_the_edited_file() {
     std::fs::write(&policy, &edited).expect("edit again");
     run_ok(&bed, &["reload"]);
     assert_open(&bed, client(), 8443, "reloaded with 8443 public");
+}
+
+/// `port allow --to`: the server's public address (198.51.100.1, 2001:db8:1::1) and its
+/// admin address (203.0.113.1). The policy opens 80 on the public address only.
+const TWO_ADDRESSES: &str = r#"
+version = 1
+
+[sets]
+admins = ["203.0.113.10", "2001:db8:a::10"]
+public = ["198.51.100.1", "2001:db8:1::1"]
+
+[[ports]]
+proto = "tcp"
+ports = [80]
+to = ["public"]
+"#;
+
+/// Whether a TCP connect from `src` to `dst`:`port` completes.
+fn reaches(bed: &Testbed, src: IpAddr, dst: IpAddr, port: u16) -> bool {
+    tcp_connect(&bed.client, src, SocketAddr::new(dst, port), PROBE_TIMEOUT)
+        .expect("tcp probe")
+        .is_open()
+}
+
+#[test]
+fn live_rules_with_to_apply_to_their_destinations_only() {
+    require_root();
+    let bed = Testbed::new().expect("testbed");
+    let _tcp = TcpListenerSet::start(&bed.server, &[80, 8080]).expect("tcp listeners");
+    let (public4, public6) = (IpAddr::from(SERVER_V4), IpAddr::from(SERVER_V6));
+    let admin_address = IpAddr::from(SERVER_ADMIN_V4);
+    let client6 = IpAddr::from(CLIENT_V6);
+    attach_policy(&bed, TWO_ADDRESSES);
+    assert!(!reaches(&bed, client(), public4, 8080));
+
+    // 8080 on the public addresses (a set of the policy), both families.
+    change(&bed, &["port", "allow", "8080/tcp", "--to", "public"]);
+    let in_force = |what: &str| {
+        assert!(reaches(&bed, client(), public4, 8080), "{what}");
+        assert!(reaches(&bed, client6, public6, 8080), "{what}");
+        assert!(!reaches(&bed, client(), admin_address, 8080), "{what}");
+        assert!(!reaches(&bed, admin(), admin_address, 8080), "{what}");
+        // 80 on the admin address for the admins, next to the policy's public 80.
+        assert!(reaches(&bed, admin(), admin_address, 80), "{what}");
+        assert!(!reaches(&bed, client(), admin_address, 80), "{what}");
+        assert!(reaches(&bed, client(), public4, 80), "{what}");
+    };
+    change(
+        &bed,
+        &[
+            "port",
+            "allow",
+            "80/tcp",
+            "--from",
+            "admins",
+            "--to",
+            "203.0.113.1",
+        ],
+    );
+    in_force("right after both allows");
+    let s = stats(&bed);
+    assert!(reason(&s, "source_not_allowed", "packets") > 0, "{s:#}");
+
+    let rules = list(&bed);
+    let want =
+        json!({"proto": "tcp", "ports": 8080, "from": null, "to": ["public"], "origin": "live"});
+    assert!(rules.contains(&want), "{want} missing from {rules:#?}");
+
+    // Addresses the policy's rule for 80 covers take no live rule with other sources.
+    let clash = run(
+        &bed,
+        &[
+            "port",
+            "allow",
+            "80/tcp",
+            "--from",
+            "admins",
+            "--to",
+            "198.51.100.0/24",
+        ],
+    );
+    assert_exit(&clash, 2, "for destinations this rule's cover too");
+    let host_bits = run(
+        &bed,
+        &["port", "allow", "8080/tcp", "--to", "198.51.100.1/24"],
+    );
+    assert_exit(&host_bits, 2, "198.51.100.0/24");
+
+    run_ok(&bed, &["reload"]);
+    in_force("after reload");
+
+    // Another destination for 8080 replaces the rule: now the admin address only.
+    let moved = change(&bed, &["port", "allow", "8080/tcp", "--to", "203.0.113.1"]);
+    assert!(moved.stdout.contains("updated"), "{moved:?}");
+    assert!(!reaches(&bed, client(), public4, 8080));
+    assert!(reaches(&bed, client(), admin_address, 8080));
+    change(&bed, &["port", "remove", "8080/tcp"]);
+    assert!(!reaches(&bed, client(), admin_address, 8080));
+    change(&bed, &["port", "remove", "80/tcp"]);
+    assert!(!reaches(&bed, admin(), admin_address, 80));
+    assert!(
+        reaches(&bed, client(), public4, 80),
+        "the policy's rule stays"
+    );
 }

@@ -1,7 +1,7 @@
 //! `mirror-xdp protocol`: a live protocol rule lets VRRP in at once, from its `from`
 //! sources only (IPv4 and IPv6), survives a reload, shows in `protocol list` and `explain`,
-//! is refused where the policy's own rule says otherwise, and `protocol remove` closes the
-//! protocol again.
+//! is refused where the policy's own rule says otherwise, applies to its `--to` addresses
+//! only, and `protocol remove` closes the protocol again.
 #![expect(
     unused_crate_dependencies,
     reason = "an integration test links every dependency of the tests package and uses a few"
@@ -32,10 +32,9 @@ protocols = ["gre"]
 from = ["peers"]
 "#;
 
-/// Sends `n` packets of `protocol` from `src` (an address of the client namespace) to the
-/// server.
-fn send(bed: &Testbed, src: IpAddr, protocol: u8, n: usize) {
-    let dst = Testbed::server_addr_for(src);
+/// Sends `n` packets of `protocol` from `src` (an address of the client namespace) to
+/// `dst` (one of the server's).
+fn send(bed: &Testbed, src: IpAddr, dst: IpAddr, protocol: u8, n: usize) {
     bed.client
         .enter(|| {
             let domain = if src.is_ipv6() {
@@ -65,17 +64,27 @@ fn vrrp_counts(s: &Value) -> ((u64, u64), u64, u64) {
     )
 }
 
-/// Sends and waits (bounded) until the counters moved by `by`.
+/// Sends to the server's address of `src`'s network and waits (bounded) until the counters
+/// moved by `by`.
 fn sent(bed: &Testbed, src: IpAddr, n: usize, by: ((u64, u64), u64, u64)) {
+    sent_to(bed, src, Testbed::server_addr_for(src), n, by);
+}
+
+/// [`sent`] to `dst`.
+fn sent_to(bed: &Testbed, src: IpAddr, dst: IpAddr, n: usize, by: ((u64, u64), u64, u64)) {
     let before = vrrp_counts(&stats(bed));
-    send(bed, src, VRRP, n);
+    send(bed, src, dst, VRRP, n);
     let want = (
         (before.0.0 + by.0.0, before.0.1 + by.0.1),
         before.1 + by.1,
         before.2 + by.2,
     );
     let s = stats_when(bed, Duration::from_secs(3), |s| vrrp_counts(s) == want);
-    assert_eq!(vrrp_counts(&s), want, "{n} VRRP packets from {src}");
+    assert_eq!(
+        vrrp_counts(&s),
+        want,
+        "{n} VRRP packets from {src} to {dst}"
+    );
 }
 
 #[test]
@@ -149,8 +158,37 @@ fn protocol_allow_opens_at_once_and_remove_closes() {
     assert_exit(&r, 2, "unknown set 'admins'");
     sent(&bed, client, 1, ((1, 0), 0, 0));
 
+    // On the admin address only (the rule replaced): VRRP to the public one is unlisted.
+    let args = [
+        "protocol",
+        "allow",
+        "vrrp",
+        "--from",
+        "peers",
+        "--to",
+        "203.0.113.1",
+    ];
+    let r = run_ok(&bed, &args);
+    assert_eq!(
+        r.stdout.trim(),
+        "allow vrrp from peers to 203.0.113.1/32: updated"
+    );
+    sent(&bed, client, 2, ((0, 0), 2, 0));
+    sent_to(&bed, client, SERVER_ADMIN_V4.into(), 2, ((2, 0), 0, 0));
+    sent_to(&bed, admin, SERVER_ADMIN_V4.into(), 1, ((0, 1), 0, 1));
+    let rows = list_json(&bed, "protocol", "protocols");
+    assert!(
+        rows.iter()
+            .any(|r| r["origin"] == "live" && r["to"][0] == "203.0.113.1/32"),
+        "{rows:?}"
+    );
+
     let r = run_ok(&bed, &["protocol", "remove", "vrrp"]);
-    assert_eq!(r.stdout.trim(), "removed live rule vrrp from peers: closed");
+    assert_eq!(
+        r.stdout.trim(),
+        "removed live rule vrrp from peers to 203.0.113.1/32: closed"
+    );
+    sent_to(&bed, client, SERVER_ADMIN_V4.into(), 1, ((0, 0), 1, 0));
     sent(&bed, client, 2, ((0, 0), 2, 0));
     let rows = list_json(&bed, "protocol", "protocols");
     assert!(rows.iter().all(|r| r["origin"] == "policy"), "{rows:?}");

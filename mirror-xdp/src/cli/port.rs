@@ -22,7 +22,8 @@ pub struct Args {
 
 #[derive(Debug, clap::Subcommand)]
 pub enum PortCommand {
-    /// Open a port or range, to any source or only to the `--from` sources.
+    /// Open a port or range, to any source or only to the `--from` sources, on every
+    /// address of the host or only on the `--to` ones.
     Allow {
         /// PORT/PROTO or LO-HI/PROTO: 8080/tcp, 30001-30010/udp.
         #[arg(value_name = "PORT[-PORT]/PROTO", value_parser = PortSpec::parse)]
@@ -30,6 +31,10 @@ pub enum PortCommand {
         /// Only these sources: CIDRs, addresses or set names of the policy (repeatable).
         #[arg(long, value_name = "CIDR|SET", num_args = 1.., value_parser = ListItem::parse)]
         from: Vec<ListItem>,
+        /// Only to these destinations (the host's addresses): CIDRs, addresses or set names
+        /// of the policy (repeatable).
+        #[arg(long, value_name = "CIDR|SET", num_args = 1.., value_parser = ListItem::parse)]
+        to: Vec<ListItem>,
     },
     /// Remove a live rule (exactly as it was allowed); policy ports change in the policy
     /// file.
@@ -49,16 +54,22 @@ pub enum PortCommand {
 
 pub fn run(args: Args, paths: &Paths) -> Result<(), Failure> {
     match args.command {
-        PortCommand::Allow { spec, from } => allow(paths, spec, from),
+        PortCommand::Allow { spec, from, to } => allow(paths, spec, from, to),
         PortCommand::Remove { spec } => remove(paths, spec),
         PortCommand::List { json } => list(paths, json),
     }
 }
 
-fn allow(paths: &Paths, spec: PortSpec, from: Vec<ListItem>) -> Result<(), Failure> {
+fn allow(
+    paths: &Paths,
+    spec: PortSpec,
+    from: Vec<ListItem>,
+    to: Vec<ListItem>,
+) -> Result<(), Failure> {
     let rule = LiveRule {
         spec,
         from: (!from.is_empty()).then_some(from),
+        to: (!to.is_empty()).then_some(to),
     };
     let done = control::ports::allow(paths, rule.clone()).map_err(fail)?;
     let what = match done.added {
@@ -109,7 +120,8 @@ struct Row {
     /// `null`: any source. Live rules keep set names as given; policy rules show the
     /// prefixes their `from` expanded to.
     from: Option<Vec<String>>,
-    /// The policy rule's `to` (destinations); absent: every address of the host.
+    /// The rule's `to` (destinations; a live rule's as given); absent: every address of
+    /// the host.
     #[serde(skip_serializing_if = "Option::is_none")]
     to: Option<Vec<String>>,
     origin: &'static str,
@@ -144,7 +156,7 @@ fn rows(policy: Option<&Policy>, live: &LivePorts) -> Vec<Row> {
             proto: rule.spec.proto.name(),
             ports: ports(&rule.spec),
             from: rule.from.as_deref().map(strings),
-            to: None,
+            to: rule.to.as_deref().map(strings),
             origin: "live",
         });
     }
@@ -245,6 +257,7 @@ mod tests {
             spec: PortSpec::parse(spec).unwrap(),
             from: (!from.is_empty())
                 .then(|| from.iter().map(|s| ListItem::parse(s).unwrap()).collect()),
+            to: None,
         }
     }
 
@@ -281,15 +294,24 @@ mod tests {
             Path::new("p.toml"),
         )
         .unwrap();
-        let rows = rows(Some(&policy), &LivePorts::default());
+        let live = LivePorts {
+            rules: vec![LiveRule {
+                to: Some(vec![ListItem::parse("public").unwrap()]),
+                ..rule("8080/tcp", &["admins"])
+            }],
+            ..LivePorts::default()
+        };
+        let rows = rows(Some(&policy), &live);
         let doc = serde_json::to_value(&rows).unwrap();
         assert_eq!(doc[0]["to"], serde_json::json!(["198.51.100.1/32"]));
         assert!(doc[1].get("to").is_none(), "{doc}");
+        assert_eq!(doc[2]["to"], serde_json::json!(["public"]));
         assert_eq!(
             table(&rows),
             "ORIGIN  PROTO  PORTS  FROM        TO\n\
              policy  tcp    80     any source  198.51.100.1/32\n\
-             policy  tcp    443    any source  every address\n"
+             policy  tcp    443    any source  every address\n\
+             live    tcp    8080   admins      public\n"
         );
     }
 

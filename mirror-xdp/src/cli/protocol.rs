@@ -22,7 +22,8 @@ pub struct Args {
 
 #[derive(Debug, clap::Subcommand)]
 pub enum ProtocolCommand {
-    /// Let a protocol in, from any source or only from the `--from` sources.
+    /// Let a protocol in, from any source or only from the `--from` sources, on every
+    /// address of the host or only on the `--to` ones.
     Allow {
         /// A name (vrrp, gre, esp, ah, ipip, ipv6, sctp, igmp, ospf, pim) or a number 0-255
         /// other than 1, 6, 17 and 58.
@@ -31,6 +32,10 @@ pub enum ProtocolCommand {
         /// Only these sources: CIDRs, addresses or set names of the policy (repeatable).
         #[arg(long, value_name = "CIDR|SET", num_args = 1.., value_parser = ListItem::parse)]
         from: Vec<ListItem>,
+        /// Only to these destinations (the host's addresses): CIDRs, addresses or set names
+        /// of the policy (repeatable).
+        #[arg(long, value_name = "CIDR|SET", num_args = 1.., value_parser = ListItem::parse)]
+        to: Vec<ListItem>,
     },
     /// Remove a protocol's live rule; policy protocols change in the policy file.
     Remove {
@@ -47,10 +52,11 @@ pub enum ProtocolCommand {
 
 pub fn run(args: Args, paths: &Paths) -> Result<(), Failure> {
     match args.command {
-        ProtocolCommand::Allow { protocol, from } => {
+        ProtocolCommand::Allow { protocol, from, to } => {
             let rule = LiveProtocol {
                 protocol,
                 from: (!from.is_empty()).then_some(from),
+                to: (!to.is_empty()).then_some(to),
             };
             let done = control::protocols::allow(paths, rule.clone()).map_err(fail)?;
             let what = match done.added {
@@ -61,7 +67,7 @@ pub fn run(args: Args, paths: &Paths) -> Result<(), Failure> {
             println!("allow {rule}: {what}");
             if let Some(line) = done.policy_line {
                 println!(
-                    "note: the policy rule at line {line} lists it with the same sources already"
+                    "note: the policy rule at line {line} lists it with the same sources and destinations already"
                 );
             }
             Ok(())
@@ -87,7 +93,7 @@ struct Row {
     number: u8,
     /// `null`: any source. Live rules keep set names as given.
     from: Option<Vec<String>>,
-    /// The policy rule's `to`; absent: every address of the host.
+    /// The rule's `to` (a live rule's as given); absent: every address of the host.
     #[serde(skip_serializing_if = "Option::is_none")]
     to: Option<Vec<String>>,
     origin: &'static str,
@@ -115,7 +121,10 @@ fn rows(policy: Option<&Policy>, live: &LivePorts) -> Vec<Row> {
                 .from
                 .as_ref()
                 .map(|i| i.iter().map(ToString::to_string).collect()),
-            to: None,
+            to: rule
+                .to
+                .as_ref()
+                .map(|i| i.iter().map(ToString::to_string).collect()),
             origin: "live",
         });
     }

@@ -4,9 +4,11 @@
 //! generation in force (opened only once the lock is held), then the state file and the
 //! record's port list. If a step fails, the slots get back what they said before.
 
+use ipnet::IpNet;
+
 use crate::compile::proto_slot;
 use crate::kernel::maps::Maps;
-use crate::live::ports::kernel::{self, Want};
+use crate::live::ports::kernel::{self, SlotWant};
 use crate::live::ports::merge::merge;
 use crate::live::ports::{
     Added, LivePorts, LivePortsError, LiveRule, PortSpec, from_key, live_rules,
@@ -21,8 +23,9 @@ use mirror_xdp_common::port_index;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Allowed {
     pub added: Added,
-    /// Lines of the policy rules that list some of these ports already (with the same
-    /// sources: anything else is refused).
+    /// Lines of the policy rules that list some of these ports already with the same
+    /// sources and destinations (other rules on them apply to other destinations, or the
+    /// rule is refused).
     pub policy_lines: Vec<usize>,
     /// Port slots written in the kernel.
     pub slots: usize,
@@ -51,10 +54,18 @@ pub fn allow(paths: &Paths, rule: LiveRule) -> Result<Allowed, LivePortsError> {
     let (after, added) = before.with(rule.clone());
     let extra = live_rules(&policy, &after, Some(&rule.spec))?;
     let (extra_before, _) = merge(&policy, &before, None);
+    let mine = extra
+        .iter()
+        .find(|r| r.proto == rule.spec.proto && r.ports == [rule.spec.ports]);
+    let lists = |r: &PortRule| {
+        let key = |nets: &Option<Vec<IpNet>>| nets.as_deref().map(from_key);
+        (key(&r.from), key(&r.to))
+    };
     let policy_lines: Vec<usize> = policy
         .rules
         .iter()
         .filter(|r| r.proto == rule.spec.proto && lists_any(r, &rule.spec))
+        .filter(|r| mine.is_some_and(|m| lists(m) == lists(r)))
         .map(|r| r.line)
         .collect();
     let want = wants(&policy, &extra, &rule.spec);
@@ -99,7 +110,7 @@ pub fn remove(paths: &Paths, spec: PortSpec) -> Result<Removed, LivePortsError> 
     let (extra_before, _) = merge(&policy, &before, None);
     let want = wants(&policy, &extra, &spec);
     let undo = wants(&policy, &extra_before, &spec);
-    let still_listed = want.iter().filter(|(_, w)| *w != Want::Closed).count();
+    let still_listed = want.iter().filter(|(_, w)| !w.is_closed()).count();
     let mut maps = sources::open_in_force(paths, &record)?;
     commit(&mut maps, &want, &undo, || after.save(paths))?;
     let record_entry = PortRecord::new(spec.proto, spec.ports);
@@ -143,8 +154,8 @@ pub(super) fn attached(paths: &Paths) -> Result<Record, LivePortsError> {
 /// Writes `want`, then runs `save`; if either fails, writes `undo` (best effort).
 pub(super) fn commit(
     maps: &mut Maps,
-    want: &[(u32, Want)],
-    undo: &[(u32, Want)],
+    want: &[(u32, SlotWant)],
+    undo: &[(u32, SlotWant)],
     save: impl FnOnce() -> Result<(), sources::LiveError>,
 ) -> Result<usize, LivePortsError> {
     let result = kernel::apply(maps, want).and_then(|n| save().map(|()| n).map_err(Into::into));
@@ -156,23 +167,19 @@ pub(super) fn commit(
     result
 }
 
-/// What each slot of `spec` should say: the policy's rule for the port if it has one,
-/// else the first live rule's, else closed.
-fn wants(policy: &Policy, live: &[PortRule], spec: &PortSpec) -> Vec<(u32, Want)> {
+/// What each slot of `spec` should say: what the policy's rules and then the live ones
+/// that list the port make of it ([`SlotWant::of_rules`]).
+fn wants(policy: &Policy, live: &[PortRule], spec: &PortSpec) -> Vec<(u32, SlotWant)> {
     let slot = proto_slot(spec.proto);
     (spec.ports.lo..=spec.ports.hi)
         .map(|port| {
-            let rule = policy
+            let rules = policy
                 .rules
                 .iter()
                 .chain(live)
-                .find(|r| r.proto == spec.proto && r.ports.iter().any(|p| p.contains(port)));
-            let want = match rule.map(|r| &r.from) {
-                None => Want::Closed,
-                Some(None) => Want::Any,
-                Some(Some(nets)) => Want::From(from_key(nets)),
-            };
-            (port_index(slot, port), want)
+                .filter(|r| r.proto == spec.proto && r.ports.iter().any(|p| p.contains(port)))
+                .map(|r| (&r.from, &r.to));
+            (port_index(slot, port), SlotWant::of_rules(rules))
         })
         .collect()
 }

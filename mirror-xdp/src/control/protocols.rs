@@ -3,10 +3,11 @@
 //! write the protocol's slot of the generation in force, then the state file and the
 //! record's protocol list; if a step fails, the slot gets back what it said.
 
+use ipnet::IpNet;
 use mirror_xdp_common::protocol_index;
 
 use super::ports::{attached, commit, in_force_if_attached};
-use crate::live::ports::kernel::Want;
+use crate::live::ports::kernel::SlotWant;
 use crate::live::ports::{
     Added, LivePorts, LivePortsError, LiveProtocol, from_key, merge_protocols,
 };
@@ -20,7 +21,8 @@ use crate::state::{Paths, in_force};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Allowed {
     pub added: Added,
-    /// The line of the policy rule that lists the protocol already (with the same sources).
+    /// The line of the policy rule that lists the protocol already with the same sources
+    /// and destinations.
     pub policy_line: Option<usize>,
 }
 
@@ -55,10 +57,16 @@ pub fn allow(paths: &Paths, rule: LiveProtocol) -> Result<Allowed, LivePortsErro
         record.protocols.push(rule.protocol);
         record.save(paths)?;
     }
+    let mine = extra.iter().find(|r| r.protocols == [rule.protocol]);
+    let lists = |r: &ProtocolRule| {
+        let key = |nets: &Option<Vec<IpNet>>| nets.as_deref().map(from_key);
+        (key(&r.from), key(&r.to))
+    };
     let policy_line = policy
         .protocols
         .iter()
-        .find(|r| r.protocols.contains(&rule.protocol))
+        .filter(|r| r.protocols.contains(&rule.protocol))
+        .find(|r| mine.is_some_and(|m| lists(m) == lists(r)))
         .map(|r| r.line);
     Ok(Allowed { added, policy_line })
 }
@@ -99,7 +107,7 @@ pub fn remove(paths: &Paths, protocol: u8) -> Result<Removed, LivePortsError> {
     let (extra_before, _) = merge_protocols(&policy, &before, None);
     let want = [slot(&policy, &extra, protocol)];
     let undo = [slot(&policy, &extra_before, protocol)];
-    let still_listed = want[0].1 != Want::Closed;
+    let still_listed = !want[0].1.is_closed();
     let mut maps = sources::open_in_force(paths, &record)?;
     commit(&mut maps, &want, &undo, || after.save(paths))?;
     if !still_listed && let Some(i) = record.protocols.iter().position(|p| *p == protocol) {
@@ -113,18 +121,14 @@ pub fn remove(paths: &Paths, protocol: u8) -> Result<Removed, LivePortsError> {
     })
 }
 
-/// What the protocol's slot should say: the policy's rule if it lists the protocol, else
-/// the live one, else closed. (A policy rule with `to` keeps live rules off the protocol.)
-fn slot(policy: &Policy, live: &[ProtocolRule], protocol: u8) -> (u32, Want) {
-    let rule = policy
+/// What the protocol's slot should say: what the policy's rules and then the live one
+/// that list it make of it ([`SlotWant::of_rules`]).
+fn slot(policy: &Policy, live: &[ProtocolRule], protocol: u8) -> (u32, SlotWant) {
+    let rules = policy
         .protocols
         .iter()
         .chain(live)
-        .find(|r| r.protocols.contains(&protocol));
-    let want = match rule.map(|r| &r.from) {
-        None => Want::Closed,
-        Some(None) => Want::Any,
-        Some(Some(nets)) => Want::From(from_key(nets)),
-    };
-    (protocol_index(protocol), want)
+        .filter(|r| r.protocols.contains(&protocol))
+        .map(|r| (&r.from, &r.to));
+    (protocol_index(protocol), SlotWant::of_rules(rules))
 }

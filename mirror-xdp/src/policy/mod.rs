@@ -32,6 +32,7 @@ use std::path::{Path, PathBuf};
 use ipnet::IpNet;
 
 pub use addr::parse_prefix;
+pub use destinations::disjoint;
 pub use error::PolicyError;
 pub use files::PolicyFiles;
 pub use locate::{Location, SourceList};

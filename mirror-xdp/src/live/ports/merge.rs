@@ -1,11 +1,11 @@
 //! Live rules joined to the policy's: set names resolved with the policy's `[sets]`, and
-//! the policy file's own rule that a (proto, port) has one source list.
-
-use ipnet::IpNet;
+//! the policy file's own rule that a (proto, port) has one source list for each
+//! destination: two rules share a port only with the same `from` and `to`, or with `to`
+//! lists that share no address.
 
 use super::{
-    LivePorts, LivePortsError, LiveRule, PortSpec, from_key, from_text, merge_protocols,
-    resolve_from,
+    Expanded, Lists, LivePorts, LivePortsError, LiveRule, PortSpec, SHARING, from_text,
+    merge_protocols, resolve_from, resolve_to,
 };
 use crate::policy::{Policy, PortRule};
 
@@ -49,20 +49,20 @@ pub fn merge(
     live: &LivePorts,
     new: Option<&PortSpec>,
 ) -> (Vec<PortRule>, Vec<LivePortsError>) {
-    let mut accepted: Vec<(&LiveRule, Option<Vec<IpNet>>)> = Vec::new();
+    let mut accepted: Vec<(&LiveRule, Lists)> = Vec::new();
     let mut rules = Vec::new();
     let mut problems = Vec::new();
     for rule in &live.rules {
         match check(policy, &accepted, rule) {
-            Ok(from) => {
+            Ok((from, to)) => {
                 rules.push(PortRule {
                     proto: rule.spec.proto,
                     ports: vec![rule.spec.ports],
                     from: from.clone(),
-                    to: None,
+                    to: to.clone(),
                     line: 0,
                 });
-                accepted.push((rule, from.as_deref().map(from_key)));
+                accepted.push((rule, Lists::new(&from, &to)));
             }
             Err((message, fix)) => {
                 // The rule being added is refused; one in the state file already must go
@@ -85,66 +85,74 @@ pub fn merge(
     (rules, problems)
 }
 
-/// The rule's expanded `from`, or why it cannot join and how a new rule could.
+/// The rule's expanded `from` and `to`, or why it cannot join and how a new rule could.
 fn check(
     policy: &Policy,
-    accepted: &[(&LiveRule, Option<Vec<IpNet>>)],
+    accepted: &[(&LiveRule, Lists)],
     rule: &LiveRule,
-) -> Result<Option<Vec<IpNet>>, (String, String)> {
+) -> Result<Expanded, (String, String)> {
     let from = resolve_from(policy, &rule.from, "the ports")?;
-    let key = from.as_deref().map(from_key);
-    for own in &policy.rules {
-        if own.proto != rule.spec.proto {
+    let to = resolve_to(policy, &rule.to)?;
+    let lists = Lists::new(&from, &to);
+    let proto = rule.spec.proto.name();
+    for own in policy.rules.iter().filter(|r| r.proto == rule.spec.proto) {
+        let Some(port) = shared_port(&own.ports, &rule.spec) else {
+            continue;
+        };
+        let theirs = Lists::new(&own.from, &own.to);
+        if lists.may_share(&theirs) {
             continue;
         }
-        if own.to.is_some()
-            && let Some(port) = shared_port(&own.ports, &rule.spec)
-        {
-            return Err((
+        let at = format!(
+            "{proto} port {port} is in the policy rule at line {} of {}",
+            own.line,
+            policy.path.display()
+        );
+        return Err(if own.to.is_none() && to.is_none() {
+            (
                 format!(
-                    "{} port {port} is in the policy rule at line {} of {}, which applies to \
-                     some destinations only (`to`); a live rule applies to all of them",
-                    rule.spec.proto.name(),
-                    own.line,
-                    policy.path.display(),
-                ),
-                "change the policy".to_string(),
-            ));
-        }
-        if own.from.as_deref().map(from_key) == key {
-            continue;
-        }
-        if let Some(port) = shared_port(&own.ports, &rule.spec) {
-            return Err((
-                format!(
-                    "{} port {port} is in the policy rule at line {} of {}, which admits {}; a \
-                     port has one source list",
-                    rule.spec.proto.name(),
-                    own.line,
-                    policy.path.display(),
+                    "{at}, which admits {}; a port has one source list",
                     from_text(own.from.as_deref()),
                 ),
                 "give the live rule the same sources, or change the policy".to_string(),
-            ));
-        }
+            )
+        } else {
+            (
+                format!("{at}, for destinations this rule's cover too; {SHARING}"),
+                "give the live rule `--to` addresses that rule does not cover, or change the \
+                 policy"
+                    .to_string(),
+            )
+        });
     }
-    for (other, other_key) in accepted {
-        if other.spec.overlaps(&rule.spec) && *other_key != key {
-            let port = other.spec.ports.lo.max(rule.spec.ports.lo);
-            return Err((
-                format!(
-                    "{} port {port} is in the live rule {other}, which admits other sources; a \
-                     port has one source list",
-                    rule.spec.proto.name(),
-                ),
-                format!(
-                    "remove that rule first (mirror-xdp port remove {}) or give this one the same sources",
-                    other.spec
-                ),
-            ));
+    for (other, theirs) in accepted {
+        if !other.spec.overlaps(&rule.spec) || lists.may_share(theirs) {
+            continue;
         }
+        let port = other.spec.ports.lo.max(rule.spec.ports.lo);
+        let remove = format!(
+            "remove that rule first (mirror-xdp port remove {})",
+            other.spec
+        );
+        return Err(if other.to.is_none() && rule.to.is_none() {
+            (
+                format!(
+                    "{proto} port {port} is in the live rule {other}, which admits other \
+                     sources; a port has one source list"
+                ),
+                format!("{remove} or give this one the same sources"),
+            )
+        } else {
+            (
+                format!(
+                    "{proto} port {port} is in the live rule {other}, for destinations this \
+                     rule's cover too; {SHARING}"
+                ),
+                format!("{remove} or give this one other `--to` addresses"),
+            )
+        });
     }
-    Ok(from)
+    Ok((from, to))
 }
 
 /// The first port of `spec` that `ranges` list too.
@@ -160,7 +168,7 @@ fn shared_port(ranges: &[crate::policy::PortRange], spec: &PortSpec) -> Option<u
 mod tests {
     use std::path::Path;
 
-    use super::super::tests::rule;
+    use super::super::tests::{rule, rule_to};
     use super::*;
 
     const POLICY: &str = r#"version = 1
@@ -209,7 +217,7 @@ from = ["admins"]
         let extra = &merged.rules[2..];
         assert!(extra.iter().all(|r| r.line == 0));
         assert_eq!(extra[0].from, None);
-        let nets: Vec<IpNet> = ["203.0.113.0/24", "2001:db8:a::/48", "198.51.100.7/32"]
+        let nets: Vec<ipnet::IpNet> = ["203.0.113.0/24", "2001:db8:a::/48", "198.51.100.7/32"]
             .iter()
             .map(|s| s.parse().unwrap())
             .collect();
@@ -223,23 +231,67 @@ from = ["admins"]
     }
 
     #[test]
-    fn a_port_that_a_rule_with_to_lists_takes_no_live_rule() {
+    fn a_port_that_a_rule_with_to_lists_takes_live_rules_for_other_destinations() {
         let text = format!(
             "{POLICY}[[ports]]\nproto = \"udp\"\nports = [5140]\nto = [\"198.51.100.1\"]\n"
         );
         let policy = Policy::parse(&text, Path::new("/etc/mirror-xdp/policy.toml")).unwrap();
-        let e = policy
-            .clone()
-            .with_live_ports(&live(&[rule("5140/udp", &[])]))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("line 14") && e.contains("(`to`)"), "{e}");
-        // Another port of the same protocol is fine.
-        assert!(
+        let refused = |rules: &[LiveRule]| {
             policy
-                .with_live_ports(&live(&[rule("5141/udp", &[])]))
-                .is_ok()
+                .clone()
+                .with_live_ports(&live(rules))
+                .unwrap_err()
+                .to_string()
+        };
+        // Every destination includes the rule's.
+        let e = refused(&[rule("5140/udp", &[])]);
+        assert!(
+            e.contains("line 14") && e.contains("for destinations this rule's cover too"),
+            "{e}"
         );
+        // The same destination from other sources, or a prefix around it.
+        let same_address = live(&[rule_to("5140/udp", &["admins"], &["198.51.100.1"])]);
+        let e = live_rules(&policy, &same_address, Some(&spec_of("5140/udp"))).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("give the live rule `--to` addresses that rule does not cover"),
+            "{e}"
+        );
+        assert!(!refused(&[rule_to("5140/udp", &[], &["198.51.100.0/24"])]).is_empty());
+        // Another address, or the same lists: fine, and the live rule keeps its `to`.
+        let merged = policy
+            .clone()
+            .with_live_ports(&live(&[
+                rule_to("5140/udp", &["admins"], &["198.51.100.2"]),
+                rule_to("5140/udp", &[], &["198.51.100.1"]),
+                rule("5141/udp", &[]),
+            ]))
+            .unwrap();
+        let to = |rule: &PortRule| rule.to.clone().map(|t| t[0].to_string());
+        assert_eq!(to(&merged.rules[3]), Some("198.51.100.2/32".to_string()));
+        assert_eq!(
+            merged
+                .rule_for(crate::policy::Proto::Udp, 5140, [198, 51, 100, 2].into())
+                .map(|r| (r.line, r.from.is_some())),
+            Some((0, true))
+        );
+    }
+
+    #[test]
+    fn live_rules_with_to_clash_with_each_other_on_shared_destinations() {
+        let msg = refused(&[
+            rule_to("8080/tcp", &[], &["198.51.100.0/24"]),
+            rule_to("8080/tcp", &["admins"], &["198.51.100.1"]),
+        ]);
+        assert!(
+            msg.contains(
+                "is in the live rule 8080/tcp from any source to 198.51.100.0/24, for \
+                          destinations this rule's cover too"
+            ),
+            "{msg}"
+        );
+        let msg = refused(&[rule_to("8080/tcp", &[], &["nobody"])]);
+        assert!(msg.contains("apply to no destination"), "{msg}");
     }
 
     #[test]

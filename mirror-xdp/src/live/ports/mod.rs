@@ -18,10 +18,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::kernel::maps::MapsError;
 use crate::live::sources::{self, LiveError};
-use crate::policy::{ListItem, Policy, PolicyError, PortRange, Proto, parse_port_range};
+use crate::policy::{ListItem, Policy, PolicyError, PortRange, Proto, disjoint, parse_port_range};
 use crate::state::{Paths, StateError};
 
-pub use kernel::{KernelPorts, Plan, Want};
+pub use kernel::{KernelPorts, Plan, SlotWant, Want};
 pub use merge::live_rules;
 pub use protocols::{LiveProtocol, merge_protocols};
 
@@ -139,25 +139,34 @@ impl std::fmt::Display for PortSpec {
     }
 }
 
-/// One live rule: ports of one protocol, from any source or only from some.
+/// One live rule: ports of one protocol, from any source or only from some, to every
+/// address of the host or only to some.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LiveRule {
     pub spec: PortSpec,
     /// Set names stay names: they are resolved with the policy's `[sets]` at every
     /// reload, as the policy's own rules are.
     pub from: Option<Vec<ListItem>>,
+    /// Destinations (`--to`), kept as given like `from`; `None`: every address.
+    pub to: Option<Vec<ListItem>>,
 }
 
 impl LiveRule {
     /// Whether `other` says the same: same ports, same items in any order.
     fn same_as(&self, other: &LiveRule) -> bool {
-        self.spec == other.spec && items_key(&self.from) == items_key(&other.from)
+        self.spec == other.spec
+            && items_key(&self.from) == items_key(&other.from)
+            && items_key(&self.to) == items_key(&other.to)
     }
 }
 
 impl std::fmt::Display for LiveRule {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} from {}", self.spec, from_text(self.from.as_deref()))
+        write!(f, "{} from {}", self.spec, from_text(self.from.as_deref()))?;
+        if let Some(to) = &self.to {
+            write!(f, " to {}", from_text(Some(to)))?;
+        }
+        Ok(())
     }
 }
 
@@ -180,21 +189,65 @@ fn resolve_from(
     from: &Option<Vec<ListItem>>,
     what: &str,
 ) -> Result<Option<Vec<IpNet>>, (String, String)> {
-    let name_sources = || "name other sources".to_string();
-    let Some(items) = from else {
+    let empty = format!("its sets hold no address, so {what} would be open to no one");
+    resolve(policy, from, &empty, "name other sources")
+}
+
+/// A live rule's `to` expanded with the policy's sets, or why not and what to do.
+fn resolve_to(
+    policy: &Policy,
+    to: &Option<Vec<ListItem>>,
+) -> Result<Option<Vec<IpNet>>, (String, String)> {
+    let empty = "its `--to` sets hold no address, so it would apply to no destination";
+    resolve(policy, to, empty, "name other destinations")
+}
+
+fn resolve(
+    policy: &Policy,
+    items: &Option<Vec<ListItem>>,
+    empty: &str,
+    fix: &str,
+) -> Result<Option<Vec<IpNet>>, (String, String)> {
+    let Some(items) = items else {
         return Ok(None);
     };
-    let nets = policy.resolve(items).map_err(|e| (e, name_sources()))?;
+    let nets = policy.resolve(items).map_err(|e| (e, fix.to_string()))?;
     if nets.is_empty() {
         // The policy file allows an empty set file (closed to all, as it says); a live
         // rule that opens nothing is a mistake.
-        return Err((
-            format!("its sets hold no address, so {what} would be open to no one"),
-            name_sources(),
-        ));
+        return Err((empty.to_string(), fix.to_string()));
     }
     Ok(Some(nets))
 }
+
+/// A live rule's `from` and `to` expanded with the policy's sets (`None`: any).
+type Expanded = (Option<Vec<IpNet>>, Option<Vec<IpNet>>);
+
+/// A rule's `from` and `to` as sets, to compare with another's.
+#[derive(PartialEq)]
+struct Lists {
+    from: Option<Vec<IpNet>>,
+    to: Option<Vec<IpNet>>,
+}
+
+impl Lists {
+    fn new(from: &Option<Vec<IpNet>>, to: &Option<Vec<IpNet>>) -> Lists {
+        Lists {
+            from: from.as_deref().map(from_key),
+            to: to.as_deref().map(from_key),
+        }
+    }
+
+    /// Whether a rule with these lists may share a port or protocol with one with
+    /// `other`'s.
+    fn may_share(&self, other: &Lists) -> bool {
+        self == other || disjoint(&self.to, &other.to)
+    }
+}
+
+/// How two rules may share a port or a protocol, as the policy file's checks say it.
+const SHARING: &str = "two rules may share a port or protocol if they have the same `from` and \
+                       `to`, or `to` lists that share no address";
 
 /// Items given for `from` as a set (sorted, no duplicates): the same in any order.
 fn items_key(from: &Option<Vec<ListItem>>) -> Option<Vec<ListItem>> {
@@ -267,14 +320,16 @@ impl LivePorts {
             let spec =
                 PortSpec::parse(&format!("{}/{}", record.ports, record.proto)).map_err(&corrupt)?;
             let from = items(record.from).map_err(&corrupt)?;
-            set.rules.push(LiveRule { spec, from });
+            let to = items(record.to).map_err(&corrupt)?;
+            set.rules.push(LiveRule { spec, from, to });
         }
         for record in file.protocols {
             // The rules of `protocol allow`: not TCP, UDP or ICMP.
             let protocol =
                 crate::policy::protocols::parse(&record.protocol.to_string()).map_err(&corrupt)?;
             let from = items(record.from).map_err(&corrupt)?;
-            set.protocols.push(LiveProtocol { protocol, from });
+            let to = items(record.to).map_err(&corrupt)?;
+            set.protocols.push(LiveProtocol { protocol, from, to });
         }
         Ok(set)
     }
@@ -293,6 +348,10 @@ impl LivePorts {
                         .from
                         .as_ref()
                         .map(|items| items.iter().map(ToString::to_string).collect()),
+                    to: r
+                        .to
+                        .as_ref()
+                        .map(|items| items.iter().map(ToString::to_string).collect()),
                 })
                 .collect(),
             protocols: self
@@ -302,6 +361,10 @@ impl LivePorts {
                     protocol: r.protocol,
                     from: r
                         .from
+                        .as_ref()
+                        .map(|i| i.iter().map(ToString::to_string).collect()),
+                    to: r
+                        .to
                         .as_ref()
                         .map(|i| i.iter().map(ToString::to_string).collect()),
                 })
@@ -325,6 +388,9 @@ struct ProtocolRecord {
     protocol: u8,
     /// CIDRs and set names; `null`: any source.
     from: Option<Vec<String>>,
+    /// Destinations as `from`; absent: every address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    to: Option<Vec<String>>,
 }
 
 /// Items as the state file keeps them (`null`: any source).
@@ -340,6 +406,10 @@ struct RuleRecord {
     ports: String,
     /// CIDRs and set names; `null`: any source.
     from: Option<Vec<String>>,
+    /// Destinations as `from`; absent: every address (and in the files of builds before
+    /// live rules had `to`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    to: Option<Vec<String>>,
 }
 
 #[cfg(test)]
@@ -355,6 +425,15 @@ mod tests {
             spec: spec(text),
             from: (!from.is_empty())
                 .then(|| from.iter().map(|s| ListItem::parse(s).unwrap()).collect()),
+            to: None,
+        }
+    }
+
+    /// [`rule`] with destinations.
+    pub(super) fn rule_to(text: &str, from: &[&str], to: &[&str]) -> LiveRule {
+        LiveRule {
+            to: Some(to.iter().map(|s| ListItem::parse(s).unwrap()).collect()),
+            ..rule(text, from)
         }
     }
 
@@ -423,15 +502,18 @@ mod tests {
             rules: vec![
                 rule("8081/tcp", &[]),
                 rule("30001-30010/udp", &["admins", "2001:db8::/32"]),
+                rule_to("8443/tcp", &[], &["public", "198.51.100.1"]),
             ],
             protocols: vec![
                 LiveProtocol {
                     protocol: 112,
                     from: Some(vec![ListItem::parse("peers").unwrap()]),
+                    to: Some(vec![ListItem::parse("203.0.113.1").unwrap()]),
                 },
                 LiveProtocol {
                     protocol: 47,
                     from: None,
+                    to: None,
                 },
             ],
         };

@@ -1,10 +1,12 @@
 //! Live protocol rules (`mirror-xdp protocol`): an IP protocol other than TCP, UDP and
-//! ICMP opened to any source or to some, kept with the live port rules in their state
-//! file and joined to the policy's `[[protocols]]` rules as they are.
+//! ICMP opened to any source or to some, on every address of the host or on some, kept
+//! with the live port rules in their state file and joined to the policy's `[[protocols]]`
+//! rules as they are.
 
-use ipnet::IpNet;
-
-use super::{Added, LivePorts, LivePortsError, from_key, from_text, items_key, resolve_from};
+use super::{
+    Added, Expanded, Lists, LivePorts, LivePortsError, SHARING, from_text, items_key, resolve_from,
+    resolve_to,
+};
 use crate::policy::protocols::{ProtocolRule, name};
 use crate::policy::{ListItem, Policy};
 
@@ -14,6 +16,8 @@ pub struct LiveProtocol {
     pub protocol: u8,
     /// Set names stay names, resolved with the policy's `[sets]` at every reload.
     pub from: Option<Vec<ListItem>>,
+    /// Destinations (`--to`), kept as given like `from`; `None`: every address.
+    pub to: Option<Vec<ListItem>>,
 }
 
 impl std::fmt::Display for LiveProtocol {
@@ -23,7 +27,11 @@ impl std::fmt::Display for LiveProtocol {
             "{} from {}",
             name(self.protocol),
             from_text(self.from.as_deref())
-        )
+        )?;
+        if let Some(to) = &self.to {
+            write!(f, " to {}", from_text(Some(to)))?;
+        }
+        Ok(())
     }
 }
 
@@ -36,7 +44,10 @@ impl LivePorts {
     pub fn with_protocol(&self, rule: LiveProtocol) -> (LivePorts, Added) {
         let mut after = self.clone();
         match self.protocol_position(rule.protocol) {
-            Some(i) if items_key(&self.protocols[i].from) == items_key(&rule.from) => {
+            Some(i)
+                if items_key(&self.protocols[i].from) == items_key(&rule.from)
+                    && items_key(&self.protocols[i].to) == items_key(&rule.to) =>
+            {
                 (after, Added::AlreadyInPlace)
             }
             Some(i) => {
@@ -63,10 +74,10 @@ pub fn merge_protocols(
     let mut problems = Vec::new();
     for rule in &live.protocols {
         match check(policy, rule) {
-            Ok(from) => rules.push(ProtocolRule {
+            Ok((from, to)) => rules.push(ProtocolRule {
                 protocols: vec![rule.protocol],
                 from,
-                to: None,
+                to,
                 line: 0,
             }),
             Err((message, fix)) => {
@@ -88,42 +99,44 @@ pub fn merge_protocols(
     (rules, problems)
 }
 
-/// The rule's expanded `from`, or why it cannot join the policy and how a new rule could.
-fn check(policy: &Policy, rule: &LiveProtocol) -> Result<Option<Vec<IpNet>>, (String, String)> {
+/// The rule's expanded `from` and `to`, or why it cannot join the policy and how a new
+/// rule could.
+fn check(policy: &Policy, rule: &LiveProtocol) -> Result<Expanded, (String, String)> {
     let from = resolve_from(policy, &rule.from, "the protocol")?;
-    let key = from.as_deref().map(from_key);
+    let to = resolve_to(policy, &rule.to)?;
+    let lists = Lists::new(&from, &to);
     let listing = policy
         .protocols
         .iter()
         .filter(|r| r.protocols.contains(&rule.protocol));
     for own in listing {
+        if lists.may_share(&Lists::new(&own.from, &own.to)) {
+            continue;
+        }
         let at = format!(
-            "the policy rule at line {} of {}",
+            "{} is in the policy rule at line {} of {}",
+            name(rule.protocol),
             own.line,
             policy.path.display()
         );
-        if own.to.is_some() {
-            return Err((
+        return Err(if own.to.is_none() && to.is_none() {
+            (
                 format!(
-                    "{} is in {at}, which applies to some destinations only (`to`); a live \
-                     rule applies to all of them",
-                    name(rule.protocol)
-                ),
-                "change the policy".into(),
-            ));
-        }
-        if own.from.as_deref().map(from_key) != key {
-            return Err((
-                format!(
-                    "{} is in {at}, which admits {}; a protocol has one source list",
-                    name(rule.protocol),
+                    "{at}, which admits {}; a protocol has one source list",
                     from_text(own.from.as_deref())
                 ),
                 "give the live rule the same sources, or change the policy".into(),
-            ));
-        }
+            )
+        } else {
+            (
+                format!("{at}, for destinations this rule's cover too; {SHARING}"),
+                "give the live rule `--to` addresses that rule does not cover, or change the \
+                 policy"
+                    .into(),
+            )
+        });
     }
-    Ok(from)
+    Ok((from, to))
 }
 
 #[cfg(test)]
@@ -153,6 +166,14 @@ to = ["192.0.2.1"]
             protocol,
             from: (!from.is_empty())
                 .then(|| from.iter().map(|s| ListItem::parse(s).unwrap()).collect()),
+            to: None,
+        }
+    }
+
+    fn rule_to(protocol: u8, from: &[&str], to: &[&str]) -> LiveProtocol {
+        LiveProtocol {
+            to: Some(to.iter().map(|s| ListItem::parse(s).unwrap()).collect()),
+            ..rule(protocol, from)
         }
     }
 
@@ -188,7 +209,16 @@ to = ["192.0.2.1"]
         assert!(e.contains("gre is in the policy rule at line 5 of /etc/mirror-xdp/policy.toml, which admits 198.51.100.2/32, 2001:db8:1::2/128"), "{e}");
         assert!(e.contains("mirror-xdp protocol remove gre"), "{e}");
         let e = merged(&[rule(50, &[])]).unwrap_err();
-        assert!(e.contains("applies to some destinations only"), "{e}");
+        assert!(e.contains("for destinations this rule's cover too"), "{e}");
+        // ESP on another address than the policy's rule: fine.
+        let p = merged(&[rule_to(50, &["peers"], &["192.0.2.2"])]).unwrap();
+        let esp = |addr: &str| p.protocol_rule(50, addr.parse().unwrap()).map(|r| r.line);
+        assert_eq!(
+            (esp("192.0.2.1"), esp("192.0.2.2"), esp("192.0.2.3")),
+            (Some(8), Some(0), None)
+        );
+        let e = merged(&[rule_to(50, &[], &["192.0.2.0/30"])]).unwrap_err();
+        assert!(e.contains("for destinations this rule's cover too"), "{e}");
         let e = merged(&[rule(112, &["empty"])]).unwrap_err();
         assert!(e.contains("open to no one"), "{e}");
         let e = merged(&[rule(112, &["admins"])]).unwrap_err();
