@@ -218,6 +218,11 @@ impl ChildGuard {
         self.child.id()
     }
 
+    /// The read end of the process's standard output, if it was piped.
+    pub fn take_stdout(&mut self) -> Option<std::process::ChildStdout> {
+        self.child.stdout.take()
+    }
+
     /// The exit status if the process has ended (reaps it).
     pub fn try_wait(&mut self) -> Result<Option<ExitStatus>> {
         Ok(self.child.try_wait()?)

@@ -12,6 +12,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use mirror_xdp_tests::cli::{attach_policy, run, run_ok, stats, write_policy};
+use mirror_xdp_tests::cpu::pin_to_cpu;
 use mirror_xdp_tests::probe::{ProbeResult, UdpResult, tcp_connect, udp_probe};
 use mirror_xdp_tests::require_root;
 use mirror_xdp_tests::servers::{TcpListenerSet, UdpEchoSet};
@@ -523,4 +524,66 @@ fn now_unix() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs()
+}
+
+/// A SYN over `global_syn_rate` with `syn_cookies` is explained as `pass syn_cookie` (the
+/// connection is made through the cookie), and monitor mode's drops as `would_drop`.
+#[test]
+fn syn_cookies_and_monitor_mode_are_explained_as_they_happen() {
+    require_root();
+    let bed = Testbed::new().expect("testbed");
+    let _tcp = TcpListenerSet::start(&bed.server, &[80, 3306]).expect("listeners");
+    write_policy(&bed, "blocked.txt", BLOCKED);
+    // One SYN a second per CPU: the budget is split over the possible CPUs.
+    let cpus = mirror_xdp::compile::possible_cpus();
+    let limits = format!("[limits]\nglobal_syn_rate = {cpus}\nsyn_cookies = true\n");
+    let path = attach_policy(&bed, &policy("", &limits));
+    let client = IpAddr::from(CLIENT_V4);
+    let online = std::thread::available_parallelism().map_or(1, |n| n.get());
+
+    // A SYN from each CPU spends its share (the first one also goes to the kernel, so the
+    // kernel checks cookies for port 80): every share is empty, the next SYN gets a cookie.
+    let e = limited(&bed, client, "80/tcp", || {
+        for cpu in 0..online {
+            pin_to_cpu(cpu);
+            connect(&bed, client, "80/tcp");
+        }
+    });
+    expect(
+        &e,
+        "pass",
+        "syn_cookie",
+        &[
+            ("kind", s("limit")),
+            ("limit", s("global_syn_rate")),
+            ("tokens", 0.into()),
+        ],
+    );
+    assert_eq!(e["would_drop"], false, "{e:#}");
+
+    // Monitor mode: what it would drop passes, counted as a drop.
+    let monitor = policy("mode = \"monitor\"", "");
+    std::fs::write(&path, monitor).unwrap();
+    run_ok(&bed, &["reload"]);
+    let before = counts(&bed);
+    let e = explain(&bed, client, "3306/tcp");
+    expect(&e, "drop", "port_closed", &[("kind", s("setting"))]);
+    assert_eq!(e["would_drop"], true, "{e:#}");
+    assert!(
+        connect(&bed, client, "3306/tcp"),
+        "monitor mode lets it through"
+    );
+    let after = counts(&bed);
+    assert!(
+        after["port_closed:drop"] > before["port_closed:drop"],
+        "{before:?} -> {after:?}"
+    );
+    let human = run_ok(&bed, &["explain", "198.51.100.2", "3306/tcp"]);
+    assert!(
+        human
+            .stdout
+            .starts_with("drop port_closed (monitor mode: would drop)"),
+        "{}",
+        human.stdout
+    );
 }

@@ -368,6 +368,31 @@ fn live_rules_with_to_apply_to_their_destinations_only() {
         ],
     );
     in_force("right after both allows");
+    // `explain` names the rule for the destination asked about.
+    let explain = |dst: &str| -> Value {
+        let args = ["explain", "203.0.113.10", "80/tcp", "--dst", dst, "--json"];
+        serde_json::from_str(&run_ok(&bed, &args).stdout).expect("explain --json")
+    };
+    let by = explain("203.0.113.1");
+    assert_eq!(
+        (
+            &by["reason"],
+            &by["decided_by"]["kind"],
+            &by["decided_by"]["entry"]
+        ),
+        (
+            &json!("allowed"),
+            &json!("live"),
+            &json!("80/tcp from admins to 203.0.113.1/32")
+        ),
+        "{by:#}"
+    );
+    let by = explain("198.51.100.1");
+    assert_eq!(
+        (&by["decided_by"]["kind"], &by["decided_by"]["line"]),
+        (&json!("rule"), &json!(12)),
+        "{by:#}"
+    );
     let s = stats(&bed);
     assert!(reason(&s, "source_not_allowed", "packets") > 0, "{s:#}");
 

@@ -197,13 +197,20 @@ impl Context<'_> {
     /// rules are merged in with line 0), or the live one.
     fn rule(&self) -> DecidedBy {
         let live = &self.live_ports;
+        // A live rule with `--to` applies to its destinations only.
+        let reaches = |to: &Option<Vec<crate::policy::ListItem>>| match to {
+            None => true,
+            Some(items) => self
+                .policy
+                .resolve(items)
+                .is_ok_and(|nets| nets.iter().any(|n| n.contains(&self.dst))),
+        };
         let (line, action, live) = match self.target {
             Target::Port(proto, port) => {
                 let rule = self.policy.rule_for(proto, port, self.dst);
-                let own = live
-                    .rules
-                    .iter()
-                    .find(|r| r.spec.proto == proto && r.spec.ports.contains(port));
+                let own = live.rules.iter().find(|r| {
+                    r.spec.proto == proto && r.spec.ports.contains(port) && reaches(&r.to)
+                });
                 (
                     rule.map_or(0, |r| r.line),
                     "port",
@@ -212,7 +219,10 @@ impl Context<'_> {
             }
             Target::Protocol(n) => {
                 let rule = self.policy.protocol_rule(n, self.dst);
-                let own = live.protocols.iter().find(|r| r.protocol == n);
+                let own = live
+                    .protocols
+                    .iter()
+                    .find(|r| r.protocol == n && reaches(&r.to));
                 (
                     rule.map_or(0, |r| r.line),
                     "protocol",
