@@ -143,24 +143,14 @@ impl KernelPorts {
             let (key, entry) = entry.map_err(map(map_name::TO_V4))?;
             let (data, len) = (key.data(), key.prefix_len().saturating_sub(32));
             if let Ok(net) = Ipv4Net::new(data.addr.into(), len as u8) {
-                let index = u32::from_be_bytes(data.from_id);
-                kernel
-                    .to
-                    .entry(index)
-                    .or_default()
-                    .insert(net.into(), entry);
+                kernel.add_to(data.from_id, net.into(), entry);
             }
         }
         for entry in maps.to_v6.iter() {
             let (key, entry) = entry.map_err(map(map_name::TO_V6))?;
             let (data, len) = (key.data(), key.prefix_len().saturating_sub(32));
             if let Ok(net) = Ipv6Net::new(data.addr.into(), len as u8) {
-                let index = u32::from_be_bytes(data.from_id);
-                kernel
-                    .to
-                    .entry(index)
-                    .or_default()
-                    .insert(net.into(), entry);
+                kernel.add_to(data.from_id, net.into(), entry);
             }
         }
         for nets in kernel.sets.values_mut() {
@@ -174,6 +164,12 @@ impl KernelPorts {
         if let Ok(id) = u16::try_from(u32::from_be_bytes(from_id)) {
             self.sets.entry(id).or_default().push(net);
         }
+    }
+
+    /// A destination entry of the slot whose index is `slot` (big-endian, as keyed).
+    fn add_to(&mut self, slot: [u8; 4], net: IpNet, entry: PortEntry) {
+        let index = u32::from_be_bytes(slot);
+        self.to.entry(index).or_default().insert(net, entry);
     }
 
     /// Whether `entry` already means `want`, `HAS_TO` aside (the id may differ from the
