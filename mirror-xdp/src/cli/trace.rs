@@ -43,6 +43,10 @@ pub fn run(args: Args, paths: &Paths) -> Result<(), Failure> {
         TraceError::Input(_) => Failure::invalid(e),
         _ => Failure::operational(e),
     };
+    // A closed output (`| head`) must end the trace through a failed write, which switches
+    // the kernel's trace off, not kill it (main lets SIGPIPE end other commands quietly).
+    // SAFETY: setting a signal disposition before the runtime starts any thread.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
     let filter = trace::filter(args.source, args.port, args.rate).map_err(fail)?;
     let mut tracer = Tracer::open(paths, filter).map_err(fail)?;
     tracer.renew().map_err(fail)?;
