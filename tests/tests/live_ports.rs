@@ -390,7 +390,7 @@ fn live_rules_with_to_apply_to_their_destinations_only() {
     let by = explain("198.51.100.1");
     assert_eq!(
         (&by["decided_by"]["kind"], &by["decided_by"]["line"]),
-        (&json!("rule"), &json!(12)),
+        (&json!("rule"), &json!(8)),
         "{by:#}"
     );
     let s = stats(&bed);
